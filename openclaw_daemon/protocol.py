@@ -1,0 +1,178 @@
+"""The wire contract between the CLI and the daemon: the one place it is defined.
+
+Framing: a 4-byte big-endian length, then a msgpack map of at most
+``MAX_FRAME_BYTES``. Every message is a map with a string ``type``.
+
+A connection opens with ``hello`` (client) -> ``hello`` (daemon); a version
+mismatch gets an ``error`` frame with code ``version_mismatch``. Then the
+client sends one request and reads frames until exactly one terminal frame
+(``done`` or ``error``). Intermediate frames are ``token``, ``phase``,
+``progress``, ``tool`` and ``notice``. A client may send ``cancel`` (or just
+close the socket) to stop a turn; the daemon then still ends the stream.
+
+Imports msgpack and the standard library only: the CLI pays for this module on
+every start.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict
+
+import msgpack
+
+from openclaw_daemon.errors import OpenClawError, ProtocolError, VersionMismatchError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+HEADER = struct.Struct(">I")
+
+# Requests, client -> daemon.
+REQUEST_TYPES = frozenset({"hello", "turn", "status", "stop", "cancel", "ping"})
+# Stream frames, daemon -> client.
+STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
+TERMINAL_TYPES = frozenset({"done", "error"})
+KNOWN_TYPES = REQUEST_TYPES | STREAM_TYPES | TERMINAL_TYPES
+
+Message = dict[str, Any]
+
+
+class Hello(TypedDict):
+    """First frame both ways. ``version`` must equal PROTOCOL_VERSION."""
+
+    type: Literal["hello"]
+    version: int
+    client: str  # daemon side: "openclawd"; fields below only from the daemon
+
+
+class TurnRequest(TypedDict, total=False):
+    """One agent turn. ``message`` is the user's text."""
+
+    type: Literal["turn"]
+    message: str
+    agent_id: str
+    session_id: str | None
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    stop: list[str]
+    cwd: str
+    timeout_s: float | None
+
+
+class TokenFrame(TypedDict):
+    """A piece of the reply's text, streamed as it is decoded."""
+
+    type: Literal["token"]
+    text: str
+
+
+class ProgressFrame(TypedDict):
+    """Prefill progress: ``done`` of ``total`` prompt tokens, rate tok/s, eta s."""
+
+    type: Literal["progress"]
+    phase: str
+    done: int
+    total: int
+    rate: float
+    eta_s: float
+
+
+class PhaseFrame(TypedDict):
+    """A finished trace span: name, start offset and duration in ms."""
+
+    type: Literal["phase"]
+    name: str
+    start_ms: float
+    duration_ms: float
+
+
+class NoticeFrame(TypedDict):
+    type: Literal["notice"]
+    text: str
+
+
+class DoneFrame(TypedDict, total=False):
+    """Terminal success frame. For a turn: the reply, usage and trace."""
+
+    type: Literal["done"]
+    result: dict[str, Any]
+
+
+class ErrorFrame(TypedDict):
+    """Terminal failure frame: an ``OpenClawError`` code plus text for people."""
+
+    type: Literal["error"]
+    code: str
+    message: str
+    hint: str
+
+
+def hello(client: str, **extra: Any) -> Message:
+    return {"type": "hello", "version": PROTOCOL_VERSION, "client": client, **extra}
+
+
+def error_frame(exc: OpenClawError) -> Message:
+    return {"type": "error", "code": exc.code, "message": exc.message, "hint": exc.hint}
+
+
+def encode(message: Message) -> bytes:
+    """Serialise one message to a length-prefixed frame."""
+    if not isinstance(message.get("type"), str):
+        raise ProtocolError("a message needs a string 'type'")
+    body = msgpack.packb(message, use_bin_type=True)
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME_BYTES}")
+    return HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> Message:
+    """Parse and validate one frame body (without its header)."""
+    try:
+        message = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"malformed frame: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("malformed frame: expected a map")
+    kind = message.get("type")
+    if kind not in KNOWN_TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    return message
+
+
+def frame_length(header: bytes) -> int:
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME_BYTES} limit")
+    return int(length)
+
+
+def read_frame(read_exactly: Callable[[int], bytes]) -> Message | None:
+    """Read one frame with ``read_exactly(n)``; None on a clean EOF between frames.
+
+    ``read_exactly`` returns fewer bytes than asked only at EOF.
+    """
+    header = read_exactly(HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise ProtocolError("connection closed inside a frame header")
+    length = frame_length(header)
+    body = read_exactly(length)
+    if len(body) < length:
+        raise ProtocolError("connection closed inside a frame body")
+    return decode_body(body)
+
+
+def check_hello(message: Message | None) -> Message:
+    """Validate the peer's hello; raise VersionMismatchError if versions differ."""
+    if message is None or message.get("type") != "hello":
+        raise ProtocolError("expected a hello frame first")
+    version = message.get("version")
+    if version != PROTOCOL_VERSION:
+        raise VersionMismatchError(
+            f"protocol version mismatch: peer speaks {version}, we speak {PROTOCOL_VERSION}",
+            hint="Restart the daemon so both sides run the same version: openclaw daemon restart",
+        )
+    return message
