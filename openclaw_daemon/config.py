@@ -123,3 +123,24 @@ def threads_setting() -> int:
 
 def prefill_batch_setting() -> int:
     return _int_env(ENV_PREFILL_BATCH, DEFAULT_PREFILL_BATCH)
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Fail fast, with a clear message, on a missing or non-GGUF model file."""
+    if not path.exists():
+        raise ModelError(
+            f"model file not found: {path}",
+            hint="Pass an existing GGUF file with --model PATH or OPENCLAW_MODEL.",
+        )
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"not a GGUF model file: {path} (starts with {magic!r}, expected b'GGUF')",
+            hint="llama.cpp loads GGUF files only; convert the model or pick a .gguf file.",
+        )

@@ -23,11 +23,11 @@ from pathlib import Path
 import llama_cpp
 
 from openclaw_daemon.chat_template import ChatTemplate
+from openclaw_daemon.config import check_gguf
 from openclaw_daemon.errors import CancelledError, ModelError
 
 log = logging.getLogger("openclawd.engine")
 
-GGUF_MAGIC = b"GGUF"
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -51,24 +51,6 @@ class ModelInfo:
     size_bytes: int
     gpu_offload: bool
     chat_template: str | None
-
-
-def check_gguf(path: Path) -> None:
-    """Fail fast, with a clear message, on a missing or non-GGUF model file."""
-    if not path.exists():
-        raise ModelError(
-            f"model file not found: {path}",
-            hint="Pass an existing GGUF file with --model PATH or OPENCLAW_MODEL.",
-        )
-    if not path.is_file():
-        raise ModelError(f"model path is not a file: {path}")
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != GGUF_MAGIC:
-        raise ModelError(
-            f"not a GGUF model file: {path} (starts with {magic!r}, expected b'GGUF')",
-            hint="llama.cpp loads GGUF files only; convert the model or pick a .gguf file.",
-        )
 
 
 class Engine:

@@ -65,18 +65,25 @@ class TapeBuilder:
         tokens = self._tokenize_fragment(text, at_start=True) if text else []
         return TokenTape(tokens=tokens, text=text, messages=list(messages))
 
-    def plan_turn(self, tape: TokenTape, new_messages: list[ChatMessage]) -> PromptPlan:
-        """The prompt for a model call after appending ``new_messages``."""
+    def render_turn(
+        self, tape: TokenTape, new_messages: list[ChatMessage]
+    ) -> tuple[list[ChatMessage], str]:
+        """The messages and full prompt text after appending ``new_messages``."""
         messages = tape.messages + new_messages
-        full = self.template.render(messages, add_generation_prompt=True)
+        return messages, self.template.render(messages, add_generation_prompt=True)
+
+    def tokenize_turn(self, tape: TokenTape, messages: list[ChatMessage], full: str) -> PromptPlan:
+        """Tokens for ``full``: the tape plus only the new fragment, when the
+        template is prefix-stable (it almost always is)."""
         if tape.text and full.startswith(tape.text):
             delta = self._tokenize_fragment(full[len(tape.text) :], at_start=False)
             return PromptPlan(tape.tokens + delta, full, messages, len(delta), False)
-        if not tape.text:
-            tokens = self._tokenize_fragment(full, at_start=True)
-            return PromptPlan(tokens, full, messages, len(tokens), False)
         tokens = self._tokenize_fragment(full, at_start=True)
-        return PromptPlan(tokens, full, messages, len(tokens), True)
+        return PromptPlan(tokens, full, messages, len(tokens), bool(tape.text))
+
+    def plan_turn(self, tape: TokenTape, new_messages: list[ChatMessage]) -> PromptPlan:
+        messages, full = self.render_turn(tape, new_messages)
+        return self.tokenize_turn(tape, messages, full)
 
     def commit_reply(
         self, plan: PromptPlan, generated: list[int], content: str

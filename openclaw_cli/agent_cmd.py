@@ -1,0 +1,188 @@
+"""``openclaw agent``: send one turn to the daemon and stream the reply.
+
+The reply goes to stdout as it is decoded; progress and notices go to stderr.
+``--json`` prints OpenClaw's envelope instead: ``payloads[]`` and ``meta`` with
+``durationMs``, ``agentMeta`` (session, model, usage) and ``trace``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openclaw_cli import BOOT, daemon_control, render
+from openclaw_daemon import config
+from openclaw_daemon.errors import BadRequestError, OpenClawError, TurnTimeoutError
+
+# The CLI's own deadline waits this much longer than --timeout, so the
+# daemon's timeout error (which stops the turn cleanly) normally arrives first.
+_TIMEOUT_GRACE_S = 10.0
+
+
+@dataclass
+class AgentOptions:
+    message: str
+    session_id: str | None = None
+    agent_id: str = config.DEFAULT_AGENT_ID
+    json: bool = False
+    timeout: float | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    model: str | None = None
+    verbose: bool = False
+
+
+def _ms(at: float) -> float:
+    return round((at - BOOT) * 1000.0, 3)
+
+
+def _span(name: str, start: float, end: float, **attrs: Any) -> dict[str, Any]:
+    return {"name": name, "startMs": _ms(start), "durationMs": round((end - start) * 1000.0, 3), **attrs}
+
+
+def run_agent(options: AgentOptions) -> int:
+    main_at = time.perf_counter()
+    if not options.message.strip():
+        raise BadRequestError("the message is empty", hint="Pass the text with -m TEXT.")
+    paths = config.resolve_paths()
+    model = None
+    if options.model:
+        model_path = Path(options.model).expanduser().resolve()
+        config.check_gguf(model_path)
+        model = str(model_path)
+    progress = render.Progress(enabled=not options.json)
+    connect_at = time.perf_counter()
+    client, spawned = daemon_control.connect_or_start(paths, model=model, waiting=progress.waiting)
+    connected_at = time.perf_counter()
+    progress.stop()
+    spans = [_span("cli.boot", BOOT, main_at)]
+    if spawned:
+        spans.append(_span("daemon.spawn", connect_at, connected_at))
+    else:
+        spans.append(_span("cli.connect", connect_at, connected_at))
+    with client:
+        _check_model(client.daemon_info, model, paths)
+        result, sent_at, first_token_at = _stream_turn(client, options, progress)
+    render_at = time.perf_counter()
+    if not options.json and result["text"] and not result["text"].endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    spans += [
+        {**span, "startMs": round(span["startMs"] + _ms(sent_at), 3), "scope": "daemon"}
+        for span in result["spans"]
+    ]
+    spans.append(_span("cli.render", render_at, time.perf_counter()))
+    if options.json:
+        render.print_json(_envelope(result, spans, sent_at, first_token_at))
+    elif options.verbose:
+        _print_trace_summary(result, spans, first_token_at)
+    return 0
+
+
+def _check_model(daemon_info: dict[str, Any], model: str | None, paths: config.Paths) -> None:
+    """A running daemon serves one model; say so instead of silently using another."""
+    if model is None:
+        return
+    status = daemon_control.read_status_file(paths) or {}
+    running = status.get("model")
+    if running and Path(running).resolve() != Path(model):
+        raise BadRequestError(
+            f"the daemon is serving {running}, not {model}",
+            hint=f"Restart it on that model: openclaw daemon restart --model {model}",
+        )
+
+
+def _stream_turn(
+    client: Any, options: AgentOptions, progress: render.Progress
+) -> tuple[dict[str, Any], float, float | None]:
+    request = {
+        "type": "turn",
+        "message": options.message,
+        "agent_id": options.agent_id,
+        "session_id": options.session_id,
+        "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
+        "seed": options.seed,
+        "stop": list(options.stop),
+        "cwd": str(Path.cwd()),
+        "timeout_s": options.timeout,
+    }
+    deadline = options.timeout + _TIMEOUT_GRACE_S if options.timeout else None
+    sent_at = time.perf_counter()
+    first_token_at: float | None = None
+    result: dict[str, Any] = {}
+    try:
+        for frame in client.request(request, timeout=deadline):
+            kind = frame["type"]
+            if kind == "token":
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    progress.stop()
+                if not options.json:
+                    sys.stdout.write(frame["text"])
+                    sys.stdout.flush()
+            elif kind == "progress":
+                progress.prefill(frame["done"], frame["total"], frame["rate"])
+            elif kind == "notice":
+                render.notice(frame["text"])
+            elif kind == "done":
+                result = frame["result"]
+    except (KeyboardInterrupt, TurnTimeoutError):
+        client.cancel()
+        raise
+    finally:
+        progress.stop()
+    if not result:
+        raise OpenClawError("the daemon ended the turn without a result")
+    return result, sent_at, first_token_at
+
+
+def _envelope(
+    result: dict[str, Any], spans: list[dict[str, Any]], sent_at: float, first_token_at: float | None
+) -> dict[str, Any]:
+    now = time.perf_counter()
+    return {
+        "payloads": [{"text": result["text"], "mediaUrl": None}],
+        "meta": {
+            "durationMs": round((now - BOOT) * 1000.0),
+            "agentMeta": {
+                "sessionId": result["sessionId"],
+                "sessionKey": result["sessionKey"],
+                "sessionFile": result["sessionFile"],
+                "provider": result["provider"],
+                "model": result["model"],
+                "contextTokens": result["contextTokens"],
+                "usage": result["usage"],
+            },
+            "aborted": False,
+            "stopReason": result["stopReason"],
+            "trace": {
+                "origin": "process start",
+                "wallMs": round((now - BOOT) * 1000.0, 3),
+                "ttftMs": _ms(first_token_at) if first_token_at else None,
+                "daemonTtftMs": result.get("ttftMs"),
+                "requestSentMs": _ms(sent_at),
+                "spans": spans,
+            },
+        },
+    }
+
+
+def _print_trace_summary(
+    result: dict[str, Any], spans: list[dict[str, Any]], first_token_at: float | None
+) -> None:
+    usage = result["usage"]
+    ttft = f"{_ms(first_token_at):.0f} ms" if first_token_at else "n/a"
+    render.notice(
+        f"session {result['sessionId']}: {usage['input']} prompt tokens "
+        f"({usage['cacheRead']} cached, {usage['cacheWrite']} prefilled), "
+        f"{usage['output']} generated; time to first token {ttft}"
+    )
+    for span in spans:
+        tokens = f"  {span['tokens']} tok" if span.get("tokens") is not None else ""
+        render.notice(f"  {span['name']:<16} {span['startMs']:>9.1f} +{span['durationMs']:>8.1f} ms{tokens}")

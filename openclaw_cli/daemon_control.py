@@ -1,0 +1,179 @@
+"""Find, start and stop the daemon from the CLI.
+
+The first command that needs the daemon starts it detached (its output goes to
+the daemon log) and waits until its socket answers; a daemon that dies while
+starting is reported with the tail of its log. Stale status files and sockets
+from a killed daemon are detected and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openclaw_daemon.client import DaemonClient
+from openclaw_daemon.config import Paths
+from openclaw_daemon.errors import DaemonUnavailableError, OpenClawError
+from openclaw_daemon.transport import ensure_private_dir
+
+START_TIMEOUT_S = 180.0
+Waiting = Callable[[str, float], None]
+
+
+def log_tail(paths: Paths, lines: int = 15) -> str:
+    try:
+        text = paths.log_file.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no daemon log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_status_file(paths: Paths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(paths.status_file.read_text())
+        return data if isinstance(data, dict) else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(paths: Paths) -> int | None:
+    """Remove the status file and socket of a daemon that is gone; its pid or None."""
+    status = read_status_file(paths)
+    if status is None or pid_alive(int(status.get("pid", 0))):
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        paths.status_file.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    return int(status.get("pid", 0))
+
+
+def try_connect(paths: Paths) -> DaemonClient | None:
+    client = DaemonClient(paths.socket)
+    try:
+        client.connect()
+    except DaemonUnavailableError:
+        return None
+    return client
+
+
+def spawn(paths: Paths, *, model: str | None, n_ctx: int | None) -> subprocess.Popen[bytes]:
+    ensure_private_dir(paths.state_dir)
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "openclaw_daemon.server"]
+    if model:
+        command += ["--model", model]
+    if n_ctx:
+        command += ["--n-ctx", str(n_ctx)]
+    with paths.log_file.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def connect_or_start(
+    paths: Paths,
+    *,
+    model: str | None = None,
+    n_ctx: int | None = None,
+    waiting: Waiting | None = None,
+) -> tuple[DaemonClient, bool]:
+    """A connected client, starting the daemon first if needed; and whether we did."""
+    client = try_connect(paths)
+    if client is not None:
+        return client, False
+    ensure_private_dir(paths.state_dir)
+    lock_path = paths.state_dir / "daemon.start.lock"
+    with lock_path.open("w") as lock:
+        # Two CLIs starting at once: one spawns, the other waits, then connects.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = try_connect(paths)
+        if client is not None:
+            return client, False
+        clean_stale(paths)
+        process = spawn(paths, model=model, n_ctx=n_ctx)
+        return wait_until_ready(paths, process, waiting), True
+
+
+def wait_until_ready(
+    paths: Paths, process: subprocess.Popen[bytes], waiting: Waiting | None
+) -> DaemonClient:
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        if paths.socket.exists():
+            client = try_connect(paths)
+            if client is not None:
+                return client
+        code = process.poll()
+        if code is not None:
+            raise DaemonUnavailableError(
+                f"the daemon exited with code {code} while starting. Log tail:\n"
+                + log_tail(paths),
+                hint=f"Full log: {paths.log_file}",
+            )
+        if elapsed > START_TIMEOUT_S:
+            raise DaemonUnavailableError(
+                f"the daemon did not become ready within {START_TIMEOUT_S:.0f} s. Log tail:\n"
+                + log_tail(paths),
+                hint=f"Full log: {paths.log_file}",
+            )
+        if waiting is not None:
+            waiting("starting the daemon and loading the model", elapsed)
+        time.sleep(0.02)
+
+
+def stop(paths: Paths, *, timeout: float = 15.0) -> int | None:
+    """Stop the daemon; its pid, or None if it was not running."""
+    client = try_connect(paths)
+    if client is None:
+        status = read_status_file(paths)
+        if status and pid_alive(int(status.get("pid", 0))):
+            pid = int(status["pid"])
+            os.kill(pid, signal.SIGTERM)
+            _wait_gone(pid, timeout)
+            return pid
+        clean_stale(paths)
+        return None
+    with client:
+        pid = int(client.daemon_info.get("pid", 0))
+        try:
+            client.call({"type": "stop"}, timeout=timeout)
+        except OpenClawError:
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+    if pid:
+        _wait_gone(pid, timeout)
+    return pid or None
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+

@@ -1,0 +1,92 @@
+"""Terminal output: the streamed reply, progress on stderr, JSON for scripts.
+
+rich is imported only when stderr is a terminal and there is something to
+draw, so piped and scripted runs never pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+
+def print_json(data: Any, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+class Progress:
+    """Progress on stderr: a rich bar on a TTY, nothing otherwise.
+
+    Kept quiet for short waits so a warm turn prints no flicker.
+    """
+
+    def __init__(self, *, enabled: bool, min_total: int = 256, delay_s: float = 0.3) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.min_total = min_total
+        self.delay_s = delay_s
+        self._progress: Any = None
+        self._task: Any = None
+        self._spinner_task: Any = None
+
+    def _start(self) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                SpinnerColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            from rich.progress import Progress as RichProgress
+
+            self._progress = RichProgress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+
+    def waiting(self, what: str, elapsed: float) -> None:
+        """A wait with no known total (daemon start, model load)."""
+        if not self.enabled or elapsed < self.delay_s:
+            return
+        self._start()
+        if self._spinner_task is None:
+            self._spinner_task = self._progress.add_task(what, total=None, rate="")
+
+    def prefill(self, done: int, total: int, rate: float) -> None:
+        if not self.enabled or total < self.min_total:
+            return
+        self._start()
+        label = f"{rate:,.0f} tok/s"
+        if self._task is None:
+            self._task = self._progress.add_task("prefill", total=total, rate=label)
+        self._progress.update(self._task, completed=done, rate=label)
+        if done >= total:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+            self._spinner_task = None
+
+
+def notice(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,65 @@
+"""``openclaw sessions list|show``: read the session store directly (no daemon)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+from openclaw_cli import render
+from openclaw_daemon import config
+from sessions.prompt import message_text
+from sessions.store import SessionStore
+
+
+def _store(agent_id: str) -> SessionStore:
+    return SessionStore(config.resolve_paths().agent_sessions_dir(agent_id), agent_id)
+
+
+def list_sessions(agent_id: str, *, json_out: bool) -> None:
+    index = _store(agent_id).load_index()
+    rows = sorted(
+        ({"key": key, **entry} for key, entry in index.items()),
+        key=lambda row: row.get("updatedAt", 0),
+        reverse=True,
+    )
+    if json_out:
+        render.print_json({"agentId": agent_id, "count": len(rows), "sessions": rows})
+        return
+    if not rows:
+        render.notice(f"no sessions for agent {agent_id!r}")
+        return
+    for row in rows:
+        updated = datetime.fromtimestamp(row.get("updatedAt", 0) / 1000).strftime("%Y-%m-%d %H:%M")
+        tokens = row.get("totalTokens", "-")
+        sys.stdout.write(f"{row['sessionId']:<38} {updated}  {tokens!s:>7} tok  {row['key']}\n")
+
+
+def show_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
+    store = _store(agent_id)
+    ref = store.find(session_id)
+    entries = store.load_entries(ref)
+    if json_out:
+        render.print_json(
+            {"sessionId": ref.session_id, "key": ref.key, "file": str(ref.file), "entries": entries}
+        )
+        return
+    sys.stdout.write(f"session {ref.session_id} ({ref.key})\nfile    {ref.file}\n\n")
+    for entry in entries:
+        sys.stdout.write(_describe(entry))
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    kind = entry.get("type")
+    if kind == "message":
+        message = entry.get("message", {})
+        usage = message.get("usage")
+        meta = (
+            f"  [{usage['input']} in, {usage['cacheRead']} cached, {usage['output']} out]"
+            if usage
+            else ""
+        )
+        return f"{message.get('role', '?'):>9}: {message_text(message)}{meta}\n"
+    if kind == "compaction":
+        return f"   [compaction: {entry.get('tokensBefore')} tokens summarised]\n"
+    return ""

@@ -1,0 +1,154 @@
+"""Request type -> handler, for one connection.
+
+Every request stream ends with exactly one terminal frame. A turn is relayed
+from the model worker to the socket here: its events are forwarded as they
+come, and a client that hangs up or sends ``cancel`` (or a turn that passes
+its timeout) stops the generation at the next token or prefill batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openclaw_daemon import protocol
+from openclaw_daemon.errors import (
+    BadRequestError,
+    CancelledError,
+    OpenClawError,
+    TurnTimeoutError,
+)
+from openclaw_daemon.scheduler import Scheduler
+from openclaw_daemon.tracing import Trace
+from openclaw_daemon.transport import Connection
+from openclaw_daemon.turn import TurnContext, TurnPipeline
+
+log = logging.getLogger("openclawd.handlers")
+_POLL_S = 0.02
+
+
+@dataclass
+class DaemonState:
+    """What handlers share: the pipeline, the scheduler and daemon facts."""
+
+    pipeline: TurnPipeline
+    scheduler: Scheduler
+    status: Callable[[], dict[str, Any]]
+    request_shutdown: Callable[[], None]
+    started_at: float = field(default_factory=time.time)
+
+
+class Handlers:
+    def __init__(self, state: DaemonState) -> None:
+        self.state = state
+
+    def __call__(self, connection: Connection) -> None:
+        try:
+            protocol.check_hello(connection.receive())
+        except OpenClawError as exc:
+            connection.send(protocol.error_frame(exc))
+            return
+        connection.send(protocol.hello("openclawd", pid=os.getpid()))
+        try:
+            request = connection.receive()
+        except OpenClawError as exc:
+            connection.send(protocol.error_frame(exc))
+            return
+        if request is None:
+            return
+        self.dispatch(request, connection)
+
+    def dispatch(self, request: protocol.Message, connection: Connection) -> None:
+        handler = {
+            "turn": self.turn,
+            "status": self.status,
+            "stop": self.stop,
+            "ping": self.ping,
+        }.get(request["type"])
+        try:
+            if handler is None:
+                raise BadRequestError(f"{request['type']!r} is not a request")
+            handler(request, connection)
+        except OpenClawError as exc:
+            connection.send(protocol.error_frame(exc))
+        except Exception as exc:  # a bug: report it, keep serving
+            log.exception("request %s failed", request.get("type"))
+            connection.send(protocol.error_frame(OpenClawError(f"internal error: {exc!r}")))
+
+    def ping(self, request: protocol.Message, connection: Connection) -> None:
+        connection.send({"type": "done", "result": {"pong": True}})
+
+    def status(self, request: protocol.Message, connection: Connection) -> None:
+        connection.send({"type": "done", "result": self.state.status()})
+
+    def stop(self, request: protocol.Message, connection: Connection) -> None:
+        # Ask for shutdown first (it removes the status file), then reply, so a
+        # client that sees "done" never finds a stale status file.
+        self.state.request_shutdown()
+        connection.send({"type": "done", "result": {"stopping": True, "pid": os.getpid()}})
+
+    def turn(self, request: protocol.Message, connection: Connection) -> None:
+        events: queue.Queue[protocol.Message] = queue.Queue()
+        cancel = threading.Event()
+        trace = Trace(listener=lambda span: events.put({"type": "phase", **span}))
+        context = TurnContext(
+            trace=trace, emit=events.put, cancelled=cancel.is_set, received_at=trace.origin
+        )
+        timeout = request.get("timeout_s")
+        deadline = time.monotonic() + float(timeout) if timeout else None
+        session_key = f"{request.get('agent_id') or 'main'}/{request.get('session_id') or ''}"
+        with self.state.scheduler.lane(session_key):
+            future = self.state.scheduler.submit(
+                lambda: self.state.pipeline.run(request, context)
+            )
+            timed_out = self._relay(connection, events, future, cancel, deadline)
+        self._drain(connection, events)
+        try:
+            result = future.result()
+        except CancelledError as exc:
+            if timed_out:
+                raise TurnTimeoutError(
+                    f"the turn took longer than --timeout {timeout} s and was stopped",
+                    hint="Raise --timeout, or lower --max-tokens.",
+                ) from exc
+            raise
+        connection.send({"type": "done", "result": result})
+
+    def _relay(
+        self,
+        connection: Connection,
+        events: queue.Queue[protocol.Message],
+        future: Any,
+        cancel: threading.Event,
+        deadline: float | None,
+    ) -> bool:
+        """Forward events until the job ends; returns True if it timed out."""
+        timed_out = False
+        while not future.done():
+            try:
+                connection.send(events.get(timeout=_POLL_S))
+            except queue.Empty:
+                pass
+            if cancel.is_set():
+                continue
+            polled = connection.poll_client()
+            if polled is True or (isinstance(polled, dict) and polled.get("type") == "cancel"):
+                log.info("client went away or cancelled; stopping the turn")
+                cancel.set()
+            elif deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                cancel.set()
+        return timed_out
+
+    def _drain(self, connection: Connection, events: queue.Queue[protocol.Message]) -> None:
+        while True:
+            try:
+                connection.send(events.get_nowait())
+            except queue.Empty:
+                return

@@ -1,0 +1,141 @@
+"""The daemon process: load the model once, serve the socket until stopped.
+
+``openclawd`` (or ``python -m openclaw_daemon.server``) runs in the foreground;
+the CLI starts it detached, with output going to the daemon log. It writes a
+status file with its pid and socket once it is ready to serve, and removes it,
+with the socket, when it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from openclaw_daemon import config, protocol
+from openclaw_daemon.errors import OpenClawError
+from openclaw_daemon.handlers import DaemonState, Handlers
+from openclaw_daemon.scheduler import Scheduler
+from openclaw_daemon.transport import UnixServer, ensure_private_dir
+
+log = logging.getLogger("openclawd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="openclawd", description="OpenClaw edge daemon")
+    parser.add_argument("--model", help="GGUF model path (default: OPENCLAW_MODEL or embedded)")
+    parser.add_argument("--n-ctx", type=int, default=None, help="context window in tokens")
+    return parser.parse_args(argv)
+
+
+class Daemon:
+    def __init__(self, model_path: Path, n_ctx: int) -> None:
+        from openclaw_daemon.engine import Engine  # the one llama_cpp import
+        from openclaw_daemon.turn import TurnPipeline
+
+        self.paths = config.resolve_paths()
+        ensure_private_dir(self.paths.state_dir)
+        ensure_private_dir(self.paths.status_file.parent)
+        started = time.monotonic()
+        self.engine = Engine(model_path, n_ctx=n_ctx, n_threads=config.threads_setting())
+        log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
+        self.pipeline = TurnPipeline(
+            self.engine, self.paths, prefill_batch=config.prefill_batch_setting()
+        )
+        self.scheduler = Scheduler()
+        self.started_at = time.time()
+        self.state = DaemonState(
+            pipeline=self.pipeline,
+            scheduler=self.scheduler,
+            status=self.status,
+            request_shutdown=self.request_shutdown,
+        )
+        self.server = UnixServer(self.paths.socket, Handlers(self.state))
+        self._stopped = threading.Event()
+
+    def status(self) -> dict[str, Any]:
+        import psutil
+
+        info = self.engine.info
+        return {
+            "pid": os.getpid(),
+            "protocolVersion": protocol.PROTOCOL_VERSION,
+            "model": info.name,
+            "modelPath": info.path,
+            "modelBytes": info.size_bytes,
+            "nCtx": info.n_ctx,
+            "gpuOffload": info.gpu_offload,
+            "uptimeS": round(time.time() - self.started_at, 1),
+            "rssBytes": psutil.Process().memory_info().rss,
+            "sessions": len(self.pipeline.tapes),
+            "turnsServed": self.pipeline.turns_served,
+            "queued": self.scheduler.queued,
+            "socket": str(self.paths.socket),
+            "stateDir": str(self.paths.state_dir),
+            "logFile": str(self.paths.log_file),
+        }
+
+    def write_status_file(self) -> None:
+        data = {
+            "pid": os.getpid(),
+            "socket": str(self.paths.socket),
+            "model": self.engine.info.path,
+            "startedAt": self.started_at,
+        }
+        tmp = self.paths.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.paths.status_file)
+
+    def remove_status_file(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.status_file.unlink()
+
+    def request_shutdown(self) -> None:
+        self.remove_status_file()
+        self.server.shutdown()
+
+    def serve(self) -> None:
+        self.write_status_file()
+        log.info("serving on %s (pid %d)", self.paths.socket, os.getpid())
+        try:
+            self.server.serve_forever()
+        finally:
+            self.remove_status_file()
+            self.server.close()
+            log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        model_path = config.resolve_model_path(args.model)
+        daemon = Daemon(model_path, args.n_ctx or config.n_ctx_setting())
+    except OpenClawError as exc:
+        print(f"openclawd: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        daemon.request_shutdown()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
