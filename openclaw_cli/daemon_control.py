@@ -45,13 +45,20 @@ def read_status_file(paths: Paths) -> dict[str, Any] | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs; a zombie (killed, not yet reaped) counts as gone."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def clean_stale(paths: Paths) -> int | None:

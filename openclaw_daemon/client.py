@@ -17,8 +17,8 @@ from pathlib import Path
 from openclaw_daemon import protocol
 from openclaw_daemon.errors import (
     DaemonUnavailableError,
+    OpenClawError,
     PermissionDeniedError,
-    ProtocolError,
     TurnTimeoutError,
     error_from_wire,
 )
@@ -98,7 +98,8 @@ class DaemonClient:
         return dict(done.get("result") or {})
 
     def cancel(self) -> None:
-        with contextlib.suppress(OSError, ProtocolError):
+        """Best effort: the daemon may already have ended the stream."""
+        with contextlib.suppress(OpenClawError):
             self._send({"type": "cancel"})
 
     def _send(self, message: protocol.Message) -> None:

@@ -188,7 +188,7 @@ class SessionStore:
         try:
             _cut_torn_tail(fd)
             os.write(fd, payload)
-            os.fdatasync(fd)
+            getattr(os, "fdatasync", os.fsync)(fd)  # macOS has no fdatasync
         finally:
             os.close(fd)
 

@@ -1,0 +1,114 @@
+"""Shared fixtures: temp state dirs, the real CLI as a subprocess, a running daemon.
+
+End-to-end tests drive the installed ``openclaw`` command against a real
+daemon on the embedded model; each module gets its own state dir (kept short
+so the socket path fits AF_UNIX limits) and stops its daemon afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+OPENCLAW = Path(sys.executable).with_name("openclaw")
+
+
+@dataclass
+class Cli:
+    """Runs the real ``openclaw`` command with its own state dir."""
+
+    state_dir: Path
+    extra_env: dict[str, str]
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        env["OPENCLAW_STATE_DIR"] = str(self.state_dir)
+        env.update(self.extra_env)
+        return env
+
+    def run(
+        self, *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(OPENCLAW), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"openclaw {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def turn(self, message: str, *args: str, **kwargs: Any) -> dict[str, Any]:
+        """One ``agent --local --json`` turn; the parsed envelope."""
+        proc = self.run("agent", "--local", "-m", message, "--json", *args, **kwargs)
+        return json.loads(proc.stdout)
+
+    def status(self) -> dict[str, Any]:
+        proc = self.run("daemon", "status", "--json", check=False)
+        return json.loads(proc.stdout)
+
+    def stop(self) -> None:
+        self.run("daemon", "stop", check=False, timeout=30)
+        status_file = self.state_dir / "run" / "daemon.json"
+        if status_file.exists():  # belt and braces: never leak a daemon
+            pid = json.loads(status_file.read_text()).get("pid")
+            if pid:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def make_state_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="oc-", dir="/tmp"))
+
+
+@pytest.fixture
+def cli() -> Iterator[Cli]:
+    """A CLI with a fresh, empty state dir; stops any daemon it started."""
+    runner = Cli(make_state_dir(), {})
+    yield runner
+    runner.stop()
+    shutil.rmtree(runner.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def warm_cli() -> Iterator[Cli]:
+    """A CLI whose daemon is already running, shared by a module's tests."""
+    runner = Cli(make_state_dir(), {})
+    runner.run("daemon", "start", timeout=300)
+    yield runner
+    runner.stop()
+    shutil.rmtree(runner.state_dir, ignore_errors=True)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def transcript(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,69 @@
+"""Scheduler: one worker runs jobs in order, lanes serialize a session, a full queue is busy."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from openclaw_daemon.errors import DaemonBusyError
+from openclaw_daemon.scheduler import Scheduler
+
+
+def test_jobs_run_one_at_a_time_in_submission_order() -> None:
+    scheduler = Scheduler(max_queue=8)
+    running = []
+    order = []
+
+    def job(n: int) -> int:
+        running.append(n)
+        assert len(running) == 1
+        time.sleep(0.01)
+        order.append(n)
+        running.remove(n)
+        return n * 2
+
+    futures = [scheduler.submit(lambda n=n: job(n)) for n in range(5)]
+    assert [f.result(timeout=5) for f in futures] == [0, 2, 4, 6, 8]
+    assert order == [0, 1, 2, 3, 4]
+    scheduler.shutdown()
+
+
+def test_full_queue_answers_busy() -> None:
+    scheduler = Scheduler(max_queue=1)
+    release = threading.Event()
+    first = scheduler.submit(release.wait)
+    time.sleep(0.05)  # let the worker take the first job
+    scheduler.submit(lambda: None)
+    with pytest.raises(DaemonBusyError, match="busy"):
+        scheduler.submit(lambda: None)
+    release.set()
+    assert first.result(timeout=5) is True
+    scheduler.shutdown()
+
+
+def test_same_lane_never_interleaves_but_other_lanes_do_not_wait() -> None:
+    scheduler = Scheduler()
+    events: list[str] = []
+    inside = threading.Event()
+
+    def hold(lane: str, tag: str, wait: float) -> None:
+        with scheduler.lane(lane):
+            events.append(f"{tag}+")
+            inside.set()
+            time.sleep(wait)
+            events.append(f"{tag}-")
+
+    a = threading.Thread(target=hold, args=("s1", "a", 0.2))
+    a.start()
+    inside.wait(2)
+    b = threading.Thread(target=hold, args=("s1", "b", 0))
+    c = threading.Thread(target=hold, args=("s2", "c", 0))
+    b.start()
+    c.start()
+    for thread in (a, b, c):
+        thread.join(5)
+    assert events.index("a-") < events.index("b+")
+    assert events.index("c-") < events.index("a-")
+    scheduler.shutdown()
