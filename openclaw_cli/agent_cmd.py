@@ -42,7 +42,12 @@ def _ms(at: float) -> float:
 
 
 def _span(name: str, start: float, end: float, **attrs: Any) -> dict[str, Any]:
-    return {"name": name, "startMs": _ms(start), "durationMs": round((end - start) * 1000.0, 3), **attrs}
+    return {
+        "name": name,
+        "startMs": _ms(start),
+        "durationMs": round((end - start) * 1000.0, 3),
+        **attrs,
+    }
 
 
 def run_agent(options: AgentOptions) -> int:
@@ -143,7 +148,10 @@ def _stream_turn(
 
 
 def _envelope(
-    result: dict[str, Any], spans: list[dict[str, Any]], sent_at: float, first_token_at: float | None
+    result: dict[str, Any],
+    spans: list[dict[str, Any]],
+    sent_at: float,
+    first_token_at: float | None,
 ) -> dict[str, Any]:
     now = time.perf_counter()
     return {
@@ -185,4 +193,6 @@ def _print_trace_summary(
     )
     for span in spans:
         tokens = f"  {span['tokens']} tok" if span.get("tokens") is not None else ""
-        render.notice(f"  {span['name']:<16} {span['startMs']:>9.1f} +{span['durationMs']:>8.1f} ms{tokens}")
+        render.notice(
+            f"  {span['name']:<16} {span['startMs']:>9.1f} +{span['durationMs']:>8.1f} ms{tokens}"
+        )

@@ -35,7 +35,9 @@ def start(*, model: str | None, n_ctx: int | None, foreground: bool) -> None:
     with client:
         info = client.call({"type": "status"})
     verb = "started" if spawned else "already running"
-    render.notice(f"daemon {verb}: pid {info['pid']}, model {info['model']}, socket {info['socket']}")
+    render.notice(
+        f"daemon {verb}: pid {info['pid']}, model {info['model']}, socket {info['socket']}"
+    )
 
 
 def stop() -> None:

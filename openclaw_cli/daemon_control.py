@@ -138,8 +138,7 @@ def wait_until_ready(
         code = process.poll()
         if code is not None:
             raise DaemonUnavailableError(
-                f"the daemon exited with code {code} while starting. Log tail:\n"
-                + log_tail(paths),
+                f"the daemon exited with code {code} while starting. Log tail:\n" + log_tail(paths),
                 hint=f"Full log: {paths.log_file}",
             )
         if elapsed > START_TIMEOUT_S:
@@ -183,4 +182,3 @@ def _wait_gone(pid: int, timeout: float) -> None:
         time.sleep(0.02)
     if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
-

@@ -7,7 +7,6 @@ and a warm ``openclaw agent`` turn stay fast.
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -32,20 +31,34 @@ VERBOSE_CHOICES = ("on", "off")
 def agent(
     message: str = typer.Option(..., "--message", "-m", help="The user message for this turn."),
     local: bool = typer.Option(
-        True, "--local/--no-local", help="Run on the local daemon (the only mode; for OpenClaw compatibility)."
+        True,
+        "--local/--no-local",
+        help="Run on the local daemon (the only mode; for OpenClaw compatibility).",
     ),
-    session_id: Optional[str] = typer.Option(
-        None, "--session-id", help="Continue or create this session (default: the agent's main session)."
+    session_id: str | None = typer.Option(
+        None,
+        "--session-id",
+        help="Continue or create this session (default: the agent's main session).",
     ),
     agent_id: str = typer.Option("main", "--agent", help="Agent id."),
-    json_out: bool = typer.Option(False, "--json", help="Print OpenClaw's JSON envelope instead of text."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up after this many seconds."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print OpenClaw's JSON envelope instead of text."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Give up after this many seconds."
+    ),
     max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens to generate."),
-    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature; 0 is greedy."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed."),
-    stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop at this string (repeatable)."),
-    model: Optional[str] = typer.Option(None, "--model", help="GGUF model path (default: OPENCLAW_MODEL or the embedded model)."),
-    verbose: str = typer.Option("off", "--verbose", help="on: print usage and the phase trace to stderr."),
+    temperature: float = typer.Option(
+        0.0, "--temperature", min=0.0, help="Sampling temperature; 0 is greedy."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
+    stop: list[str] | None = typer.Option(None, "--stop", help="Stop at this string (repeatable)."),
+    model: str | None = typer.Option(
+        None, "--model", help="GGUF model path (default: OPENCLAW_MODEL or the embedded model)."
+    ),
+    verbose: str = typer.Option(
+        "off", "--verbose", help="on: print usage and the phase trace to stderr."
+    ),
 ) -> None:
     """Run one agent turn and stream the reply."""
     from openclaw_cli.agent_cmd import AgentOptions, run_agent
@@ -72,9 +85,11 @@ def agent(
 
 @daemon_app.command("start")
 def daemon_start(
-    model: Optional[str] = typer.Option(None, "--model", help="GGUF model path."),
-    n_ctx: Optional[int] = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
-    foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal instead of detached."),
+    model: str | None = typer.Option(None, "--model", help="GGUF model path."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
+    foreground: bool = typer.Option(
+        False, "--foreground", help="Run in this terminal instead of detached."
+    ),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli import daemon_cmd
@@ -92,8 +107,8 @@ def daemon_stop() -> None:
 
 @daemon_app.command("restart")
 def daemon_restart(
-    model: Optional[str] = typer.Option(None, "--model", help="GGUF model path."),
-    n_ctx: Optional[int] = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
+    model: str | None = typer.Option(None, "--model", help="GGUF model path."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
 ) -> None:
     """Stop the daemon if it runs, then start it."""
     from openclaw_cli import daemon_cmd

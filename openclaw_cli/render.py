@@ -43,7 +43,6 @@ class Progress:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
-
             from rich.progress import Progress as RichProgress
 
             self._progress = RichProgress(

@@ -65,9 +65,9 @@ class DaemonClient:
                 self.sock.close()
             self.sock = None
 
-    def request(self, message: protocol.Message, *, timeout: float | None = None) -> Iterator[
-        protocol.Message
-    ]:
+    def request(
+        self, message: protocol.Message, *, timeout: float | None = None
+    ) -> Iterator[protocol.Message]:
         """Send one request; yield its stream frames, return after ``done``.
 
         Raises the typed error from an ``error`` frame, DaemonUnavailableError if
@@ -126,7 +126,7 @@ class DaemonClient:
                     sock.settimeout(None)
                 try:
                     chunk = sock.recv(min(remaining, 1 << 20))
-                except socket.timeout as exc:
+                except TimeoutError as exc:
                     raise TurnTimeoutError("timed out waiting for the daemon") from exc
                 except OSError as exc:
                     raise DaemonUnavailableError(f"lost the daemon connection: {exc}") from exc

@@ -102,8 +102,9 @@ class Engine:
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
-    def detokenize(self, tokens: list[int]) -> bytes:
-        return bytes(self.llama.detokenize(tokens))
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes:
+        """Bytes of ``tokens``; ``special`` also spells control tokens like <|im_end|>."""
+        return bytes(self.llama.detokenize(tokens, special=special))
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -117,7 +118,7 @@ class Engine:
         """How many leading ``tokens`` the live KV cache already holds."""
         live = self.llama.input_ids[: self.llama.n_tokens]
         count = 0
-        for cached, wanted in zip(live, tokens):
+        for cached, wanted in zip(live, tokens, strict=False):
             if cached != wanted:
                 break
             count += 1

@@ -8,6 +8,7 @@ its timeout) stops the generation at the next token or prefill batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -104,9 +105,7 @@ class Handlers:
         deadline = time.monotonic() + float(timeout) if timeout else None
         session_key = f"{request.get('agent_id') or 'main'}/{request.get('session_id') or ''}"
         with self.state.scheduler.lane(session_key):
-            future = self.state.scheduler.submit(
-                lambda: self.state.pipeline.run(request, context)
-            )
+            future = self.state.scheduler.submit(lambda: self.state.pipeline.run(request, context))
             timed_out = self._relay(connection, events, future, cancel, deadline)
         self._drain(connection, events)
         try:
@@ -131,10 +130,8 @@ class Handlers:
         """Forward events until the job ends; returns True if it timed out."""
         timed_out = False
         while not future.done():
-            try:
+            with contextlib.suppress(queue.Empty):
                 connection.send(events.get(timeout=_POLL_S))
-            except queue.Empty:
-                pass
             if cancel.is_set():
                 continue
             polled = connection.poll_client()

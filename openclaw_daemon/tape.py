@@ -54,10 +54,10 @@ class TapeBuilder:
         self.add_bos = add_bos
 
     def _tokenize_fragment(self, fragment: str, *, at_start: bool) -> list[int]:
-        bos_in_text = bool(self.template.bos_token) and fragment.startswith(
-            self.template.bos_token
+        bos_in_text = bool(self.template.bos_token) and fragment.startswith(self.template.bos_token)
+        return self.tokenizer.tokenize(
+            fragment, add_bos=at_start and self.add_bos and not bos_in_text
         )
-        return self.tokenizer.tokenize(fragment, add_bos=at_start and self.add_bos and not bos_in_text)
 
     def from_messages(self, messages: list[ChatMessage]) -> TokenTape:
         """A tape for a transcript loaded from disk (a cold cache anyway)."""
@@ -85,9 +85,7 @@ class TapeBuilder:
         messages, full = self.render_turn(tape, new_messages)
         return self.tokenize_turn(tape, messages, full)
 
-    def commit_reply(
-        self, plan: PromptPlan, generated: list[int], content: str
-    ) -> TokenTape:
+    def commit_reply(self, plan: PromptPlan, generated: list[int], content: str) -> TokenTape:
         """The tape after the model answered ``content`` with ids ``generated``.
 
         ``generated`` excludes the end-of-turn token the model sampled (it was

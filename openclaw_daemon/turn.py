@@ -214,7 +214,11 @@ class TurnPipeline:
             "id": user_id,
             "parentId": last_entry_id(entries),
             "timestamp": now_iso(),
-            "message": {"role": "user", "content": [{"type": "text", "text": message}], "timestamp": stamp},
+            "message": {
+                "role": "user",
+                "content": [{"type": "text", "text": message}],
+                "timestamp": stamp,
+            },
         }
         reply_entry = {
             "type": "message",

@@ -29,7 +29,9 @@ def message_text(message: dict[str, Any]) -> str:
     )
 
 
-def chat_messages(entries: list[Entry], *, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
+def chat_messages(
+    entries: list[Entry], *, system_prompt: str = SYSTEM_PROMPT
+) -> list[dict[str, str]]:
     """Template messages for a transcript: the head, then user/assistant turns."""
     messages = [{"role": "system", "content": system_prompt}]
     for entry in entries:

@@ -111,7 +111,8 @@ class SessionStore:
             if not _valid_session_id(session_id):
                 raise SessionError(
                     f"invalid session id {session_id!r}",
-                    hint="Use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+                    hint="Use 1-128 letters, digits, '.', '_' or '-', "
+                    "starting with a letter or digit.",
                 )
             key = next(
                 (k for k, e in index.items() if e.get("sessionId") == session_id),

@@ -7,6 +7,7 @@ so the socket path fits AF_UNIX limits) and stops its daemon afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -72,10 +73,8 @@ class Cli:
         if status_file.exists():  # belt and braces: never leak a daemon
             pid = json.loads(status_file.read_text()).get("pid")
             if pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def make_state_dir() -> Path:

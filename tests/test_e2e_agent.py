@@ -41,7 +41,7 @@ def test_second_turn_reuses_the_kv_cache_and_is_much_faster(warm_cli: Cli) -> No
     messages = [e for e in entries if e["type"] == "message"]
     assert [m["message"]["role"] for m in messages] == ["user", "assistant"] * 2
     assert messages[0]["parentId"] is None
-    assert all(m["parentId"] == p["id"] for p, m in zip(messages, messages[1:]))
+    assert all(m["parentId"] == p["id"] for p, m in zip(messages, messages[1:], strict=False))
     assert messages[3]["message"]["usage"]["cacheRead"] == u2["cacheRead"]
     assert messages[3]["message"]["content"][0]["text"] == second["payloads"][0]["text"]
 
@@ -89,12 +89,14 @@ def test_plain_output_is_the_reply_only(warm_cli: Cli) -> None:
 
 
 def test_stop_string_and_max_tokens_are_honoured(warm_cli: Cli) -> None:
-    envelope = warm_cli.turn("Count from 1 to 20, separated by spaces.", "--session-id", "count",
-                             "--stop", "5")
+    envelope = warm_cli.turn(
+        "Count from 1 to 20, separated by spaces.", "--session-id", "count", "--stop", "5"
+    )
     text = envelope["payloads"][0]["text"]
     assert "5" not in text and envelope["meta"]["stopReason"] == "stop"
-    limited = warm_cli.turn("Write a long story about a cat.", "--max-tokens", "3",
-                            "--session-id", "limit")
+    limited = warm_cli.turn(
+        "Write a long story about a cat.", "--max-tokens", "3", "--session-id", "limit"
+    )
     assert limited["meta"]["agentMeta"]["usage"]["output"] == 3
     assert limited["meta"]["stopReason"] == "length"
 
@@ -104,8 +106,15 @@ def test_concurrent_turns_on_two_sessions_both_complete(warm_cli: Cli) -> None:
 
     def run(session: str) -> None:
         results[session] = warm_cli.run(
-            "agent", "-m", f"Say the word {session}.", "--session-id", session, "--json",
-            "--max-tokens", "12", check=False,
+            "agent",
+            "-m",
+            f"Say the word {session}.",
+            "--session-id",
+            session,
+            "--json",
+            "--max-tokens",
+            "12",
+            check=False,
         )
 
     threads = [threading.Thread(target=run, args=(s,)) for s in ("alpha", "beta")]
@@ -119,8 +128,11 @@ def test_concurrent_turns_on_two_sessions_both_complete(warm_cli: Cli) -> None:
         envelope = json.loads(proc.stdout)
         assert envelope["meta"]["agentMeta"]["sessionId"] == session
         entries = transcript(envelope["meta"]["agentMeta"]["sessionFile"])
-        users = [e["message"]["content"][0]["text"] for e in entries
-                 if e.get("type") == "message" and e["message"]["role"] == "user"]
+        users = [
+            e["message"]["content"][0]["text"]
+            for e in entries
+            if e.get("type") == "message" and e["message"]["role"] == "user"
+        ]
         assert users == [f"Say the word {session}."]
 
 

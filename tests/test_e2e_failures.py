@@ -49,8 +49,11 @@ def test_restart_then_continue_the_session(cli: Cli) -> None:
     second = cli.turn("Which colour?", "--session-id", "keep", "--max-tokens", "12")
     usage = second["meta"]["agentMeta"]["usage"]
     assert usage["input"] > first["meta"]["agentMeta"]["usage"]["input"]  # history reloaded
-    roles = [e["message"]["role"] for e in transcript(second["meta"]["agentMeta"]["sessionFile"])
-             if e["type"] == "message"]
+    roles = [
+        e["message"]["role"]
+        for e in transcript(second["meta"]["agentMeta"]["sessionFile"])
+        if e["type"] == "message"
+    ]
     assert roles == ["user", "assistant", "user", "assistant"]
     cli.run("daemon", "stop")
     assert cli.status()["running"] is False
@@ -63,8 +66,12 @@ def test_killed_daemon_leaves_nothing_that_blocks_the_next_turn(cli: Cli) -> Non
     cli.turn("Hi.", "--max-tokens", "2")
     pid = cli.status()["pid"]
     os.kill(pid, signal.SIGKILL)
-    assert wait_for(lambda: not Path(f"/proc/{pid}").exists() or
-                    "zombie" in Path(f"/proc/{pid}/status").read_text().lower())
+    assert wait_for(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+    )
     assert (cli.state_dir / "run" / "daemon.sock").exists()  # stale socket left behind
     status = cli.status()
     assert status["running"] is False and status["cleanedStalePid"] == pid
@@ -79,8 +86,16 @@ def test_client_disconnect_mid_stream_cancels_and_daemon_keeps_serving(cli: Cli)
     sock = raw_connection(cli)
     sock.sendall(protocol.encode(protocol.hello("test")))
     assert read_frame(sock)["type"] == "hello"
-    sock.sendall(protocol.encode({"type": "turn", "message": "Write a very long story about the sea.",
-                                  "session_id": "cut", "max_tokens": 4000}))
+    sock.sendall(
+        protocol.encode(
+            {
+                "type": "turn",
+                "message": "Write a very long story about the sea.",
+                "session_id": "cut",
+                "max_tokens": 4000,
+            }
+        )
+    )
     kinds = []
     while "token" not in kinds:
         kinds.append(read_frame(sock)["type"])
@@ -90,8 +105,11 @@ def test_client_disconnect_mid_stream_cancels_and_daemon_keeps_serving(cli: Cli)
     envelope = cli.turn("Say hi.", "--session-id", "cut", "--max-tokens", "4", timeout=60)
     assert envelope["payloads"][0]["text"]
     assert cli.status()["turnsServed"] == served + 1
-    users = [e for e in transcript(envelope["meta"]["agentMeta"]["sessionFile"])
-             if e["type"] == "message" and e["message"]["role"] == "user"]
+    users = [
+        e
+        for e in transcript(envelope["meta"]["agentMeta"]["sessionFile"])
+        if e["type"] == "message" and e["message"]["role"] == "user"
+    ]
     assert len(users) == 1
 
 
@@ -103,7 +121,7 @@ def test_malformed_frames_get_errors_and_the_daemon_survives(cli: Cli) -> None:
         protocol.encode({"type": "hello", "version": 999, "client": "old"}),
     ]
     expected = ["protocol", "protocol", "version_mismatch"]
-    for data, code in zip(cases, expected):
+    for data, code in zip(cases, expected, strict=True):
         sock = raw_connection(cli)
         sock.sendall(data)
         frame = read_frame(sock)
@@ -152,8 +170,16 @@ def test_prompt_longer_than_the_context_window(cli: Cli) -> None:
 def test_timeout_stops_the_turn_and_exits_124(cli: Cli) -> None:
     cli.run("daemon", "start")
     started = time.monotonic()
-    proc = cli.run("agent", "-m", "lorem ipsum dolor " * 600, "--session-id", "slow",
-                   "--timeout", "1", check=False)
+    proc = cli.run(
+        "agent",
+        "-m",
+        "lorem ipsum dolor " * 600,
+        "--session-id",
+        "slow",
+        "--timeout",
+        "1",
+        check=False,
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 124, proc.stderr
     assert "--timeout 1" in proc.stderr

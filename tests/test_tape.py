@@ -1,0 +1,77 @@
+"""The token tape: incremental rendering equals the template's full render.
+
+Uses the real embedded model's template and tokenizer in-process (the engine
+module is the daemon's; tests may import it).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from openclaw_daemon.config import embedded_model_path
+from openclaw_daemon.engine import Engine, SamplingParams
+from openclaw_daemon.tape import TapeBuilder, TokenTape
+from sessions.prompt import SYSTEM_PROMPT
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(embedded_model_path(), n_ctx=2048)
+
+
+def reply(engine: Engine, tokens: list[int], max_tokens: int = 12) -> list[int]:
+    engine.prefill(tokens, batch_size=64)
+    out = []
+    for token in engine.generate(SamplingParams(), max_tokens=max_tokens):
+        if engine.is_end_of_generation(token):
+            break
+        out.append(token)
+    return out
+
+
+def test_incremental_tape_equals_full_render_over_three_turns(engine: Engine) -> None:
+    builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
+    tape = TokenTape()
+    new = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for question in ("Name a colour.", "Name a fruit.", "Name an animal."):
+        plan = builder.plan_turn(tape, [*new, {"role": "user", "content": question}])
+        new = []
+        # The plan extends the previous tape exactly: the prefix is cacheable.
+        assert plan.tokens[: len(tape.tokens)] == tape.tokens
+        assert not plan.rebuilt
+        generated = reply(engine, plan.tokens)
+        content = engine.detokenize(generated).decode()
+        tape = builder.commit_reply(plan, generated, content)
+        # Text: the tape spells exactly the template's full render.
+        full = engine.template.render(tape.messages, add_generation_prompt=False)
+        assert tape.text == full
+        assert engine.detokenize(tape.tokens, special=True).decode() == full
+        # Tokens: the generated ids are kept verbatim, not re-tokenized.
+        start = len(plan.tokens)
+        assert tape.tokens[start : start + len(generated)] == generated
+    assert len(tape.messages) == 7
+
+
+def test_stop_string_cut_inside_a_token_still_renders_exactly(engine: Engine) -> None:
+    builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
+    plan = builder.plan_turn(TokenTape(), [{"role": "user", "content": "Say hello world."}])
+    generated = reply(engine, plan.tokens)
+    text = engine.detokenize(generated).decode()
+    content = text[: max(1, len(text) // 2) - 1]  # a cut that may split a token
+    tape = builder.commit_reply(plan, generated, content)
+    assert tape.text == engine.template.render(tape.messages, add_generation_prompt=False)
+    assert engine.detokenize(tape.tokens, special=True).decode() == tape.text
+    assert tape.text.endswith(content + "<|im_end|>\n")
+
+
+def test_prefill_reuses_the_live_prefix(engine: Engine) -> None:
+    tokens = engine.tokenize("one two three four five six seven eight", add_bos=False)
+    engine.reset()
+    assert engine.prefill(tokens, batch_size=4) == 0
+    longer = tokens + engine.tokenize(" nine ten", add_bos=False)
+    assert engine.prefill(longer, batch_size=4) == len(tokens)
+    diverged = tokens[:3] + engine.tokenize(" zebra", add_bos=False)
+    assert engine.prefill(diverged, batch_size=4) == 3
+    assert engine.live_tokens == diverged
+    # A fully cached prompt still re-evaluates its last token to get logits.
+    assert engine.prefill(diverged, batch_size=4) == len(diverged) - 1
