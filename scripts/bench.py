@@ -1,0 +1,200 @@
+"""Benchmark scenarios (../shared/SCENARIOS.md) through the public CLI.
+
+Each run uses a fresh state dir and its own daemon on the embedded model,
+temperature 0 and a fixed seed, and writes JSON plus a Markdown table. Ratios
+are computed within one run: this machine is shared and noisy.
+
+Scenarios so far: 1 (cold prime), 2 (plain chat append), 11 (framework residual).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENCLAW = Path(sys.executable).with_name("openclaw")
+MODEL_PHASES = ("model.prefill", "model.decode")
+
+_WORDS = (
+    "cache daemon token prefix session model layer batch socket frame trace queue lane "
+    "prompt window kernel thread memory vector matrix signal buffer stream record index "
+    "cluster channel packet router schema table column query shard replica commit branch"
+).split()
+
+
+def workspace_document(target_tokens: int, seed: int = 7) -> str:
+    """A fixed pseudo-document of roughly ``target_tokens`` tokens (about 1.3 tok/word)."""
+    rng = random.Random(seed)
+    lines = []
+    words = 0
+    section = 0
+    while words * 1.35 < target_tokens:
+        section += 1
+        lines.append(f"## Section {section}")
+        for _ in range(6):
+            sentence = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 16)))
+            lines.append(sentence.capitalize() + ".")
+            words += sentence.count(" ") + 3
+    return "\n".join(lines)
+
+
+class Runner:
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        self.env["OPENCLAW_STATE_DIR"] = str(state_dir)
+
+    def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(OPENCLAW), *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout, check=True,
+        )
+
+    def turn(self, message: str, session: str, max_tokens: int = 16) -> dict[str, Any]:
+        started = time.perf_counter()
+        proc = self.cli(
+            "agent", "--local", "-m", message, "--session-id", session, "--json",
+            "--max-tokens", str(max_tokens), "--seed", "1", "--temperature", "0",
+        )
+        wall_ms = (time.perf_counter() - started) * 1000.0
+        return describe(json.loads(proc.stdout), wall_ms)
+
+    def rss(self) -> int:
+        return int(json.loads(self.cli("daemon", "status", "--json").stdout)["rssBytes"])
+
+
+def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
+    meta = envelope["meta"]
+    spans = {s["name"]: s for s in meta["trace"]["spans"]}
+    usage = meta["agentMeta"]["usage"]
+    prefill, decode = spans["model.prefill"], spans["model.decode"]
+    model_ms = sum(spans[name]["durationMs"] for name in MODEL_PHASES)
+    return {
+        "wallMs": round(wall_ms, 1),
+        "ttftMs": meta["trace"]["ttftMs"],
+        "daemonTtftMs": meta["trace"]["daemonTtftMs"],
+        "input": usage["input"],
+        "cacheRead": usage["cacheRead"],
+        "prefillTokens": prefill["tokens"],
+        "prefillMs": prefill["durationMs"],
+        "prefillTokPerS": prefill.get("tokPerS"),
+        "decodeTokens": decode["tokens"],
+        "decodeMs": decode["durationMs"],
+        "decodeTokPerS": decode.get("tokPerS"),
+        "tier": spans["cache.lookup"].get("tier"),
+        "hit": usage["cacheRead"] >= 0.9 * usage["input"],
+        "modelMs": round(model_ms, 1),
+        "residualMs": round(wall_ms - model_ms, 1),
+    }
+
+
+def scenario_1_and_2(runner: Runner, document: str) -> dict[str, Any]:
+    prime = runner.turn(
+        "Here is the workspace document:\n\n" + document + "\n\nSummarise it in one sentence.",
+        "bench-s2",
+    )
+    follow = [
+        runner.turn(question, "bench-s2")
+        for question in ("Which section is first?", "Name one word it uses.", "Thanks!")
+    ]
+    return {"scenario1": prime, "scenario2": follow}
+
+
+def scenario_11(runner: Runner, runs: int) -> dict[str, Any]:
+    runner.turn("hi", "bench-s11", max_tokens=1)  # warm the session and the page cache
+    samples = [runner.turn("hi", "bench-s11", max_tokens=1) for _ in range(runs)]
+    residuals = sorted(s["residualMs"] for s in samples)
+    walls = sorted(s["wallMs"] for s in samples)
+    return {
+        "runs": runs,
+        "residualMsP50": round(statistics.median(residuals), 1),
+        "residualMsMin": residuals[0],
+        "residualMsMax": residuals[-1],
+        "wallMsP50": round(statistics.median(walls), 1),
+        "modelMsP50": round(statistics.median(s["modelMs"] for s in samples), 1),
+        "samples": samples,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s1, s2, s11 = results["scenario1"], results["scenario2"], results["scenario11"]
+    rows = [("1 cold prime", s1)] + [(f"2 follow-up {i + 1}", t) for i, t in enumerate(s2)]
+    out = [
+        f"Run {results['startedAt']} on {results['machine']}, model {results['model']}, "
+        f"base document {results['documentTokens']} target tokens.",
+        "",
+        "| call | TTFT ms (client) | TTFT ms (daemon) | prompt | cached | prefill tok | "
+        "prefill tok/s | decode tok | decode tok/s | hit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, row in rows:
+        out.append(
+            f"| {name} | {row['ttftMs']:.0f} | {row['daemonTtftMs']:.0f} | {row['input']} | "
+            f"{row['cacheRead']} | {row['prefillTokens']} | {row['prefillTokPerS']} | "
+            f"{row['decodeTokens']} | {row['decodeTokPerS']} | {'hit' if row['hit'] else 'miss'} |"
+        )
+    ratios = results["ratios"]
+    out += [
+        "",
+        "| target | measured | bound |",
+        "|---|---:|---:|",
+        f"| scenario 2 follow-up TTFT / scenario 1 TTFT (daemon, median) | "
+        f"{ratios['s2_over_s1'] * 100:.2f}% | 2% |",
+        f"| scenario 11 framework residual p50 ({s11['runs']} runs) | "
+        f"{s11['residualMsP50']:.0f} ms | 120 ms |",
+        "",
+        f"Scenario 11: whole-process wall p50 {s11['wallMsP50']:.0f} ms, model phases p50 "
+        f"{s11['modelMsP50']:.0f} ms, residual min/max {s11['residualMsMin']:.0f}/"
+        f"{s11['residualMsMax']:.0f} ms. Daemon peak RSS {results['rssBytes'] / 2**20:.0f} MiB.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="~1500-token base document (CI)")
+    parser.add_argument("--runs", type=int, default=20, help="scenario 11 repetitions")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args()
+    target = 1500 if args.quick else 6000
+    state_dir = Path(tempfile.mkdtemp(prefix="oc-bench-", dir="/tmp"))
+    runner = Runner(state_dir)
+    try:
+        runner.cli("daemon", "start", timeout=600)
+        status = json.loads(runner.cli("daemon", "status", "--json").stdout)
+        results: dict[str, Any] = {
+            "startedAt": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "model": status["model"],
+            "documentTokens": target,
+        }
+        results.update(scenario_1_and_2(runner, workspace_document(target)))
+        results["scenario11"] = scenario_11(runner, args.runs)
+        results["rssBytes"] = runner.rss()
+        follow_ttft = statistics.median(t["daemonTtftMs"] for t in results["scenario2"])
+        results["ratios"] = {"s2_over_s1": follow_ttft / results["scenario1"]["daemonTtftMs"]}
+    finally:
+        subprocess.run([str(OPENCLAW), "daemon", "stop"], env=runner.env, capture_output=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "bench-quick" if args.quick else "bench"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (args.out / f"{name}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
