@@ -9,32 +9,17 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openclaw_cli import BOOT, daemon_control, render
+from openclaw_cli.agent_args import AgentOptions
 from openclaw_daemon import config
 from openclaw_daemon.errors import BadRequestError, OpenClawError, TurnTimeoutError
 
 # The CLI's own deadline waits this much longer than --timeout, so the
 # daemon's timeout error (which stops the turn cleanly) normally arrives first.
 _TIMEOUT_GRACE_S = 10.0
-
-
-@dataclass
-class AgentOptions:
-    message: str
-    session_id: str | None = None
-    agent_id: str = config.DEFAULT_AGENT_ID
-    json: bool = False
-    timeout: float | None = None
-    max_tokens: int = 512
-    temperature: float = 0.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    model: str | None = None
-    verbose: bool = False
 
 
 def _ms(at: float) -> float:

@@ -13,16 +13,17 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon.client import DaemonClient
 from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import DaemonUnavailableError, OpenClawError
-from openclaw_daemon.transport import ensure_private_dir
+
+if TYPE_CHECKING:
+    import subprocess
 
 START_TIMEOUT_S = 180.0
 Waiting = Callable[[str, float], None]
@@ -83,6 +84,10 @@ def try_connect(paths: Paths) -> DaemonClient | None:
 
 
 def spawn(paths: Paths, *, model: str | None, n_ctx: int | None) -> subprocess.Popen[bytes]:
+    import subprocess  # only when starting the daemon: a warm turn never needs it
+
+    from openclaw_daemon.transport import ensure_private_dir
+
     ensure_private_dir(paths.state_dir)
     paths.log_file.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "openclaw_daemon.server"]
@@ -112,6 +117,8 @@ def connect_or_start(
     client = try_connect(paths)
     if client is not None:
         return client, False
+    from openclaw_daemon.transport import ensure_private_dir
+
     ensure_private_dir(paths.state_dir)
     lock_path = paths.state_dir / "daemon.start.lock"
     with lock_path.open("w") as lock:

@@ -27,20 +27,54 @@ ROOT = Path(__file__).resolve().parent.parent
 OPENCLAW = Path(sys.executable).with_name("openclaw")
 MODEL_PHASES = ("model.prefill", "model.decode")
 
-_WORDS = (
-    "cache daemon token prefix session model layer batch socket frame trace queue lane "
-    "prompt window kernel thread memory vector matrix signal buffer stream record index "
-    "cluster channel packet router schema table column query shard replica commit branch"
-).split()
+_WORDS = [
+    "cache",
+    "daemon",
+    "token",
+    "prefix",
+    "session",
+    "model",
+    "layer",
+    "batch",
+    "socket",
+    "frame",
+    "trace",
+    "queue",
+    "lane",
+    "prompt",
+    "window",
+    "kernel",
+    "thread",
+    "memory",
+    "vector",
+    "matrix",
+    "signal",
+    "buffer",
+    "stream",
+    "record",
+    "index",
+    "cluster",
+    "channel",
+    "packet",
+    "router",
+    "schema",
+    "table",
+    "column",
+    "query",
+    "shard",
+    "replica",
+    "commit",
+    "branch",
+]
 
 
 def workspace_document(target_tokens: int, seed: int = 7) -> str:
-    """A fixed pseudo-document of roughly ``target_tokens`` tokens (about 1.3 tok/word)."""
+    """A fixed pseudo-document of roughly ``target_tokens`` tokens (about 1.15 tokens per word here)."""
     rng = random.Random(seed)
     lines = []
     words = 0
     section = 0
-    while words * 1.35 < target_tokens:
+    while words * 1.15 < target_tokens:
         section += 1
         lines.append(f"## Section {section}")
         for _ in range(6):
@@ -57,15 +91,30 @@ class Runner:
 
     def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(OPENCLAW), *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=True,
+            [str(OPENCLAW), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
         )
 
     def turn(self, message: str, session: str, max_tokens: int = 16) -> dict[str, Any]:
         started = time.perf_counter()
         proc = self.cli(
-            "agent", "--local", "-m", message, "--session-id", session, "--json",
-            "--max-tokens", str(max_tokens), "--seed", "1", "--temperature", "0",
+            "agent",
+            "--local",
+            "-m",
+            message,
+            "--session-id",
+            session,
+            "--json",
+            "--max-tokens",
+            str(max_tokens),
+            "--seed",
+            "1",
+            "--temperature",
+            "0",
         )
         wall_ms = (time.perf_counter() - started) * 1000.0
         return describe(json.loads(proc.stdout), wall_ms)

@@ -1,4 +1,4 @@
-"""The CLI stays thin: importing it never loads llama_cpp (or numpy)."""
+"""The CLI stays thin: importing it never loads llama_cpp, and ``agent`` skips typer."""
 
 from __future__ import annotations
 
@@ -6,12 +6,24 @@ import subprocess
 import sys
 
 
-def test_cli_import_does_not_load_the_engine() -> None:
+def loaded_after(imports: str, candidates: tuple[str, ...]) -> list[str]:
     code = (
-        "import sys, openclaw_cli.main, openclaw_cli.agent_cmd, openclaw_cli.daemon_cmd, "
-        "openclaw_cli.sessions_cmd; "
-        "print(sorted(m for m in ('llama_cpp', 'numpy', 'jinja2', 'rich', 'psutil') "
-        "if m in sys.modules))"
+        f"import sys, {imports}; "
+        f"print(','.join(sorted(m for m in {candidates!r} if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_cli_import_does_not_load_the_engine() -> None:
+    every_command = (
+        "openclaw_cli.main, openclaw_cli.commands, openclaw_cli.agent_cmd, "
+        "openclaw_cli.daemon_cmd, openclaw_cli.sessions_cmd"
+    )
+    heavy = ("llama_cpp", "numpy", "jinja2", "rich", "psutil")
+    assert loaded_after(every_command, heavy) == []
+
+
+def test_agent_fast_path_does_not_import_typer() -> None:
+    agent_path = "openclaw_cli.main, openclaw_cli.agent_args, openclaw_cli.agent_cmd"
+    assert loaded_after(agent_path, ("typer", "click", "dataclasses", "rich")) == []
