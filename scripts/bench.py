@@ -69,7 +69,7 @@ _WORDS = [
 
 
 def workspace_document(target_tokens: int, seed: int = 7) -> str:
-    """A fixed pseudo-document of roughly ``target_tokens`` tokens (about 1.15 tokens per word here)."""
+    """A fixed pseudo-document of about ``target_tokens`` tokens (~1.15 tokens per word)."""
     rng = random.Random(seed)
     lines = []
     words = 0
