@@ -27,6 +27,7 @@ class AgentOptions(NamedTuple):
     stop: tuple[str, ...] = ()
     model: str | None = None
     verbose: bool = False
+    system: str | None = None
 
 
 def _positive_float(text: str) -> float:
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", metavar="PATH", help="GGUF model (default: OPENCLAW_MODEL or the embedded model)"
     )
     parser.add_argument(
+        "-s",
+        "--system",
+        metavar="TEXT",
+        help="system prompt for this turn instead of the default; a system prompt that "
+        "changes between turns is re-prefilled in full (openclaw doctor explains it)",
+    )
+    parser.add_argument(
         "--verbose",
         choices=("on", "off"),
         default="off",
@@ -124,4 +132,5 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         stop=tuple(args.stop),
         model=args.model,
         verbose=args.verbose == "on",
+        system=args.system,
     )

@@ -47,7 +47,9 @@ def run_agent(options: AgentOptions) -> int:
         model = str(model_path)
     progress = render.Progress(enabled=not options.json)
     connect_at = time.perf_counter()
-    client, spawned = daemon_control.connect_or_start(paths, model=model, waiting=progress.waiting)
+    client, spawned = daemon_control.connect_or_start(
+        paths, command=daemon_control.server_command(model=model), waiting=progress.waiting
+    )
     connected_at = time.perf_counter()
     progress.stop()
     spans = [_span("cli.boot", BOOT, main_at)]
@@ -101,6 +103,7 @@ def _stream_turn(
         "stop": list(options.stop),
         "cwd": str(Path.cwd()),
         "timeout_s": options.timeout,
+        "system": options.system,
     }
     deadline = options.timeout + _TIMEOUT_GRACE_S if options.timeout else None
     sent_at = time.perf_counter()
@@ -160,6 +163,7 @@ def _envelope(
                 "ttftMs": _ms(first_token_at) if first_token_at else None,
                 "daemonTtftMs": result.get("ttftMs"),
                 "requestSentMs": _ms(sent_at),
+                "cache": result.get("cache"),
                 "spans": spans,
             },
         },
@@ -176,6 +180,9 @@ def _print_trace_summary(
         f"({usage['cacheRead']} cached, {usage['cacheWrite']} prefilled), "
         f"{usage['output']} generated; time to first token {ttft}"
     )
+    cache = result.get("cache") or {}
+    if cache:
+        render.notice(f"cache: {cache['summary']}")
     for span in spans:
         tokens = f"  {span['tokens']} tok" if span.get("tokens") is not None else ""
         render.notice(

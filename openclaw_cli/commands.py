@@ -18,8 +18,10 @@ app = typer.Typer(
 )
 daemon_app = typer.Typer(help="Start, stop and inspect the inference daemon.", no_args_is_help=True)
 sessions_app = typer.Typer(help="List and show stored sessions.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect and clear the KV prefix cache.", no_args_is_help=True)
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(cache_app, name="cache")
 
 
 @app.command(
@@ -35,6 +37,10 @@ def agent(ctx: typer.Context) -> None:
     raise typer.Exit(run_agent_argv(list(ctx.args)))
 
 
+_CACHE_RAM_HELP = "RAM budget for parked KV states, e.g. 1G (default 1G, OPENCLAW_CACHE_RAM)."
+_CACHE_DISK_HELP = "Disk budget for saved KV states, e.g. 4G (default 4G, OPENCLAW_CACHE_DISK)."
+
+
 @daemon_app.command("start")
 def daemon_start(
     model: str | None = typer.Option(None, "--model", help="GGUF model path."),
@@ -42,11 +48,19 @@ def daemon_start(
     foreground: bool = typer.Option(
         False, "--foreground", help="Run in this terminal instead of detached."
     ),
+    cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
+    cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli import daemon_cmd
 
-    daemon_cmd.start(model=model, n_ctx=n_ctx, foreground=foreground)
+    daemon_cmd.start(
+        model=model,
+        n_ctx=n_ctx,
+        foreground=foreground,
+        cache_ram=cache_ram,
+        cache_disk=cache_disk,
+    )
 
 
 @daemon_app.command("stop")
@@ -61,12 +75,16 @@ def daemon_stop() -> None:
 def daemon_restart(
     model: str | None = typer.Option(None, "--model", help="GGUF model path."),
     n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
+    cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
+    cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
 ) -> None:
-    """Stop the daemon if it runs, then start it."""
+    """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
     from openclaw_cli import daemon_cmd
 
     daemon_cmd.stop()
-    daemon_cmd.start(model=model, n_ctx=n_ctx, foreground=False)
+    daemon_cmd.start(
+        model=model, n_ctx=n_ctx, foreground=False, cache_ram=cache_ram, cache_disk=cache_disk
+    )
 
 
 @daemon_app.command("status")
@@ -98,3 +116,31 @@ def sessions_show(
     from openclaw_cli import sessions_cmd
 
     sessions_cmd.show_session(session_id, agent_id, json_out=json_out)
+
+
+@cache_app.command("stats")
+def cache_stats(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Entries, bytes and budgets per tier; hits by tier; discarded files."""
+    from openclaw_cli import cache_cmd
+
+    cache_cmd.stats(json_out=json_out)
+
+
+@cache_app.command("clear")
+def cache_clear(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Drop every parked KV state, in RAM and on disk."""
+    from openclaw_cli import cache_cmd
+
+    cache_cmd.clear(json_out=json_out)
+
+
+@app.command("doctor")
+def doctor(
+    session_id: str | None = typer.Option(None, "--session-id", help="Only this session."),
+    last: int = typer.Option(5, "--last", min=1, help="How many recent turns to explain."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Explain recent turns' cache outcomes in words, and check the daemon's health."""
+    from openclaw_cli import doctor_cmd
+
+    raise typer.Exit(doctor_cmd.run(session_id=session_id, last=last, json_out=json_out))

@@ -19,17 +19,27 @@ def _model_arg(model: str | None) -> str | None:
     return str(path)
 
 
-def start(*, model: str | None, n_ctx: int | None, foreground: bool) -> None:
+def start(
+    *,
+    model: str | None,
+    n_ctx: int | None,
+    foreground: bool,
+    cache_ram: str | None = None,
+    cache_disk: str | None = None,
+) -> None:
     paths = config.resolve_paths()
-    model = _model_arg(model)
+    # Validate here, so a typo is a clear error now rather than a failed start.
+    for value, name in ((cache_ram, "--cache-ram"), (cache_disk, "--cache-disk")):
+        if value is not None:
+            config.parse_size(value, name=name)
+    command = daemon_control.server_command(
+        model=_model_arg(model), n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk
+    )
     if foreground:
-        argv = [sys.executable, "-m", "openclaw_daemon.server"]
-        argv += ["--model", model] if model else []
-        argv += ["--n-ctx", str(n_ctx)] if n_ctx else []
-        os.execv(sys.executable, argv)
+        os.execv(sys.executable, command)
     progress = render.Progress(enabled=True)
     client, spawned = daemon_control.connect_or_start(
-        paths, model=model, n_ctx=n_ctx, waiting=progress.waiting
+        paths, command=command, waiting=progress.waiting
     )
     progress.stop()
     with client:
@@ -69,7 +79,12 @@ def status(*, json_out: bool) -> int:
         ("pid", info["pid"]),
         ("model", f"{info['model']} ({info['modelPath']})"),
         ("uptime", f"{info['uptimeS']:.0f} s"),
-        ("rss", f"{info['rssBytes'] / 2**20:.0f} MiB"),
+        (
+            "rss",
+            f"{info['rssBytes'] / 2**20:.0f} MiB observed, "
+            f"{info['memoryPredicted']['peak'] / 2**20:.0f} MiB predicted peak",
+        ),
+        ("kv cache", _cache_line(info["cache"])),
         ("n_ctx", info["nCtx"]),
         ("gpu offload", "yes" if info["gpuOffload"] else "no (CPU)"),
         ("sessions", info["sessions"]),
@@ -80,3 +95,11 @@ def status(*, json_out: bool) -> int:
     for name, value in rows:
         sys.stdout.write(f"{name:<13} {value}\n")
     return 0
+
+
+def _cache_line(cache: dict[str, Any]) -> str:
+    return (
+        f"{cache['ramEntries']} in RAM ({cache['ramBytes'] / 2**20:.0f} of "
+        f"{cache['ramBudget'] / 2**20:.0f} MiB), {cache['diskEntries']} on disk "
+        f"({cache['diskBytes'] / 2**20:.0f} of {cache['diskBudget'] / 2**20:.0f} MiB)"
+    )

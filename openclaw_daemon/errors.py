@@ -82,6 +82,18 @@ class BadRequestError(OpenClawError):
     code = "bad_request"
 
 
+class CacheCorruptError(OpenClawError):
+    """A KV cache file failed its integrity or fingerprint check (it is discarded)."""
+
+    code = "cache_corrupt"
+
+
+class ResourceError(OpenClawError):
+    """The configuration will not fit in this machine's memory."""
+
+    code = "resources"
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (
@@ -97,6 +109,8 @@ _BY_CODE = {
         SessionError,
         PermissionDeniedError,
         BadRequestError,
+        CacheCorruptError,
+        ResourceError,
     )
 }
 

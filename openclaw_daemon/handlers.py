@@ -42,6 +42,8 @@ class DaemonState:
     scheduler: Scheduler
     status: Callable[[], dict[str, Any]]
     request_shutdown: Callable[[], None]
+    cache_stats: Callable[[], dict[str, Any]]
+    cache_clear: Callable[[], dict[str, Any]]
     started_at: float = field(default_factory=time.time)
 
 
@@ -71,6 +73,7 @@ class Handlers:
             "status": self.status,
             "stop": self.stop,
             "ping": self.ping,
+            "cache": self.cache,
         }.get(request["type"])
         try:
             if handler is None:
@@ -87,6 +90,17 @@ class Handlers:
 
     def status(self, request: protocol.Message, connection: Connection) -> None:
         connection.send({"type": "done", "result": self.state.status()})
+
+    def cache(self, request: protocol.Message, connection: Connection) -> None:
+        action = request.get("action")
+        if action == "stats":
+            result = self.state.cache_stats()
+        elif action == "clear":
+            # On the model worker: a clear must not race a turn restoring a blob.
+            result = self.state.scheduler.submit(self.state.cache_clear).result()
+        else:
+            raise BadRequestError(f"unknown cache action {action!r}", hint="Use stats or clear.")
+        connection.send({"type": "done", "result": result})
 
     def stop(self, request: protocol.Message, connection: Connection) -> None:
         # Ask for shutdown first (it removes the status file), then reply, so a
@@ -118,6 +132,8 @@ class Handlers:
                 ) from exc
             raise
         connection.send({"type": "done", "result": result})
+        # Park the session's KV state once the worker is idle (off this turn's path).
+        self.state.scheduler.submit_idle("checkpoint", self.state.pipeline.cache.checkpoint)
 
     def _relay(
         self,

@@ -24,12 +24,12 @@ import msgpack
 
 from openclaw_daemon.errors import OpenClawError, ProtocolError, VersionMismatchError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
 # Requests, client -> daemon.
-REQUEST_TYPES = frozenset({"hello", "turn", "status", "stop", "cancel", "ping"})
+REQUEST_TYPES = frozenset({"hello", "turn", "status", "stop", "cancel", "ping", "cache"})
 # Stream frames, daemon -> client.
 STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
 TERMINAL_TYPES = frozenset({"done", "error"})
@@ -59,6 +59,14 @@ class TurnRequest(TypedDict, total=False):
     stop: list[str]
     cwd: str
     timeout_s: float | None
+    system: str | None  # replaces the default system prompt (the cached head)
+
+
+class CacheRequest(TypedDict):
+    """``action`` "stats" (counters, tiers, budgets) or "clear" (drop L2 and L3)."""
+
+    type: Literal["cache"]
+    action: Literal["stats", "clear"]
 
 
 class TokenFrame(TypedDict):

@@ -1,22 +1,28 @@
-"""Per-session lanes and the one model worker.
+"""Per-session lanes, the one model worker, and idle-time background jobs.
 
 Two turns on the same session never interleave: each holds its session's lane
 for the whole turn. Turns of different sessions queue, bounded, for the single
-model worker thread that owns the engine; a full queue answers "busy".
+model worker thread that owns the engine; a full queue answers "busy". Idle
+jobs (parking the live KV state) run on the same worker only when no turn is
+waiting, so a foreground turn always goes first; a newer idle job of the same
+name replaces a pending one.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from openclaw_daemon.errors import DaemonBusyError
 
+log = logging.getLogger("openclawd.scheduler")
 _STOP = object()
+_WAKE = object()
 
 
 class Scheduler:
@@ -24,6 +30,9 @@ class Scheduler:
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lanes: dict[str, threading.Lock] = {}
         self._lanes_lock = threading.Lock()
+        self._idle: dict[str, Callable[[], Any]] = {}
+        self._idle_lock = threading.Lock()
+        self.idle_runs = 0
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -45,14 +54,50 @@ class Scheduler:
             ) from None
         return future
 
+    def submit_idle(self, name: str, job: Callable[[], Any]) -> None:
+        """Run ``job`` on the worker once no turn is waiting."""
+        with self._idle_lock:
+            self._idle[name] = job
+        # Wake a worker blocked on an empty queue; if the queue is full, it is busy anyway.
+        with suppress(queue.Full):
+            self._jobs.put_nowait(_WAKE)
+
     @property
     def queued(self) -> int:
-        return self._jobs.qsize()
+        with self._jobs.mutex:
+            return sum(1 for item in self._jobs.queue if item is not _WAKE)
+
+    def _next_idle(self) -> Callable[[], Any] | None:
+        with self._idle_lock:
+            if not self._idle:
+                return None
+            name = next(iter(self._idle))
+            return self._idle.pop(name)
+
+    def _run_idle(self) -> bool:
+        job = self._next_idle()
+        if job is None:
+            return False
+        try:
+            job()
+            self.idle_runs += 1
+        except Exception:  # background work must never take the worker down
+            log.exception("idle job failed")
+        return True
 
     def _work(self) -> None:
         while True:
-            item = self._jobs.get()
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                if self._run_idle():
+                    continue
+                item = self._jobs.get()
+            if item is _WAKE:
+                continue
             if item is _STOP:
+                while self._run_idle():  # finish parking before the daemon exits
+                    pass
                 return
             job, future = item
             if not future.set_running_or_notify_cancel():
@@ -62,6 +107,6 @@ class Scheduler:
             except BaseException as exc:  # the job's error belongs to its caller
                 future.set_exception(exc)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 60.0) -> None:
         self._jobs.put(_STOP)
         self._worker.join(timeout)

@@ -21,8 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from openclaw_daemon import config, protocol
+from openclaw_daemon import config, memory_budget, protocol
 from openclaw_daemon.errors import OpenClawError
+from openclaw_daemon.gguf import read_metadata
 from openclaw_daemon.handlers import DaemonState, Handlers
 from openclaw_daemon.scheduler import Scheduler
 from openclaw_daemon.transport import UnixServer, ensure_private_dir
@@ -34,22 +35,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="openclawd", description="OpenClaw edge daemon")
     parser.add_argument("--model", help="GGUF model path (default: OPENCLAW_MODEL or embedded)")
     parser.add_argument("--n-ctx", type=int, default=None, help="context window in tokens")
+    parser.add_argument("--cache-ram", default=None, help="RAM cache budget, e.g. 1G")
+    parser.add_argument("--cache-disk", default=None, help="disk cache budget, e.g. 4G")
     return parser.parse_args(argv)
 
 
+def predict_memory(model_path: Path, n_ctx: int, ram_budget: int) -> dict[str, int]:
+    """Predict peak memory from the GGUF header; refuse what will not fit."""
+    import psutil
+
+    config.check_gguf(model_path)
+    prediction = memory_budget.predict(
+        read_metadata(model_path),
+        model_bytes=model_path.stat().st_size,
+        n_ctx=n_ctx,
+        ram_cache_budget=ram_budget,
+    )
+    memory_budget.check_fits(prediction, psutil.virtual_memory().available, n_ctx=n_ctx)
+    return prediction
+
+
 class Daemon:
-    def __init__(self, model_path: Path, n_ctx: int) -> None:
+    def __init__(self, model_path: Path, n_ctx: int, *, cache_ram: int, cache_disk: int) -> None:
         from openclaw_daemon.engine import Engine  # the one llama_cpp import
+        from openclaw_daemon.kv_store import KVStore
+        from openclaw_daemon.prefix_cache import PrefixCache
         from openclaw_daemon.turn import TurnPipeline
 
         self.paths = config.resolve_paths()
         ensure_private_dir(self.paths.state_dir)
         ensure_private_dir(self.paths.status_file.parent)
+        self.memory_prediction = predict_memory(model_path, n_ctx, cache_ram)
         started = time.monotonic()
         self.engine = Engine(model_path, n_ctx=n_ctx, n_threads=config.threads_setting())
         log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
+        ensure_private_dir(self.paths.cache_dir)
+        self.store = KVStore(
+            self.paths.cache_dir,
+            self.engine.fingerprint(),
+            ram_budget=cache_ram,
+            disk_budget=cache_disk,
+        )
+        self.store.load_disk_index()
+        self.cache = PrefixCache(self.engine, self.store)
         self.pipeline = TurnPipeline(
-            self.engine, self.paths, prefill_batch=config.prefill_batch_setting()
+            self.engine,
+            self.paths,
+            prefill_batch=config.prefill_batch_setting(),
+            cache=self.cache,
         )
         self.scheduler = Scheduler()
         self.started_at = time.time()
@@ -58,6 +91,8 @@ class Daemon:
             scheduler=self.scheduler,
             status=self.status,
             request_shutdown=self.request_shutdown,
+            cache_stats=self.cache_stats,
+            cache_clear=self.store.clear,
         )
         self.server = UnixServer(self.paths.socket, Handlers(self.state))
         self._stopped = threading.Event()
@@ -76,13 +111,18 @@ class Daemon:
             "gpuOffload": info.gpu_offload,
             "uptimeS": round(time.time() - self.started_at, 1),
             "rssBytes": psutil.Process().memory_info().rss,
+            "memoryPredicted": self.memory_prediction,
             "sessions": len(self.pipeline.tapes),
             "turnsServed": self.pipeline.turns_served,
             "queued": self.scheduler.queued,
+            "cache": self.cache_stats(),
             "socket": str(self.paths.socket),
             "stateDir": str(self.paths.state_dir),
             "logFile": str(self.paths.log_file),
         }
+
+    def cache_stats(self) -> dict[str, Any]:
+        return {**self.cache.stats(), "idleCheckpoints": self.scheduler.idle_runs}
 
     def write_status_file(self) -> None:
         data = {
@@ -111,6 +151,9 @@ class Daemon:
         finally:
             self.remove_status_file()
             self.server.close()
+            # Park the live session and finish disk writes, so a restart resumes warm.
+            self.scheduler.shutdown()
+            self.store.close()
             log.info("stopped")
 
 
@@ -123,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         model_path = config.resolve_model_path(args.model)
-        daemon = Daemon(model_path, args.n_ctx or config.n_ctx_setting())
+        daemon = Daemon(
+            model_path,
+            args.n_ctx or config.n_ctx_setting(),
+            cache_ram=config.cache_ram_setting(args.cache_ram),
+            cache_disk=config.cache_disk_setting(args.cache_disk),
+        )
     except OpenClawError as exc:
         print(f"openclawd: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -1,8 +1,10 @@
 """The pipeline for one agent turn, one trace span per phase.
 
 session.load -> prompt.render -> prompt.tokenize -> cache.lookup ->
-model.prefill -> model.decode -> session.persist. Runs on the model worker
-thread; talks to the connection only through ``TurnContext.emit``.
+[cache.restore] -> model.prefill -> model.decode -> session.persist. Runs on
+the model worker thread; talks to the connection only through
+``TurnContext.emit``. Each turn's record (usage, cache report, spans) is
+appended to the turn log for ``openclaw doctor``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from openclaw_daemon import cache_report
 from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import BadRequestError, ContextOverflowError
+from openclaw_daemon.prefix_cache import PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.text_stream import TextStream
-from openclaw_daemon.tracing import Trace
-from sessions.prompt import chat_messages
+from openclaw_daemon.tracing import Trace, TurnLog
+from sessions.prompt import SYSTEM_PROMPT, chat_messages
 from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id, now_iso, now_ms
 
 if TYPE_CHECKING:
@@ -45,9 +49,13 @@ class Generation:
 
 
 class TurnPipeline:
-    def __init__(self, engine: Engine, paths: Paths, *, prefill_batch: int) -> None:
+    def __init__(
+        self, engine: Engine, paths: Paths, *, prefill_batch: int, cache: PrefixCache
+    ) -> None:
         self.engine = engine
         self.paths = paths
+        self.cache = cache
+        self.turn_log = TurnLog(paths.turns_file)
         self.prefill_batch = prefill_batch
         self.builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
         self.tapes: dict[str, TokenTape] = {}
@@ -60,40 +68,51 @@ class TurnPipeline:
         if not isinstance(message, str) or not message.strip():
             raise BadRequestError("the turn has no message text", hint="Pass one with -m TEXT.")
         agent_id = str(request.get("agent_id") or "main")
+        system = str(request.get("system") or SYSTEM_PROMPT)
         with trace.span("session.load"):
             store = SessionStore(self.paths.agent_sessions_dir(agent_id), agent_id)
             ref = store.resolve(request.get("session_id"))
             entries = store.load_entries(ref)
-            tape = self._tape_for(ref, entries)
+            tape = self._tape_for(ref, entries, system)
         user = {"role": "user", "content": message}
         with trace.span("prompt.render"):
-            new = [user] if tape.messages else [*chat_messages(entries), user]
+            new = [user] if tape.messages else [*chat_messages(entries, system_prompt=system), user]
             messages, full = self.builder.render_turn(tape, new)
         with trace.span("prompt.tokenize") as span:
             plan = self.builder.tokenize_turn(tape, messages, full)
             span["tokens"] = plan.appended
         max_tokens = self._check_fits(plan, int(request.get("max_tokens") or DEFAULT_MAX_TOKENS))
-        with trace.span("cache.lookup") as span:
-            cached = min(self.engine.cached_prefix(plan.tokens), len(plan.tokens) - 1)
-            span.update(cachedTokens=cached, tier="L1" if cached else "none")
+        report = self._use_cache(plan, ctx)
         reused = self._prefill(plan, ctx)
         generation = self._decode(request, max_tokens, ctx)
+        self.cache.live_label = ref.session_id
         with trace.span("session.persist"):
             usage = self._usage(plan, reused, generation)
             self._persist(store, ref, entries, message, generation, usage, plan)
         self.turns_served += 1
-        return self._result(ref, generation, usage, trace, ctx)
+        result = self._result(ref, generation, usage, trace, ctx)
+        result["cache"] = report
+        self.turn_log.append(
+            {key: result[key] for key in ("at", "sessionId", "agentId", "usage", "ttftMs")}
+            | {"cache": report, "spans": trace.spans}
+        )
+        return result
 
     # -- phases ----------------------------------------------------------------
-    def _tape_for(self, ref: SessionRef, entries: list[dict[str, Any]]) -> TokenTape:
+    def _tape_for(self, ref: SessionRef, entries: list[dict[str, Any]], system: str) -> TokenTape:
         tape = self.tapes.get(ref.session_id)
         last = last_entry_id(entries)
-        if tape is not None and tape.last_entry_id == last:
+        if (
+            tape is not None
+            and tape.last_entry_id == last
+            and tape.messages[0]["content"] == system
+        ):
             return tape
         if last is None:
             return TokenTape()
-        # Known only from disk (new daemon, or edited elsewhere): rebuild.
-        tape = self.builder.from_messages(chat_messages(entries))
+        # Known only from disk (new daemon, or edited elsewhere), or a new
+        # system prompt: rebuild from the transcript.
+        tape = self.builder.from_messages(chat_messages(entries, system_prompt=system))
         tape.last_entry_id = last
         return tape
 
@@ -107,6 +126,37 @@ class TurnPipeline:
                 "(compaction is not available yet).",
             )
         return max(1, min(max_tokens, n_ctx - len(plan.tokens)))
+
+    def _use_cache(self, plan: PromptPlan, ctx: TurnContext) -> dict[str, Any]:
+        """Look the prompt up in every tier and restore the best prefix into L1."""
+        trace = ctx.trace
+        with trace.span("cache.lookup") as span:
+            decision = self.cache.plan(plan.tokens)
+            span.update(cachedTokens=decision.cached, tier=decision.tier)
+        start = trace.clock()
+        decision = self.cache.apply(decision, plan.tokens)
+        end = trace.clock()
+        restore_ms = None
+        if decision.entry is not None or decision.parked or decision.notices:
+            restore_ms = round((end - start) * 1000.0, 3)
+            trace.add(
+                "cache.restore",
+                start,
+                end,
+                tier=decision.tier,
+                tokens=decision.cached,
+                parkedTokens=decision.parked,
+            )
+        for notice in decision.notices:
+            ctx.emit({"type": "notice", "text": notice})
+        return cache_report.build(
+            self.engine,
+            self.engine.template,
+            plan.messages,
+            plan.tokens,
+            decision,
+            restore_ms=restore_ms,
+        )
 
     def _prefill(self, plan: PromptPlan, ctx: TurnContext) -> int:
         start = ctx.trace.clock()
@@ -136,6 +186,7 @@ class TurnPipeline:
         )
         end = ctx.trace.clock()
         prefilled = len(plan.tokens) - reused
+        self.cache.observe_prefill(prefilled, end - start)
         ctx.trace.add(
             "model.prefill",
             start,

@@ -1,0 +1,125 @@
+"""The on-disk format of a KV cache blob (the L3 tier), and nothing else.
+
+A file is::
+
+    b"OCKV" | u32 format version | u32 header length | header JSON
+    | n_tokens x int32 token ids | the llama_state_seq_get_data blob
+
+The header carries the model fingerprint, the token count, the blob size and
+a crc32 over tokens + blob. A file that is truncated, corrupt, or made for
+another model, context size or KV type fails ``read_blob``/``read_header``
+with ``CacheCorruptError`` and is never handed to llama.cpp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from array import array
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from openclaw_daemon.errors import CacheCorruptError
+
+MAGIC = b"OCKV"
+FORMAT_VERSION = 1
+SUFFIX = ".kvc"
+_PREAMBLE = struct.Struct("<4sII")
+_MAX_HEADER = 1 << 20
+# Tokens per block of the key's hash chain; a key names an exact token list.
+BLOCK_TOKENS = 256
+
+
+def fingerprint_id(fingerprint: dict[str, Any]) -> str:
+    raw = json.dumps(fingerprint, sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def chain_key(fingerprint: str, tokens: list[int] | tuple[int, ...]) -> str:
+    """A hash chain over token blocks: equal keys mean equal fingerprint and tokens."""
+    digest = hashlib.sha256(fingerprint.encode()).digest()
+    for start in range(0, len(tokens), BLOCK_TOKENS):
+        block = array("i", tokens[start : start + BLOCK_TOKENS]).tobytes()
+        digest = hashlib.sha256(digest + block).digest()
+    return hashlib.sha256(digest + str(len(tokens)).encode()).hexdigest()[:32]
+
+
+def _tokens_bytes(tokens: list[int] | tuple[int, ...]) -> bytes:
+    return array("i", tokens).tobytes()
+
+
+def write_blob(
+    path: Path, fingerprint: dict[str, Any], tokens: tuple[int, ...], blob: bytes | bytearray
+) -> int:
+    """Write atomically (temp file, then rename); returns the file's size."""
+    token_bytes = _tokens_bytes(tokens)
+    crc = zlib.crc32(blob, zlib.crc32(token_bytes))
+    header = json.dumps(
+        {
+            "fingerprint": fingerprint,
+            "nTokens": len(tokens),
+            "blobBytes": len(blob),
+            "crc32": crc,
+        }
+    ).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)))
+        handle.write(header)
+        handle.write(token_bytes)
+        handle.write(blob)
+    os.replace(tmp, path)
+    return _PREAMBLE.size + len(header) + len(token_bytes) + len(blob)
+
+
+def _read_exact(handle: BinaryIO, size: int, path: Path) -> bytes:
+    data = handle.read(size)
+    if len(data) != size:
+        raise CacheCorruptError(f"cache file {path.name} is truncated")
+    return data
+
+
+def _read_header(
+    handle: BinaryIO, path: Path, fingerprint: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    magic, version, header_len = _PREAMBLE.unpack(_read_exact(handle, _PREAMBLE.size, path))
+    if magic != MAGIC or version != FORMAT_VERSION or header_len > _MAX_HEADER:
+        raise CacheCorruptError(f"cache file {path.name} has a bad header")
+    try:
+        header = json.loads(_read_exact(handle, header_len, path))
+        n_tokens, blob_bytes = int(header["nTokens"]), int(header["blobBytes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CacheCorruptError(f"cache file {path.name} has a bad header") from exc
+    if header.get("fingerprint") != fingerprint:
+        raise CacheCorruptError(
+            f"cache file {path.name} was made for another model, context size or KV type"
+        )
+    expected = _PREAMBLE.size + header_len + 4 * n_tokens + blob_bytes
+    if path.stat().st_size != expected:
+        raise CacheCorruptError(f"cache file {path.name} has the wrong size (truncated?)")
+    tokens = array("i")
+    tokens.frombytes(_read_exact(handle, 4 * n_tokens, path))
+    return header, tuple(tokens)
+
+
+def read_header(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], int]:
+    """The tokens a file holds and its blob size, checking everything but the crc."""
+    with path.open("rb") as handle:
+        header, tokens = _read_header(handle, path, fingerprint)
+    return tokens, int(header["blobBytes"])
+
+
+def read_blob(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], bytearray]:
+    """Tokens and blob, verified against the header's crc32."""
+    with path.open("rb") as handle:
+        header, tokens = _read_header(handle, path, fingerprint)
+        blob = bytearray(int(header["blobBytes"]))
+        if handle.readinto(blob) != len(blob):
+            raise CacheCorruptError(f"cache file {path.name} is truncated")
+    crc = zlib.crc32(blob, zlib.crc32(_tokens_bytes(tokens)))
+    if crc != header.get("crc32"):
+        raise CacheCorruptError(f"cache file {path.name} failed its checksum")
+    return tokens, blob
