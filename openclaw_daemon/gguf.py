@@ -31,13 +31,27 @@ _STRING, _ARRAY = 8, 9
 # Arrays longer than this are skipped (vocabularies); short ones (per-layer
 # head counts) are kept.
 _KEEP_ARRAY_MAX = 4096
+# Sanity bounds: a garbage header must fail cleanly, not allocate gigabytes.
+_MAX_STRING = 1 << 24
+_MAX_COUNT = 1 << 28
+
+
+class _CorruptHeader(Exception):
+    pass
 
 
 def _read(handle: BinaryIO, size: int) -> bytes:
     data = handle.read(size)
     if len(data) < size:
-        raise ModelError("truncated GGUF header")
+        raise _CorruptHeader("it ends inside the header")
     return data
+
+
+def _count(handle: BinaryIO, limit: int, what: str) -> int:
+    value = int(_unpack(handle, "<Q"))
+    if value > limit:
+        raise _CorruptHeader(f"it claims a {what} of {value:,}")
+    return value
 
 
 def _unpack(handle: BinaryIO, fmt: str) -> Any:
@@ -45,7 +59,9 @@ def _unpack(handle: BinaryIO, fmt: str) -> Any:
 
 
 def _string(handle: BinaryIO) -> str:
-    return _read(handle, _unpack(handle, "<Q")).decode("utf-8", errors="replace")
+    return _read(handle, _count(handle, _MAX_STRING, "string length")).decode(
+        "utf-8", errors="replace"
+    )
 
 
 def _value(handle: BinaryIO, kind: int) -> Any:
@@ -54,12 +70,12 @@ def _value(handle: BinaryIO, kind: int) -> Any:
     if kind == _STRING:
         return _string(handle)
     if kind == _ARRAY:
-        item_kind, count = _unpack(handle, "<I"), _unpack(handle, "<Q")
+        item_kind, count = _unpack(handle, "<I"), _count(handle, _MAX_COUNT, "array length")
         if count > _KEEP_ARRAY_MAX:
             _skip_array(handle, item_kind, count)
             return None
         return [_value(handle, item_kind) for _ in range(count)]
-    raise ModelError(f"unknown GGUF value type {kind}")
+    raise _CorruptHeader(f"it has an unknown value type {kind}")
 
 
 def _skip_array(handle: BinaryIO, kind: int, count: int) -> None:
@@ -79,14 +95,20 @@ def read_metadata(path: Path) -> dict[str, Any]:
             version = _unpack(handle, "<I")
             if version < 2:
                 raise ModelError(f"GGUF version {version} is too old: {path}")
-            _tensors, n_kv = _unpack(handle, "<Q"), _unpack(handle, "<Q")
+            _tensors = _unpack(handle, "<Q")
+            n_kv = _count(handle, _MAX_COUNT, "key count")
             metadata: dict[str, Any] = {}
             for _ in range(n_kv):
                 key = _string(handle)
                 metadata[key] = _value(handle, _unpack(handle, "<I"))
             return metadata
+    except _CorruptHeader as exc:
+        raise ModelError(
+            f"could not load {path}: its GGUF header is corrupt ({exc})",
+            hint="Re-download or re-convert the model file.",
+        ) from None
     except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from exc
+        raise ModelError(f"could not load {path}: {exc}") from exc
 
 
 def arch_value(metadata: dict[str, Any], key: str, default: Any = None) -> Any:

@@ -165,6 +165,12 @@ class PrefixCache:
         self.store.add(tokens, blob, self.live_label)
         return True
 
+    def clear(self) -> dict[str, Any]:
+        """Drop every tier, the live context included: the next turn starts cold."""
+        self.engine.reset()
+        self.live_label = ""
+        return self.store.clear()
+
     def observe_prefill(self, tokens: int, seconds: float) -> None:
         self.costs.prefill_tok_s.observe(tokens, seconds)
 

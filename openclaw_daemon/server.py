@@ -92,7 +92,7 @@ class Daemon:
             status=self.status,
             request_shutdown=self.request_shutdown,
             cache_stats=self.cache_stats,
-            cache_clear=self.store.clear,
+            cache_clear=self.cache.clear,
         )
         self.server = UnixServer(self.paths.socket, Handlers(self.state))
         self._stopped = threading.Event()

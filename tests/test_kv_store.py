@@ -1,0 +1,150 @@
+"""KV blob files and the L2/L3 store, without a model: integrity, budgets, supersession."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from openclaw_daemon import kv_files, memory_budget
+from openclaw_daemon.errors import CacheCorruptError, ResourceError
+from openclaw_daemon.kv_store import KVStore
+
+FP = {"modelPath": "/m.gguf", "modelBytes": 1, "modelMtimeNs": 1, "nCtx": 8192, "kvType": "f16"}
+
+
+def blob(size: int, fill: int = 7) -> bytearray:
+    return bytearray([fill]) * size
+
+
+def test_blob_file_round_trip_and_every_kind_of_damage(tmp_path: Path) -> None:
+    path = tmp_path / "a.kvc"
+    kv_files.write_blob(path, FP, (1, 2, 3), blob(1000))
+    assert kv_files.read_blob(path, FP) == ((1, 2, 3), blob(1000))
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    other = {**FP, "nCtx": 4096}
+    with pytest.raises(CacheCorruptError, match="another model, context size or KV type"):
+        kv_files.read_blob(path, other)
+
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    with pytest.raises(CacheCorruptError, match="checksum"):
+        kv_files.read_blob(path, FP)
+
+    path.write_bytes(data[:-10])
+    with pytest.raises(CacheCorruptError, match="wrong size"):
+        kv_files.read_header(path, FP)
+
+    path.write_bytes(b"junk" + data[4:])
+    with pytest.raises(CacheCorruptError, match="bad header"):
+        kv_files.read_header(path, FP)
+
+
+def test_chain_key_depends_on_every_token_and_the_fingerprint() -> None:
+    tokens = list(range(1000))
+    key = kv_files.chain_key("fp", tokens)
+    assert key == kv_files.chain_key("fp", list(tokens))
+    assert key != kv_files.chain_key("fp", tokens[:-1])
+    assert key != kv_files.chain_key("fp", [*tokens[:500], 0, *tokens[501:]])
+    assert key != kv_files.chain_key("other", tokens)
+
+
+def test_longer_entry_supersedes_its_prefix_in_ram_and_on_disk(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=10_000, disk_budget=1 << 20)
+    store.load_disk_index()
+    store.add((1, 2, 3), blob(100), "s")
+    store.add((1, 2, 3, 4, 5), blob(200), "s")
+    assert store.flush()
+    assert len(store.entries) == 1
+    assert len(list(store.dir.glob("*.kvc"))) == 1
+    match, entry = store.best([1, 2, 3, 9])
+    assert match.length == 3 and entry is not None and entry.tokens == (1, 2, 3, 4, 5)
+    store.close()
+
+
+def test_ram_budget_evicts_lru_to_disk_and_restart_reindexes(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=250, disk_budget=1 << 20)
+    store.load_disk_index()
+    store.add((1, 1), blob(200, 1), "a")
+    store.add((2, 2), blob(200, 2), "b")  # pushes (1, 1) out of RAM
+    assert store.flush()
+    stats = store.stats()
+    assert (stats["ramEntries"], stats["diskEntries"], stats["evictedRam"]) == (1, 2, 1)
+    _, entry = store.best([1, 1, 5])
+    assert entry is not None and entry.tier == "L3"
+    assert store.fetch(entry) == blob(200, 1)
+    store.close()
+
+    again = KVStore(tmp_path, FP, ram_budget=250, disk_budget=1 << 20)
+    again.load_disk_index()
+    assert sorted(e.tokens for e in again.entries.values()) == [(1, 1), (2, 2)]
+    again.close()
+
+
+def test_disk_budget_deletes_least_recently_used_files(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=0, disk_budget=900)  # files are ~370 bytes
+    store.load_disk_index()
+    for n in range(3):
+        store.add((n, n), blob(200, n), str(n))
+        assert store.flush()
+        newest = max(store.dir.glob("*.kvc"), key=lambda p: p.stat().st_mtime_ns)
+        os.utime(newest, (1000 + n, 1000 + n))
+    files = list(store.dir.glob("*.kvc"))
+    assert len(files) == 2
+    assert store.stats()["evictedDisk"] == 1
+    assert store.best([0, 0])[1] is None  # the oldest is gone from every tier
+    store.close()
+
+
+def test_corrupt_file_is_discarded_at_fetch_and_counted(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=0, disk_budget=1 << 20)
+    store.load_disk_index()
+    store.add((4, 5, 6), blob(300), "s")
+    assert store.flush()
+    path = next(store.dir.glob("*.kvc"))
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    _, entry = store.best([4, 5, 6])
+    assert entry is not None
+    with pytest.raises(CacheCorruptError, match="checksum"):
+        store.fetch(entry)
+    assert not path.exists()
+    assert store.best([4, 5, 6])[1] is None
+    assert store.stats()["discarded"] == 1
+    store.close()
+
+
+def test_truncated_file_is_discarded_when_the_daemon_starts(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=1000, disk_budget=1 << 20)
+    store.load_disk_index()
+    store.add((7, 8), blob(300), "s")
+    store.close()
+    path = next(store.dir.glob("*.kvc"))
+    path.write_bytes(path.read_bytes()[:-100])
+    again = KVStore(tmp_path, FP, ram_budget=1000, disk_budget=1 << 20)
+    again.load_disk_index()
+    assert len(again.entries) == 0 and not path.exists()
+    assert again.stats()["discarded"] == 1
+    assert "wrong size" in again.stats()["problems"][0]
+    again.close()
+
+
+def test_memory_prediction_and_refusal() -> None:
+    metadata = {
+        "general.architecture": "llama",
+        "llama.block_count": 30,
+        "llama.embedding_length": 576,
+        "llama.attention.head_count": 9,
+        "llama.attention.head_count_kv": 3,
+        "llama.vocab_size": 49152,
+    }
+    assert memory_budget.kv_bytes_per_token(metadata) == 23040  # SmolLM2-135M, f16
+    small = memory_budget.predict(metadata, model_bytes=10, n_ctx=8192, ram_cache_budget=0)
+    assert small["kvCache"] == 8192 * 23040
+    assert small["peak"] == sum(v for k, v in small.items() if k != "peak")
+    memory_budget.check_fits(small, small["peak"], n_ctx=8192)
+    with pytest.raises(ResourceError, match="needs about .* GiB"):
+        memory_budget.check_fits(small, small["peak"] - 1, n_ctx=8192)
