@@ -36,6 +36,10 @@ def start(
         model=_model_arg(model), n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk
     )
     if foreground:
+        from openclaw_daemon.transport import ensure_private_dir
+
+        ensure_private_dir(paths.state_dir)
+        os.chdir(paths.state_dir)  # as for a detached daemon: see daemon_control.spawn
         os.execv(sys.executable, command)
     progress = render.Progress(enabled=True)
     client, spawned = daemon_control.connect_or_start(

@@ -118,6 +118,10 @@ def spawn(paths: Paths, command: list[str]) -> subprocess.Popen[bytes]:
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            # ``python -m`` puts the working directory first on sys.path: run from
+            # the state dir so a stray ``openclaw_daemon/`` in the user's cwd is
+            # never imported instead of the installed one.
+            cwd=paths.state_dir,
         )
 
 

@@ -31,7 +31,10 @@ from openclaw_daemon.transport import Connection
 from openclaw_daemon.turn import TurnContext, TurnPipeline
 
 log = logging.getLogger("openclawd.handlers")
-_POLL_S = 0.02
+_POLL_S = 0.02  # how often a running turn checks for a hang-up, cancel or timeout
+# Put on a turn's event queue when its job ends, so the relay wakes at once
+# instead of at its next poll.
+_JOB_ENDED: protocol.Message = {"type": "_job_ended"}
 
 
 @dataclass
@@ -120,6 +123,7 @@ class Handlers:
         session_key = f"{request.get('agent_id') or 'main'}/{request.get('session_id') or ''}"
         with self.state.scheduler.lane(session_key):
             future = self.state.scheduler.submit(lambda: self.state.pipeline.run(request, context))
+            future.add_done_callback(lambda _: events.put(_JOB_ENDED))
             timed_out = self._relay(connection, events, future, cancel, deadline)
         self._drain(connection, events)
         try:
@@ -147,7 +151,9 @@ class Handlers:
         timed_out = False
         while not future.done():
             with contextlib.suppress(queue.Empty):
-                connection.send(events.get(timeout=_POLL_S))
+                event = events.get(timeout=_POLL_S)
+                if event is not _JOB_ENDED:
+                    connection.send(event)
             if cancel.is_set():
                 continue
             polled = connection.poll_client()
@@ -162,6 +168,8 @@ class Handlers:
     def _drain(self, connection: Connection, events: queue.Queue[protocol.Message]) -> None:
         while True:
             try:
-                connection.send(events.get_nowait())
+                event = events.get_nowait()
             except queue.Empty:
                 return
+            if event is not _JOB_ENDED:
+                connection.send(event)

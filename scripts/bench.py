@@ -4,7 +4,9 @@ Each run uses a fresh state dir and its own daemon on the embedded model,
 temperature 0 and a fixed seed, and writes JSON plus a Markdown table. Ratios
 are computed within one run: this machine is shared and noisy.
 
-Scenarios so far: 1 (cold prime), 2 (plain chat append), 11 (framework residual).
+Scenarios: 1 (cold prime), 2 (plain chat append), 5 (session growth),
+9 (four sessions round-robin, each with its own document), 10 (daemon
+restart, then continue), 11 (framework residual).
 """
 
 from __future__ import annotations
@@ -141,23 +143,53 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "decodeTokens": decode["tokens"],
         "decodeMs": decode["durationMs"],
         "decodeTokPerS": decode.get("tokPerS"),
-        "tier": spans["cache.lookup"].get("tier"),
+        "tier": meta["trace"]["cache"]["tier"],
+        "restoreMs": meta["trace"]["cache"]["restoreMs"],
         "hit": usage["cacheRead"] >= 0.9 * usage["input"],
         "modelMs": round(model_ms, 1),
         "residualMs": round(wall_ms - model_ms, 1),
     }
 
 
+def prime_message(document: str) -> str:
+    return "Here is the workspace document:\n\n" + document + "\n\nSummarise it in one sentence."
+
+
 def scenario_1_and_2(runner: Runner, document: str) -> dict[str, Any]:
-    prime = runner.turn(
-        "Here is the workspace document:\n\n" + document + "\n\nSummarise it in one sentence.",
-        "bench-s2",
-    )
+    prime = runner.turn(prime_message(document), "bench-s2")
     follow = [
         runner.turn(question, "bench-s2")
         for question in ("Which section is first?", "Name one word it uses.", "Thanks!")
     ]
     return {"scenario1": prime, "scenario2": follow}
+
+
+def scenario_5(runner: Runner, document: str) -> list[dict[str, Any]]:
+    """Session growth: a new session on the same document (its head comes from
+    scenario 1's cache), then turns piling up."""
+    first = runner.turn(prime_message(document), "bench-s5")
+    questions = [f"Give one word from section {n}." for n in range(1, 6)]
+    return [first] + [runner.turn(q, "bench-s5", max_tokens=24) for q in questions]
+
+
+def scenario_9(runner: Runner, target: int) -> dict[str, Any]:
+    """Four sessions, each with its own document, then three rounds round-robin."""
+    sessions = [f"bench-s9-{n}" for n in range(4)]
+    primes = [
+        runner.turn(prime_message(workspace_document(target, seed=11 + n)), session)
+        for n, session in enumerate(sessions)
+    ]
+    rounds = [
+        [runner.turn(f"Round {r + 1}: name a section.", session) for session in sessions]
+        for r in range(3)
+    ]
+    return {"primes": primes, "rounds": rounds}
+
+
+def scenario_10(runner: Runner) -> dict[str, Any]:
+    """Restart the daemon, then continue scenario 2's ~6000-token session."""
+    runner.cli("daemon", "restart", timeout=600)
+    return runner.turn("Still there? Which section is last?", "bench-s2")
 
 
 def scenario_11(runner: Runner, runs: int) -> dict[str, Any]:
@@ -176,23 +208,34 @@ def scenario_11(runner: Runner, runs: int) -> dict[str, Any]:
     }
 
 
+def _row(name: str, row: dict[str, Any]) -> str:
+    restore = f"{row['restoreMs']:.0f}" if row.get("restoreMs") is not None else ""
+    return (
+        f"| {name} | {row['ttftMs']:.0f} | {row['daemonTtftMs']:.0f} | {row['input']} | "
+        f"{row['cacheRead']} | {row['tier']} | {restore} | {row['prefillTokens']} | "
+        f"{row['prefillTokPerS']} | {row['decodeTokens']} | {row['decodeTokPerS']} | "
+        f"{'hit' if row['hit'] else 'miss'} |"
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     s1, s2, s11 = results["scenario1"], results["scenario2"], results["scenario11"]
     rows = [("1 cold prime", s1)] + [(f"2 follow-up {i + 1}", t) for i, t in enumerate(s2)]
+    rows += [(f"5 turn {i + 1}", t) for i, t in enumerate(results["scenario5"])]
+    s9 = results["scenario9"]
+    rows += [(f"9 prime session {i + 1}", t) for i, t in enumerate(s9["primes"])]
+    for r, round_rows in enumerate(s9["rounds"]):
+        rows += [(f"9 round {r + 1} session {i + 1}", t) for i, t in enumerate(round_rows)]
+    rows.append(("10 after restart", results["scenario10"]))
     out = [
         f"Run {results['startedAt']} on {results['machine']}, model {results['model']}, "
         f"base document {results['documentTokens']} target tokens.",
         "",
-        "| call | TTFT ms (client) | TTFT ms (daemon) | prompt | cached | prefill tok | "
-        "prefill tok/s | decode tok | decode tok/s | hit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| call | TTFT ms (client) | TTFT ms (daemon) | prompt | cached | tier | restore ms | "
+        "prefill tok | prefill tok/s | decode tok | decode tok/s | hit |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
-    for name, row in rows:
-        out.append(
-            f"| {name} | {row['ttftMs']:.0f} | {row['daemonTtftMs']:.0f} | {row['input']} | "
-            f"{row['cacheRead']} | {row['prefillTokens']} | {row['prefillTokPerS']} | "
-            f"{row['decodeTokens']} | {row['decodeTokPerS']} | {'hit' if row['hit'] else 'miss'} |"
-        )
+    out += [_row(name, row) for name, row in rows]
     ratios = results["ratios"]
     out += [
         "",
@@ -200,14 +243,31 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|",
         f"| scenario 2 follow-up TTFT / scenario 1 TTFT (daemon, median) | "
         f"{ratios['s2_over_s1'] * 100:.2f}% | 2% |",
+        f"| scenario 9 worst TTFT / scenario 2 follow-up TTFT (daemon, median) | "
+        f"{ratios['s9_worst_over_s2']:.2f}x | 1.5x |",
+        f"| scenario 10 TTFT after restart / scenario 1 TTFT (daemon) | "
+        f"{ratios['s10_over_s1'] * 100:.2f}% | 5% |",
         f"| scenario 11 framework residual p50 ({s11['runs']} runs) | "
         f"{s11['residualMsP50']:.0f} ms | 120 ms |",
         "",
         f"Scenario 11: whole-process wall p50 {s11['wallMsP50']:.0f} ms, model phases p50 "
         f"{s11['modelMsP50']:.0f} ms, residual min/max {s11['residualMsMin']:.0f}/"
-        f"{s11['residualMsMax']:.0f} ms. Daemon peak RSS {results['rssBytes'] / 2**20:.0f} MiB.",
+        f"{s11['residualMsMax']:.0f} ms. Daemon peak RSS {results['rssBytes'] / 2**20:.0f} MiB "
+        f"(predicted peak {results['predictedPeakBytes'] / 2**20:.0f} MiB, of which the RAM "
+        f"cache budget {results['ramBudgetBytes'] / 2**20:.0f} MiB).",
     ]
     return "\n".join(out) + "\n"
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    cold = results["scenario1"]["daemonTtftMs"]
+    follow = statistics.median(t["daemonTtftMs"] for t in results["scenario2"])
+    worst9 = max(t["daemonTtftMs"] for rnd in results["scenario9"]["rounds"] for t in rnd)
+    return {
+        "s2_over_s1": follow / cold,
+        "s9_worst_over_s2": worst9 / follow,
+        "s10_over_s1": results["scenario10"]["daemonTtftMs"] / cold,
+    }
 
 
 def main() -> int:
@@ -228,11 +288,20 @@ def main() -> int:
             "model": status["model"],
             "documentTokens": target,
         }
-        results.update(scenario_1_and_2(runner, workspace_document(target)))
-        results["scenario11"] = scenario_11(runner, args.runs)
+        document = workspace_document(target)
+        results.update(scenario_1_and_2(runner, document))
+        results["scenario5"] = scenario_5(runner, document)
+        results["scenario9"] = scenario_9(runner, target)
         results["rssBytes"] = runner.rss()
-        follow_ttft = statistics.median(t["daemonTtftMs"] for t in results["scenario2"])
-        results["ratios"] = {"s2_over_s1": follow_ttft / results["scenario1"]["daemonTtftMs"]}
+        status = json.loads(runner.cli("daemon", "status", "--json").stdout)
+        results["predictedPeakBytes"] = status["memoryPredicted"]["peak"]
+        results["ramBudgetBytes"] = status["cache"]["ramBudget"]
+        results["cacheBeforeRestart"] = {
+            k: v for k, v in status["cache"].items() if k not in ("problems", "dir")
+        }
+        results["scenario10"] = scenario_10(runner)
+        results["scenario11"] = scenario_11(runner, args.runs)
+        results["ratios"] = ratios(results)
     finally:
         subprocess.run([str(OPENCLAW), "daemon", "stop"], env=runner.env, capture_output=True)
         shutil.rmtree(state_dir, ignore_errors=True)

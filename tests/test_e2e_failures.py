@@ -207,3 +207,14 @@ def test_empty_message_and_bad_options(cli: Cli) -> None:
     assert empty.returncode == 1 and "message is empty" in empty.stderr
     verbose = cli.run("agent", "-m", "hi", "--verbose", "loud", check=False)
     assert verbose.returncode == 2 and "--verbose" in verbose.stderr
+
+
+def test_daemon_ignores_a_stray_package_in_the_working_directory(cli: Cli, tmp_path: Path) -> None:
+    # `python -m openclaw_daemon.server` would import this one if the daemon
+    # were spawned in the user's working directory.
+    stray = tmp_path / "openclaw_daemon"
+    stray.mkdir()
+    (stray / "__init__.py").write_text("")
+    (stray / "server.py").write_text("raise SystemExit('imported the stray package')\n")
+    envelope = cli.turn("Say hi", "--max-tokens", "3", cwd=tmp_path)
+    assert envelope["payloads"][0]["text"].strip()
