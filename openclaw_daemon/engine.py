@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 
 from openclaw_daemon.chat_template import ChatTemplate
 from openclaw_daemon.config import check_gguf
@@ -173,23 +174,27 @@ class Engine:
             "llamaCpp": llama_cpp.__version__,
         }
 
-    def snapshot(self) -> tuple[tuple[int, ...], bytearray]:
-        """The live tokens and their KV state (``llama_state_seq_get_data``)."""
+    def snapshot(self, allocate: Callable[[int], memoryview]) -> tuple[tuple[int, ...], memoryview]:
+        """The live tokens and their KV state (``llama_state_seq_get_data``),
+        copied into a writable buffer of the given size from ``allocate``."""
         ctx = self.llama._ctx.ctx
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        blob = bytearray(size)
+        blob = allocate(size)
+        target = np.frombuffer(blob, dtype=np.uint8)
         written = llama_cpp.llama_state_seq_get_data(
-            ctx, (ctypes.c_uint8 * size).from_buffer(blob), size, 0
+            ctx, target.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, 0
         )
         if written != size:
             raise ModelError(f"llama.cpp saved {written} of {size} bytes of the KV state")
         return tuple(self.live_tokens), blob
 
-    def restore(self, tokens: tuple[int, ...], blob: bytearray, *, keep: int) -> None:
+    def restore(self, tokens: tuple[int, ...], blob: bytes | memoryview, *, keep: int) -> None:
         """Load a snapshot, then trim it to its first ``keep`` tokens."""
         self.reset()
+        # A pointer into the blob's own memory: no copy, even for immutable bytes.
+        data = np.frombuffer(blob, dtype=np.uint8)
         loaded = llama_cpp.llama_state_seq_set_data(
-            self.llama._ctx.ctx, (ctypes.c_uint8 * len(blob)).from_buffer(blob), len(blob), 0
+            self.llama._ctx.ctx, data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), data.size, 0
         )
         if loaded == 0:
             self.reset()

@@ -137,7 +137,7 @@ class Handlers:
             raise
         connection.send({"type": "done", "result": result})
         # Park the session's KV state once the worker is idle (off this turn's path).
-        self.state.scheduler.submit_idle("checkpoint", self.state.pipeline.cache.checkpoint)
+        self.state.scheduler.submit_idle("park", self.state.pipeline.park)
 
     def _relay(
         self,

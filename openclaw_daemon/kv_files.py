@@ -51,17 +51,19 @@ def _tokens_bytes(tokens: list[int] | tuple[int, ...]) -> bytes:
     return array("i", tokens).tobytes()
 
 
-def write_blob(
-    path: Path, fingerprint: dict[str, Any], tokens: tuple[int, ...], blob: bytes | bytearray
-) -> int:
+Blob = bytes | memoryview  # a KV state: immutable bytes from disk, or a snapshot buffer
+
+
+def write_blob(path: Path, fingerprint: dict[str, Any], tokens: tuple[int, ...], blob: Blob) -> int:
     """Write atomically (temp file, then rename); returns the file's size."""
     token_bytes = _tokens_bytes(tokens)
     crc = zlib.crc32(blob, zlib.crc32(token_bytes))
+    size = blob.nbytes if isinstance(blob, memoryview) else len(blob)
     header = json.dumps(
         {
             "fingerprint": fingerprint,
             "nTokens": len(tokens),
-            "blobBytes": len(blob),
+            "blobBytes": size,
             "crc32": crc,
         }
     ).encode()
@@ -72,7 +74,7 @@ def write_blob(
         handle.write(token_bytes)
         handle.write(blob)
     os.replace(tmp, path)
-    return _PREAMBLE.size + len(header) + len(token_bytes) + len(blob)
+    return _PREAMBLE.size + len(header) + len(token_bytes) + size
 
 
 def _read_exact(handle: BinaryIO, size: int, path: Path) -> bytes:
@@ -112,13 +114,12 @@ def read_header(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...
     return tokens, int(header["blobBytes"])
 
 
-def read_blob(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], bytearray]:
+def read_blob(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], bytes]:
     """Tokens and blob, verified against the header's crc32."""
     with path.open("rb") as handle:
         header, tokens = _read_header(handle, path, fingerprint)
-        blob = bytearray(int(header["blobBytes"]))
-        if handle.readinto(blob) != len(blob):
-            raise CacheCorruptError(f"cache file {path.name} is truncated")
+        # read() fills a fresh bytes object directly; no zero-filled buffer first.
+        blob = _read_exact(handle, int(header["blobBytes"]), path)
     crc = zlib.crc32(blob, zlib.crc32(_tokens_bytes(tokens)))
     if crc != header.get("crc32"):
         raise CacheCorruptError(f"cache file {path.name} failed its checksum")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +30,70 @@ from openclaw_daemon.errors import CacheCorruptError
 from openclaw_daemon.prefix_index import Match, PrefixIndex
 
 log = logging.getLogger("openclawd.cache")
+_BUSY_POLL_S = 0.05
+_MAX_WRITE_DELAY_S = 60.0  # a stream of turns must not starve the disk tier forever
+
+
+class BufferPool:
+    """Snapshot buffers, reused once the entry that held one is superseded.
+
+    Fresh anonymous memory costs a page fault per 4 KiB on first touch: for a
+    6000-token snapshot (138 MB) that is three times the copy itself, and it
+    sits on the worker between turns. A session's next snapshot supersedes
+    its last, so recycling that buffer (allocated with headroom for growth)
+    makes parking a plain memcpy.
+    """
+
+    def __init__(self, max_spares: int = 1) -> None:
+        self.max_spares = max_spares
+        self._spares: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+        self.reused = 0
+        self.allocated = 0
+
+    def take(self, size: int) -> memoryview:
+        with self._lock:
+            fitting = [m for m in self._spares if len(m) >= size]
+            if fitting:
+                buffer = min(fitting, key=len)
+                self._spares.remove(buffer)
+                self.reused += 1
+                return memoryview(buffer)[:size]
+        self.allocated += 1
+        capacity = size + size // 8 + (8 << 20)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+        return memoryview(mmap.mmap(-1, capacity, flags=flags))[:size]
+
+    def give(self, blob: kv_files.Blob) -> None:
+        """Take back a buffer nothing else refers to any more."""
+        if not isinstance(blob, memoryview) or not isinstance(blob.obj, mmap.mmap):
+            return
+        with self._lock:
+            self._spares.append(blob.obj)
+            if len(self._spares) > self.max_spares:
+                self._spares.sort(key=len)
+                self._spares.pop(0)
+
+    @property
+    def spare_bytes(self) -> int:
+        with self._lock:
+            return sum(len(m) for m in self._spares)
+
+
+def _held_bytes(blob: kv_files.Blob) -> int:
+    """RAM a blob holds: a pooled buffer's whole capacity, headroom included."""
+    if isinstance(blob, memoryview):
+        return len(blob.obj) if isinstance(blob.obj, mmap.mmap) else blob.nbytes
+    return len(blob)
 
 
 @dataclass
 class CacheEntry:
     key: str
     tokens: tuple[int, ...]
-    blob_bytes: int
+    blob_bytes: int  # RAM held while in L2 (file entries: the blob's size)
     label: str  # the session whose turn produced it, for explanations
-    blob: bytearray | None = None  # the L2 copy, if held in RAM
+    blob: kv_files.Blob | None = None  # the L2 copy, if held in RAM
     on_disk: bool = False
     used_at: float = 0.0
 
@@ -53,8 +110,10 @@ class KVStore:
         *,
         ram_budget: int,
         disk_budget: int,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.root = root
+        self.busy = busy  # the model worker is serving a turn: writes wait
         self.fingerprint = fingerprint
         self.dir = root / kv_files.fingerprint_id(fingerprint)
         self.ram_budget = ram_budget
@@ -63,6 +122,8 @@ class KVStore:
         self.entries: dict[str, CacheEntry] = {}
         self.counters = {"stored": 0, "evictedRam": 0, "evictedDisk": 0, "discarded": 0}
         self.problems: list[str] = []  # recent discards, for status and doctor
+        self.pool = BufferPool()
+        self._writing: CacheEntry | None = None
         self._lock = threading.RLock()
         self._writes: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="cache-writer", daemon=True)
@@ -104,7 +165,7 @@ class KVStore:
             entry = min(usable, key=lambda e: (e.blob is None, e.blob_bytes))
             return match, entry
 
-    def fetch(self, entry: CacheEntry) -> bytearray:
+    def fetch(self, entry: CacheEntry) -> kv_files.Blob:
         """The entry's blob, from RAM or disk; a bad file is discarded and raises."""
         with self._lock:
             entry.used_at = time.time()
@@ -136,11 +197,11 @@ class KVStore:
                 for key in match.keys
             )
 
-    def add(self, tokens: tuple[int, ...], blob: bytearray, label: str) -> CacheEntry:
+    def add(self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str) -> CacheEntry:
         """Park a snapshot in RAM and queue it for disk. Entries that hold a
         prefix of it are dropped: this one can be trimmed to serve them."""
         key = kv_files.chain_key(self.dir.name, tokens)
-        entry = CacheEntry(key, tokens, len(blob), label, blob=blob, used_at=time.time())
+        entry = CacheEntry(key, tokens, _held_bytes(blob), label, blob=blob, used_at=time.time())
         with self._lock:
             superseded = [k for k in self.index.prefixes_of(tokens) if k != key]
             self._forget(key)
@@ -155,18 +216,27 @@ class KVStore:
         return entry
 
     def _forget(self, key: str) -> None:
-        if self.entries.pop(key, None) is not None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
             self.index.remove(key)
+            self._drop_blob(entry)
+
+    def _drop_blob(self, entry: CacheEntry) -> None:
+        """Let go of the entry's RAM copy; recycle it unless the writer still needs it."""
+        blob, entry.blob = entry.blob, None
+        if blob is not None and self._writing is not entry and not self._write_pending(entry.key):
+            self.pool.give(blob)
 
     def _evict_ram(self) -> None:
         held = sorted(
             (e for e in self.entries.values() if e.blob is not None), key=lambda e: e.used_at
         )
-        used = sum(e.blob_bytes for e in held)
+        # The spare buffer counts too: it is RAM the cache holds.
+        used = sum(e.blob_bytes for e in held) + self.pool.spare_bytes
         for entry in held:
             if used <= self.ram_budget:
                 return
-            entry.blob = None
+            self._drop_blob(entry)
             used -= entry.blob_bytes
             self.counters["evictedRam"] += 1
             if not entry.on_disk and not self._write_pending(entry.key):
@@ -178,8 +248,17 @@ class KVStore:
 
     # -- the writer thread -------------------------------------------------------
     def _write_loop(self) -> None:
+        # Writing a blob costs a crc32 and a copy into the page cache: on a
+        # 2-core laptop that would slow a concurrent prefill, so the writer
+        # runs at low priority and waits for gaps between turns.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while True:
             op, item = self._writes.get()
+            waited = 0.0
+            while op == "write" and self.busy() and waited < _MAX_WRITE_DELAY_S:
+                time.sleep(_BUSY_POLL_S)
+                waited += _BUSY_POLL_S
             try:
                 if op == "stop":
                     return
@@ -195,17 +274,25 @@ class KVStore:
             finally:
                 self._writes.task_done()
 
-    def _write(self, entry: CacheEntry, blob: bytearray) -> None:
+    def _write(self, entry: CacheEntry, blob: kv_files.Blob) -> None:
         with self._lock:
-            if self.entries.get(entry.key) is not entry:
-                return  # superseded or cleared before its turn came
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kv_files.write_blob(
-            self.dir / f"{entry.key}{kv_files.SUFFIX}", self.fingerprint, entry.tokens, blob
-        )
-        with self._lock:
-            entry.on_disk = True
-        self._evict_disk()
+            current = self.entries.get(entry.key) is entry
+            if current:
+                self._writing = entry
+        try:
+            if current:  # else superseded or cleared before its turn came
+                self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path = self.dir / f"{entry.key}{kv_files.SUFFIX}"
+                kv_files.write_blob(path, self.fingerprint, entry.tokens, blob)
+        finally:
+            with self._lock:
+                self._writing = None
+                if current:
+                    entry.on_disk = True
+                if entry.blob is not blob and not self._write_pending(entry.key):
+                    self.pool.give(blob)  # RAM let go of it while it was being written
+        if current:
+            self._evict_disk()
 
     def _evict_disk(self) -> None:
         """Delete least recently used files (of any model) until under the budget."""
@@ -284,12 +371,16 @@ class KVStore:
             "entries": len(entries),
             "ramEntries": sum(1 for e in entries if e.blob is not None),
             "diskEntries": sum(1 for e in entries if e.on_disk),
-            "ramBytes": sum(e.blob_bytes for e in entries if e.blob is not None),
+            "ramBytes": sum(e.blob_bytes for e in entries if e.blob is not None)
+            + self.pool.spare_bytes,
             "ramBudget": self.ram_budget,
             "diskBytes": disk_bytes,
             "diskBudget": self.disk_budget,
             "tokens": sum(len(e.tokens) for e in entries),
             "pendingWrites": self._writes.unfinished_tasks,
+            "spareBufferBytes": self.pool.spare_bytes,
+            "buffersReused": self.pool.reused,
+            "buffersAllocated": self.pool.allocated,
             **counters,
             "problems": problems,
         }

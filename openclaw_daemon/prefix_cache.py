@@ -140,7 +140,9 @@ class PrefixCache:
             fallback.notices = [*plan.notices, notice]
             return self.apply(fallback, tokens)
         self.engine.restore(plan.entry.tokens, blob, keep=plan.cached)
-        self.costs.restore_bytes_s[plan.tier].observe(len(blob), time.perf_counter() - started)
+        self.costs.restore_bytes_s[plan.tier].observe(
+            plan.entry.blob_bytes, time.perf_counter() - started
+        )
         self.live_label = plan.entry.label
         self._count(plan.tier)
         return plan
@@ -161,7 +163,7 @@ class PrefixCache:
         live = tuple(self.engine.live_tokens)
         if not live or self.store.covers(live):
             return False
-        tokens, blob = self.engine.snapshot()
+        tokens, blob = self.engine.snapshot(self.store.pool.take)
         self.store.add(tokens, blob, self.live_label)
         return True
 

@@ -33,6 +33,7 @@ class Scheduler:
         self._idle: dict[str, Callable[[], Any]] = {}
         self._idle_lock = threading.Lock()
         self.idle_runs = 0
+        self._running = False
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -61,6 +62,10 @@ class Scheduler:
         # Wake a worker blocked on an empty queue; if the queue is full, it is busy anyway.
         with suppress(queue.Full):
             self._jobs.put_nowait(_WAKE)
+
+    def busy(self) -> bool:
+        """True while a turn runs or waits: background work should hold off."""
+        return self._running or self.queued > 0
 
     @property
     def queued(self) -> int:
@@ -102,10 +107,13 @@ class Scheduler:
             job, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            self._running = True
             try:
                 future.set_result(job())
             except BaseException as exc:  # the job's error belongs to its caller
                 future.set_exception(exc)
+            finally:
+                self._running = False
 
     def shutdown(self, timeout: float = 60.0) -> None:
         self._jobs.put(_STOP)

@@ -70,11 +70,13 @@ class Daemon:
         self.engine = Engine(model_path, n_ctx=n_ctx, n_threads=config.threads_setting())
         log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
         ensure_private_dir(self.paths.cache_dir)
+        self.scheduler = Scheduler()
         self.store = KVStore(
             self.paths.cache_dir,
             self.engine.fingerprint(),
             ram_budget=cache_ram,
             disk_budget=cache_disk,
+            busy=self.scheduler.busy,
         )
         self.store.load_disk_index()
         self.cache = PrefixCache(self.engine, self.store)
@@ -84,7 +86,6 @@ class Daemon:
             prefill_batch=config.prefill_batch_setting(),
             cache=self.cache,
         )
-        self.scheduler = Scheduler()
         self.started_at = time.time()
         self.state = DaemonState(
             pipeline=self.pipeline,

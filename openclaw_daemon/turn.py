@@ -19,6 +19,7 @@ from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import BadRequestError, ContextOverflowError
 from openclaw_daemon.prefix_cache import PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
+from openclaw_daemon.tape_store import TapeStore
 from openclaw_daemon.text_stream import TextStream
 from openclaw_daemon.tracing import Trace, TurnLog
 from sessions.prompt import SYSTEM_PROMPT, chat_messages
@@ -58,7 +59,10 @@ class TurnPipeline:
         self.turn_log = TurnLog(paths.turns_file)
         self.prefill_batch = prefill_batch
         self.builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
-        self.tapes: dict[str, TokenTape] = {}
+        self.tapes: dict[str, TokenTape] = {}  # by session key
+        self.saved_tapes = TapeStore(paths.state_dir / "cache" / "tapes", cache.store.dir.name)
+        # Tapes changed since the last park, with what ``TapeStore.save`` needs.
+        self._unsaved: dict[str, tuple[SessionRef, TokenTape, str]] = {}
         self.turns_served = 0
 
     def run(self, request: dict[str, Any], ctx: TurnContext) -> dict[str, Any]:
@@ -69,11 +73,11 @@ class TurnPipeline:
             raise BadRequestError("the turn has no message text", hint="Pass one with -m TEXT.")
         agent_id = str(request.get("agent_id") or "main")
         system = str(request.get("system") or SYSTEM_PROMPT)
-        with trace.span("session.load"):
+        with trace.span("session.load") as span:
             store = SessionStore(self.paths.agent_sessions_dir(agent_id), agent_id)
             ref = store.resolve(request.get("session_id"))
             entries = store.load_entries(ref)
-            tape = self._tape_for(ref, entries, system)
+            tape, span["tape"] = self._tape_for(ref, entries, system)
         user = {"role": "user", "content": message}
         with trace.span("prompt.render"):
             new = [user] if tape.messages else [*chat_messages(entries, system_prompt=system), user]
@@ -99,22 +103,38 @@ class TurnPipeline:
         return result
 
     # -- phases ----------------------------------------------------------------
-    def _tape_for(self, ref: SessionRef, entries: list[dict[str, Any]], system: str) -> TokenTape:
-        tape = self.tapes.get(ref.session_id)
+    def _tape_for(
+        self, ref: SessionRef, entries: list[dict[str, Any]], system: str
+    ) -> tuple[TokenTape, str]:
+        """The session's tape, and where it came from (for the trace)."""
         last = last_entry_id(entries)
+        if last is None:
+            return TokenTape(), "new"
+        tape = self.tapes.get(ref.key)
         if (
             tape is not None
             and tape.last_entry_id == last
             and tape.messages[0]["content"] == system
         ):
-            return tape
-        if last is None:
-            return TokenTape()
-        # Known only from disk (new daemon, or edited elsewhere), or a new
-        # system prompt: rebuild from the transcript.
-        tape = self.builder.from_messages(chat_messages(entries, system_prompt=system))
+            return tape, "memory"
+        messages = chat_messages(entries, system_prompt=system)
+        saved = self.saved_tapes.load(ref, last, system)
+        if saved is not None:
+            text = self.engine.template.render(messages, add_generation_prompt=False)
+            return TokenTape(saved, text, messages, last), "saved"
+        # Edited elsewhere, a new system prompt, or never saved: rebuild from
+        # the transcript (re-tokenized replies may not match the cached ids).
+        tape = self.builder.from_messages(messages)
         tape.last_entry_id = last
-        return tape
+        return tape, "rebuilt"
+
+    def park(self) -> None:
+        """Idle-time work after a turn: park the live KV state and save changed tapes."""
+        self.cache.checkpoint()
+        while self._unsaved:
+            _key, (ref, tape, system) = self._unsaved.popitem()
+            if tape.last_entry_id is not None:
+                self.saved_tapes.save(ref, tape.tokens, tape.last_entry_id, system)
 
     def _check_fits(self, plan: PromptPlan, max_tokens: int) -> int:
         n_ctx = self.engine.info.n_ctx
@@ -308,7 +328,8 @@ class TurnPipeline:
         )
         tape = self.builder.commit_reply(plan, generation.ids, generation.text)
         tape.last_entry_id = reply_id
-        self.tapes[ref.session_id] = tape
+        self.tapes[ref.key] = tape
+        self._unsaved[ref.key] = (ref, tape, str(plan.messages[0]["content"]))
 
     def _result(
         self,

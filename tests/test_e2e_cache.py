@@ -75,7 +75,14 @@ def test_restart_then_continue_hits_from_disk(cli: Cli) -> None:
     assert_hit(envelope)
     spans = {s["name"]: s for s in envelope["meta"]["trace"]["spans"]}
     assert spans["cache.restore"]["tier"] == "L3"
+    # The session's exact token ids were saved too, so the prompt is the
+    # parked state plus the new message, and only the new message is prefilled.
+    assert spans["session.load"]["tape"] == "saved"
     assert spans["model.prefill"]["tokens"] == usage(envelope)["cacheWrite"]
+    # Beyond the new fragment, only what the parked state never held: the
+    # reply's last id when it hit --max-tokens, and the "<|im_end|>\n" trailer.
+    assert usage(envelope)["cacheWrite"] - spans["prompt.tokenize"]["tokens"] in (2, 3)
+    assert "divergence" not in cache(envelope)
 
 
 def test_corrupt_blob_is_discarded_and_the_turn_still_answers_the_same(cli: Cli) -> None:

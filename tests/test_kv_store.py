@@ -14,8 +14,8 @@ from openclaw_daemon.kv_store import KVStore
 FP = {"modelPath": "/m.gguf", "modelBytes": 1, "modelMtimeNs": 1, "nCtx": 8192, "kvType": "f16"}
 
 
-def blob(size: int, fill: int = 7) -> bytearray:
-    return bytearray([fill]) * size
+def blob(size: int, fill: int = 7) -> bytes:
+    return bytes([fill]) * size
 
 
 def test_blob_file_round_trip_and_every_kind_of_damage(tmp_path: Path) -> None:
@@ -148,3 +148,24 @@ def test_memory_prediction_and_refusal() -> None:
     memory_budget.check_fits(small, small["peak"], n_ctx=8192)
     with pytest.raises(ResourceError, match="needs about .* GiB"):
         memory_budget.check_fits(small, small["peak"] - 1, n_ctx=8192)
+
+
+def test_superseded_snapshot_buffers_are_reused(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30)
+    store.load_disk_index()
+    first = store.pool.take(1000)
+    first[:] = blob(1000, 1)
+    store.add((1, 2), first, "s")
+    second = store.pool.take(1100)  # the session grew: its next snapshot
+    second[:] = blob(1100, 2)
+    store.add((1, 2, 3), second, "s")  # supersedes the first
+    assert store.flush()
+    third = store.pool.take(1200)
+    assert third.obj is first.obj  # recycled: headroom covered the growth
+    assert (store.pool.allocated, store.pool.reused) == (2, 1)
+    assert store.pool.spare_bytes == 0
+    # The entry still holding the second buffer is untouched.
+    _, entry = store.best([1, 2, 3])
+    assert entry is not None and bytes(store.fetch(entry)) == blob(1100, 2)
+    assert kv_files.read_blob(next(store.dir.glob("*.kvc")), FP)[1] == blob(1100, 2)
+    store.close()

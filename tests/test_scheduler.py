@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -67,3 +68,34 @@ def test_same_lane_never_interleaves_but_other_lanes_do_not_wait() -> None:
     assert events.index("a-") < events.index("b+")
     assert events.index("c-") < events.index("a-")
     scheduler.shutdown()
+
+
+def test_idle_jobs_wait_for_queued_turns_coalesce_and_run_at_shutdown() -> None:
+    scheduler = Scheduler()
+    order: list[str] = []
+    release = threading.Event()
+    first = scheduler.submit(lambda: (release.wait(5), order.append("turn 1")))
+    time.sleep(0.05)  # the worker is inside turn 1
+    assert scheduler.busy()
+    scheduler.submit_idle("park", lambda: order.append("stale park"))
+    scheduler.submit_idle("park", lambda: order.append("park"))  # replaces the pending one
+    second = scheduler.submit(lambda: order.append("turn 2"))
+    release.set()
+    first.result(timeout=5)
+    second.result(timeout=5)
+    assert wait_until(lambda: "park" in order)
+    # A queued turn goes before idle work; the newer idle job replaced the older.
+    assert order == ["turn 1", "turn 2", "park"]
+    assert not scheduler.busy()
+    scheduler.submit_idle("late", lambda: order.append("late"))
+    scheduler.shutdown()
+    assert order[-1] == "late"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

@@ -75,3 +75,24 @@ def test_prefill_reuses_the_live_prefix(engine: Engine) -> None:
     assert engine.live_tokens == diverged
     # A fully cached prompt still re-evaluates its last token to get logits.
     assert engine.prefill(diverged, batch_size=4) == len(diverged) - 1
+
+
+def test_snapshot_restore_and_trim_give_the_same_logits_as_a_cold_prefill(engine: Engine) -> None:
+    import numpy as np
+
+    head = engine.tokenize("One two three four five six seven eight nine ten.", add_bos=False)
+    extra = engine.tokenize(" Eleven", add_bos=False)
+    engine.reset()
+    engine.prefill(head + extra, batch_size=64)
+    cold = np.array(engine.llama._ctx.get_logits_ith(-1)[: engine.llama.n_vocab()])
+    tokens, blob = engine.snapshot(lambda size: memoryview(bytearray(size)))
+    assert tokens == tuple(head + extra)
+    engine.reset()
+    engine.prefill(engine.tokenize("Something else entirely.", add_bos=False), batch_size=64)
+    # Restore the parked state, trimmed to the head, then re-evaluate the rest.
+    engine.restore(tokens, bytes(blob), keep=len(head))
+    assert engine.live_tokens == head
+    engine.prefill(head + extra, batch_size=64)
+    warm = np.array(engine.llama._ctx.get_logits_ith(-1)[: engine.llama.n_vocab()])
+    assert int(warm.argmax()) == int(cold.argmax())
+    assert np.allclose(warm, cold, atol=1e-3)
