@@ -19,6 +19,7 @@ import os
 import struct
 import zlib
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -52,12 +53,31 @@ def _tokens_bytes(tokens: list[int] | tuple[int, ...]) -> bytes:
 
 
 Blob = bytes | memoryview  # a KV state: immutable bytes from disk, or a snapshot buffer
+# Writes go in chunks with a ``pause`` hook between them, so a turn that
+# arrives mid-write gets the CPU back within one chunk.
+CHUNK_BYTES = 8 << 20
 
 
-def write_blob(path: Path, fingerprint: dict[str, Any], tokens: tuple[int, ...], blob: Blob) -> int:
+def _chunks(blob: Blob, pause: Callable[[], None]) -> Any:
+    view = memoryview(blob).cast("B")
+    for start in range(0, len(view), CHUNK_BYTES):
+        pause()
+        yield view[start : start + CHUNK_BYTES]
+
+
+def write_blob(
+    path: Path,
+    fingerprint: dict[str, Any],
+    tokens: tuple[int, ...],
+    blob: Blob,
+    *,
+    pause: Callable[[], None] = lambda: None,
+) -> int:
     """Write atomically (temp file, then rename); returns the file's size."""
     token_bytes = _tokens_bytes(tokens)
-    crc = zlib.crc32(blob, zlib.crc32(token_bytes))
+    crc = zlib.crc32(token_bytes)
+    for chunk in _chunks(blob, pause):
+        crc = zlib.crc32(chunk, crc)
     size = blob.nbytes if isinstance(blob, memoryview) else len(blob)
     header = json.dumps(
         {
@@ -72,7 +92,8 @@ def write_blob(path: Path, fingerprint: dict[str, Any], tokens: tuple[int, ...],
         handle.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)))
         handle.write(header)
         handle.write(token_bytes)
-        handle.write(blob)
+        for chunk in _chunks(blob, pause):
+            handle.write(chunk)
     os.replace(tmp, path)
     return _PREAMBLE.size + len(header) + len(token_bytes) + size
 

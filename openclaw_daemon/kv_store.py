@@ -30,8 +30,8 @@ from openclaw_daemon.errors import CacheCorruptError
 from openclaw_daemon.prefix_index import Match, PrefixIndex
 
 log = logging.getLogger("openclawd.cache")
-_BUSY_POLL_S = 0.05
-_MAX_WRITE_DELAY_S = 60.0  # a stream of turns must not starve the disk tier forever
+_BUSY_POLL_S = 0.01
+_MAX_WRITE_DELAY_S = 60.0  # per write: a stream of turns must not starve the disk tier
 
 
 class BufferPool:
@@ -123,6 +123,8 @@ class KVStore:
         self.counters = {"stored": 0, "evictedRam": 0, "evictedDisk": 0, "discarded": 0}
         self.problems: list[str] = []  # recent discards, for status and doctor
         self.pool = BufferPool()
+        self._closing = False  # set at shutdown: finish writes without waiting
+        self._write_deadline = 0.0
         self._writing: CacheEntry | None = None
         self._lock = threading.RLock()
         self._writes: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -250,15 +252,11 @@ class KVStore:
     def _write_loop(self) -> None:
         # Writing a blob costs a crc32 and a copy into the page cache: on a
         # 2-core laptop that would slow a concurrent prefill, so the writer
-        # runs at low priority and waits for gaps between turns.
+        # runs at low priority and pauses between chunks while a turn runs.
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while True:
             op, item = self._writes.get()
-            waited = 0.0
-            while op == "write" and self.busy() and waited < _MAX_WRITE_DELAY_S:
-                time.sleep(_BUSY_POLL_S)
-                waited += _BUSY_POLL_S
             try:
                 if op == "stop":
                     return
@@ -281,9 +279,12 @@ class KVStore:
                 self._writing = entry
         try:
             if current:  # else superseded or cleared before its turn came
+                self._write_deadline = time.monotonic() + _MAX_WRITE_DELAY_S
                 self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 path = self.dir / f"{entry.key}{kv_files.SUFFIX}"
-                kv_files.write_blob(path, self.fingerprint, entry.tokens, blob)
+                kv_files.write_blob(
+                    path, self.fingerprint, entry.tokens, blob, pause=self._wait_for_gap
+                )
         finally:
             with self._lock:
                 self._writing = None
@@ -293,6 +294,11 @@ class KVStore:
                     self.pool.give(blob)  # RAM let go of it while it was being written
         if current:
             self._evict_disk()
+
+    def _wait_for_gap(self) -> None:
+        """Hold a write while a turn runs (bounded: the disk tier must not starve)."""
+        while self.busy() and time.monotonic() < self._write_deadline and not self._closing:
+            time.sleep(_BUSY_POLL_S)
 
     def _evict_disk(self) -> None:
         """Delete least recently used files (of any model) until under the budget."""
@@ -353,6 +359,7 @@ class KVStore:
         }
 
     def close(self, timeout: float = 30.0) -> None:
+        self._closing = True
         self.flush(timeout)
         self._writes.put(("stop", None))
         self._writer.join(timeout)

@@ -169,3 +169,20 @@ def test_superseded_snapshot_buffers_are_reused(tmp_path: Path) -> None:
     assert entry is not None and bytes(store.fetch(entry)) == blob(1100, 2)
     assert kv_files.read_blob(next(store.dir.glob("*.kvc")), FP)[1] == blob(1100, 2)
     store.close()
+
+
+def test_disk_writes_hold_while_a_turn_runs(tmp_path: Path) -> None:
+    turn_running = True
+    store = KVStore(
+        tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, busy=lambda: turn_running
+    )
+    store.load_disk_index()
+    store.add((1, 2, 3), blob(3 * kv_files.CHUNK_BYTES), "s")
+    assert not store.flush(timeout=0.3)  # held: the worker is busy
+    assert list(store.dir.glob("*.kvc")) == []
+    turn_running = False
+    assert store.flush()
+    assert kv_files.read_blob(next(store.dir.glob("*.kvc")), FP)[1] == blob(
+        3 * kv_files.CHUNK_BYTES
+    )
+    store.close()
