@@ -6,6 +6,7 @@ does no I/O at import time.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -26,8 +27,8 @@ EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_AGENT_ID = "main"
 DEFAULT_N_CTX = 8192
 DEFAULT_PREFILL_BATCH = 256
-# Laptop-sized defaults: ~7 parked 6k-token sessions of the embedded model in
-# RAM (23 KB per token), ~30 on disk.
+# Laptop-sized defaults: about 5 parked 6k-token sessions of the embedded model
+# in RAM (23 KB per token, plus headroom for growth), about 30 on disk.
 DEFAULT_CACHE_RAM = "1G"
 DEFAULT_CACHE_DISK = "4G"
 # AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS); stay below both.
@@ -150,9 +151,9 @@ def parse_size(raw: str, *, name: str = "size") -> int:
     try:
         value = float(text[: len(text) - len(unit)] if unit else text)
     except ValueError:
-        raise ModelError(f"{name} must be a size like 512M or 2G, got {raw!r}") from None
-    if value < 0:
-        raise ModelError(f"{name} must not be negative, got {raw!r}")
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise ModelError(f"{name} must be a size like 512M or 2G, got {raw!r}")
     return int(value * _SIZE_UNITS[unit])
 
 

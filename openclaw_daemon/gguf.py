@@ -34,6 +34,7 @@ _KEEP_ARRAY_MAX = 4096
 # Sanity bounds: a garbage header must fail cleanly, not allocate gigabytes.
 _MAX_STRING = 1 << 24
 _MAX_COUNT = 1 << 28
+_MAX_DEPTH = 4
 
 
 class _CorruptHeader(Exception):
@@ -64,26 +65,28 @@ def _string(handle: BinaryIO) -> str:
     )
 
 
-def _value(handle: BinaryIO, kind: int) -> Any:
+def _value(handle: BinaryIO, kind: int, depth: int = 0) -> Any:
     if kind in _SCALARS:
         return _unpack(handle, _SCALARS[kind])
     if kind == _STRING:
         return _string(handle)
     if kind == _ARRAY:
+        if depth >= _MAX_DEPTH:
+            raise _CorruptHeader("it nests arrays too deeply")
         item_kind, count = _unpack(handle, "<I"), _count(handle, _MAX_COUNT, "array length")
         if count > _KEEP_ARRAY_MAX:
-            _skip_array(handle, item_kind, count)
+            _skip_array(handle, item_kind, count, depth + 1)
             return None
-        return [_value(handle, item_kind) for _ in range(count)]
+        return [_value(handle, item_kind, depth + 1) for _ in range(count)]
     raise _CorruptHeader(f"it has an unknown value type {kind}")
 
 
-def _skip_array(handle: BinaryIO, kind: int, count: int) -> None:
+def _skip_array(handle: BinaryIO, kind: int, count: int, depth: int) -> None:
     if kind in _SCALARS:
         handle.seek(struct.calcsize(_SCALARS[kind]) * count, 1)
         return
     for _ in range(count):
-        _value(handle, kind)
+        _value(handle, kind, depth)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

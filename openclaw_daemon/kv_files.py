@@ -13,6 +13,7 @@ with ``CacheCorruptError`` and is never handed to llama.cpp.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ FORMAT_VERSION = 1
 SUFFIX = ".kvc"
 _PREAMBLE = struct.Struct("<4sII")
 _MAX_HEADER = 1 << 20
+_MAX_TOKENS = 1 << 24
+_MAX_BLOB = 1 << 40
 # Tokens per block of the key's hash chain; a key names an exact token list.
 BLOCK_TOKENS = 256
 
@@ -88,13 +91,18 @@ def write_blob(
         }
     ).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
-        handle.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)))
-        handle.write(header)
-        handle.write(token_bytes)
-        for chunk in _chunks(blob, pause):
-            handle.write(chunk)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)))
+            out.write(header)
+            out.write(token_bytes)
+            for chunk in _chunks(blob, pause):
+                out.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, or an abandoned write: leave no partial file
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return _PREAMBLE.size + len(header) + len(token_bytes) + size
 
 
@@ -113,9 +121,17 @@ def _read_header(
         raise CacheCorruptError(f"cache file {path.name} has a bad header")
     try:
         header = json.loads(_read_exact(handle, header_len, path))
-        n_tokens, blob_bytes = int(header["nTokens"]), int(header["blobBytes"])
+        n_tokens, blob_bytes = header["nTokens"], header["blobBytes"]
     except (ValueError, KeyError, TypeError) as exc:
         raise CacheCorruptError(f"cache file {path.name} has a bad header") from exc
+    if not (
+        isinstance(n_tokens, int)
+        and isinstance(blob_bytes, int)
+        and isinstance(header.get("crc32"), int)
+        and 0 <= n_tokens <= _MAX_TOKENS
+        and 0 <= blob_bytes <= _MAX_BLOB
+    ):
+        raise CacheCorruptError(f"cache file {path.name} has a bad header")
     if header.get("fingerprint") != fingerprint:
         raise CacheCorruptError(
             f"cache file {path.name} was made for another model, context size or KV type"

@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,10 @@ class BufferPool:
                 self._spares.sort(key=len)
                 self._spares.pop(0)
 
+    def drop_spares(self) -> None:
+        with self._lock:
+            self._spares.clear()
+
     @property
     def spare_bytes(self) -> int:
         with self._lock:
@@ -96,10 +100,27 @@ class CacheEntry:
     blob: kv_files.Blob | None = None  # the L2 copy, if held in RAM
     on_disk: bool = False
     used_at: float = 0.0
+    # Both change only under the store's lock. While ``writing``, the writer
+    # owns ``blob``'s buffer: dropping the entry's reference does not recycle
+    # it, the writer does when it is done. A pinned entry is being restored
+    # and is never evicted.
+    writing: bool = False
+    pins: int = 0
+    # Not yet offered to the writer: keeps its RAM copy even over budget, so a
+    # small RAM budget never keeps an entry out of the disk tier.
+    unwritten: bool = False
 
     @property
     def tier(self) -> str:
         return "L2" if self.blob is not None else "L3"
+
+    @property
+    def usable(self) -> bool:
+        return self.blob is not None or self.on_disk
+
+
+class _Abandoned(Exception):
+    """The entry being written was superseded or cleared: stop writing it."""
 
 
 class KVStore:
@@ -125,7 +146,6 @@ class KVStore:
         self.pool = BufferPool()
         self._closing = False  # set at shutdown: finish writes without waiting
         self._write_deadline = 0.0
-        self._writing: CacheEntry | None = None
         self._lock = threading.RLock()
         self._writes: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="cache-writer", daemon=True)
@@ -135,20 +155,19 @@ class KVStore:
     def load_disk_index(self) -> None:
         """Index the files a previous daemon left (headers only; blobs load on use)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in sorted(self.dir.glob(f"*{kv_files.SUFFIX}")):
-            try:
-                tokens, blob_bytes = kv_files.read_header(path, self.fingerprint)
-            except (CacheCorruptError, OSError) as exc:
-                self._discard_file(path, str(exc))
-                continue
-            entry = CacheEntry(
-                path.stem, tokens, blob_bytes, "disk", on_disk=True, used_at=path.stat().st_mtime
-            )
-            self.entries[entry.key] = entry
-            self.index.insert(entry.key, tokens)
         for tmp in self.dir.glob(".*.tmp"):  # a write cut off by a killed daemon
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        for path in sorted(self.dir.glob(f"*{kv_files.SUFFIX}")):
+            try:
+                tokens, blob_bytes = kv_files.read_header(path, self.fingerprint)
+                used_at = path.stat().st_mtime
+            except (CacheCorruptError, OSError) as exc:
+                self._discard_file(path, str(exc))
+                continue
+            entry = CacheEntry(path.stem, tokens, blob_bytes, "disk", on_disk=True, used_at=used_at)
+            self.entries[entry.key] = entry
+            self.index.insert(entry.key, tokens)
         log.info("cache: %d entries on disk in %s", len(self.entries), self.dir)
 
     # -- lookups ---------------------------------------------------------------
@@ -156,16 +175,23 @@ class KVStore:
         """The longest cached prefix of ``tokens`` and the cheapest entry holding it."""
         with self._lock:
             match = self.index.longest_match(tokens)
-            usable = [
-                self.entries[key]
-                for key in match.keys
-                if self.entries[key].blob is not None or self.entries[key].on_disk
-            ]
+            usable = [self.entries[key] for key in match.keys if self.entries[key].usable]
             if not usable:
                 return match, None
             # RAM before disk, then the smallest blob (cheapest to restore).
             entry = min(usable, key=lambda e: (e.blob is None, e.blob_bytes))
             return match, entry
+
+    @contextlib.contextmanager
+    def pinned(self, entry: CacheEntry) -> Iterator[None]:
+        """Keep ``entry`` in its tier (no eviction) while it is being restored."""
+        with self._lock:
+            entry.pins += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                entry.pins -= 1
 
     def fetch(self, entry: CacheEntry) -> kv_files.Blob:
         """The entry's blob, from RAM or disk; a bad file is discarded and raises."""
@@ -178,14 +204,22 @@ class KVStore:
             tokens, blob = kv_files.read_blob(path, self.fingerprint)
             if tokens != entry.tokens:
                 raise CacheCorruptError(f"cache file {path.name} holds other tokens than indexed")
-        except (CacheCorruptError, OSError) as exc:
+        except CacheCorruptError as exc:
+            self.discard(entry, exc.message)
+            raise
+        except OSError as exc:  # gone or unreadable: not corruption, but unusable now
             with self._lock:
                 self._forget(entry.key)
-            self._discard_file(path, str(exc))
-            raise CacheCorruptError(str(exc)) from exc
+            raise CacheCorruptError(f"cache file {path.name} could not be read: {exc}") from exc
         with contextlib.suppress(OSError):
             os.utime(path)
         return blob
+
+    def discard(self, entry: CacheEntry, reason: str) -> None:
+        """Drop an entry whose state is bad, from every tier, and report why."""
+        with self._lock:
+            self._forget(entry.key)
+        self._discard_file(self.dir / f"{entry.key}{kv_files.SUFFIX}", reason)
 
     # -- storing ---------------------------------------------------------------
     def covers(self, tokens: tuple[int, ...]) -> bool:
@@ -193,24 +227,23 @@ class KVStore:
         with self._lock:
             match = self.index.longest_match(tokens)
             return match.length == len(tokens) and any(
-                self.entries[key].blob is not None
-                or self.entries[key].on_disk
-                or self._write_pending(key)
-                for key in match.keys
+                self.entries[key].usable or self.entries[key].writing for key in match.keys
             )
 
     def add(self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str) -> CacheEntry:
         """Park a snapshot in RAM and queue it for disk. Entries that hold a
         prefix of it are dropped: this one can be trimmed to serve them."""
         key = kv_files.chain_key(self.dir.name, tokens)
-        entry = CacheEntry(key, tokens, _held_bytes(blob), label, blob=blob, used_at=time.time())
+        entry = CacheEntry(
+            key, tokens, _held_bytes(blob), label, blob=blob, used_at=time.time(), unwritten=True
+        )
         with self._lock:
             superseded = [k for k in self.index.prefixes_of(tokens) if k != key]
             self._forget(key)
             self.entries[key] = entry
             self.index.insert(key, tokens)
             self.counters["stored"] += 1
-            self._writes.put(("write", (entry, blob)))
+            self._writes.put(("write", entry))
             for old in superseded:
                 self._forget(old)
                 self._writes.put(("delete", old))
@@ -224,29 +257,32 @@ class KVStore:
             self._drop_blob(entry)
 
     def _drop_blob(self, entry: CacheEntry) -> None:
-        """Let go of the entry's RAM copy; recycle it unless the writer still needs it."""
+        """Let go of the entry's RAM copy. The buffer goes back to the pool here,
+        or, if the writer holds it, when the writer is done: never twice."""
         blob, entry.blob = entry.blob, None
-        if blob is not None and self._writing is not entry and not self._write_pending(entry.key):
+        if blob is not None and not entry.writing:
             self.pool.give(blob)
 
     def _evict_ram(self) -> None:
         held = sorted(
-            (e for e in self.entries.values() if e.blob is not None), key=lambda e: e.used_at
+            (
+                e
+                for e in self.entries.values()
+                if e.blob is not None and not e.pins and not e.unwritten
+            ),
+            key=lambda e: e.used_at,
         )
-        # The spare buffer counts too: it is RAM the cache holds.
-        used = sum(e.blob_bytes for e in held) + self.pool.spare_bytes
+        used = sum(e.blob_bytes for e in self.entries.values() if e.blob is not None)
+        if used + self.pool.spare_bytes > self.ram_budget:
+            self.pool.drop_spares()  # an empty spare never costs a parked session
         for entry in held:
             if used <= self.ram_budget:
                 return
             self._drop_blob(entry)
             used -= entry.blob_bytes
             self.counters["evictedRam"] += 1
-            if not entry.on_disk and not self._write_pending(entry.key):
-                self._forget(entry.key)
-
-    def _write_pending(self, key: str) -> bool:
-        with self._writes.mutex:
-            return any(op == "write" and item[0].key == key for op, item in self._writes.queue)
+            if not entry.on_disk and not entry.writing:
+                self._forget(entry.key)  # in no tier any more
 
     # -- the writer thread -------------------------------------------------------
     def _write_loop(self) -> None:
@@ -261,7 +297,7 @@ class KVStore:
                 if op == "stop":
                     return
                 if op == "write":
-                    self._write(*item)
+                    self._write(item)
                 elif op == "delete":
                     with contextlib.suppress(FileNotFoundError):
                         (self.dir / f"{item}{kv_files.SUFFIX}").unlink()
@@ -272,32 +308,46 @@ class KVStore:
             finally:
                 self._writes.task_done()
 
-    def _write(self, entry: CacheEntry, blob: kv_files.Blob) -> None:
+    def _write(self, entry: CacheEntry) -> None:
         with self._lock:
-            current = self.entries.get(entry.key) is entry
-            if current:
-                self._writing = entry
+            blob = entry.blob
+            if self.entries.get(entry.key) is not entry or blob is None:
+                return  # superseded or cleared before its turn came
+            entry.writing = True
+        path = self.dir / f"{entry.key}{kv_files.SUFFIX}"
+        written = False
         try:
-            if current:  # else superseded or cleared before its turn came
-                self._write_deadline = time.monotonic() + _MAX_WRITE_DELAY_S
-                self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                path = self.dir / f"{entry.key}{kv_files.SUFFIX}"
-                kv_files.write_blob(
-                    path, self.fingerprint, entry.tokens, blob, pause=self._wait_for_gap
-                )
+            self._write_deadline = time.monotonic() + _MAX_WRITE_DELAY_S
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            kv_files.write_blob(
+                path, self.fingerprint, entry.tokens, blob, pause=lambda: self._pause(entry)
+            )
+            written = True
+        except _Abandoned:
+            pass
         finally:
             with self._lock:
-                self._writing = None
-                if current:
-                    entry.on_disk = True
-                if entry.blob is not blob and not self._write_pending(entry.key):
-                    self.pool.give(blob)  # RAM let go of it while it was being written
-        if current:
+                entry.writing = entry.unwritten = False
+                current = self.entries.get(entry.key) is entry
+                entry.on_disk = written and current
+                if entry.blob is not blob:  # RAM let go of it while we wrote
+                    self.pool.give(blob)
+                self._evict_ram()  # it may have waited over budget for this write
+            if written and not current:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        if written and current:
             self._evict_disk()
 
-    def _wait_for_gap(self) -> None:
-        """Hold a write while a turn runs (bounded: the disk tier must not starve)."""
-        while self.busy() and time.monotonic() < self._write_deadline and not self._closing:
+    def _pause(self, entry: CacheEntry) -> None:
+        """Between chunks: stop if the entry is gone; hold while a turn runs
+        (bounded: a stream of turns must not starve the disk tier)."""
+        while True:
+            with self._lock:
+                if self.entries.get(entry.key) is not entry:
+                    raise _Abandoned
+            if self._closing or not self.busy() or time.monotonic() > self._write_deadline:
+                return
             time.sleep(_BUSY_POLL_S)
 
     def _evict_disk(self) -> None:
@@ -311,6 +361,10 @@ class KVStore:
         for _, size, path in sorted(files):
             if used <= self.disk_budget:
                 return
+            with self._lock:
+                entry = self.entries.get(path.stem)
+                if entry is not None and entry.pins and path.parent == self.dir:
+                    continue  # being restored right now
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             used -= size

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from openclaw_daemon.errors import CacheCorruptError
+from openclaw_daemon.errors import CacheCorruptError, ModelError
 from openclaw_daemon.kv_store import CacheEntry, KVStore
 from openclaw_daemon.prefix_index import Match
 
@@ -123,29 +123,40 @@ class PrefixCache:
     def apply(self, plan: CachePlan, tokens: list[int]) -> CachePlan:
         """Make the live context hold ``plan.cached`` tokens of ``tokens``.
 
-        Returns the plan that was carried out: a corrupt blob falls back to a
-        new plan without it, with a notice saying so.
+        Returns the plan that was carried out: a corrupt or refused blob is
+        discarded and replanned around, with a notice saying so.
         """
-        plan.parked = self._park_live_before_dropping(keep=plan.cached if plan.entry is None else 0)
-        if plan.entry is None:
+        entry = plan.entry
+        if entry is None:
+            plan.parked = self._park_live_before_dropping(keep=plan.cached)
             self._count(plan.tier)
             return plan
-        started = time.perf_counter()
-        try:
-            blob = self.store.fetch(plan.entry)
-        except CacheCorruptError as exc:
-            notice = f"discarded a corrupt cache entry ({exc.message}); prefilling instead"
-            log.warning(notice)
-            fallback = self.plan(tokens)
-            fallback.notices = [*plan.notices, notice]
-            return self.apply(fallback, tokens)
-        self.engine.restore(plan.entry.tokens, blob, keep=plan.cached)
-        self.costs.restore_bytes_s[plan.tier].observe(
-            plan.entry.blob_bytes, time.perf_counter() - started
-        )
-        self.live_label = plan.entry.label
+        # Pinned: parking the live state first must not evict what we restore.
+        with self.store.pinned(entry):
+            plan.parked = self._park_live_before_dropping(keep=0)
+            started = time.perf_counter()
+            try:
+                self.engine.restore(entry.tokens, self.store.fetch(entry), keep=plan.cached)
+            except CacheCorruptError as exc:
+                return self._replan(
+                    plan, tokens, f"discarded a corrupt cache entry ({exc.message})"
+                )
+            except ModelError as exc:
+                self.store.discard(entry, exc.message)
+                return self._replan(plan, tokens, f"discarded a cache entry ({exc.message})")
+        elapsed = time.perf_counter() - started
+        self.costs.restore_bytes_s[plan.tier].observe(entry.blob_bytes, elapsed)
+        self.live_label = entry.label
         self._count(plan.tier)
         return plan
+
+    def _replan(self, failed: CachePlan, tokens: list[int], notice: str) -> CachePlan:
+        log.warning("%s; planning again", notice)
+        fallback = self.plan(tokens)
+        fallback.notices = [*failed.notices, f"{notice}; prefilling instead"]
+        done = self.apply(fallback, tokens)
+        done.parked += failed.parked
+        return done
 
     def _count(self, tier: str) -> None:
         self.counters["miss" if tier == "none" else f"hit{tier}"] += 1
@@ -174,7 +185,9 @@ class PrefixCache:
         return self.store.clear()
 
     def observe_prefill(self, tokens: int, seconds: float) -> None:
-        self.costs.prefill_tok_s.observe(tokens, seconds)
+        # Short prefills are mostly fixed per-call overhead, not the rate.
+        if tokens >= 32:
+            self.costs.prefill_tok_s.observe(tokens, seconds)
 
     def stats(self) -> dict[str, Any]:
         return {**self.store.stats(), **self.counters, "costModel": self.costs.snapshot()}

@@ -34,6 +34,7 @@ class Scheduler:
         self._idle_lock = threading.Lock()
         self.idle_runs = 0
         self._running = False
+        self._wake_pending = False
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -59,9 +60,12 @@ class Scheduler:
         """Run ``job`` on the worker once no turn is waiting."""
         with self._idle_lock:
             self._idle[name] = job
-        # Wake a worker blocked on an empty queue; if the queue is full, it is busy anyway.
-        with suppress(queue.Full):
-            self._jobs.put_nowait(_WAKE)
+            wake, self._wake_pending = not self._wake_pending, True
+        # Wake a worker blocked on an empty queue (one wake at a time, so wakes
+        # never fill the queue); if the queue is full, it is busy anyway.
+        if wake:
+            with suppress(queue.Full):
+                self._jobs.put_nowait(_WAKE)
 
     def busy(self) -> bool:
         """True while a turn runs or waits: background work should hold off."""
@@ -99,6 +103,8 @@ class Scheduler:
                     continue
                 item = self._jobs.get()
             if item is _WAKE:
+                with self._idle_lock:
+                    self._wake_pending = False
                 continue
             if item is _STOP:
                 while self._run_idle():  # finish parking before the daemon exits
@@ -118,3 +124,9 @@ class Scheduler:
     def shutdown(self, timeout: float = 60.0) -> None:
         self._jobs.put(_STOP)
         self._worker.join(timeout)
+        if not self._worker.is_alive():
+            # A turn that ended just before the stop may have queued its idle
+            # job after the worker drained them: run it here (the worker is
+            # gone, so nothing else drives the engine).
+            while self._run_idle():
+                pass

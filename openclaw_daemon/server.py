@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from openclaw_daemon import config, memory_budget, protocol
-from openclaw_daemon.errors import OpenClawError
+from openclaw_daemon.errors import ModelError, OpenClawError
 from openclaw_daemon.gguf import read_metadata
 from openclaw_daemon.handlers import DaemonState, Handlers
 from openclaw_daemon.scheduler import Scheduler
@@ -45,12 +45,17 @@ def predict_memory(model_path: Path, n_ctx: int, ram_budget: int) -> dict[str, i
     import psutil
 
     config.check_gguf(model_path)
-    prediction = memory_budget.predict(
-        read_metadata(model_path),
-        model_bytes=model_path.stat().st_size,
-        n_ctx=n_ctx,
-        ram_cache_budget=ram_budget,
-    )
+    try:
+        prediction = memory_budget.predict(
+            read_metadata(model_path),
+            model_bytes=model_path.stat().st_size,
+            n_ctx=n_ctx,
+            ram_cache_budget=ram_budget,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"could not load {model_path}: its GGUF metadata has unexpected values ({exc})"
+        ) from exc
     memory_budget.check_fits(prediction, psutil.virtual_memory().available, n_ctx=n_ctx)
     return prediction
 

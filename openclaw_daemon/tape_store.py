@@ -19,9 +19,10 @@ from sessions.store import SessionRef
 
 
 class TapeStore:
-    def __init__(self, root: Path, fingerprint_id: str) -> None:
+    def __init__(self, root: Path, fingerprint_id: str, *, n_vocab: int) -> None:
         self.root = root
         self.fingerprint_id = fingerprint_id
+        self.n_vocab = n_vocab  # ids outside the vocabulary would crash llama.cpp
 
     def _path(self, ref: SessionRef) -> Path:
         # Hashed: agent ids and session keys never become path components.
@@ -45,9 +46,9 @@ class TapeStore:
         """The saved ids if they belong to exactly this state of the session."""
         try:
             record = json.loads(self._path(ref).read_text())
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             return None
-        if (
+        if not isinstance(record, dict) or (
             record.get("key") != ref.key
             or record.get("model") != self.fingerprint_id
             or record.get("lastEntryId") != last_entry_id
@@ -55,7 +56,9 @@ class TapeStore:
         ):
             return None
         tokens = record.get("tokens")
-        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+        if not isinstance(tokens, list) or not all(
+            isinstance(t, int) and 0 <= t < self.n_vocab for t in tokens
+        ):
             return None
         return tokens
 

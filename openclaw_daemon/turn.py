@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from openclaw_daemon import cache_report
 from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import BadRequestError, ContextOverflowError
-from openclaw_daemon.prefix_cache import PrefixCache
+from openclaw_daemon.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.tape_store import TapeStore
 from openclaw_daemon.text_stream import TextStream
@@ -60,7 +60,11 @@ class TurnPipeline:
         self.prefill_batch = prefill_batch
         self.builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
         self.tapes: dict[str, TokenTape] = {}  # by session key
-        self.saved_tapes = TapeStore(paths.state_dir / "cache" / "tapes", cache.store.dir.name)
+        self.saved_tapes = TapeStore(
+            paths.state_dir / "cache" / "tapes",
+            cache.store.dir.name,
+            n_vocab=engine.llama.n_vocab(),
+        )
         # Tapes changed since the last park, with what ``TapeStore.save`` needs.
         self._unsaved: dict[str, tuple[SessionRef, TokenTape, str]] = {}
         self.turns_served = 0
@@ -86,9 +90,19 @@ class TurnPipeline:
             plan = self.builder.tokenize_turn(tape, messages, full)
             span["tokens"] = plan.appended
         max_tokens = self._check_fits(plan, int(request.get("max_tokens") or DEFAULT_MAX_TOKENS))
-        report = self._use_cache(plan, ctx)
+        decision, restore_ms = self._use_cache(plan, ctx)
         reused = self._prefill(plan, ctx)
         generation = self._decode(request, max_tokens, ctx)
+        # Explained after the reply streamed: a divergence report detokenizes
+        # and renders the transcript, which must not delay the first token.
+        report = cache_report.build(
+            self.engine,
+            self.engine.template,
+            plan.messages,
+            plan.tokens,
+            decision,
+            restore_ms=restore_ms,
+        )
         self.cache.live_label = ref.session_id
         with trace.span("session.persist"):
             usage = self._usage(plan, reused, generation)
@@ -147,7 +161,7 @@ class TurnPipeline:
             )
         return max(1, min(max_tokens, n_ctx - len(plan.tokens)))
 
-    def _use_cache(self, plan: PromptPlan, ctx: TurnContext) -> dict[str, Any]:
+    def _use_cache(self, plan: PromptPlan, ctx: TurnContext) -> tuple[CachePlan, float | None]:
         """Look the prompt up in every tier and restore the best prefix into L1."""
         trace = ctx.trace
         with trace.span("cache.lookup") as span:
@@ -169,14 +183,7 @@ class TurnPipeline:
             )
         for notice in decision.notices:
             ctx.emit({"type": "notice", "text": notice})
-        return cache_report.build(
-            self.engine,
-            self.engine.template,
-            plan.messages,
-            plan.tokens,
-            decision,
-            restore_ms=restore_ms,
-        )
+        return decision, restore_ms
 
     def _prefill(self, plan: PromptPlan, ctx: TurnContext) -> int:
         start = ctx.trace.clock()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,80 @@ def test_disk_writes_hold_while_a_turn_runs(tmp_path: Path) -> None:
         3 * kv_files.CHUNK_BYTES
     )
     store.close()
+
+
+def test_an_entry_being_restored_is_not_evicted_by_parking(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=300, disk_budget=1 << 20, busy=lambda: True)
+    store.load_disk_index()
+    old = store.add((1, 1), blob(200, 1), "a")
+    store._closing = True  # let the held writes through
+    assert store.flush()
+    store._closing = False
+    with store.pinned(old):
+        store.add((2, 2), blob(200, 2), "b")  # the park that precedes a restore
+        store._closing = True
+        assert store.flush()
+        assert old.blob is not None  # over budget, but pinned: still in RAM
+        assert bytes(store.fetch(old)) == blob(200, 1)
+    store.close()
+
+
+def test_a_buffer_dropped_mid_write_goes_back_to_the_pool_once(tmp_path: Path) -> None:
+    turn_running = True
+    store = KVStore(
+        tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, busy=lambda: turn_running
+    )
+    store.load_disk_index()
+    given: list[int] = []
+    real_give = store.pool.give
+    store.pool.give = lambda b: (given.append(id(b.obj)), real_give(b))  # type: ignore[method-assign]
+    first = store.pool.take(2 * kv_files.CHUNK_BYTES)
+    store.add((1, 2), first, "s")
+    assert not store.flush(timeout=0.2)  # the writer holds it, paused by the turn
+    store.add((1, 2, 3), store.pool.take(10), "s")  # supersedes it mid-write
+    turn_running = False
+    assert store.flush()
+    assert given.count(id(first.obj)) == 1
+    assert [p.name for p in store.dir.glob("*")] == [
+        f"{kv_files.chain_key(store.dir.name, (1, 2, 3))}.kvc"
+    ]
+    store.close()
+
+
+def test_a_failed_write_is_not_offered_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kv_files, "write_blob", full_disk)
+    store = KVStore(tmp_path, FP, ram_budget=1 << 20, disk_budget=1 << 20)
+    store.load_disk_index()
+    entry = store.add((5, 6), blob(100), "s")
+    assert store.flush()
+    assert not entry.on_disk and entry.blob is not None  # still served from RAM
+    assert list(store.dir.iterdir()) == []
+    store.close()
+
+
+def test_clear_during_a_held_write_does_not_wait_for_the_turn(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, busy=lambda: True)
+    store.load_disk_index()
+    store.add((1,), blob(3 * kv_files.CHUNK_BYTES), "s")
+    time.sleep(0.1)  # the writer has started and is holding for the "turn"
+    started = time.monotonic()
+    cleared = store.clear()
+    assert time.monotonic() - started < 2.0
+    assert cleared["cleared"] == 1
+    assert list(store.dir.iterdir()) == []
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [-1, 1e400, "12", None])
+def test_header_values_out_of_range_are_corruption_not_crashes(tmp_path: Path, bad: object) -> None:
+    path = tmp_path / "x.kvc"
+    kv_files.write_blob(path, FP, (1, 2), blob(10))
+    data = path.read_bytes().replace(b'"nTokens": 2', b'"nTokens": ' + json.dumps(bad).encode())
+    path.write_bytes(data)
+    with pytest.raises(CacheCorruptError):
+        kv_files.read_header(path, FP)
