@@ -31,6 +31,7 @@ from openclaw_daemon.prefix_index import Match, PrefixIndex
 
 log = logging.getLogger("openclawd.cache")
 _BUSY_POLL_S = 0.01
+_QUIET_BEFORE_WRITE_S = 1.0
 _MAX_WRITE_DELAY_S = 60.0  # per write: a stream of turns must not starve the disk tier
 
 
@@ -131,10 +132,10 @@ class KVStore:
         *,
         ram_budget: int,
         disk_budget: int,
-        busy: Callable[[], bool] = lambda: False,
+        quiet_for: Callable[[], float] = lambda: float("inf"),
     ) -> None:
         self.root = root
-        self.busy = busy  # the model worker is serving a turn: writes wait
+        self.quiet_for = quiet_for  # seconds since the model worker last served a turn
         self.fingerprint = fingerprint
         self.dir = root / kv_files.fingerprint_id(fingerprint)
         self.ram_budget = ram_budget
@@ -286,9 +287,12 @@ class KVStore:
 
     # -- the writer thread -------------------------------------------------------
     def _write_loop(self) -> None:
-        # Writing a blob costs a crc32 and a copy into the page cache: on a
-        # 2-core laptop that would slow a concurrent prefill, so the writer
-        # runs at low priority and pauses between chunks while a turn runs.
+        # Writing a blob costs a crc32, a copy into the page cache and the
+        # kernel's writeback: on a 2-core laptop that slows a concurrent
+        # prefill or CLI start. So the writer runs at low priority and only
+        # once turns have paused for a moment (a burst of turns writes each
+        # session's latest state once, not every superseded one), and it
+        # pauses between chunks when a turn comes in.
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while True:
@@ -340,13 +344,17 @@ class KVStore:
             self._evict_disk()
 
     def _pause(self, entry: CacheEntry) -> None:
-        """Between chunks: stop if the entry is gone; hold while a turn runs
-        (bounded: a stream of turns must not starve the disk tier)."""
+        """Between chunks: stop if the entry is gone; hold until turns have
+        paused (bounded: a stream of turns must not starve the disk tier)."""
         while True:
             with self._lock:
                 if self.entries.get(entry.key) is not entry:
                     raise _Abandoned
-            if self._closing or not self.busy() or time.monotonic() > self._write_deadline:
+            if (
+                self._closing
+                or self.quiet_for() >= _QUIET_BEFORE_WRITE_S
+                or time.monotonic() > self._write_deadline
+            ):
                 return
             time.sleep(_BUSY_POLL_S)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
@@ -35,6 +36,7 @@ class Scheduler:
         self.idle_runs = 0
         self._running = False
         self._wake_pending = False
+        self._last_end = time.monotonic()
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -70,6 +72,10 @@ class Scheduler:
     def busy(self) -> bool:
         """True while a turn runs or waits: background work should hold off."""
         return self._running or self.queued > 0
+
+    def quiet_for(self) -> float:
+        """Seconds since the last turn ended; 0 while one runs or waits."""
+        return 0.0 if self.busy() else time.monotonic() - self._last_end
 
     @property
     def queued(self) -> int:
@@ -120,6 +126,7 @@ class Scheduler:
                 future.set_exception(exc)
             finally:
                 self._running = False
+                self._last_end = time.monotonic()
 
     def shutdown(self, timeout: float = 60.0) -> None:
         self._jobs.put(_STOP)

@@ -81,7 +81,7 @@ class Daemon:
             self.engine.fingerprint(),
             ram_budget=cache_ram,
             disk_budget=cache_disk,
-            busy=self.scheduler.busy,
+            quiet_for=self.scheduler.quiet_for,
         )
         self.store.load_disk_index()
         self.cache = PrefixCache(self.engine, self.store)

@@ -155,12 +155,14 @@ def prime_message(document: str) -> str:
     return "Here is the workspace document:\n\n" + document + "\n\nSummarise it in one sentence."
 
 
+# Scenarios 2 and 9 ask the same follow-ups, so their TTFTs differ only by
+# where the session's state came from, not by how many tokens were prefilled.
+FOLLOW_UPS = ("Which section is first?", "Name one word it uses.", "Thanks!")
+
+
 def scenario_1_and_2(runner: Runner, document: str) -> dict[str, Any]:
     prime = runner.turn(prime_message(document), "bench-s2")
-    follow = [
-        runner.turn(question, "bench-s2")
-        for question in ("Which section is first?", "Name one word it uses.", "Thanks!")
-    ]
+    follow = [runner.turn(question, "bench-s2") for question in FOLLOW_UPS]
     return {"scenario1": prime, "scenario2": follow}
 
 
@@ -179,10 +181,7 @@ def scenario_9(runner: Runner, target: int) -> dict[str, Any]:
         runner.turn(prime_message(workspace_document(target, seed=11 + n)), session)
         for n, session in enumerate(sessions)
     ]
-    rounds = [
-        [runner.turn(f"Round {r + 1}: name a section.", session) for session in sessions]
-        for r in range(3)
-    ]
+    rounds = [[runner.turn(question, session) for session in sessions] for question in FOLLOW_UPS]
     return {"primes": primes, "rounds": rounds}
 
 

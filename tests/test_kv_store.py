@@ -173,10 +173,14 @@ def test_superseded_snapshot_buffers_are_reused(tmp_path: Path) -> None:
     store.close()
 
 
-def test_disk_writes_hold_while_a_turn_runs(tmp_path: Path) -> None:
+def test_disk_writes_hold_while_turns_run(tmp_path: Path) -> None:
     turn_running = True
     store = KVStore(
-        tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, busy=lambda: turn_running
+        tmp_path,
+        FP,
+        ram_budget=1 << 30,
+        disk_budget=1 << 30,
+        quiet_for=lambda: 0.0 if turn_running else 10.0,
     )
     store.load_disk_index()
     store.add((1, 2, 3), blob(3 * kv_files.CHUNK_BYTES), "s")
@@ -191,7 +195,7 @@ def test_disk_writes_hold_while_a_turn_runs(tmp_path: Path) -> None:
 
 
 def test_an_entry_being_restored_is_not_evicted_by_parking(tmp_path: Path) -> None:
-    store = KVStore(tmp_path, FP, ram_budget=300, disk_budget=1 << 20, busy=lambda: True)
+    store = KVStore(tmp_path, FP, ram_budget=300, disk_budget=1 << 20, quiet_for=lambda: 0.0)
     store.load_disk_index()
     old = store.add((1, 1), blob(200, 1), "a")
     store._closing = True  # let the held writes through
@@ -209,7 +213,11 @@ def test_an_entry_being_restored_is_not_evicted_by_parking(tmp_path: Path) -> No
 def test_a_buffer_dropped_mid_write_goes_back_to_the_pool_once(tmp_path: Path) -> None:
     turn_running = True
     store = KVStore(
-        tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, busy=lambda: turn_running
+        tmp_path,
+        FP,
+        ram_budget=1 << 30,
+        disk_budget=1 << 30,
+        quiet_for=lambda: 0.0 if turn_running else 10.0,
     )
     store.load_disk_index()
     given: list[int] = []
@@ -245,7 +253,7 @@ def test_a_failed_write_is_not_offered_from_disk(
 
 
 def test_clear_during_a_held_write_does_not_wait_for_the_turn(tmp_path: Path) -> None:
-    store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, busy=lambda: True)
+    store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, quiet_for=lambda: 0.0)
     store.load_disk_index()
     store.add((1,), blob(3 * kv_files.CHUNK_BYTES), "s")
     time.sleep(0.1)  # the writer has started and is holding for the "turn"
