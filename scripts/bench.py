@@ -143,6 +143,7 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "decodeTokens": decode["tokens"],
         "decodeMs": decode["durationMs"],
         "decodeTokPerS": decode.get("tokPerS"),
+        "cliBootMs": spans["cli.boot"]["durationMs"],
         "tier": meta["trace"]["cache"]["tier"],
         "restoreMs": meta["trace"]["cache"]["restoreMs"],
         "hit": usage["cacheRead"] >= 0.9 * usage["input"],
@@ -210,7 +211,8 @@ def scenario_11(runner: Runner, runs: int) -> dict[str, Any]:
 def _row(name: str, row: dict[str, Any]) -> str:
     restore = f"{row['restoreMs']:.0f}" if row.get("restoreMs") is not None else ""
     return (
-        f"| {name} | {row['ttftMs']:.0f} | {row['daemonTtftMs']:.0f} | {row['input']} | "
+        f"| {name} | {row['ttftMs']:.0f} | {row['cliBootMs']:.0f} | {row['daemonTtftMs']:.0f} | "
+        f"{row['input']} | "
         f"{row['cacheRead']} | {row['tier']} | {restore} | {row['prefillTokens']} | "
         f"{row['prefillTokPerS']} | {row['decodeTokens']} | {row['decodeTokPerS']} | "
         f"{'hit' if row['hit'] else 'miss'} |"
@@ -218,21 +220,15 @@ def _row(name: str, row: dict[str, Any]) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    s1, s2, s11 = results["scenario1"], results["scenario2"], results["scenario11"]
-    rows = [("1 cold prime", s1)] + [(f"2 follow-up {i + 1}", t) for i, t in enumerate(s2)]
-    rows += [(f"5 turn {i + 1}", t) for i, t in enumerate(results["scenario5"])]
-    s9 = results["scenario9"]
-    rows += [(f"9 prime session {i + 1}", t) for i, t in enumerate(s9["primes"])]
-    for r, round_rows in enumerate(s9["rounds"]):
-        rows += [(f"9 round {r + 1} session {i + 1}", t) for i, t in enumerate(round_rows)]
-    rows.append(("10 after restart", results["scenario10"]))
+    s11 = results["scenario11"]
+    rows = all_calls(results)
     out = [
         f"Run {results['startedAt']} on {results['machine']}, model {results['model']}, "
         f"base document {results['documentTokens']} target tokens.",
         "",
-        "| call | TTFT ms (client) | TTFT ms (daemon) | prompt | cached | tier | restore ms | "
-        "prefill tok | prefill tok/s | decode tok | decode tok/s | hit |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "| call | TTFT ms (client) | CLI boot ms | TTFT ms (daemon) | prompt | cached | tier | "
+        "restore ms | prefill tok | prefill tok/s | decode tok | decode tok/s | hit |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     out += [_row(name, row) for name, row in rows]
     ratios = results["ratios"]
@@ -255,6 +251,70 @@ def markdown(results: dict[str, Any]) -> str:
         f"(predicted peak {results['predictedPeakBytes'] / 2**20:.0f} MiB, of which the RAM "
         f"cache budget {results['ramBudgetBytes'] / 2**20:.0f} MiB).",
     ]
+    return "\n".join(out) + "\n"
+
+
+TIER_COLOURS = {"none": "#d62728", "L1": "#2ca02c", "L2": "#1f77b4", "L3": "#9467bd"}
+
+
+def all_calls(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    calls = [("1 cold prime", results["scenario1"])]
+    calls += [(f"2 follow-up {i + 1}", t) for i, t in enumerate(results["scenario2"])]
+    calls += [(f"5 turn {i + 1}", t) for i, t in enumerate(results["scenario5"])]
+    s9 = results["scenario9"]
+    calls += [(f"9 prime {i + 1}", t) for i, t in enumerate(s9["primes"])]
+    for r, round_rows in enumerate(s9["rounds"]):
+        calls += [(f"9 round {r + 1} s{i + 1}", t) for i, t in enumerate(round_rows)]
+    calls.append(("10 after restart", results["scenario10"]))
+    return calls
+
+
+def svg_chart(results: dict[str, Any]) -> str:
+    """Daemon TTFT per call as horizontal bars on a log scale, coloured by cache tier."""
+    import math
+
+    calls = all_calls(results)
+    left, top, width, row = 150, 40, 560, 16
+    lo, hi = 10.0, max(t["daemonTtftMs"] for _, t in calls) * 1.5
+
+    def x(ms: float) -> float:
+        return left + width * (math.log10(max(ms, lo)) - math.log10(lo)) / (
+            math.log10(hi) - math.log10(lo)
+        )
+
+    height = top + row * len(calls) + 50
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" '
+        f'height="{height}" font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="20" font-size="13">Time to first token per call (daemon, ms, '
+        f"log scale) - {results['startedAt']}</text>",
+    ]
+    for ms in (10, 100, 1000, 10000, 100000):
+        if ms <= hi:
+            out.append(
+                f'<line x1="{x(ms):.1f}" y1="{top - 5}" x2="{x(ms):.1f}" '
+                f'y2="{top + row * len(calls)}" stroke="#ddd"/>'
+                f'<text x="{x(ms):.1f}" y="{top + row * len(calls) + 14}" '
+                f'text-anchor="middle">{ms:,}</text>'
+            )
+    for i, (name, call) in enumerate(calls):
+        y = top + i * row
+        colour = TIER_COLOURS.get(call["tier"], "#7f7f7f")
+        out.append(
+            f'<text x="{left - 6}" y="{y + 11}" text-anchor="end">{name}</text>'
+            f'<rect x="{left}" y="{y + 2}" width="{x(call["daemonTtftMs"]) - left:.1f}" '
+            f'height="{row - 4}" fill="{colour}"/>'
+            f'<text x="{x(call["daemonTtftMs"]) + 4:.1f}" y="{y + 11}">'
+            f"{call['daemonTtftMs']:,.0f}</text>"
+        )
+    legend_y = top + row * len(calls) + 34
+    for j, (tier, colour) in enumerate(TIER_COLOURS.items()):
+        label = {"none": "miss (prefilled)", "L1": "L1 live", "L2": "L2 RAM", "L3": "L3 disk"}
+        out.append(
+            f'<rect x="{left + j * 120}" y="{legend_y - 9}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{left + j * 120 + 14}" y="{legend_y}">{label[tier]}</text>'
+        )
+    out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
@@ -309,6 +369,7 @@ def main() -> int:
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (args.out / f"{name}.md").write_text(table)
+    (args.out / f"{name}.svg").write_text(svg_chart(results))
     print(table)
     return 0
 
