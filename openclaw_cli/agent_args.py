@@ -13,6 +13,8 @@ import argparse
 from typing import NamedTuple
 
 DEFAULT_MAX_TOKENS = 512
+DEFAULT_MAX_STEPS = 6
+PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
 
 
 class AgentOptions(NamedTuple):
@@ -28,6 +30,9 @@ class AgentOptions(NamedTuple):
     model: str | None = None
     verbose: bool = False
     system: str | None = None
+    tool_choice: str = "auto"
+    max_steps: int = DEFAULT_MAX_STEPS
+    allow: tuple[str, ...] = ()
 
 
 def _positive_float(text: str) -> float:
@@ -49,6 +54,16 @@ def _non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _permissions(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PERMISSIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown permission {', '.join(unknown)}; choose from {', '.join(PERMISSIONS)}"
+        )
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +124,30 @@ def build_parser() -> argparse.ArgumentParser:
         "changes between turns is re-prefilled in full (openclaw doctor explains it)",
     )
     parser.add_argument(
+        "--tool-choice",
+        default="auto",
+        metavar="CHOICE",
+        help="auto (the model decides), none (no tools), required (the first reply must "
+        "call a tool), or a tool name (read, write, edit, exec, search, web_fetch); "
+        "required and a name constrain the reply with a grammar (default: auto)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=DEFAULT_MAX_STEPS,
+        metavar="N",
+        help=f"most model calls in the turn (default: {DEFAULT_MAX_STEPS})",
+    )
+    parser.add_argument(
+        "--allow",
+        type=_permissions,
+        action="append",
+        default=[],
+        metavar="TOOLS",
+        help="let the model use these tools that change things: write, edit, exec "
+        "(comma-separated, repeatable); read, search and web_fetch need no permission",
+    )
+    parser.add_argument(
         "--verbose",
         choices=("on", "off"),
         default="off",
@@ -133,4 +172,7 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         model=args.model,
         verbose=args.verbose == "on",
         system=args.system,
+        tool_choice=args.tool_choice,
+        max_steps=args.max_steps,
+        allow=tuple(name for group in args.allow for name in group),
     )

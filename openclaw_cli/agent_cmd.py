@@ -7,6 +7,7 @@ The reply goes to stdout as it is decoded; progress and notices go to stderr.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,11 @@ def _stream_turn(
         "cwd": str(Path.cwd()),
         "timeout_s": options.timeout,
         "system": options.system,
+        "tool_choice": options.tool_choice,
+        "max_steps": options.max_steps,
+        "allow": list(options.allow),
+        # exec runs with the caller's environment, not the daemon's.
+        "env": dict(os.environ),
     }
     deadline = options.timeout + _TIMEOUT_GRACE_S if options.timeout else None
     sent_at = time.perf_counter()
@@ -123,6 +129,9 @@ def _stream_turn(
                 progress.prefill(frame["done"], frame["total"], frame["rate"])
             elif kind == "notice":
                 render.notice(frame["text"])
+            elif kind == "tool":
+                progress.stop()
+                render.tool_event(frame)
             elif kind == "done":
                 result = frame["result"]
     except (KeyboardInterrupt, TurnTimeoutError):
@@ -155,6 +164,7 @@ def _envelope(
                 "contextTokens": result["contextTokens"],
                 "usage": result["usage"],
             },
+            "steps": result.get("steps", []),
             "aborted": False,
             "stopReason": result["stopReason"],
             "trace": {

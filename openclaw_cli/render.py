@@ -89,3 +89,17 @@ class Progress:
 def notice(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+def tool_event(frame: dict[str, Any]) -> None:
+    """One line per tool call start and end, on stderr."""
+    if frame.get("phase") == "start":
+        args = json.dumps(frame.get("arguments", {}), ensure_ascii=False)
+        notice(f"[tool] {frame['name']} {args[:160]}")
+        return
+    status = "error" if frame.get("isError") else "ok"
+    cached = ", cached" if frame.get("cached") else ""
+    preview = " ".join(str(frame.get("preview", "")).split())[:100]
+    notice(
+        f"[tool] {frame['name']} {status} ({frame.get('durationMs', 0):.0f} ms{cached}) {preview}"
+    )

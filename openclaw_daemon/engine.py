@@ -23,6 +23,7 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.chat_template import ChatTemplate
 from openclaw_daemon.config import check_gguf
@@ -94,6 +95,7 @@ class Engine:
             eos_token=self._token_text(model.token_eos()),
         )
         self.lock = threading.Lock()
+        self._grammars: dict[str, LlamaGrammar] = {}
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -107,6 +109,22 @@ class Engine:
     def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes:
         """Bytes of ``tokens``; ``special`` also spells control tokens like <|im_end|>."""
         return bytes(self.llama.detokenize(tokens, special=special))
+
+    @staticmethod
+    def schema_to_gbnf(schema: str, prop_order: list[str]) -> str:
+        """llama.cpp's JSON-schema-to-GBNF converter (pure Python, in llama-cpp-python)."""
+        return str(json_schema_to_gbnf(schema, prop_order=prop_order))
+
+    def _grammar(self, gbnf: str) -> LlamaGrammar:
+        """A compiled GBNF grammar (cached: the same tool set compiles to the same text)."""
+        compiled = self._grammars.get(gbnf)
+        if compiled is None:
+            try:
+                compiled = LlamaGrammar.from_string(gbnf, verbose=False)
+            except ValueError as exc:
+                raise ModelError(f"llama.cpp rejected the tool-call grammar: {exc}") from exc
+            self._grammars[gbnf] = compiled
+        return compiled
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -222,6 +240,7 @@ class Engine:
         *,
         max_tokens: int,
         cancelled: Callable[[], bool] = lambda: False,
+        grammar: str | None = None,
     ) -> Iterator[int]:
         """Sample up to ``max_tokens`` ids after a ``prefill``.
 
@@ -237,6 +256,7 @@ class Engine:
             min_p=params.min_p,
             temp=params.temperature,
             repeat_penalty=params.repeat_penalty,
+            grammar=self._grammar(grammar) if grammar else None,
         )
         room = self.llama.n_ctx() - self.llama.n_tokens
         pending: int | None = None

@@ -82,6 +82,12 @@ class BadRequestError(OpenClawError):
     code = "bad_request"
 
 
+class ToolError(OpenClawError):
+    """A tool call failed; its message goes back to the model as an error result."""
+
+    code = "tool"
+
+
 class CacheCorruptError(OpenClawError):
     """A KV cache file failed its integrity or fingerprint check (it is discarded)."""
 
@@ -111,6 +117,7 @@ _BY_CODE = {
         BadRequestError,
         CacheCorruptError,
         ResourceError,
+        ToolError,
     )
 }
 

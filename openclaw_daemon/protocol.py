@@ -24,7 +24,7 @@ import msgpack
 
 from openclaw_daemon.errors import OpenClawError, ProtocolError, VersionMismatchError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
@@ -60,6 +60,10 @@ class TurnRequest(TypedDict, total=False):
     cwd: str
     timeout_s: float | None
     system: str | None  # replaces the default system prompt (the cached head)
+    tool_choice: str  # auto | none | required | a tool name
+    max_steps: int  # most model calls in the turn
+    allow: list[str]  # tools that change things the user permits: write, edit, exec
+    env: dict[str, str]  # the CLI caller's environment, for exec
 
 
 class CacheRequest(TypedDict):
@@ -94,6 +98,21 @@ class PhaseFrame(TypedDict):
     name: str
     start_ms: float
     duration_ms: float
+
+
+class ToolFrame(TypedDict, total=False):
+    """A tool call started (``phase`` "start": name, arguments) or ended ("end":
+    isError, durationMs, cached, and a short preview of the result)."""
+
+    type: Literal["tool"]
+    phase: Literal["start", "end"]
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    isError: bool
+    durationMs: float
+    cached: bool
+    preview: str
 
 
 class NoticeFrame(TypedDict):

@@ -11,19 +11,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon import cache_report
 from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import BadRequestError, ContextOverflowError
+from openclaw_daemon.model_calls import CallContext, Generation, ModelCalls
 from openclaw_daemon.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.tape_store import TapeStore
-from openclaw_daemon.text_stream import TextStream
+from openclaw_daemon.tools.grammar import MAX_LISTED_FILES, check_choice, grammar_for
+from openclaw_daemon.tools.runner import ToolContext, ToolOutcome, ToolRunner
+from openclaw_daemon.tools.spec import (
+    PERMISSIONS,
+    ParsedReply,
+    ToolCall,
+    format_call,
+    format_result,
+    parse_reply,
+    tools_prompt,
+)
+from openclaw_daemon.tools.workspace import list_files
 from openclaw_daemon.tracing import Trace, TurnLog
-from sessions.prompt import SYSTEM_PROMPT, chat_messages
-from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id, now_iso, now_ms
+from sessions.entries import assistant_entry, tool_result_entry, user_entry
+from sessions.prompt import SYSTEM_PROMPT, chat_messages, head
+from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
 
 if TYPE_CHECKING:
     from openclaw_daemon.engine import Engine
@@ -31,6 +45,7 @@ if TYPE_CHECKING:
 PROVIDER = "openclaw-edge"
 API = "llama.cpp"
 DEFAULT_MAX_TOKENS = 512
+DEFAULT_MAX_STEPS = 6
 
 
 @dataclass
@@ -42,11 +57,14 @@ class TurnContext:
 
 
 @dataclass
-class Generation:
-    text: str
-    ids: list[int]
-    stop_reason: str
-    first_token_at: float | None
+class Step:
+    """One model call and the tool calls it made."""
+
+    plan: PromptPlan
+    generation: Generation
+    usage: dict[str, int]
+    parsed: ParsedReply
+    outcomes: list[ToolOutcome] = field(default_factory=list)
 
 
 class TurnPipeline:
@@ -57,8 +75,17 @@ class TurnPipeline:
         self.paths = paths
         self.cache = cache
         self.turn_log = TurnLog(paths.turns_file)
-        self.prefill_batch = prefill_batch
+        self.calls = ModelCalls(
+            engine, prefill_batch=prefill_batch, observe_prefill=cache.observe_prefill
+        )
         self.builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
+        self.tools = ToolRunner(
+            tokenize=lambda text: engine.tokenize(text, add_bos=False),
+            detokenize=lambda ids: engine.detokenize(ids).decode("utf-8", errors="replace"),
+        )
+        self.tools_section = tools_prompt()
+        # Templates that know the tool role wrap results themselves.
+        self.wrap_result = "tool_response" not in engine.template.source
         self.tapes: dict[str, TokenTape] = {}  # by session key
         self.saved_tapes = TapeStore(
             paths.state_dir / "cache" / "tapes",
@@ -75,8 +102,9 @@ class TurnPipeline:
         message = request.get("message")
         if not isinstance(message, str) or not message.strip():
             raise BadRequestError("the turn has no message text", hint="Pass one with -m TEXT.")
+        tool_context, choice, max_steps = self._tool_settings(request)
         agent_id = str(request.get("agent_id") or "main")
-        system = str(request.get("system") or SYSTEM_PROMPT)
+        system = head(str(request.get("system") or SYSTEM_PROMPT), self.tools_section)
         with trace.span("session.load") as span:
             store = SessionStore(self.paths.agent_sessions_dir(agent_id), agent_id)
             ref = store.resolve(request.get("session_id"))
@@ -84,15 +112,15 @@ class TurnPipeline:
             tape, span["tape"] = self._tape_for(ref, entries, system)
         user = {"role": "user", "content": message}
         with trace.span("prompt.render"):
-            new = [user] if tape.messages else [*chat_messages(entries, system_prompt=system), user]
+            new = [user] if tape.messages else [*self._messages(entries, system), user]
             messages, full = self.builder.render_turn(tape, new)
         with trace.span("prompt.tokenize") as span:
             plan = self.builder.tokenize_turn(tape, messages, full)
             span["tokens"] = plan.appended
-        max_tokens = self._check_fits(plan, int(request.get("max_tokens") or DEFAULT_MAX_TOKENS))
+        max_tokens = int(request.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        self._check_fits(plan)
         decision, restore_ms = self._use_cache(plan, ctx)
-        reused = self._prefill(plan, ctx)
-        generation = self._decode(request, max_tokens, ctx)
+        steps = self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
         # Explained after the reply streamed: a divergence report detokenizes
         # and renders the transcript, which must not delay the first token.
         report = cache_report.build(
@@ -105,16 +133,144 @@ class TurnPipeline:
         )
         self.cache.live_label = ref.session_id
         with trace.span("session.persist"):
-            usage = self._usage(plan, reused, generation)
-            self._persist(store, ref, entries, message, generation, usage, plan)
+            self._persist(store, ref, entries, message, steps)
         self.turns_served += 1
-        result = self._result(ref, generation, usage, trace, ctx)
+        result = self._result(ref, steps, trace, ctx)
         result["cache"] = report
         self.turn_log.append(
             {key: result[key] for key in ("at", "sessionId", "agentId", "usage", "ttftMs")}
             | {"cache": report, "spans": trace.spans}
         )
         return result
+
+    # -- the agent loop ---------------------------------------------------------
+    def _tool_settings(self, request: dict[str, Any]) -> tuple[ToolContext, str, int]:
+        choice = check_choice(str(request.get("tool_choice") or "auto"))
+        allowed = frozenset(str(a) for a in request.get("allow") or [])
+        unknown = allowed - PERMISSIONS
+        if unknown:
+            raise BadRequestError(
+                f"unknown permission {', '.join(sorted(unknown))}",
+                hint=f"--allow takes: {', '.join(sorted(PERMISSIONS))}.",
+            )
+        cwd = Path(str(request.get("cwd") or ".")).resolve()
+        if not cwd.is_dir():
+            raise BadRequestError(f"the workspace {cwd} is not a directory")
+        env = request.get("env")
+        env = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+        max_steps = max(1, int(request.get("max_steps") or DEFAULT_MAX_STEPS))
+        return ToolContext(cwd, env, allowed), choice, max_steps
+
+    def _agent_loop(
+        self,
+        request: dict[str, Any],
+        plan: PromptPlan,
+        ctx: TurnContext,
+        tools: ToolContext,
+        choice: str,
+        max_steps: int,
+        max_tokens: int,
+    ) -> list[Step]:
+        """Model -> tool calls -> results appended to the tape -> model ..., bounded."""
+        steps: list[Step] = []
+        while True:
+            index = len(steps)
+            call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, index)
+            reused = self.calls.prefill(plan, call)
+            # tool_choice constrains the first call; later calls answer freely.
+            grammar = self._grammar(choice, tools) if index == 0 else None
+            generation = self.calls.decode(
+                request,
+                self._room(plan, max_tokens),
+                call,
+                grammar=grammar,
+                hide_calls=choice != "none",
+            )
+            parsed = (
+                ParsedReply(generation.text)
+                if choice == "none"
+                else parse_reply(generation.text, f"call_{new_entry_id()[:8]}")
+            )
+            step = Step(plan, generation, self._usage(plan, reused, generation), parsed)
+            steps.append(step)
+            tape = self.builder.commit_reply(plan, generation.ids, generation.text)
+            plan = self._after_reply(tape)
+            if not parsed.calls:
+                return steps
+            if len(steps) >= max_steps:
+                ctx.emit({"type": "notice", "text": f"stopped after --max-steps {max_steps}"})
+                generation.stop_reason = "max_steps"
+                return steps
+            step.outcomes = self._run_tools(parsed.calls, tools, ctx)
+            results = [
+                {"role": "tool", "content": self._result_text(o.content)} for o in step.outcomes
+            ]
+            plan = self.builder.plan_turn(tape, results)
+            if len(plan.tokens) >= self.engine.info.n_ctx:
+                ctx.emit({"type": "notice", "text": "the context window is full; stopping"})
+                generation.stop_reason = "length"
+                return steps
+
+    def _grammar(self, choice: str, tools: ToolContext) -> str | None:
+        if choice in ("auto", "none"):
+            return None
+        files = list_files(tools.workspace, MAX_LISTED_FILES)
+        return grammar_for(choice, self.engine.schema_to_gbnf, files)
+
+    def _after_reply(self, tape: TokenTape) -> PromptPlan:
+        """A plan whose tokens are the tape as it now stands (for the final commit)."""
+        return PromptPlan(tape.tokens, tape.text, tape.messages, 0, False)
+
+    def _run_tools(
+        self, calls: list[ToolCall], tools: ToolContext, ctx: TurnContext
+    ) -> list[ToolOutcome]:
+        def started(call: ToolCall) -> None:
+            ctx.emit(
+                {
+                    "type": "tool",
+                    "phase": "start",
+                    "id": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                }
+            )
+
+        outcomes = self.tools.run_step(calls, tools, on_start=started)
+        for outcome in outcomes:
+            duration = (outcome.ended - outcome.started) * 1000.0
+            ctx.trace.add(
+                f"tool.{outcome.call.name}",
+                outcome.started,
+                outcome.ended,
+                callId=outcome.call.id,
+                isError=outcome.is_error,
+                cached=outcome.cached,
+                truncated=outcome.truncated,
+            )
+            ctx.emit(
+                {
+                    "type": "tool",
+                    "phase": "end",
+                    "id": outcome.call.id,
+                    "name": outcome.call.name,
+                    "isError": outcome.is_error,
+                    "durationMs": round(duration, 3),
+                    "cached": outcome.cached,
+                    "preview": outcome.content[:200],
+                }
+            )
+        return outcomes
+
+    def _result_text(self, content: str) -> str:
+        return format_result(content) if self.wrap_result else content
+
+    def _messages(self, entries: list[dict[str, Any]], system: str) -> list[dict[str, str]]:
+        return chat_messages(
+            entries,
+            system_prompt=system,
+            call_text=lambda c: format_call(ToolCall(c.get("id", ""), c["name"], c["arguments"])),
+            result_text=self._result_text,
+        )
 
     # -- phases ----------------------------------------------------------------
     def _tape_for(
@@ -131,7 +287,7 @@ class TurnPipeline:
             and tape.messages[0]["content"] == system
         ):
             return tape, "memory"
-        messages = chat_messages(entries, system_prompt=system)
+        messages = self._messages(entries, system)
         saved = self.saved_tapes.load(ref, last, system)
         if saved is not None:
             text = self.engine.template.render(messages, add_generation_prompt=False)
@@ -150,7 +306,7 @@ class TurnPipeline:
             if tape.last_entry_id is not None:
                 self.saved_tapes.save(ref, tape.tokens, tape.last_entry_id, system)
 
-    def _check_fits(self, plan: PromptPlan, max_tokens: int) -> int:
+    def _check_fits(self, plan: PromptPlan) -> None:
         n_ctx = self.engine.info.n_ctx
         if len(plan.tokens) >= n_ctx:
             raise ContextOverflowError(
@@ -159,7 +315,9 @@ class TurnPipeline:
                 hint="Shorten the message or start a new session with --session-id NEW "
                 "(compaction is not available yet).",
             )
-        return max(1, min(max_tokens, n_ctx - len(plan.tokens)))
+
+    def _room(self, plan: PromptPlan, max_tokens: int) -> int:
+        return max(1, min(max_tokens, self.engine.info.n_ctx - len(plan.tokens)))
 
     def _use_cache(self, plan: PromptPlan, ctx: TurnContext) -> tuple[CachePlan, float | None]:
         """Look the prompt up in every tier and restore the best prefix into L1."""
@@ -185,84 +343,6 @@ class TurnPipeline:
             ctx.emit({"type": "notice", "text": notice})
         return decision, restore_ms
 
-    def _prefill(self, plan: PromptPlan, ctx: TurnContext) -> int:
-        start = ctx.trace.clock()
-        total_holder: dict[str, int] = {}
-
-        def on_progress(done: int, total: int) -> None:
-            total_holder["total"] = total
-            elapsed = ctx.trace.clock() - start
-            rate = done / elapsed if elapsed > 0 else 0.0
-            eta = (total - done) / rate if rate > 0 else 0.0
-            ctx.emit(
-                {
-                    "type": "progress",
-                    "phase": "prefill",
-                    "done": done,
-                    "total": total,
-                    "rate": round(rate, 1),
-                    "eta_s": round(eta, 2),
-                }
-            )
-
-        reused = self.engine.prefill(
-            plan.tokens,
-            batch_size=self.prefill_batch,
-            on_progress=on_progress,
-            cancelled=ctx.cancelled,
-        )
-        end = ctx.trace.clock()
-        prefilled = len(plan.tokens) - reused
-        self.cache.observe_prefill(prefilled, end - start)
-        ctx.trace.add(
-            "model.prefill",
-            start,
-            end,
-            tokens=prefilled,
-            cachedTokens=reused,
-            tokPerS=round(prefilled / (end - start), 1) if end > start else None,
-        )
-        return reused
-
-    def _decode(self, request: dict[str, Any], max_tokens: int, ctx: TurnContext) -> Generation:
-        from openclaw_daemon.engine import SamplingParams
-
-        params = SamplingParams(
-            temperature=float(request.get("temperature") or 0.0),
-            seed=request.get("seed"),
-        )
-        stream = TextStream([str(s) for s in request.get("stop") or []])
-        start = ctx.trace.clock()
-        first_token_at: float | None = None
-        ids: list[int] = []
-        stop_reason = "length"
-        for token in self.engine.generate(params, max_tokens=max_tokens, cancelled=ctx.cancelled):
-            if first_token_at is None:
-                first_token_at = ctx.trace.clock()
-            if self.engine.is_end_of_generation(token):
-                stop_reason = "stop"
-                break
-            ids.append(token)
-            piece = stream.push(self.engine.detokenize([token]))
-            if piece:
-                ctx.emit({"type": "token", "text": piece})
-            if stream.stopped:
-                stop_reason = "stop"
-                break
-        tail = stream.finish()
-        if tail:
-            ctx.emit({"type": "token", "text": tail})
-        end = ctx.trace.clock()
-        ctx.trace.add(
-            "model.decode",
-            start,
-            end,
-            tokens=len(ids),
-            firstTokenMs=round(ctx.trace.offset_ms(first_token_at), 3) if first_token_at else None,
-            tokPerS=round(len(ids) / (end - start), 1) if ids and end > start else None,
-        )
-        return Generation(stream.text, ids, stop_reason, first_token_at)
-
     def _usage(self, plan: PromptPlan, reused: int, generation: Generation) -> dict[str, int]:
         # ``input`` counts every prompt token; ``cacheRead`` those the KV cache
         # already held; ``cacheWrite`` those prefilled (and now cached).
@@ -281,47 +361,38 @@ class TurnPipeline:
         ref: SessionRef,
         entries: list[dict[str, Any]],
         message: str,
-        generation: Generation,
-        usage: dict[str, int],
-        plan: PromptPlan,
+        steps: list[Step],
     ) -> None:
-        user_id, reply_id = new_entry_id(), new_entry_id()
-        stamp = now_ms()
-        user_entry = {
-            "type": "message",
-            "id": user_id,
-            "parentId": last_entry_id(entries),
-            "timestamp": now_iso(),
-            "message": {
-                "role": "user",
-                "content": [{"type": "text", "text": message}],
-                "timestamp": stamp,
-            },
-        }
-        reply_entry = {
-            "type": "message",
-            "id": reply_id,
-            "parentId": user_id,
-            "timestamp": now_iso(),
-            "message": {
-                "role": "assistant",
-                "content": [{"type": "text", "text": generation.text}],
-                "api": API,
-                "provider": PROVIDER,
-                "model": self.engine.info.name,
-                "usage": {
-                    "input": usage["input"],
-                    "output": usage["output"],
-                    "cacheRead": usage["cacheRead"],
-                    "cacheWrite": usage["cacheWrite"],
-                    "totalTokens": usage["total"],
-                    "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0},
-                },
-                "stopReason": generation.stop_reason,
-                "timestamp": now_ms(),
-            },
-        }
-        store.append(ref, [user_entry, reply_entry])
+        """Append the user message, then each step's reply and tool results, at once."""
+        records = [user_entry(last_entry_id(entries), message)]
+        for step in steps:
+            calls = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in step.parsed.calls
+            ]
+            records.append(
+                assistant_entry(
+                    records[-1]["id"],
+                    text=step.parsed.text if calls else step.generation.text,
+                    tool_calls=calls,
+                    usage=step.usage,
+                    model=self.engine.info.name,
+                    provider=PROVIDER,
+                    api=API,
+                    stop_reason="toolUse" if step.outcomes else step.generation.stop_reason,
+                )
+            )
+            for outcome in step.outcomes:
+                records.append(
+                    tool_result_entry(
+                        records[-1]["id"],
+                        call_id=outcome.call.id,
+                        tool_name=outcome.call.name,
+                        text=outcome.content,
+                        is_error=outcome.is_error,
+                    )
+                )
+        store.append(ref, records)
+        usage = total_usage(steps)
         store.touch(
             ref,
             modelProvider=PROVIDER,
@@ -333,27 +404,21 @@ class TurnPipeline:
             cacheRead=usage["cacheRead"],
             cacheWrite=usage["cacheWrite"],
         )
-        tape = self.builder.commit_reply(plan, generation.ids, generation.text)
-        tape.last_entry_id = reply_id
+        last = steps[-1]
+        tape = self.builder.commit_reply(last.plan, last.generation.ids, last.generation.text)
+        tape.last_entry_id = records[-1]["id"]
         self.tapes[ref.key] = tape
-        self._unsaved[ref.key] = (ref, tape, str(plan.messages[0]["content"]))
+        self._unsaved[ref.key] = (ref, tape, str(tape.messages[0]["content"]))
 
     def _result(
-        self,
-        ref: SessionRef,
-        generation: Generation,
-        usage: dict[str, int],
-        trace: Trace,
-        ctx: TurnContext,
+        self, ref: SessionRef, steps: list[Step], trace: Trace, ctx: TurnContext
     ) -> dict[str, Any]:
-        ttft = (
-            (generation.first_token_at - ctx.received_at) * 1000.0
-            if generation.first_token_at
-            else None
-        )
+        first = steps[0].generation.first_token_at
+        ttft = (first - ctx.received_at) * 1000.0 if first else None
+        final = steps[-1]
         return {
-            "text": generation.text,
-            "stopReason": generation.stop_reason,
+            "text": final.parsed.text if final.parsed.calls else final.generation.text,
+            "stopReason": final.generation.stop_reason,
             "sessionId": ref.session_id,
             "sessionKey": ref.key,
             "sessionFile": str(ref.file),
@@ -362,9 +427,36 @@ class TurnPipeline:
             "model": self.engine.info.name,
             "modelPath": self.engine.info.path,
             "contextTokens": self.engine.info.n_ctx,
-            "usage": usage,
+            "usage": total_usage(steps),
+            "steps": [describe_step(i, step) for i, step in enumerate(steps)],
             "ttftMs": round(ttft, 3) if ttft is not None else None,
             "spans": trace.spans,
             "daemonMs": round(trace.offset_ms(), 3),
             "at": time.time(),
         }
+
+
+def total_usage(steps: list[Step]) -> dict[str, int]:
+    """The turn's usage: every model call's tokens, summed."""
+    return {key: sum(step.usage[key] for step in steps) for key in steps[0].usage}
+
+
+def describe_step(index: int, step: Step) -> dict[str, Any]:
+    return {
+        "call": index,
+        "usage": step.usage,
+        "text": step.parsed.text,
+        "toolCalls": [
+            {
+                "id": o.call.id,
+                "name": o.call.name,
+                "arguments": o.call.arguments,
+                "isError": o.is_error,
+                "cached": o.cached,
+                "truncated": o.truncated,
+                "durationMs": round((o.ended - o.started) * 1000.0, 3),
+                "result": o.content,
+            }
+            for o in step.outcomes
+        ],
+    }

@@ -1,12 +1,14 @@
 """The product's prompt policy: a stable head, then the transcript.
 
-The head (the system prompt) is byte-identical on every turn of every session,
-so its tokens stay cached. Per-turn content (time, retrieved context, memory)
-belongs in the user turn, never in the head.
+The head (the system prompt plus the tool definitions) is byte-identical on
+every turn of every session, so its tokens stay cached. Per-turn content
+(time, retrieved context, memory) belongs in the user turn, never in the head.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from sessions.store import Entry
@@ -29,16 +31,44 @@ def message_text(message: dict[str, Any]) -> str:
     )
 
 
+def head(system_prompt: str, tools_section: str) -> str:
+    """The system message: the tool definitions, then the system prompt.
+
+    The prompt goes last, nearest the conversation: small models otherwise
+    tend to continue the tool list instead of answering.
+    """
+    return f"{tools_section}\n\n{system_prompt}" if tools_section else system_prompt
+
+
+def _default_call_text(call: dict[str, Any]) -> str:
+    body = json.dumps({"name": call.get("name"), "arguments": call.get("arguments", {})})
+    return f"<tool_call>\n{body}\n</tool_call>"
+
+
 def chat_messages(
-    entries: list[Entry], *, system_prompt: str = SYSTEM_PROMPT
+    entries: list[Entry],
+    *,
+    system_prompt: str = SYSTEM_PROMPT,
+    call_text: Callable[[dict[str, Any]], str] = _default_call_text,
+    result_text: Callable[[str], str] = lambda text: text,
 ) -> list[dict[str, str]]:
-    """Template messages for a transcript: the head, then user/assistant turns."""
+    """Template messages for a transcript: the head, then user, assistant and tool turns."""
     messages = [{"role": "system", "content": system_prompt}]
     for entry in entries:
         if entry.get("type") != "message":
             continue
         message = entry.get("message", {})
         role = message.get("role")
-        if role in ("user", "assistant"):
-            messages.append({"role": role, "content": message_text(message)})
+        if role == "user":
+            messages.append({"role": "user", "content": message_text(message)})
+        elif role == "assistant":
+            calls = [
+                call_text(block)
+                for block in message.get("content", [])
+                if isinstance(block, dict) and block.get("type") == "toolCall"
+            ]
+            text = "\n".join(filter(None, [message_text(message), *calls]))
+            messages.append({"role": "assistant", "content": text})
+        elif role == "toolResult":
+            messages.append({"role": "tool", "content": result_text(message_text(message))})
     return messages

@@ -129,7 +129,9 @@ def test_changed_system_prompt_reports_the_divergence_position(cli: Cli) -> None
     assert divergence["messageIndex"] == 0
     assert divergence["cached"].startswith(" OpenClaw")
     assert divergence["prompt"].startswith(" a pirate")
-    assert 0 < divergence["position"] == report["cachedTokens"] < 10
+    # The head is the tool definitions, then the system prompt: the definitions
+    # ahead of the changed text are still reused.
+    assert 500 < divergence["position"] == report["cachedTokens"] < report["promptTokens"] - 20
     assert usage(changed)["cacheRead"] == divergence["position"]
     doctor = cli.run("doctor", "--session-id", "head").stdout
     assert f"system message changed at token {divergence['position']}:" in doctor

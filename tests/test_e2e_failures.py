@@ -158,10 +158,12 @@ def test_daemon_that_fails_to_start_shows_its_log_tail(cli: Cli, tmp_path: Path)
 
 
 def test_prompt_longer_than_the_context_window(cli: Cli) -> None:
-    cli.extra_env["OPENCLAW_N_CTX"] = "512"
-    proc = cli.run("agent", "-m", "word " * 800, "--session-id", "big", check=False)
+    # The head (tool definitions and system prompt) is ~660 tokens: it fits in
+    # 1024, the message does not.
+    cli.extra_env["OPENCLAW_N_CTX"] = "1024"
+    proc = cli.run("agent", "-m", "word " * 1500, "--session-id", "big", check=False)
     assert proc.returncode == 1
-    assert "context window holds 512" in proc.stderr and "the prompt is" in proc.stderr
+    assert "context window holds 1024" in proc.stderr and "the prompt is" in proc.stderr
     listing = json.loads(cli.run("sessions", "show", "big", "--json").stdout)
     assert [e["type"] for e in listing["entries"]] == ["session"]  # nothing half-written
     assert cli.turn("Hi.", "--session-id", "big", "--max-tokens", "2")["payloads"][0]["text"]

@@ -1,0 +1,154 @@
+"""One model call of a turn: prefill the prompt (with progress), decode the reply
+(streamed), each as a trace span.
+
+A turn with tools makes several calls; each extends the live KV state, so
+every call after the first prefills only what the previous step appended.
+Text from a ``<tool_call>`` on is not streamed to the user: it is the call,
+reported as ``tool`` frames instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from openclaw_daemon.tape import PromptPlan
+from openclaw_daemon.text_stream import TextStream
+from openclaw_daemon.tools.spec import CALL_OPEN, RESULT_TAGS
+
+if TYPE_CHECKING:
+    from openclaw_daemon.engine import Engine
+    from openclaw_daemon.tracing import Trace
+
+
+@dataclass
+class Generation:
+    text: str
+    ids: list[int]
+    stop_reason: str
+    first_token_at: float | None
+
+
+@dataclass
+class CallContext:
+    trace: Trace
+    emit: Callable[[dict[str, Any]], None]
+    cancelled: Callable[[], bool]
+    index: int  # which model call of the turn, from 0
+
+
+class ModelCalls:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        prefill_batch: int,
+        observe_prefill: Callable[[int, float], None],
+    ) -> None:
+        self.engine = engine
+        self.prefill_batch = prefill_batch
+        self.observe_prefill = observe_prefill
+
+    def prefill(self, plan: PromptPlan, call: CallContext) -> int:
+        """Prefill what the live state lacks of ``plan``; returns the tokens reused."""
+        clock = call.trace.clock
+        start = clock()
+
+        def on_progress(done: int, total: int) -> None:
+            elapsed = clock() - start
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / rate if rate > 0 else 0.0
+            call.emit(
+                {
+                    "type": "progress",
+                    "phase": "prefill",
+                    "done": done,
+                    "total": total,
+                    "rate": round(rate, 1),
+                    "eta_s": round(eta, 2),
+                }
+            )
+
+        reused = self.engine.prefill(
+            plan.tokens,
+            batch_size=self.prefill_batch,
+            on_progress=on_progress,
+            cancelled=call.cancelled,
+        )
+        end = clock()
+        prefilled = len(plan.tokens) - reused
+        self.observe_prefill(prefilled, end - start)
+        call.trace.add(
+            "model.prefill",
+            start,
+            end,
+            call=call.index,
+            tokens=prefilled,
+            cachedTokens=reused,
+            tokPerS=round(prefilled / (end - start), 1) if end > start else None,
+        )
+        return reused
+
+    def decode(
+        self,
+        request: dict[str, Any],
+        max_tokens: int,
+        call: CallContext,
+        *,
+        grammar: str | None,
+        hide_calls: bool,
+    ) -> Generation:
+        from openclaw_daemon.engine import SamplingParams
+
+        params = SamplingParams(
+            temperature=float(request.get("temperature") or 0.0),
+            seed=request.get("seed"),
+        )
+        stops = [str(s) for s in request.get("stop") or []]
+        # Tool responses are the runtime's to write; a small model imitating
+        # one has finished its reply.
+        stream = TextStream(stops + list(RESULT_TAGS) if hide_calls else stops)
+        # A second filter only for what the user sees: it stops at a tool call.
+        shown = TextStream([CALL_OPEN] if hide_calls else [])
+        clock = call.trace.clock
+        start = clock()
+        first_token_at: float | None = None
+        ids: list[int] = []
+        stop_reason = "length"
+        tokens = self.engine.generate(
+            params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
+        )
+        for token in tokens:
+            if first_token_at is None:
+                first_token_at = clock()
+            if self.engine.is_end_of_generation(token):
+                stop_reason = "stop"
+                break
+            ids.append(token)
+            self._show(shown, stream.push(self.engine.detokenize([token])), call)
+            if stream.stopped:
+                stop_reason = "stop"
+                break
+        self._show(shown, stream.finish(), call)
+        self._emit(shown.finish(), call)
+        end = clock()
+        call.trace.add(
+            "model.decode",
+            start,
+            end,
+            call=call.index,
+            tokens=len(ids),
+            firstTokenMs=round(call.trace.offset_ms(first_token_at), 3) if first_token_at else None,
+            tokPerS=round(len(ids) / (end - start), 1) if ids and end > start else None,
+        )
+        return Generation(stream.text, ids, stop_reason, first_token_at)
+
+    def _show(self, shown: TextStream, piece: str, call: CallContext) -> None:
+        if piece and not shown.stopped:
+            self._emit(shown.push(piece.encode("utf-8")), call)
+
+    @staticmethod
+    def _emit(text: str, call: CallContext) -> None:
+        if text:
+            call.emit({"type": "token", "text": text})

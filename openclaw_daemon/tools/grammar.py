@@ -1,0 +1,100 @@
+"""GBNF that makes even a 135M model emit well-formed tool calls.
+
+``tool_choice`` = "required" (some tool) or a tool's name constrains the reply
+to one or more ``<tool_call>`` blocks whose JSON matches the tools' schemas;
+"auto" and "none" leave decoding free (calls are still parsed strictly). The
+schemas are sanitized first: llama.cpp's converter rejects or explodes on
+unanchored ``pattern`` and huge ``maxLength``. The JSON-schema conversion
+itself is llama-cpp-python's, passed in by the engine (the one llama_cpp
+import).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from openclaw_daemon.errors import BadRequestError
+from openclaw_daemon.tools.spec import CALL_CLOSE, CALL_OPEN, TOOLS, TOOLS_BY_NAME, ToolSpec
+
+CHOICES = ("auto", "none", "required")
+_MAX_LENGTH_KEPT = 4096
+_DROPPED_KEYS = ("format", "$schema", "examples")
+
+
+def sanitize(schema: Any) -> Any:
+    """A copy of ``schema`` without what the GBNF converter cannot take."""
+    if isinstance(schema, list):
+        return [sanitize(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    clean = {}
+    for key, value in schema.items():
+        if key in _DROPPED_KEYS:
+            continue
+        if key == "pattern" and not (
+            isinstance(value, str) and value.startswith("^") and value.endswith("$")
+        ):
+            continue
+        if key in ("maxLength", "maxItems") and isinstance(value, int) and value > _MAX_LENGTH_KEPT:
+            continue
+        clean[key] = sanitize(value)
+    return clean
+
+
+def check_choice(choice: str) -> str:
+    if choice in CHOICES or choice in TOOLS_BY_NAME:
+        return choice
+    raise BadRequestError(
+        f"unknown --tool-choice {choice!r}",
+        hint=f"Use one of: {', '.join(CHOICES)}, or a tool name: {', '.join(TOOLS_BY_NAME)}.",
+    )
+
+
+# Tools whose "path" must name an existing file: the grammar lists the
+# workspace's files, so a small model cannot misspell one.
+_EXISTING_PATH_TOOLS = ("read", "edit")
+MAX_LISTED_FILES = 200
+
+
+def _arguments(tool: ToolSpec, files: list[str]) -> dict[str, Any]:
+    schema = sanitize(tool.parameters)
+    if tool.name in _EXISTING_PATH_TOOLS and files:
+        schema["properties"]["path"] = {"enum": files}
+    return schema
+
+
+def _call_schema(tools: list[ToolSpec], files: list[str]) -> dict[str, Any]:
+    alternatives = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, "arguments": _arguments(tool, files)},
+            "required": ["name", "arguments"],
+        }
+        for tool in tools
+    ]
+    return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+
+
+SchemaToGbnf = Callable[[str, list[str]], str]  # (schema JSON, property order) -> GBNF
+
+
+def grammar_for(
+    choice: str, schema_to_gbnf: SchemaToGbnf, files: list[str] | None = None
+) -> str | None:
+    """GBNF for ``choice``, or None when decoding stays free.
+
+    ``files`` (workspace-relative) constrain the paths of tools that read an
+    existing file; too many, or none, leave the path free.
+    """
+    if choice in ("auto", "none"):
+        return None
+    tools = [TOOLS_BY_NAME[choice]] if choice in TOOLS_BY_NAME else list(TOOLS)
+    listed = files if files and len(files) <= MAX_LISTED_FILES else []
+    body = schema_to_gbnf(json.dumps(_call_schema(tools, listed)), ["name", "arguments"])
+    # The converter names its start rule "root"; ours wraps it in the call tags.
+    body = re.sub(r"^root ::=", "call ::=", body, flags=re.MULTILINE)
+    block = f'"{CALL_OPEN}\\n" call "\\n{CALL_CLOSE}"'
+    return f'root ::= {block} ("\\n" {block})*\n{body}'

@@ -1,0 +1,141 @@
+"""Run one step's tool calls: permissions, parallelism, truncation, a short-lived cache.
+
+Independent calls of a step run in parallel threads. Tools that change things
+(``write``, ``edit``, ``exec``) need the permission the CLI sent with the
+turn (``--allow``). Idempotent tools (``read``, ``search``, ``web_fetch``)
+may be answered from a cache for ``ttl_s`` seconds; the trace says so.
+Results longer than the token budget keep their head and tail around a
+marker, so one huge file cannot flood the context.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openclaw_daemon.errors import ToolError
+from openclaw_daemon.tools import exec_tool, web_fetch, workspace
+from openclaw_daemon.tools.spec import TOOLS_BY_NAME, ToolCall
+
+RESULT_TOKEN_BUDGET = 1024
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    workspace: Path
+    env: dict[str, str]
+    allowed: frozenset[str]
+
+
+@dataclass
+class ToolOutcome:
+    call: ToolCall
+    content: str
+    is_error: bool
+    started: float
+    ended: float
+    cached: bool = False
+    truncated: bool = False
+
+
+class ToolRunner:
+    def __init__(
+        self,
+        *,
+        tokenize: Callable[[str], list[int]],
+        detokenize: Callable[[list[int]], str],
+        token_budget: int = RESULT_TOKEN_BUDGET,
+        ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.tokenize = tokenize
+        self.detokenize = detokenize
+        self.token_budget = token_budget
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._cache: dict[str, tuple[float, str]] = {}
+        self._cache_lock = threading.Lock()
+
+    def run_step(
+        self,
+        calls: list[ToolCall],
+        context: ToolContext,
+        on_start: Callable[[ToolCall], None] = lambda call: None,
+    ) -> list[ToolOutcome]:
+        """Run ``calls`` (in parallel when there are several); outcomes in call order."""
+        for call in calls:
+            on_start(call)
+        if len(calls) == 1:
+            outcomes = [self._run(calls[0], context)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(calls), 8)) as pool:
+                outcomes = list(pool.map(lambda c: self._run(c, context), calls))
+        for outcome in outcomes:  # tokenizing stays on the caller's thread
+            outcome.content, outcome.truncated = self._truncate(outcome.content)
+        return outcomes
+
+    def _run(self, call: ToolCall, context: ToolContext) -> ToolOutcome:
+        started = self.clock()
+        cached = False
+        try:
+            if call.error:
+                raise ToolError(call.error)
+            spec = TOOLS_BY_NAME[call.name]
+            if spec.permission and spec.permission not in context.allowed:
+                raise ToolError(
+                    f"{call.name} is not allowed in this turn; the user must rerun with "
+                    f"--allow {spec.permission}"
+                )
+            key = f"{context.workspace}\0{call.name}\0{json.dumps(call.arguments, sort_keys=True)}"
+            content = self._cached(key) if spec.idempotent else None
+            cached = content is not None
+            if content is None:
+                content = self._dispatch(call, context)
+                if spec.idempotent:
+                    with self._cache_lock:
+                        self._cache[key] = (self.clock() + self.ttl_s, content)
+            is_error = False
+        except ToolError as exc:
+            content, is_error = f"error: {exc.message}", True
+        except Exception as exc:  # a tool bug must not end the turn
+            content, is_error = f"error: {type(exc).__name__}: {exc}", True
+        return ToolOutcome(call, content, is_error, started, self.clock(), cached)
+
+    def _cached(self, key: str) -> str | None:
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is None or hit[0] < self.clock():
+                self._cache.pop(key, None)
+                return None
+            return hit[1]
+
+    def _dispatch(self, call: ToolCall, context: ToolContext) -> str:
+        args: dict[str, Any] = call.arguments
+        if call.name == "read":
+            return workspace.read(context.workspace, args)
+        if call.name == "write":
+            return workspace.write(context.workspace, args)
+        if call.name == "edit":
+            return workspace.edit(context.workspace, args)
+        if call.name == "search":
+            return workspace.search(context.workspace, args)
+        if call.name == "exec":
+            return exec_tool.run(context.workspace, args, context.env)
+        if call.name == "web_fetch":
+            return web_fetch.fetch(args)
+        raise ToolError(f"unknown tool {call.name!r}")
+
+    def _truncate(self, content: str) -> tuple[str, bool]:
+        tokens = self.tokenize(content)
+        if len(tokens) <= self.token_budget:
+            return content, False
+        half = self.token_budget // 2
+        omitted = len(tokens) - 2 * half
+        head, tail = self.detokenize(tokens[:half]), self.detokenize(tokens[-half:])
+        return f"{head}\n[... {omitted} tokens omitted ...]\n{tail}", True
