@@ -33,6 +33,7 @@ class AgentOptions(NamedTuple):
     tool_choice: str = "auto"
     max_steps: int = DEFAULT_MAX_STEPS
     allow: tuple[str, ...] = ()
+    exec_timeout: float | None = None
 
 
 def _positive_float(text: str) -> float:
@@ -127,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tool-choice",
         default="auto",
         metavar="CHOICE",
-        help="auto (the model decides), none (no tools), required (the first reply must "
-        "call a tool), or a tool name (read, write, edit, exec, search, web_fetch); "
-        "required and a name constrain the reply with a grammar (default: auto)",
+        help="auto (the model decides), none (no tools), required (every model call but "
+        "the last --max-steps allows must call a tool), or a tool name (the first call "
+        "must call it: read, write, edit, exec, search, web_fetch); required and a name "
+        "constrain the reply with a grammar (default: auto)",
     )
     parser.add_argument(
         "--max-steps",
@@ -146,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOOLS",
         help="let the model use these tools that change things: write, edit, exec "
         "(comma-separated, repeatable); read, search and web_fetch need no permission",
+    )
+    parser.add_argument(
+        "--exec-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="kill any exec tool command after this long (default: 30)",
     )
     parser.add_argument(
         "--verbose",
@@ -175,4 +183,5 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         tool_choice=args.tool_choice,
         max_steps=args.max_steps,
         allow=tuple(name for group in args.allow for name in group),
+        exec_timeout=args.exec_timeout,
     )

@@ -108,6 +108,7 @@ def _stream_turn(
         "tool_choice": options.tool_choice,
         "max_steps": options.max_steps,
         "allow": list(options.allow),
+        "exec_timeout": options.exec_timeout,
         # exec runs with the caller's environment, not the daemon's.
         "env": dict(os.environ),
     }

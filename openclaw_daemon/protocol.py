@@ -64,6 +64,7 @@ class TurnRequest(TypedDict, total=False):
     max_steps: int  # most model calls in the turn
     allow: list[str]  # tools that change things the user permits: write, edit, exec
     env: dict[str, str]  # the CLI caller's environment, for exec
+    exec_timeout: float | None  # a cap on every exec command of the turn, seconds
 
 
 class CacheRequest(TypedDict):

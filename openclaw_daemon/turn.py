@@ -22,7 +22,14 @@ from openclaw_daemon.model_calls import CallContext, Generation, ModelCalls
 from openclaw_daemon.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.tape_store import TapeStore
-from openclaw_daemon.tools.grammar import MAX_LISTED_FILES, check_choice, grammar_for
+from openclaw_daemon.tools import exec_tool
+from openclaw_daemon.tools.grammar import (
+    MAX_LISTED_FILES,
+    check_choice,
+    constrains,
+    grammar_for,
+    urls_in,
+)
 from openclaw_daemon.tools.runner import ToolContext, ToolOutcome, ToolRunner
 from openclaw_daemon.tools.spec import (
     PERMISSIONS,
@@ -159,7 +166,8 @@ class TurnPipeline:
         env = request.get("env")
         env = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
         max_steps = max(1, int(request.get("max_steps") or DEFAULT_MAX_STEPS))
-        return ToolContext(cwd, env, allowed), choice, max_steps
+        exec_timeout = float(request.get("exec_timeout") or exec_tool.DEFAULT_TIMEOUT_S)
+        return ToolContext(cwd, env, allowed, exec_timeout), choice, max_steps
 
     def _agent_loop(
         self,
@@ -177,8 +185,11 @@ class TurnPipeline:
             index = len(steps)
             call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, index)
             reused = self.calls.prefill(plan, call)
-            # tool_choice constrains the first call; later calls answer freely.
-            grammar = self._grammar(choice, tools) if index == 0 else None
+            grammar = (
+                self._grammar(choice, tools, request)
+                if constrains(choice, index, max_steps)
+                else None
+            )
             generation = self.calls.decode(
                 request,
                 self._room(plan, max_tokens),
@@ -211,11 +222,10 @@ class TurnPipeline:
                 generation.stop_reason = "length"
                 return steps
 
-    def _grammar(self, choice: str, tools: ToolContext) -> str | None:
-        if choice in ("auto", "none"):
-            return None
+    def _grammar(self, choice: str, tools: ToolContext, request: dict[str, Any]) -> str | None:
         files = list_files(tools.workspace, MAX_LISTED_FILES)
-        return grammar_for(choice, self.engine.schema_to_gbnf, files)
+        urls = urls_in(str(request.get("message") or ""))
+        return grammar_for(choice, self.engine.schema_to_gbnf, files, urls)
 
     def _after_reply(self, tape: TokenTape) -> PromptPlan:
         """A plan whose tokens are the tape as it now stands (for the final commit)."""

@@ -20,12 +20,14 @@ MAX_TIMEOUT_S = 600.0
 MAX_OUTPUT_BYTES = 64 * 1024
 
 
-def run(workspace: Path, args: dict[str, Any], env: dict[str, str]) -> str:
+def run(
+    workspace: Path, args: dict[str, Any], env: dict[str, str], *, cap: float = MAX_TIMEOUT_S
+) -> str:
     command = args.get("command")
     if not isinstance(command, str) or not command.strip():
         raise ToolError("a command is required")
     try:
-        timeout = min(float(args.get("timeout") or DEFAULT_TIMEOUT_S), MAX_TIMEOUT_S)
+        timeout = min(float(args.get("timeout") or DEFAULT_TIMEOUT_S), cap, MAX_TIMEOUT_S)
     except (TypeError, ValueError):
         raise ToolError("timeout must be a number of seconds") from None
     process = subprocess.Popen(

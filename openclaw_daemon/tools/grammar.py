@@ -57,20 +57,35 @@ def check_choice(choice: str) -> str:
 # workspace's files, so a small model cannot misspell one.
 _EXISTING_PATH_TOOLS = ("read", "edit")
 MAX_LISTED_FILES = 200
+# Small models repeat a call until the token limit; a step runs at most this many.
+MAX_CALLS_PER_STEP = 4
 
 
-def _arguments(tool: ToolSpec, files: list[str]) -> dict[str, Any]:
+_URL_RE = re.compile(r"https?://[^\s\"'<>`]+")
+
+
+def urls_in(text: str) -> list[str]:
+    """The http(s) URLs a message mentions, for constraining ``web_fetch``."""
+    return sorted({url.rstrip(".,;:!?)") for url in _URL_RE.findall(text)})
+
+
+def _arguments(tool: ToolSpec, files: list[str], urls: list[str]) -> dict[str, Any]:
     schema = sanitize(tool.parameters)
     if tool.name in _EXISTING_PATH_TOOLS and files:
         schema["properties"]["path"] = {"enum": files}
+    if tool.name == "web_fetch" and urls:
+        schema["properties"]["url"] = {"enum": urls}
     return schema
 
 
-def _call_schema(tools: list[ToolSpec], files: list[str]) -> dict[str, Any]:
+def _call_schema(tools: list[ToolSpec], files: list[str], urls: list[str]) -> dict[str, Any]:
     alternatives = [
         {
             "type": "object",
-            "properties": {"name": {"const": tool.name}, "arguments": _arguments(tool, files)},
+            "properties": {
+                "name": {"const": tool.name},
+                "arguments": _arguments(tool, files, urls),
+            },
             "required": ["name", "arguments"],
         }
         for tool in tools
@@ -81,20 +96,37 @@ def _call_schema(tools: list[ToolSpec], files: list[str]) -> dict[str, Any]:
 SchemaToGbnf = Callable[[str, list[str]], str]  # (schema JSON, property order) -> GBNF
 
 
+def constrains(choice: str, call_index: int, max_steps: int) -> bool:
+    """Whether model call ``call_index`` must be a tool call.
+
+    A named tool constrains the first call; "required" every call but the last
+    one --max-steps allows, which answers freely.
+    """
+    if choice in TOOLS_BY_NAME:
+        return call_index == 0
+    return choice == "required" and call_index < max_steps - 1
+
+
 def grammar_for(
-    choice: str, schema_to_gbnf: SchemaToGbnf, files: list[str] | None = None
+    choice: str,
+    schema_to_gbnf: SchemaToGbnf,
+    files: list[str] | None = None,
+    urls: list[str] | None = None,
 ) -> str | None:
     """GBNF for ``choice``, or None when decoding stays free.
 
     ``files`` (workspace-relative) constrain the paths of tools that read an
-    existing file; too many, or none, leave the path free.
+    existing file, and ``urls`` (from the user's message) what ``web_fetch``
+    may fetch; too many files, or none, leave the path free.
     """
     if choice in ("auto", "none"):
         return None
     tools = [TOOLS_BY_NAME[choice]] if choice in TOOLS_BY_NAME else list(TOOLS)
     listed = files if files and len(files) <= MAX_LISTED_FILES else []
-    body = schema_to_gbnf(json.dumps(_call_schema(tools, listed)), ["name", "arguments"])
+    schema = _call_schema(tools, listed, urls or [])
+    body = schema_to_gbnf(json.dumps(schema), ["name", "arguments"])
     # The converter names its start rule "root"; ours wraps it in the call tags.
     body = re.sub(r"^root ::=", "call ::=", body, flags=re.MULTILINE)
     block = f'"{CALL_OPEN}\\n" call "\\n{CALL_CLOSE}"'
-    return f'root ::= {block} ("\\n" {block})*\n{body}'
+    more = MAX_CALLS_PER_STEP - 1
+    return f'root ::= {block} ("\\n" {block}){{0,{more}}}\n{body}'

@@ -31,6 +31,7 @@ class ToolContext:
     workspace: Path
     env: dict[str, str]
     allowed: frozenset[str]
+    exec_timeout: float = exec_tool.DEFAULT_TIMEOUT_S  # a cap on every exec of the turn
 
 
 @dataclass
@@ -126,7 +127,7 @@ class ToolRunner:
         if call.name == "search":
             return workspace.search(context.workspace, args)
         if call.name == "exec":
-            return exec_tool.run(context.workspace, args, context.env)
+            return exec_tool.run(context.workspace, args, context.env, cap=context.exec_timeout)
         if call.name == "web_fetch":
             return web_fetch.fetch(args)
         raise ToolError(f"unknown tool {call.name!r}")

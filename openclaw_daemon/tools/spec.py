@@ -134,11 +134,19 @@ class ParsedReply:
 
 
 def parse_reply(text: str, call_id_prefix: str) -> ParsedReply:
-    """Split a reply into its text and its tool calls, strictly."""
-    calls = []
-    for index, match in enumerate(_CALL_RE.finditer(text)):
-        call_id = f"{call_id_prefix}_{index}"
-        calls.append(_parse_call(match.group(1), call_id))
+    """Split a reply into its text and its tool calls, strictly.
+
+    An exact repeat of an earlier call in the same reply is dropped: small
+    models repeat themselves, and running the same call twice helps nobody.
+    """
+    calls: list[ToolCall] = []
+    seen: set[str] = set()
+    for match in _CALL_RE.finditer(text):
+        call = _parse_call(match.group(1), f"{call_id_prefix}_{len(calls)}")
+        signature = json.dumps([call.name, call.arguments, call.error], sort_keys=True)
+        if signature not in seen:
+            seen.add(signature)
+            calls.append(call)
     if CALL_OPEN in _CALL_RE.sub("", text):
         calls.append(
             ToolCall(f"{call_id_prefix}_{len(calls)}", "?", {}, "unterminated <tool_call>")

@@ -36,6 +36,8 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self._skipping:
             self._skipping -= 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
