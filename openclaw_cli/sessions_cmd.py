@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 from typing import Any
@@ -59,7 +60,17 @@ def _describe(entry: dict[str, Any]) -> str:
             if usage
             else ""
         )
-        return f"{message.get('role', '?'):>9}: {message_text(message)}{meta}\n"
+        role = message.get("role", "?")
+        lines = [f"{role:>10}: {message_text(message)}{meta}\n"] if message_text(message) else []
+        for block in message.get("content", []):
+            if isinstance(block, dict) and block.get("type") == "toolCall":
+                args = json.dumps(block.get("arguments", {}), ensure_ascii=False)
+                lines.append(f"{'tool call':>10}: {block.get('name')} {args}{meta}\n")
+        if role == "toolResult":
+            status = "error" if message.get("isError") else "ok"
+            text = " ".join(message_text(message).split())
+            lines = [f"{'result':>10}: {message.get('toolName')} {status}: {text[:200]}\n"]
+        return "".join(lines)
     if kind == "compaction":
         return f"   [compaction: {entry.get('tokensBefore')} tokens summarised]\n"
     return ""

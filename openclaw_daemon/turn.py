@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon import cache_report
 from openclaw_daemon.config import Paths
-from openclaw_daemon.errors import BadRequestError, ContextOverflowError
+from openclaw_daemon.errors import BadRequestError, ContextOverflowError, ModelError
 from openclaw_daemon.model_calls import CallContext, Generation, ModelCalls
 from openclaw_daemon.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
@@ -43,7 +43,7 @@ from openclaw_daemon.tools.spec import (
 from openclaw_daemon.tools.workspace import list_files
 from openclaw_daemon.tracing import Trace, TurnLog
 from sessions.entries import assistant_entry, tool_result_entry, user_entry
-from sessions.prompt import SYSTEM_PROMPT, chat_messages, head
+from sessions.prompt import SYSTEM_PROMPT, chat_messages, head, results_message
 from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class Step:
     generation: Generation
     usage: dict[str, int]
     parsed: ParsedReply
+    tape: TokenTape  # the session's tape once this reply was committed to it
     outcomes: list[ToolOutcome] = field(default_factory=list)
 
 
@@ -91,8 +92,10 @@ class TurnPipeline:
             detokenize=lambda ids: engine.detokenize(ids).decode("utf-8", errors="replace"),
         )
         self.tools_section = tools_prompt()
-        # Templates that know the tool role wrap results themselves.
+        # Templates that know the tool role wrap results themselves; those that
+        # refuse it (e.g. Gemma's) get the results as a user message.
         self.wrap_result = "tool_response" not in engine.template.source
+        self.result_role = "tool" if _renders_tool_role(engine) else "user"
         self.tapes: dict[str, TokenTape] = {}  # by session key
         self.saved_tapes = TapeStore(
             paths.state_dir / "cache" / "tapes",
@@ -202,10 +205,9 @@ class TurnPipeline:
                 if choice == "none"
                 else parse_reply(generation.text, f"call_{new_entry_id()[:8]}")
             )
-            step = Step(plan, generation, self._usage(plan, reused, generation), parsed)
-            steps.append(step)
             tape = self.builder.commit_reply(plan, generation.ids, generation.text)
-            plan = self._after_reply(tape)
+            step = Step(plan, generation, self._usage(plan, reused, generation), parsed, tape)
+            steps.append(step)
             if not parsed.calls:
                 return steps
             if len(steps) >= max_steps:
@@ -213,10 +215,8 @@ class TurnPipeline:
                 generation.stop_reason = "max_steps"
                 return steps
             step.outcomes = self._run_tools(parsed.calls, tools, ctx)
-            results = [
-                {"role": "tool", "content": self._result_text(o.content)} for o in step.outcomes
-            ]
-            plan = self.builder.plan_turn(tape, results)
+            texts = [self._result_text(o.content) for o in step.outcomes]
+            plan = self.builder.plan_turn(tape, [results_message(texts, self.result_role)])
             if len(plan.tokens) >= self.engine.info.n_ctx:
                 ctx.emit({"type": "notice", "text": "the context window is full; stopping"})
                 generation.stop_reason = "length"
@@ -226,10 +226,6 @@ class TurnPipeline:
         files = list_files(tools.workspace, MAX_LISTED_FILES)
         urls = urls_in(str(request.get("message") or ""))
         return grammar_for(choice, self.engine.schema_to_gbnf, files, urls)
-
-    def _after_reply(self, tape: TokenTape) -> PromptPlan:
-        """A plan whose tokens are the tape as it now stands (for the final commit)."""
-        return PromptPlan(tape.tokens, tape.text, tape.messages, 0, False)
 
     def _run_tools(
         self, calls: list[ToolCall], tools: ToolContext, ctx: TurnContext
@@ -280,6 +276,7 @@ class TurnPipeline:
             system_prompt=system,
             call_text=lambda c: format_call(ToolCall(c.get("id", ""), c["name"], c["arguments"])),
             result_text=self._result_text,
+            result_role=self.result_role,
         )
 
     # -- phases ----------------------------------------------------------------
@@ -414,8 +411,12 @@ class TurnPipeline:
             cacheRead=usage["cacheRead"],
             cacheWrite=usage["cacheWrite"],
         )
-        last = steps[-1]
-        tape = self.builder.commit_reply(last.plan, last.generation.ids, last.generation.text)
+        if steps[-1].outcomes:
+            # The loop stopped after running tools (the context filled up): the
+            # tape lacks their results, so the next turn rebuilds it.
+            self.tapes.pop(ref.key, None)
+            return
+        tape = steps[-1].tape
         tape.last_entry_id = records[-1]["id"]
         self.tapes[ref.key] = tape
         self._unsaved[ref.key] = (ref, tape, str(tape.messages[0]["content"]))
@@ -444,6 +445,19 @@ class TurnPipeline:
             "daemonMs": round(trace.offset_ms(), 3),
             "at": time.time(),
         }
+
+
+def _renders_tool_role(engine: Engine) -> bool:
+    probe = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+        {"role": "tool", "content": "t"},
+    ]
+    try:
+        return "t" in engine.template.render(probe, add_generation_prompt=True)
+    except ModelError:
+        return False
 
 
 def total_usage(steps: list[Step]) -> dict[str, int]:

@@ -5,8 +5,9 @@ temperature 0 and a fixed seed, and writes JSON plus a Markdown table. Ratios
 are computed within one run: this machine is shared and noisy.
 
 Scenarios: 1 (cold prime), 2 (plain chat append), 5 (session growth),
-9 (four sessions round-robin, each with its own document), 10 (daemon
-restart, then continue), 11 (framework residual).
+7 (multi-tool agent turn: 5 model calls, 4 tool steps), 9 (four sessions
+round-robin, each with its own document), 10 (daemon restart, then continue),
+11 (framework residual).
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class Runner:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
         self.env["OPENCLAW_STATE_DIR"] = str(state_dir)
 
-    def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 900, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(OPENCLAW), *args],
             env=self.env,
@@ -99,6 +102,7 @@ class Runner:
             text=True,
             timeout=timeout,
             check=True,
+            cwd=cwd,
         )
 
     def turn(self, message: str, session: str, max_tokens: int = 16) -> dict[str, Any]:
@@ -175,6 +179,74 @@ def scenario_5(runner: Runner, document: str) -> list[dict[str, Any]]:
     return [first] + [runner.turn(q, "bench-s5", max_tokens=24) for q in questions]
 
 
+def scenario_7(runner: Runner, document: str) -> dict[str, Any]:
+    """A session on the base document, then one agent turn that searches the
+    workspace, fetches a page from a local server and writes a file: 5 model
+    calls, 4 tool steps (--tool-choice required --max-steps 5)."""
+    import http.server
+    import threading
+
+    root = Path(tempfile.mkdtemp(prefix="oc-bench-ws-"))
+    (root / "notes.md").write_text("# Notes\nThe alpha release ships on Friday.\n")
+    (root / "site").mkdir()
+    (root / "site" / "status.html").write_text(
+        "<html><body><h1>Status</h1><p>All alpha services are green.</p></body></html>"
+    )
+    site = str(root / "site")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=site, **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/status.html"
+    try:
+        prime = runner.turn(prime_message(document), "bench-s7")
+        started = time.perf_counter()
+        proc = runner.cli(
+            "agent",
+            "--local",
+            "--session-id",
+            "bench-s7",
+            "--json",
+            "--seed",
+            "1",
+            "--max-tokens",
+            "160",
+            "--tool-choice",
+            "required",
+            "--max-steps",
+            "5",
+            "--allow",
+            "write",
+            "-m",
+            f"Search the workspace for alpha, fetch {url}, then write a status summary "
+            "to summary.txt.",
+            cwd=root,
+        )
+        wall_ms = (time.perf_counter() - started) * 1000.0
+    finally:
+        server.shutdown()
+    envelope = json.loads(proc.stdout)
+    steps = envelope["meta"]["steps"]
+    prefills = [s for s in envelope["meta"]["trace"]["spans"] if s["name"] == "model.prefill"]
+    calls = [
+        {
+            **step["usage"],
+            "tools": [t["name"] for t in step["toolCalls"]],
+            "prefillMs": prefill["durationMs"],
+            "hitRatio": round(step["usage"]["cacheRead"] / step["usage"]["input"], 4),
+        }
+        for step, prefill in zip(steps, prefills, strict=True)
+    ]
+    shutil.rmtree(root, ignore_errors=True)
+    return {"prime": prime, "calls": calls, "wallMs": round(wall_ms, 1)}
+
+
 def scenario_9(runner: Runner, target: int) -> dict[str, Any]:
     """Four sessions, each with its own document, then three rounds round-robin."""
     sessions = [f"bench-s9-{n}" for n in range(4)]
@@ -231,6 +303,21 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     out += [_row(name, row) for name, row in rows]
+    s7 = results["scenario7"]
+    out += [
+        "",
+        f"Scenario 7: one agent turn, {len(s7['calls'])} model calls, {s7['wallMs']:.0f} ms "
+        "wall (after a prime on the base document).",
+        "",
+        "| model call | tools it called | prompt | cached | prefilled | prefill ms "
+        "| cached share |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    out += [
+        f"| {i + 1} | {', '.join(c['tools']) or '(answer)'} | {c['input']} | {c['cacheRead']} | "
+        f"{c['cacheWrite']} | {c['prefillMs']:.0f} | {c['hitRatio'] * 100:.1f}% |"
+        for i, c in enumerate(s7["calls"])
+    ]
     ratios = results["ratios"]
     out += [
         "",
@@ -242,6 +329,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{ratios['s9_worst_over_s2']:.2f}x | 1.5x |",
         f"| scenario 10 TTFT after restart / scenario 1 TTFT (daemon) | "
         f"{ratios['s10_over_s1'] * 100:.2f}% | 5% |",
+        f"| scenario 7: lowest cached share of model calls 2-{len(s7['calls'])} | "
+        f"{ratios['s7_min_hit_after_first'] * 100:.1f}% | 90% |",
         f"| scenario 11 framework residual p50 ({s11['runs']} runs) | "
         f"{s11['residualMsP50']:.0f} ms | 120 ms |",
         "",
@@ -322,7 +411,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     cold = results["scenario1"]["daemonTtftMs"]
     follow = statistics.median(t["daemonTtftMs"] for t in results["scenario2"])
     worst9 = max(t["daemonTtftMs"] for rnd in results["scenario9"]["rounds"] for t in rnd)
+    later = results["scenario7"]["calls"][1:]
     return {
+        "s7_min_hit_after_first": min((c["hitRatio"] for c in later), default=0.0),
         "s2_over_s1": follow / cold,
         "s9_worst_over_s2": worst9 / follow,
         "s10_over_s1": results["scenario10"]["daemonTtftMs"] / cold,
@@ -350,6 +441,7 @@ def main() -> int:
         document = workspace_document(target)
         results.update(scenario_1_and_2(runner, document))
         results["scenario5"] = scenario_5(runner, document)
+        results["scenario7"] = scenario_7(runner, document)
         results["scenario9"] = scenario_9(runner, target)
         results["rssBytes"] = runner.rss()
         status = json.loads(runner.cli("daemon", "status", "--json").stdout)

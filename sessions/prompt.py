@@ -45,20 +45,34 @@ def _default_call_text(call: dict[str, Any]) -> str:
     return f"<tool_call>\n{body}\n</tool_call>"
 
 
+def results_message(texts: list[str], role: str) -> dict[str, str]:
+    """One message for all the tool results of a step (templates that insist on
+    alternating roles accept it, and it is how Qwen's template merges them)."""
+    return {"role": role, "content": "\n".join(texts)}
+
+
 def chat_messages(
     entries: list[Entry],
     *,
     system_prompt: str = SYSTEM_PROMPT,
     call_text: Callable[[dict[str, Any]], str] = _default_call_text,
     result_text: Callable[[str], str] = lambda text: text,
+    result_role: str = "tool",
 ) -> list[dict[str, str]]:
     """Template messages for a transcript: the head, then user, assistant and tool turns."""
     messages = [{"role": "system", "content": system_prompt}]
+    results: list[str] = []
     for entry in entries:
         if entry.get("type") != "message":
             continue
         message = entry.get("message", {})
         role = message.get("role")
+        if role == "toolResult":
+            results.append(result_text(message_text(message)))
+            continue
+        if results:
+            messages.append(results_message(results, result_role))
+            results = []
         if role == "user":
             messages.append({"role": "user", "content": message_text(message)})
         elif role == "assistant":
@@ -69,6 +83,6 @@ def chat_messages(
             ]
             text = "\n".join(filter(None, [message_text(message), *calls]))
             messages.append({"role": "assistant", "content": text})
-        elif role == "toolResult":
-            messages.append({"role": "tool", "content": result_text(message_text(message))})
+    if results:
+        messages.append(results_message(results, result_role))
     return messages
