@@ -211,8 +211,12 @@ class TurnPipeline:
             if not parsed.calls:
                 return steps
             if len(steps) >= max_steps:
+                reason = f"not run: the turn reached --max-steps {max_steps}"
                 ctx.emit({"type": "notice", "text": f"stopped after --max-steps {max_steps}"})
                 generation.stop_reason = "max_steps"
+                # Every call keeps a result in the transcript, even one never run.
+                now = ctx.trace.clock()
+                step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in parsed.calls]
                 return steps
             step.outcomes = self._run_tools(parsed.calls, tools, ctx)
             texts = [self._result_text(o.content) for o in step.outcomes]
@@ -385,7 +389,11 @@ class TurnPipeline:
                     model=self.engine.info.name,
                     provider=PROVIDER,
                     api=API,
-                    stop_reason="toolUse" if step.outcomes else step.generation.stop_reason,
+                    stop_reason=(
+                        "toolUse"
+                        if step.outcomes and step.generation.stop_reason != "max_steps"
+                        else step.generation.stop_reason
+                    ),
                 )
             )
             for outcome in step.outcomes:

@@ -193,3 +193,41 @@ def test_multi_step_turn_hits_the_cache_on_every_call_after_the_first(
         assert after["usage"]["cacheRead"] >= seen - 1, (before["usage"], after["usage"])
     total = envelope["meta"]["agentMeta"]["usage"]
     assert total["input"] == sum(s["usage"]["input"] for s in steps)
+
+
+def test_max_steps_stops_the_loop_and_every_call_keeps_a_result(cli: Cli, workspace: Path) -> None:
+    (workspace / "a.txt").write_text("alpha\n")
+    proc = cli.run(
+        "agent",
+        "--local",
+        "-m",
+        "Read a.txt.",
+        "--tool-choice",
+        "read",
+        "--max-steps",
+        "1",
+        "--json",
+        cwd=workspace,
+    )
+    envelope = json.loads(proc.stdout)
+    assert "stopped after --max-steps 1" in proc.stderr
+    assert envelope["meta"]["stopReason"] == "max_steps"
+    [step] = envelope["meta"]["steps"]
+    assert step["toolCalls"] and all("not run" in c["result"] for c in step["toolCalls"])
+    entries = [
+        e
+        for e in transcript(envelope["meta"]["agentMeta"]["sessionFile"])
+        if e["type"] == "message"
+    ]
+    call_ids = {
+        b["id"]
+        for e in entries
+        for b in e["message"]["content"]
+        if isinstance(b, dict) and b.get("type") == "toolCall"
+    }
+    result_ids = {
+        e["message"]["toolCallId"] for e in entries if e["message"]["role"] == "toolResult"
+    }
+    assert call_ids and call_ids == result_ids
+    # The session goes on normally after it.
+    assert cli.turn("Thanks.", "--max-tokens", "4", cwd=workspace)["payloads"]
