@@ -16,9 +16,9 @@ from openclaw_daemon.errors import ResourceError
 from openclaw_daemon.gguf import arch_value
 
 MIB = 1 << 20
-RUNTIME_BYTES = (
-    96 * MIB
-)  # Python, llama.cpp runtime, tapes, index, threads (calibrated: bench peak 1531 MiB at a 1 GiB cache budget)
+# Python, the llama.cpp runtime, tapes, the index, threads. Calibrated: the
+# bench's daemon peaked at 1531 MiB with a 1 GiB cache budget.
+RUNTIME_BYTES = 96 * MIB
 N_BATCH = 512
 _KV_BYTES_PER_ELEMENT = 2  # f16
 
