@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 daemon_app = typer.Typer(help="Start, stop and inspect the inference daemon.", no_args_is_help=True)
-sessions_app = typer.Typer(help="List and show stored sessions.", no_args_is_help=True)
+sessions_app = typer.Typer(help="List, show and compact stored sessions.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the KV prefix cache.", no_args_is_help=True)
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(sessions_app, name="sessions")
@@ -144,3 +144,18 @@ def doctor(
     from openclaw_cli import doctor_cmd
 
     raise typer.Exit(doctor_cmd.run(session_id=session_id, last=last, json_out=json_out))
+
+
+@sessions_app.command("compact")
+def sessions_compact(
+    session_id: str = typer.Argument(..., help="Session id or key."),
+    instructions: str | None = typer.Option(
+        None, "--instructions", help="Extra guidance for the summary."
+    ),
+    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Summarise a session's older turns now; the next turn stays a cache hit."""
+    from openclaw_cli import sessions_cmd
+
+    sessions_cmd.compact_session(session_id, agent_id, instructions, json_out=json_out)

@@ -72,5 +72,40 @@ def _describe(entry: dict[str, Any]) -> str:
             lines = [f"{'result':>10}: {message.get('toolName')} {status}: {text[:200]}\n"]
         return "".join(lines)
     if kind == "compaction":
-        return f"   [compaction: {entry.get('tokensBefore')} tokens summarised]\n"
+        return (
+            f"{'compaction':>10}: {entry.get('tokensBefore')} -> {entry.get('tokensAfter')} "
+            f"tokens, kept from {entry.get('firstKeptEntryId')}; summary: "
+            f"{' '.join(str(entry.get('summary', '')).split())[:300]}\n"
+        )
     return ""
+
+
+def compact_session(
+    session_id: str, agent_id: str, instructions: str | None, *, json_out: bool
+) -> None:
+    """Ask the daemon to compact a session (it starts the daemon if needed)."""
+    from openclaw_cli import daemon_control
+
+    paths = config.resolve_paths()
+    progress = render.Progress(enabled=not json_out)
+    client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
+    progress.stop()
+    request = {
+        "type": "compact",
+        "agent_id": agent_id,
+        "session_id": session_id,
+        "instructions": instructions,
+    }
+    with client:
+        result = client.call(request, timeout=900)
+    if json_out:
+        render.print_json(result)
+        return
+    sys.stdout.write(
+        f"compacted session {result['sessionId']}: {result['tokensBefore']} -> "
+        f"{result['tokensAfter']} tokens ({result['summarizedEntries']} entries summarised, "
+        f"{result['keptEntries']} kept)\n"
+        f"the summary cost {result['summaryPrefillTokens']} prefilled tokens "
+        f"({result['summaryCachedTokens']} reused from the cache) and "
+        f"{result['summaryMs'] / 1000:.1f} s\n\nsummary: {result['summary']}\n"
+    )

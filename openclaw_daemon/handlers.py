@@ -77,6 +77,7 @@ class Handlers:
             "stop": self.stop,
             "ping": self.ping,
             "cache": self.cache,
+            "compact": self.compact,
         }.get(request["type"])
         try:
             if handler is None:
@@ -138,6 +139,53 @@ class Handlers:
         connection.send({"type": "done", "result": result})
         # Park the session's KV state once the worker is idle (off this turn's path).
         self.state.scheduler.submit_idle("park", self.state.pipeline.park)
+        self._schedule_compactions()
+
+    def _schedule_compactions(self) -> None:
+        """Compact sessions past their threshold, then prefill them ahead, in idle time.
+
+        Both are preemptible: a turn arriving meanwhile goes first, and the job
+        is queued again (resuming from what the cache holds by then).
+        """
+        pipeline, scheduler = self.state.pipeline, self.state.scheduler
+        while pipeline.due_for_compaction:
+            key, (ref, store) = pipeline.due_for_compaction.popitem()
+
+            def compact(ref: Any = ref, store: Any = store, key: str = key) -> None:
+                try:
+                    pipeline.compactor.compact(ref, store, cancelled=scheduler.busy)
+                except CancelledError:
+                    scheduler.submit_idle(f"compact:{key}", compact)
+                    return
+                self._schedule_prefill_ahead(ref)
+
+            scheduler.submit_idle(f"compact:{key}", compact)
+
+    def _schedule_prefill_ahead(self, ref: Any) -> None:
+        pipeline, scheduler = self.state.pipeline, self.state.scheduler
+
+        def prefill() -> None:
+            if not pipeline.compactor.prefill_ahead(ref, scheduler.busy):
+                scheduler.submit_idle(f"prefill-ahead:{ref.key}", prefill)
+
+        scheduler.submit_idle(f"prefill-ahead:{ref.key}", prefill)
+
+    def compact(self, request: protocol.Message, connection: Connection) -> None:
+        """``openclaw sessions compact``: summarise now, prefill the new layout ahead."""
+        from sessions.store import SessionStore
+
+        pipeline = self.state.pipeline
+        agent_id = str(request.get("agent_id") or "main")
+        store = SessionStore(pipeline.paths.agent_sessions_dir(agent_id), agent_id)
+        ref = store.find(str(request.get("session_id") or ""))
+        instructions = request.get("instructions")
+        with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
+            future = self.state.scheduler.submit(
+                lambda: pipeline.compactor.compact(ref, store, instructions=instructions)
+            )
+            result = future.result()
+        self._schedule_prefill_ahead(ref)
+        connection.send({"type": "done", "result": result})
 
     def _relay(
         self,

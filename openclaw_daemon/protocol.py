@@ -24,12 +24,12 @@ import msgpack
 
 from openclaw_daemon.errors import OpenClawError, ProtocolError, VersionMismatchError
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
 # Requests, client -> daemon.
-REQUEST_TYPES = frozenset({"hello", "turn", "status", "stop", "cancel", "ping", "cache"})
+REQUEST_TYPES = frozenset({"hello", "turn", "status", "stop", "cancel", "ping", "cache", "compact"})
 # Stream frames, daemon -> client.
 STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
 TERMINAL_TYPES = frozenset({"done", "error"})
@@ -72,6 +72,16 @@ class CacheRequest(TypedDict):
 
     type: Literal["cache"]
     action: Literal["stats", "clear"]
+
+
+class CompactRequest(TypedDict, total=False):
+    """Compact a session now: its older turns become a summary (generated on a
+    fork of its cached prompt), and the new layout is prefilled ahead."""
+
+    type: Literal["compact"]
+    agent_id: str
+    session_id: str
+    instructions: str | None  # extra guidance for the summary
 
 
 class TokenFrame(TypedDict):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon import cache_report
+from openclaw_daemon.compactor import Compactor
 from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import BadRequestError, ContextOverflowError, ModelError
 from openclaw_daemon.model_calls import CallContext, Generation, ModelCalls
@@ -105,6 +106,10 @@ class TurnPipeline:
         # Tapes changed since the last park, with what ``TapeStore.save`` needs.
         self._unsaved: dict[str, tuple[SessionRef, TokenTape, str]] = {}
         self.turns_served = 0
+        self.compactor = Compactor(self)
+        # Sessions whose last turn crossed the compaction threshold, for the
+        # daemon to compact (and prefill ahead) once it is idle.
+        self.due_for_compaction: dict[str, tuple[SessionRef, SessionStore]] = {}
 
     def run(self, request: dict[str, Any], ctx: TurnContext) -> dict[str, Any]:
         trace = ctx.trace
@@ -128,6 +133,21 @@ class TurnPipeline:
             plan = self.builder.tokenize_turn(tape, messages, full)
             span["tokens"] = plan.appended
         max_tokens = int(request.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        if len(plan.tokens) >= self.engine.info.n_ctx and tape.messages:
+            # Overflow: compact (its summary is a fork of the cached prompt),
+            # then retry the turn once on the compacted layout.
+            report = self.compactor.compact(ref, store, cancelled=ctx.cancelled, trace=trace)
+            ctx.emit(
+                {
+                    "type": "notice",
+                    "text": f"compacted the session to fit: "
+                    f"{report['tokensBefore']} -> {report['tokensAfter']} tokens",
+                }
+            )
+            entries = store.load_entries(ref)
+            tape = self.tapes[ref.key]
+            messages, full = self.builder.render_turn(tape, [user])
+            plan = self.builder.tokenize_turn(tape, messages, full)
         self._check_fits(plan)
         decision, restore_ms = self._use_cache(plan, ctx)
         steps = self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
@@ -145,6 +165,8 @@ class TurnPipeline:
         with trace.span("session.persist"):
             self._persist(store, ref, entries, message, steps)
         self.turns_served += 1
+        if self.compactor.settings.needs_compaction(len(steps[-1].tape.tokens)):
+            self.due_for_compaction[ref.key] = (ref, store)
         result = self._result(ref, steps, trace, ctx)
         result["cache"] = report
         self.turn_log.append(
@@ -309,6 +331,17 @@ class TurnPipeline:
         tape.last_entry_id = last
         return tape, "rebuilt"
 
+    def session_head(self, ref: SessionRef) -> str:
+        """The head a session's prompt starts with (its own system prompt, if it set one)."""
+        tape = self.tapes.get(ref.key)
+        if tape is not None and tape.messages:
+            return str(tape.messages[0]["content"])
+        return head(SYSTEM_PROMPT, self.tools_section)
+
+    def adopt_tape(self, ref: SessionRef, tape: TokenTape) -> None:
+        self.tapes[ref.key] = tape
+        self._unsaved[ref.key] = (ref, tape, str(tape.messages[0]["content"]))
+
     def park(self) -> None:
         """Idle-time work after a turn: park the live KV state and save changed tapes."""
         self.cache.checkpoint()
@@ -426,8 +459,7 @@ class TurnPipeline:
             return
         tape = steps[-1].tape
         tape.last_entry_id = records[-1]["id"]
-        self.tapes[ref.key] = tape
-        self._unsaved[ref.key] = (ref, tape, str(tape.messages[0]["content"]))
+        self.adopt_tape(ref, tape)
 
     def _result(
         self, ref: SessionRef, steps: list[Step], trace: Trace, ctx: TurnContext

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from sessions.compaction import SUMMARY_PREFIX, active_messages
 from sessions.store import Entry
 
 SYSTEM_PROMPT = (
@@ -45,6 +46,18 @@ def _default_call_text(call: dict[str, Any]) -> str:
     return f"<tool_call>\n{body}\n</tool_call>"
 
 
+SUMMARY_ACK = "Understood."
+
+
+def summary_messages(summary: str) -> list[dict[str, str]]:
+    """The summary of a compacted session, right after the head. An acknowledged
+    user message, so templates that insist on alternating roles accept it."""
+    return [
+        {"role": "user", "content": SUMMARY_PREFIX + summary},
+        {"role": "assistant", "content": SUMMARY_ACK},
+    ]
+
+
 def results_message(texts: list[str], role: str) -> dict[str, str]:
     """One message for all the tool results of a step (templates that insist on
     alternating roles accept it, and it is how Qwen's template merges them)."""
@@ -61,10 +74,11 @@ def chat_messages(
 ) -> list[dict[str, str]]:
     """Template messages for a transcript: the head, then user, assistant and tool turns."""
     messages = [{"role": "system", "content": system_prompt}]
+    summary, active = active_messages(entries)
+    if summary is not None:
+        messages += summary_messages(summary)
     results: list[str] = []
-    for entry in entries:
-        if entry.get("type") != "message":
-            continue
+    for entry in active:
         message = entry.get("message", {})
         role = message.get("role")
         if role == "toolResult":

@@ -29,8 +29,12 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
+# Enough for a step's tool calls; bounds the small model's rambling answers.
+MAX_TOKENS = ("--max-tokens", "128")
+
+
 def agent(cli: Cli, workspace: Path, message: str, *args: str) -> dict[str, Any]:
-    return cli.turn(message, *args, cwd=workspace)
+    return cli.turn(message, *MAX_TOKENS, *args, cwd=workspace)
 
 
 def calls(envelope: dict[str, Any], step: int = 0) -> list[dict[str, Any]]:
@@ -69,7 +73,15 @@ def test_read_a_file_and_answer_from_it(cli: Cli, workspace: Path) -> None:
 def test_write_only_when_allowed(cli: Cli, workspace: Path) -> None:
     message = "Write the word hello to hello.txt"
     refused = cli.run(
-        "agent", "--local", "-m", message, "--tool-choice", "write", "--json", cwd=workspace
+        "agent",
+        "--local",
+        "-m",
+        message,
+        "--tool-choice",
+        "write",
+        "--json",
+        *MAX_TOKENS,
+        cwd=workspace,
     )
     envelope = json.loads(refused.stdout)
     assert calls(envelope) and all(c["isError"] for c in calls(envelope))
@@ -207,6 +219,7 @@ def test_max_steps_stops_the_loop_and_every_call_keeps_a_result(cli: Cli, worksp
         "--max-steps",
         "1",
         "--json",
+        *MAX_TOKENS,
         cwd=workspace,
     )
     envelope = json.loads(proc.stdout)
