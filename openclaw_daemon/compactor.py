@@ -42,7 +42,7 @@ class Compactor:
     def __init__(self, pipeline: TurnPipeline) -> None:
         self.pipeline = pipeline
         self.settings = CompactionSettings.for_window(pipeline.engine.info.n_ctx)
-        self.prefilled_ahead = 0  # layouts fully prefilled ahead of their next turn
+        self.counters = {"compactions": 0, "prefilledAhead": 0, "prefillAheadPreempted": 0}
 
     def compact(
         self,
@@ -91,6 +91,7 @@ class Compactor:
         compaction["tokensAfter"] = len(new_tape.tokens)
         store.append(ref, [compaction])
         pipeline.adopt_tape(ref, new_tape)
+        self.counters["compactions"] += 1
         return {
             "sessionId": ref.session_id,
             "summary": summary,
@@ -135,9 +136,10 @@ class Compactor:
             )
         except CancelledError:
             log.info("prefill ahead of %s preempted by a turn; will resume", ref.session_id)
+            self.counters["prefillAheadPreempted"] += 1
             return False
         pipeline.cache.live_label = ref.session_id
         pipeline.cache.checkpoint()
-        self.prefilled_ahead += 1
+        self.counters["prefilledAhead"] += 1
         log.info("prefilled %s's compacted layout ahead (%d tokens)", ref.session_id, len(tokens))
         return True

@@ -122,6 +122,11 @@ class Daemon:
             "turnsServed": self.pipeline.turns_served,
             "queued": self.scheduler.queued,
             "cache": self.cache_stats(),
+            "compaction": {
+                **self.pipeline.compactor.counters,
+                "reserveTokens": self.pipeline.compactor.settings.reserve,
+                "keepRecentTokens": self.pipeline.compactor.settings.keep_recent,
+            },
             "socket": str(self.paths.socket),
             "stateDir": str(self.paths.state_dir),
             "logFile": str(self.paths.log_file),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,6 @@ def test_write_only_when_allowed(cli: Cli, workspace: Path) -> None:
 def test_exec_is_killed_at_the_timeout_and_runs_with_the_callers_environment(
     cli: Cli, workspace: Path
 ) -> None:
-    started = time.monotonic()
     envelope = agent(
         cli,
         workspace,
@@ -111,11 +109,10 @@ def test_exec_is_killed_at_the_timeout_and_runs_with_the_callers_environment(
         "--exec-timeout",
         "1",
     )
-    assert time.monotonic() - started < 25
     [call] = calls(envelope)
     assert call["arguments"]["command"] == "sleep 30"
     assert call["isError"] and "timed out after 1 s" in call["result"]
-    assert call["durationMs"] < 5000
+    assert call["durationMs"] < 5000  # killed at 1 s, not after the command's 30 s
 
     cli.extra_env["OPENCLAW_TEST_MARK"] = "from-the-caller"
     envelope = agent(
