@@ -15,6 +15,11 @@ from typing import NamedTuple
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_MAX_STEPS = 6
 PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
+# The daemon's tools (openclaw_daemon.tools.spec; tests/test_tools.py checks they
+# match), repeated here so the CLI can reject a bad --tool-choice without
+# importing the daemon's modules or starting it.
+TOOL_NAMES = ("read", "write", "edit", "exec", "search", "web_fetch")
+TOOL_CHOICES = ("auto", "none", "required", *TOOL_NAMES)
 
 
 class AgentOptions(NamedTuple):
@@ -166,7 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_agent_args(argv: list[str]) -> AgentOptions:
     """Parse ``openclaw agent`` arguments; exits 2 with a usage message on bad input."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    allowed = {name for group in args.allow for name in group}
+    if args.tool_choice not in TOOL_CHOICES:
+        parser.error(f"--tool-choice must be one of: {', '.join(TOOL_CHOICES)}")
+    if args.tool_choice in PERMISSIONS and args.tool_choice not in allowed:
+        parser.error(
+            f"--tool-choice {args.tool_choice} forces a call the turn may not make: "
+            f"add --allow {args.tool_choice}"
+        )
     return AgentOptions(
         message=args.message,
         session_id=args.session_id,

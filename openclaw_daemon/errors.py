@@ -79,7 +79,10 @@ class PermissionDeniedError(OpenClawError):
 
 
 class BadRequestError(OpenClawError):
+    """A request or option the user can fix (the usage-error exit code)."""
+
     code = "bad_request"
+    exit_code = 2
 
 
 class ToolError(OpenClawError):

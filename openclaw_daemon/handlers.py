@@ -47,6 +47,7 @@ class DaemonState:
     request_shutdown: Callable[[], None]
     cache_stats: Callable[[], dict[str, Any]]
     cache_clear: Callable[[], dict[str, Any]]
+    prefill_ahead: bool = True
     started_at: float = field(default_factory=time.time)
 
 
@@ -163,6 +164,8 @@ class Handlers:
 
     def _schedule_prefill_ahead(self, ref: Any) -> None:
         pipeline, scheduler = self.state.pipeline, self.state.scheduler
+        if not self.state.prefill_ahead:
+            return  # OPENCLAW_PREFILL_AHEAD=0: the baseline that pays at the next turn
 
         def prefill() -> None:
             if not pipeline.compactor.prefill_ahead(ref, scheduler.busy):

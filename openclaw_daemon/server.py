@@ -99,6 +99,7 @@ class Daemon:
             request_shutdown=self.request_shutdown,
             cache_stats=self.cache_stats,
             cache_clear=self.cache.clear,
+            prefill_ahead=config.prefill_ahead_setting(),
         )
         self.server = UnixServer(self.paths.socket, Handlers(self.state))
         self._stopped = threading.Event()

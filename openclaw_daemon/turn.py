@@ -121,7 +121,9 @@ class TurnPipeline:
         agent_id = str(request.get("agent_id") or "main")
         system = head(str(request.get("system") or SYSTEM_PROMPT), self.tools_section)
         with trace.span("session.load") as span:
-            store = SessionStore(self.paths.agent_sessions_dir(agent_id), agent_id)
+            store = SessionStore(
+                self.paths.agent_sessions_dir(agent_id), agent_id, cwd=str(tool_context.workspace)
+            )
             ref = store.resolve(request.get("session_id"))
             entries = store.load_entries(ref)
             tape, span["tape"] = self._tape_for(ref, entries, system)
@@ -227,6 +229,16 @@ class TurnPipeline:
                 if choice == "none"
                 else parse_reply(generation.text, f"call_{new_entry_id()[:8]}")
             )
+            if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
+                # A call cut off by --max-tokens is not a call: drop it, say so.
+                parsed.calls.pop()
+                ctx.emit(
+                    {
+                        "type": "notice",
+                        "text": f"a tool call was cut off by --max-tokens "
+                        f"{max_tokens} and dropped; raise --max-tokens to let it finish",
+                    }
+                )
             tape = self.builder.commit_reply(plan, generation.ids, generation.text)
             step = Step(plan, generation, self._usage(plan, reused, generation), parsed, tape)
             steps.append(step)

@@ -71,9 +71,10 @@ def _valid_session_id(session_id: str) -> bool:
 class SessionStore:
     """Reads and writes one agent's sessions directory."""
 
-    def __init__(self, sessions_dir: Path, agent_id: str) -> None:
+    def __init__(self, sessions_dir: Path, agent_id: str, *, cwd: str | None = None) -> None:
         self.dir = sessions_dir
         self.agent_id = agent_id
+        self.cwd = cwd  # the user's working directory, for new session headers
         self.index_file = sessions_dir / "sessions.json"
 
     # -- index ---------------------------------------------------------------
@@ -141,7 +142,7 @@ class SessionStore:
                 "version": SESSION_VERSION,
                 "id": ref.session_id,
                 "timestamp": now_iso(),
-                "cwd": os.getcwd(),
+                "cwd": self.cwd or os.getcwd(),
             }
             self._append_lines(ref.file, [header])
 

@@ -147,6 +147,10 @@ def test_cache_clear_budget_flags_and_memory_refusal(cli: Cli) -> None:
     bad = cli.run("daemon", "start", "--cache-disk", "lots", check=False)
     assert bad.returncode != 0 and "size like 512M" in bad.stderr
     cli.run("daemon", "start", "--cache-ram", "512M", "--cache-disk", "1G", timeout=120)
+    pid = cli.status()["pid"]
+    typo = cli.run("daemon", "restart", "--cache-ram", "banana", check=False)
+    assert typo.returncode == 2 and "size like 512M" in typo.stderr
+    assert cli.status()["pid"] == pid  # the running daemon was left alone
     status = cli.status()
     assert status["cache"]["ramBudget"] == 512 << 20
     assert status["cache"]["diskBudget"] == 1 << 30

@@ -144,7 +144,7 @@ def test_model_other_than_the_running_one_is_refused_with_a_hint(cli: Cli, tmp_p
     other = tmp_path / "other.gguf"
     os.link(status["modelPath"], other)  # same bytes, another model path
     proc = cli.run("agent", "-m", "hi", "--model", str(other), check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "daemon is serving" in proc.stderr and "daemon restart --model" in proc.stderr
     cli.run("daemon", "restart", "--model", str(other))
     assert cli.status()["modelPath"] == str(other)

@@ -206,7 +206,12 @@ def test_refuses_a_socket_owned_by_another_user(cli: Cli) -> None:
 
 def test_empty_message_and_bad_options(cli: Cli) -> None:
     empty = cli.run("agent", "-m", "   ", check=False)
-    assert empty.returncode == 1 and "message is empty" in empty.stderr
+    assert empty.returncode == 2 and "message is empty" in empty.stderr
+    bogus = cli.run("agent", "-m", "hi", "--tool-choice", "bogus", check=False)
+    assert bogus.returncode == 2 and "--tool-choice must be one of" in bogus.stderr
+    unallowed = cli.run("agent", "-m", "hi", "--tool-choice", "write", check=False)
+    assert unallowed.returncode == 2 and "add --allow write" in unallowed.stderr
+    assert not (cli.state_dir / "run" / "daemon.json").exists()  # rejected before starting it
     verbose = cli.run("agent", "-m", "hi", "--verbose", "loud", check=False)
     assert verbose.returncode == 2 and "--verbose" in verbose.stderr
 

@@ -96,3 +96,29 @@ def test_snapshot_restore_and_trim_give_the_same_logits_as_a_cold_prefill(engine
     warm = np.array(engine.llama._ctx.get_logits_ith(-1)[: engine.llama.n_vocab()])
     assert int(warm.argmax()) == int(cold.argmax())
     assert np.allclose(warm, cold, atol=1e-3)
+
+
+def test_the_head_is_byte_identical_across_turns_and_sessions(engine: Engine) -> None:
+    """Volatile content never enters the head: its tokens are the same for every
+    session and turn, and they open every prompt."""
+    from openclaw_daemon.tools.spec import tools_prompt
+    from sessions.prompt import head
+
+    builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
+    system = head(SYSTEM_PROMPT, tools_prompt())
+    head_tokens = builder.from_messages([{"role": "system", "content": system}]).tokens
+    prompts = []
+    for words in ("First session, first turn.", "Another session, today is Monday."):
+        tape = TokenTape()
+        plan = builder.plan_turn(
+            tape, [{"role": "system", "content": system}, {"role": "user", "content": words}]
+        )
+        prompts.append(plan.tokens)
+        follow = builder.plan_turn(
+            builder.commit_reply(plan, reply(engine, plan.tokens, 4), "ok"),
+            [{"role": "user", "content": "And now?"}],
+        )
+        prompts.append(follow.tokens)
+    for tokens in prompts:
+        assert tokens[: len(head_tokens)] == head_tokens
+    assert "Monday" not in system and "202" not in system  # no dates in the head

@@ -143,3 +143,12 @@ def test_web_fetch_refuses_other_schemes_and_extracts_text() -> None:
         "<html><head><style>p{}</style></head><body><p>One  two</p><script>x</script>Three</body>"
     )
     assert web_fetch.html_text(html) == "One two\nThree"
+
+
+def test_the_clis_tool_names_match_the_daemons() -> None:
+    from openclaw_cli.agent_args import PERMISSIONS as CLI_PERMISSIONS
+    from openclaw_cli.agent_args import TOOL_NAMES
+    from openclaw_daemon.tools.spec import PERMISSIONS, TOOLS_BY_NAME
+
+    assert set(TOOL_NAMES) == set(TOOLS_BY_NAME)
+    assert set(CLI_PERMISSIONS) == set(PERMISSIONS)
