@@ -247,6 +247,146 @@ def scenario_7(runner: Runner, document: str) -> dict[str, Any]:
     return {"prime": prime, "calls": calls, "wallMs": round(wall_ms, 1)}
 
 
+def scenario_6(runner: Runner, document: str) -> dict[str, Any]:
+    """RAG put into the system message: a miss the product's own builder never
+    causes; the report must name the position and the message."""
+    runner.turn(prime_message(document), "bench-s6")
+    snippet = " ".join(f"Retrieved fact {i}: item {i} is in aisle {i % 5}." for i in range(60))
+    proc = runner.cli(
+        "agent",
+        "--local",
+        "--session-id",
+        "bench-s6",
+        "--json",
+        "--max-tokens",
+        "16",
+        "--seed",
+        "1",
+        "-s",
+        f"Context: {snippet}\n\nYou are a helpful assistant.",
+        "-m",
+        "Which aisle holds item 7?",
+    )
+    envelope = json.loads(proc.stdout)
+    row = describe(envelope, 0.0)
+    row["cacheReport"] = envelope["meta"]["trace"]["cache"]
+    return row
+
+
+def scenario_8(runner: Runner, label: str) -> dict[str, Any]:
+    """A tool chain (~4k tokens of results), a ~1.5k-token turn, a compaction,
+    then a follow-up: with prefill ahead, the follow-up should be a hit."""
+    root = Path(tempfile.mkdtemp(prefix="oc-bench-ws8-"))
+    manual = "\n".join(
+        f"Step {i}: set dial {i % 9} to {i * 7 % 100} and log the alpha reading." for i in range(70)
+    )
+    (root / "manual.md").write_text(manual)
+    (root / "log.md").write_text(manual.replace("alpha", "beta"))
+    session = f"bench-s8-{label}"
+    runner.cli(
+        "agent",
+        "--local",
+        "--session-id",
+        session,
+        "--json",
+        "--max-tokens",
+        "96",
+        "--seed",
+        "1",
+        "--tool-choice",
+        "required",
+        "--max-steps",
+        "5",
+        "-m",
+        "Read manual.md and log.md, search for alpha, then tell me what to do.",
+        cwd=root,
+        timeout=1800,
+    )
+    tail = " ".join(f"Reminder {i}: the alpha dial must stay below {i + 40}." for i in range(90))
+    runner.turn(tail + " Say OK.", session)
+    before = json.loads(runner.cli("daemon", "status", "--json").stdout)["compaction"]
+    compaction = json.loads(
+        runner.cli("sessions", "compact", session, "--json", timeout=1800).stdout
+    )
+    waited = _wait_prefill_ahead(runner, before["prefilledAhead"]) if label == "ahead" else None
+    follow = runner.turn("What must the alpha dial stay below?", session)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"compaction": compaction, "follow": follow, "prefillAheadWaitS": waited}
+
+
+def _wait_prefill_ahead(runner: Runner, done_before: int, timeout: float = 600) -> float:
+    """Seconds until the daemon finished prefilling the compacted layout ahead."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        status = json.loads(runner.cli("daemon", "status", "--json").stdout)
+        if status["compaction"]["prefilledAhead"] > done_before:
+            return round(time.monotonic() - started, 1)
+        time.sleep(0.5)
+    raise RuntimeError("the compacted layout was not prefilled ahead in time")
+
+
+def compaction_suite(runner: Runner, document: str) -> dict[str, Any]:
+    """Scenarios 1, 2, 6, 8, and 8 with prefill ahead off (the baseline), in one run."""
+    results: dict[str, Any] = dict(scenario_1_and_2(runner, document))
+    results["scenario6"] = scenario_6(runner, document)
+    results["scenario8"] = scenario_8(runner, "ahead")
+    runner.env["OPENCLAW_PREFILL_AHEAD"] = "0"
+    runner.cli("daemon", "restart", timeout=600)
+    results["scenario8Baseline"] = scenario_8(runner, "baseline")
+    del runner.env["OPENCLAW_PREFILL_AHEAD"]
+    follow = statistics.median(t["daemonTtftMs"] for t in results["scenario2"])
+    results["ratios"] = {
+        "s2_over_s1": follow / results["scenario1"]["daemonTtftMs"],
+        "s8_over_s2": results["scenario8"]["follow"]["daemonTtftMs"] / follow,
+        "s8_baseline_over_s2": results["scenario8Baseline"]["follow"]["daemonTtftMs"] / follow,
+        "s6_over_s1": results["scenario6"]["daemonTtftMs"] / results["scenario1"]["daemonTtftMs"],
+    }
+    return results
+
+
+def compaction_markdown(results: dict[str, Any]) -> str:
+    rows = [("1 cold prime", results["scenario1"])]
+    rows += [(f"2 follow-up {i + 1}", t) for i, t in enumerate(results["scenario2"])]
+    rows += [("6 RAG in the system message", results["scenario6"])]
+    rows += [("8 follow-up, prefilled ahead", results["scenario8"]["follow"])]
+    rows += [("8 follow-up, baseline (no prefill ahead)", results["scenario8Baseline"]["follow"])]
+    out = [
+        f"Run {results['startedAt']} on {results['machine']}, model {results['model']}, "
+        f"base document {results['documentTokens']} target tokens.",
+        "",
+        "| call | TTFT ms (client) | CLI boot ms | TTFT ms (daemon) | prompt | cached | tier | "
+        "restore ms | prefill tok | prefill tok/s | decode tok | decode tok/s | hit |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    out += [_row(name, row) for name, row in rows]
+    out += [
+        "",
+        "| compaction | tokens before | after | summary: prefilled | reused | output | ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("scenario8", "scenario8Baseline"):
+        c = results[name]["compaction"]
+        out.append(
+            f"| {name} | {c['tokensBefore']} | {c['tokensAfter']} | {c['summaryPrefillTokens']} | "
+            f"{c['summaryCachedTokens']} | {c['summaryOutputTokens']} | {c['summaryMs']:.0f} |"
+        )
+    ratios = results["ratios"]
+    report = results["scenario6"]["cacheReport"]
+    out += [
+        "",
+        "| target | measured | bound |",
+        "|---|---:|---:|",
+        f"| scenario 8 follow-up TTFT / scenario 2 follow-up TTFT (prefilled ahead) | "
+        f"{ratios['s8_over_s2']:.2f}x | 1.5x |",
+        f"| the same without prefill ahead (baseline) | {ratios['s8_baseline_over_s2']:.2f}x | |",
+        f"| scenario 2 follow-up TTFT / scenario 1 TTFT | {ratios['s2_over_s1'] * 100:.2f}% | 2% |",
+        "",
+        f"Scenario 6 (a miss by design): TTFT {ratios['s6_over_s1'] * 100:.0f}% of the cold "
+        f'prime; the report says: "{report["summary"]}".',
+    ]
+    return "\n".join(out) + "\n"
+
+
 def scenario_9(runner: Runner, target: int) -> dict[str, Any]:
     """Four sessions, each with its own document, then three rounds round-robin."""
     sessions = [f"bench-s9-{n}" for n in range(4)]
@@ -425,6 +565,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="~1500-token base document (CI)")
     parser.add_argument("--runs", type=int, default=20, help="scenario 11 repetitions")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--only",
+        choices=("all", "compaction"),
+        default="all",
+        help="compaction: scenarios 1, 2, 6 and 8 (with and without prefill ahead)",
+    )
     args = parser.parse_args()
     target = 1500 if args.quick else 6000
     state_dir = Path(tempfile.mkdtemp(prefix="oc-bench-", dir="/tmp"))
@@ -439,6 +585,9 @@ def main() -> int:
             "documentTokens": target,
         }
         document = workspace_document(target)
+        if args.only == "compaction":
+            results.update(compaction_suite(runner, document))
+            return _write(args, results, "bench-compaction", compaction_markdown(results))
         results.update(scenario_1_and_2(runner, document))
         results["scenario5"] = scenario_5(runner, document)
         results["scenario7"] = scenario_7(runner, document)
@@ -456,12 +605,16 @@ def main() -> int:
     finally:
         subprocess.run([str(OPENCLAW), "daemon", "stop"], env=runner.env, capture_output=True)
         shutil.rmtree(state_dir, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     name = "bench-quick" if args.quick else "bench"
-    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    (args.out / f"{name}.md").write_text(table)
+    _write(args, results, name, markdown(results))
     (args.out / f"{name}.svg").write_text(svg_chart(results))
+    return 0
+
+
+def _write(args: argparse.Namespace, results: dict[str, Any], name: str, table: str) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"{name}.md").write_text(table)
     print(table)
     return 0
 
