@@ -50,6 +50,7 @@ class Compactor:
         store: SessionStore,
         *,
         instructions: str | None = None,
+        overflow: bool = False,
         emit: Callable[[dict[str, Any]], None] = lambda frame: None,
         cancelled: Callable[[], bool] = lambda: False,
         trace: Trace | None = None,
@@ -61,7 +62,9 @@ class Compactor:
         entries = store.load_entries(ref)
         system = pipeline.session_head(ref)
         tape, _ = pipeline._tape_for(ref, entries, system)
-        plan = plan_compaction(entries, self._tokens, self.settings.keep_recent)
+        plan = plan_compaction(
+            entries, self._tokens, self.settings.keep_recent, keep_last_turn=not overflow
+        )
         if plan is None or not tape.messages:
             raise BadRequestError(
                 f"session {ref.session_id} is too short to compact: it needs at least two turns"

@@ -138,7 +138,9 @@ class TurnPipeline:
         if len(plan.tokens) >= self.engine.info.n_ctx and tape.messages:
             # Overflow: compact (its summary is a fork of the cached prompt),
             # then retry the turn once on the compacted layout.
-            report = self.compactor.compact(ref, store, cancelled=ctx.cancelled, trace=trace)
+            report = self.compactor.compact(
+                ref, store, overflow=True, cancelled=ctx.cancelled, trace=trace
+            )
             ctx.emit(
                 {
                     "type": "notice",

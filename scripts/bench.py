@@ -278,7 +278,7 @@ def scenario_8(runner: Runner, label: str) -> dict[str, Any]:
     then a follow-up: with prefill ahead, the follow-up should be a hit."""
     root = Path(tempfile.mkdtemp(prefix="oc-bench-ws8-"))
     manual = "\n".join(
-        f"Step {i}: set dial {i % 9} to {i * 7 % 100} and log the alpha reading." for i in range(70)
+        f"Step {i}: set dial {i % 9} to {i * 7 % 100} and log the alpha reading." for i in range(32)
     )
     (root / "manual.md").write_text(manual)
     (root / "log.md").write_text(manual.replace("alpha", "beta"))

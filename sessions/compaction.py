@@ -66,15 +66,23 @@ def _is_turn_start(entry: Entry) -> bool:
 
 
 def plan_compaction(
-    entries: list[Entry], tokens: Callable[[Entry], int], keep_recent: int
+    entries: list[Entry],
+    tokens: Callable[[Entry], int],
+    keep_recent: int,
+    *,
+    keep_last_turn: bool = True,
 ) -> CompactionPlan | None:
     """Which active entries to summarise and which to keep; None if nothing can go.
 
     Keeps the longest run of whole recent turns within ``keep_recent`` tokens
-    (at least the last turn, whatever its size), cut where a user turn starts.
+    (at least the last turn, whatever its size, unless ``keep_last_turn`` is
+    False: on overflow the new message is the tail), cut where a user turn starts.
     """
     _summary, active = active_messages(entries)
     starts = [i for i, entry in enumerate(active) if _is_turn_start(entry)]
+    if not keep_last_turn and starts and sum(tokens(e) for e in active) > keep_recent:
+        if len(starts) == 1:
+            return CompactionPlan(active, [], None)  # the one turn overflowed: summarise it
     if len(starts) < 2:
         return None  # one turn or none: nothing older to summarise
     cut = starts[-1]

@@ -75,3 +75,15 @@ def test_active_context_follows_the_latest_compaction() -> None:
     plan = plan_compaction(entries, size, keep_recent=25)
     assert plan is not None and plan.first_kept_id == "u5"
     assert [e["id"] for e in plan.summarized] == ["u3", "a3", "u4", "a4"]
+
+
+def test_on_overflow_a_single_huge_turn_is_summarised_whole() -> None:
+    entries = [
+        message("u1", "user", 10),
+        message("a1", "assistant", 50),
+        message("r1", "toolResult", 5000),
+    ]
+    assert plan_compaction(entries, size, keep_recent=100) is None  # normal: keep the last turn
+    plan = plan_compaction(entries, size, keep_recent=100, keep_last_turn=False)
+    assert plan is not None and plan.kept == [] and plan.first_kept_id is None
+    assert [e["id"] for e in plan.summarized] == ["u1", "a1", "r1"]
