@@ -80,9 +80,8 @@ def plan_compaction(
     """
     _summary, active = active_messages(entries)
     starts = [i for i, entry in enumerate(active) if _is_turn_start(entry)]
-    if not keep_last_turn and starts and sum(tokens(e) for e in active) > keep_recent:
-        if len(starts) == 1:
-            return CompactionPlan(active, [], None)  # the one turn overflowed: summarise it
+    if not keep_last_turn and len(starts) == 1 and sum(tokens(e) for e in active) > keep_recent:
+        return CompactionPlan(active, [], None)  # the one turn overflowed: summarise it
     if len(starts) < 2:
         return None  # one turn or none: nothing older to summarise
     cut = starts[-1]
