@@ -172,6 +172,7 @@ def _envelope(
                 "usage": result["usage"],
             },
             "steps": result.get("steps", []),
+            "compaction": result.get("compaction"),
             "aborted": False,
             "stopReason": result["stopReason"],
             "trace": {
@@ -200,6 +201,9 @@ def _print_trace_summary(
     cache = result.get("cache") or {}
     if cache:
         render.notice(f"cache: {cache['summary']}")
+    compaction = result.get("compaction")
+    if compaction:
+        render.notice(f"compaction: {compaction['summary']}")
     for span in spans:
         tokens = f"  {span['tokens']} tok" if span.get("tokens") is not None else ""
         render.notice(

@@ -43,6 +43,9 @@ class Compactor:
         self.pipeline = pipeline
         self.settings = CompactionSettings.for_window(pipeline.engine.info.n_ctx)
         self.counters = {"compactions": 0, "prefilledAhead": 0, "prefillAheadPreempted": 0}
+        # Per session: what its last compaction cost and saved, reported (then
+        # dropped) with the session's next turn.
+        self.reports: dict[str, dict[str, Any]] = {}
 
     def compact(
         self,
@@ -95,6 +98,15 @@ class Compactor:
         store.append(ref, [compaction])
         pipeline.adopt_tape(ref, new_tape)
         self.counters["compactions"] += 1
+        summary_ms = round((time.perf_counter() - started) * 1000.0, 1)
+        self.reports[ref.key] = {
+            "tokensBefore": compaction["tokensBefore"],
+            "tokensAfter": compaction["tokensAfter"],
+            "summaryPrefillTokens": len(fork.tokens) - reused,
+            "summaryMs": summary_ms,
+            "prefillAheadTokens": 0,
+            "prefillAheadMs": 0.0,
+        }
         return {
             "sessionId": ref.session_id,
             "summary": summary,
@@ -108,7 +120,28 @@ class Compactor:
             "summaryCachedTokens": reused,
             "summaryCacheTier": decision.tier,
             "summaryOutputTokens": len(generation.ids),
-            "summaryMs": round((time.perf_counter() - started) * 1000.0, 1),
+            "summaryMs": summary_ms,
+        }
+
+    def turn_report(self, ref: SessionRef, prefill_tok_s: float) -> dict[str, Any] | None:
+        """What the session's last compaction cost and, by the cost model's measured
+        prefill rate, saved this turn: its prefill-ahead tokens, not prefilled now."""
+        report = self.reports.pop(ref.key, None)
+        if report is None:
+            return None
+        saved_s = report["prefillAheadTokens"] / prefill_tok_s if prefill_tok_s > 0 else 0.0
+        cost_s = (report["summaryMs"] + report["prefillAheadMs"]) / 1000.0
+        return {
+            **report,
+            "savedS": round(saved_s, 2),
+            "summary": (
+                f"the session was compacted ({report['tokensBefore']:,} -> "
+                f"{report['tokensAfter']:,} tokens); it cost {cost_s:.1f} s of idle time "
+                f"(summary {report['summaryMs'] / 1000:.1f} s, prefilling "
+                f"{report['prefillAheadTokens']:,} tokens ahead "
+                f"{report['prefillAheadMs'] / 1000:.1f} s) and saved about {saved_s:.1f} s "
+                "before this turn's first token"
+            ),
         }
 
     def _tokens(self, entry: dict[str, Any]) -> int:
@@ -132,9 +165,10 @@ class Compactor:
         if tape is None or not tape.tokens:
             return True
         tokens = tape.tokens
+        started = time.perf_counter()
         pipeline.cache.apply(pipeline.cache.plan(tokens), tokens)
         try:
-            pipeline.engine.prefill(
+            reused = pipeline.engine.prefill(
                 tokens, batch_size=pipeline.calls.prefill_batch, cancelled=should_stop
             )
         except CancelledError:
@@ -144,5 +178,9 @@ class Compactor:
         pipeline.cache.live_label = ref.session_id
         pipeline.cache.checkpoint()
         self.counters["prefilledAhead"] += 1
+        report = self.reports.get(ref.key)
+        if report is not None:
+            report["prefillAheadTokens"] += len(tokens) - reused
+            report["prefillAheadMs"] += round((time.perf_counter() - started) * 1000.0, 1)
         log.info("prefilled %s's compacted layout ahead (%d tokens)", ref.session_id, len(tokens))
         return True

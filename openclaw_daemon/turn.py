@@ -153,6 +153,7 @@ class TurnPipeline:
             messages, full = self.builder.render_turn(tape, [user])
             plan = self.builder.tokenize_turn(tape, messages, full)
         self._check_fits(plan)
+        compacted = self.compactor.turn_report(ref, self.cache.costs.prefill_tok_s.value)
         decision, restore_ms = self._use_cache(plan, ctx)
         steps = self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
         # Explained after the reply streamed: a divergence report detokenizes
@@ -173,6 +174,7 @@ class TurnPipeline:
             self.due_for_compaction[ref.key] = (ref, store)
         result = self._result(ref, steps, trace, ctx)
         result["cache"] = report
+        result["compaction"] = compacted
         self.turn_log.append(
             {key: result[key] for key in ("at", "sessionId", "agentId", "usage", "ttftMs")}
             | {"cache": report, "spans": trace.spans}

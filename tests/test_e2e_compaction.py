@@ -59,6 +59,11 @@ def test_manual_compaction_keeps_every_entry_and_the_next_turn_hits(cli: Cli) ->
     follow = turn(cli, "Which jar is on shelf 2?", "comp")
     usage = follow["meta"]["agentMeta"]["usage"]
     assert usage["cacheRead"] >= 0.9 * usage["input"], usage
+    # The turn says what the compaction cost and saved (the cost model's rate).
+    compacted = follow["meta"]["compaction"]
+    assert compacted["tokensAfter"] == result["tokensAfter"]
+    assert compacted["prefillAheadTokens"] > 0 and compacted["savedS"] > 0
+    assert "saved about" in compacted["summary"]
     assert follow["payloads"][0]["text"].strip()
     shown = cli.run("sessions", "show", "comp").stdout
     assert "compaction:" in shown and result["summary"][:40] in " ".join(shown.split())
