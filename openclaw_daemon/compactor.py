@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("openclawd.compactor")
 
+# Prefilling ahead pays when the next turn would otherwise wait longer than this.
+MIN_PREFILL_AHEAD_S = 0.5
 INSTRUCTION = (
     "Summarize our conversation so far in a few sentences, for your own later use: "
     "the user's goals, the facts and decisions, and the files and results that matter."
@@ -42,7 +44,12 @@ class Compactor:
     def __init__(self, pipeline: TurnPipeline) -> None:
         self.pipeline = pipeline
         self.settings = CompactionSettings.for_window(pipeline.engine.info.n_ctx)
-        self.counters = {"compactions": 0, "prefilledAhead": 0, "prefillAheadPreempted": 0}
+        self.counters = {
+            "compactions": 0,
+            "prefilledAhead": 0,
+            "prefillAheadPreempted": 0,
+            "prefillAheadSkipped": 0,
+        }
         # Per session: what its last compaction cost and saved, reported (then
         # dropped) with the session's next turn.
         self.reports: dict[str, dict[str, Any]] = {}
@@ -166,7 +173,14 @@ class Compactor:
             return True
         tokens = tape.tokens
         started = time.perf_counter()
-        pipeline.cache.apply(pipeline.cache.plan(tokens), tokens)
+        plan = pipeline.cache.plan(tokens)
+        # The cost model decides: prefill ahead only what would make the next
+        # turn wait noticeably (measured prefill rate).
+        expected_s = (len(tokens) - plan.cached) / pipeline.cache.costs.prefill_tok_s.value
+        if expected_s < MIN_PREFILL_AHEAD_S:
+            self.counters["prefillAheadSkipped"] += 1
+            return True
+        pipeline.cache.apply(plan, tokens)
         try:
             reused = pipeline.engine.prefill(
                 tokens, batch_size=pipeline.calls.prefill_batch, cancelled=should_stop
