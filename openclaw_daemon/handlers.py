@@ -158,6 +158,9 @@ class Handlers:
                 except CancelledError:
                     scheduler.submit_idle(f"compact:{key}", compact)
                     return
+                except OpenClawError as exc:  # e.g. one huge turn: nothing older to cut
+                    log.info("not compacting %s: %s", ref.session_id, exc.message)
+                    return
                 self._schedule_prefill_ahead(ref)
 
             scheduler.submit_idle(f"compact:{key}", compact)
