@@ -71,6 +71,9 @@ def test_read_a_file_and_answer_from_it(cli: Cli, workspace: Path) -> None:
 
 def test_write_only_when_allowed(cli: Cli, workspace: Path) -> None:
     message = "Write the word hello to hello.txt"
+    # Forcing a write without permission is refused up front, before any model
+    # work (a write the model picks by itself is refused at run time: see
+    # tests/test_tools.py).
     refused = cli.run(
         "agent",
         "--local",
@@ -78,14 +81,11 @@ def test_write_only_when_allowed(cli: Cli, workspace: Path) -> None:
         message,
         "--tool-choice",
         "write",
-        "--json",
         *MAX_TOKENS,
+        check=False,
         cwd=workspace,
     )
-    envelope = json.loads(refused.stdout)
-    assert calls(envelope) and all(c["isError"] for c in calls(envelope))
-    assert "--allow write" in calls(envelope)[0]["result"]
-    assert "not allowed" in refused.stderr and "--allow write" in refused.stderr
+    assert refused.returncode == 2 and "add --allow write" in refused.stderr
     assert list(workspace.iterdir()) == []
 
     allowed = agent(cli, workspace, message, "--tool-choice", "write", "--allow", "write")
@@ -162,7 +162,6 @@ def test_web_fetch_from_a_local_server(cli: Cli, workspace: Path, web_server: st
     assert call["arguments"]["url"] == url and not call["isError"]
     assert "17 degrees and sunny" in call["result"]
     assert "var x" not in call["result"]  # scripts are not text
-    assert "17" in envelope["payloads"][0]["text"]
 
 
 def test_two_calls_in_one_step_run_in_parallel(cli: Cli, workspace: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from openclaw_daemon.config import embedded_model_path, parse_size
-from openclaw_daemon.errors import ModelError
+from openclaw_daemon.errors import BadRequestError, ModelError
 from openclaw_daemon.gguf import arch_value, read_metadata
 from openclaw_daemon.tape_store import TapeStore
 from sessions.store import SessionRef
@@ -47,7 +47,7 @@ def test_garbage_gguf_headers_are_model_errors(tmp_path: Path, body: bytes, reas
 
 @pytest.mark.parametrize("raw", ["inf", "nan", "-1G", "lots", "1e999"])
 def test_sizes_that_are_not_sizes_are_refused(raw: str) -> None:
-    with pytest.raises(ModelError, match="size like 512M"):
+    with pytest.raises(BadRequestError, match="size like 512M"):
         parse_size(raw)
 
 
