@@ -34,6 +34,7 @@ class AgentOptions(NamedTuple):
     stop: tuple[str, ...] = ()
     model: str | None = None
     verbose: bool = False
+    trace: bool = False
     system: str | None = None
     tool_choice: str = "auto"
     max_steps: int = DEFAULT_MAX_STEPS
@@ -166,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="on: print usage and the phase trace to stderr after the reply",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the turn's phase chart (as `openclaw trace last` draws it) to stderr "
+        "after the reply",
+    )
     return parser
 
 
@@ -193,6 +200,7 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         stop=tuple(args.stop),
         model=args.model,
         verbose=args.verbose == "on",
+        trace=args.trace,
         system=args.system,
         tool_choice=args.tool_choice,
         max_steps=args.max_steps,

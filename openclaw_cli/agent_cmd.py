@@ -2,11 +2,14 @@
 
 The reply goes to stdout as it is decoded; progress and notices go to stderr.
 ``--json`` prints OpenClaw's envelope instead: ``payloads[]`` and ``meta`` with
-``durationMs``, ``agentMeta`` (session, model, usage) and ``trace``.
+``durationMs``, ``agentMeta`` (session, model, usage) and ``trace``. After the
+reply, the CLI reports its own spans so the daemon stores the turn's whole
+trace (``openclaw trace``); ``--trace`` draws it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -15,12 +18,15 @@ from typing import Any
 
 from openclaw_cli import BOOT, daemon_control, render
 from openclaw_cli.agent_args import AgentOptions
-from openclaw_daemon import config
+from openclaw_daemon import config, turn_record
 from openclaw_daemon.errors import BadRequestError, OpenClawError, TurnTimeoutError
 
 # The CLI's own deadline waits this much longer than --timeout, so the
 # daemon's timeout error (which stops the turn cleanly) normally arrives first.
 _TIMEOUT_GRACE_S = 10.0
+# The trace report is sent after the reply is out; a daemon that does not
+# answer it in this long is not worth waiting for.
+_REPORT_TIMEOUT_S = 2.0
 
 
 def _ms(at: float) -> float:
@@ -53,34 +59,61 @@ def run_agent(options: AgentOptions) -> int:
     )
     connected_at = time.perf_counter()
     progress.stop()
-    spans = [_span("cli.boot", BOOT, main_at)]
-    if spawned:
-        spans.append(_span("daemon.spawn", connect_at, connected_at))
-    else:
-        spans.append(_span("cli.connect", connect_at, connected_at))
+    spans = [
+        _span("cli.boot", BOOT, main_at),
+        _span("daemon.spawn" if spawned else "cli.connect", connect_at, connected_at),
+    ]
     with client:
         _check_model(client.daemon_info, model, paths)
         result, sent_at, first_token_at = _stream_turn(client, options, progress)
-    render_at = time.perf_counter()
-    if not options.json and result["text"] and not result["text"].endswith("\n"):
-        sys.stdout.write("\n")
-    sys.stdout.flush()
-    spans += [
-        {**span, "startMs": round(span["startMs"] + _ms(sent_at), 3), "scope": "daemon"}
-        for span in result["spans"]
-    ]
-    spans.append(_span("cli.render", render_at, time.perf_counter()))
-    if not result["text"].strip() and not options.json:
-        steps = len(result.get("steps", []))
-        render.notice(
-            f"the model gave no answer ({steps} model call{'s' if steps != 1 else ''}; "
-            "see --verbose on or --json for its tool steps)"
-        )
-    if options.json:
-        render.print_json(_envelope(result, spans, sent_at, first_token_at))
-    elif options.verbose:
-        _print_trace_summary(result, spans, first_token_at)
+        render_at = time.perf_counter()
+        if not options.json and result["text"] and not result["text"].endswith("\n"):
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+        if not result["text"].strip() and not options.json:
+            steps = len(result.get("steps", []))
+            render.notice(
+                f"the model gave no answer ({steps} model call{'s' if steps != 1 else ''}; "
+                "see --verbose on or --json for its tool steps)"
+            )
+        spans.append(_span("cli.render", render_at, time.perf_counter()))
+        report = _client_report(result, spans, sent_at, first_token_at)
+        record = turn_record.build(result, report, memory={})
+        if options.json:
+            render.print_json(_envelope(result, record))
+        elif options.verbose:
+            _print_trace_summary(result, record)
+        # After the reply is out: the daemon stores the turn's trace record.
+        with contextlib.suppress(OpenClawError):
+            client.call({"type": "report", **report}, timeout=_REPORT_TIMEOUT_S)
+    if options.trace:
+        from openclaw_cli import trace_view
+
+        trace_view.print_chart(record, console=trace_view.stderr_console())
     return 0
+
+
+def _client_report(
+    result: dict[str, Any],
+    spans: list[dict[str, Any]],
+    sent_at: float,
+    first_token_at: float | None,
+) -> dict[str, Any]:
+    """What the daemon needs to put its spans and ours on one timeline."""
+    origin = result.get("originClock")
+    # The daemon's perf_counter is this process's clock on the same machine
+    # (CLOCK_MONOTONIC, mach time); if its origin is not plausibly between
+    # sending and now, fall back to the moment the request was sent.
+    if not isinstance(origin, float) or not sent_at - 0.001 <= origin <= time.perf_counter():
+        origin = sent_at
+    end = spans[-1]["startMs"] + spans[-1]["durationMs"]
+    return {
+        "turnId": result.get("turnId", ""),
+        "spans": spans,
+        "wallMs": round(end, 3),
+        "ttftMs": _ms(first_token_at) if first_token_at else None,
+        "daemonOffsetMs": _ms(origin),
+    }
 
 
 def _check_model(daemon_info: dict[str, Any], model: str | None, paths: config.Paths) -> None:
@@ -151,17 +184,11 @@ def _stream_turn(
     return result, sent_at, first_token_at
 
 
-def _envelope(
-    result: dict[str, Any],
-    spans: list[dict[str, Any]],
-    sent_at: float,
-    first_token_at: float | None,
-) -> dict[str, Any]:
-    now = time.perf_counter()
+def _envelope(result: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return {
         "payloads": [{"text": result["text"], "mediaUrl": None}],
         "meta": {
-            "durationMs": round((now - BOOT) * 1000.0),
+            "durationMs": round(record["wallMs"]),
             "agentMeta": {
                 "sessionId": result["sessionId"],
                 "sessionKey": result["sessionKey"],
@@ -176,27 +203,31 @@ def _envelope(
             "aborted": False,
             "stopReason": result["stopReason"],
             "trace": {
-                "origin": "process start",
-                "wallMs": round((now - BOOT) * 1000.0, 3),
-                "ttftMs": _ms(first_token_at) if first_token_at else None,
-                "daemonTtftMs": result.get("ttftMs"),
-                "requestSentMs": _ms(sent_at),
-                "cache": result.get("cache"),
-                "spans": spans,
+                key: record[key]
+                for key in (
+                    "turnId",
+                    "origin",
+                    "wallMs",
+                    "ttftMs",
+                    "daemonTtftMs",
+                    "coveredMs",
+                    "coverage",
+                    "residualMs",
+                    "cache",
+                    "spans",
+                )
             },
         },
     }
 
 
-def _print_trace_summary(
-    result: dict[str, Any], spans: list[dict[str, Any]], first_token_at: float | None
-) -> None:
+def _print_trace_summary(result: dict[str, Any], record: dict[str, Any]) -> None:
     usage = result["usage"]
-    ttft = f"{_ms(first_token_at):.0f} ms" if first_token_at else "n/a"
+    ttft = f"{record['ttftMs']:.0f} ms" if record["ttftMs"] is not None else "n/a"
     render.notice(
         f"session {result['sessionId']}: {usage['input']} prompt tokens "
         f"({usage['cacheRead']} cached, {usage['cacheWrite']} prefilled), "
-        f"{usage['output']} generated; time to first token {ttft}"
+        f"{usage['output']} generated; time to first token {ttft}; turn {record['turnId']}"
     )
     cache = result.get("cache") or {}
     if cache:
@@ -204,7 +235,7 @@ def _print_trace_summary(
     compaction = result.get("compaction")
     if compaction:
         render.notice(f"compaction: {compaction['summary']}")
-    for span in spans:
+    for span in record["spans"]:
         tokens = f"  {span['tokens']} tok" if span.get("tokens") is not None else ""
         render.notice(
             f"  {span['name']:<16} {span['startMs']:>9.1f} +{span['durationMs']:>8.1f} ms{tokens}"

@@ -7,6 +7,8 @@ this module (see ``agent_args``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -19,9 +21,14 @@ app = typer.Typer(
 daemon_app = typer.Typer(help="Start, stop and inspect the inference daemon.", no_args_is_help=True)
 sessions_app = typer.Typer(help="List, show and compact stored sessions.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the KV prefix cache.", no_args_is_help=True)
+trace_app = typer.Typer(
+    help="Show recorded turns phase by phase, as a Gantt chart, JSON or SVG.",
+    no_args_is_help=True,
+)
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(cache_app, name="cache")
+app.add_typer(trace_app, name="trace")
 
 
 @app.command(
@@ -161,3 +168,72 @@ def sessions_compact(
     from openclaw_cli import sessions_cmd
 
     sessions_cmd.compact_session(session_id, agent_id, instructions, json_out=json_out)
+
+
+_SVG_HELP = "Also write the chart as an SVG file."
+
+
+@trace_app.command("last")
+def trace_last(
+    session: str | None = typer.Option(None, "--session", help="The last turn of this session."),
+    json_out: bool = typer.Option(False, "--json", help="Print the stored record as JSON."),
+    svg: Path | None = typer.Option(None, "--svg", help=_SVG_HELP, dir_okay=False),
+) -> None:
+    """The most recent turn's phases, as a Gantt chart."""
+    from openclaw_cli import trace_cmd
+
+    trace_cmd.last(session=session, json_out=json_out, svg=svg)
+
+
+@trace_app.command("show")
+def trace_show(
+    turn: str = typer.Argument(..., help="Turn id (or a unique prefix) from `trace list`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the stored record as JSON."),
+    svg: Path | None = typer.Option(None, "--svg", help=_SVG_HELP, dir_okay=False),
+) -> None:
+    """One recorded turn's phases, as a Gantt chart."""
+    from openclaw_cli import trace_cmd
+
+    trace_cmd.show_turn(turn, json_out=json_out, svg=svg)
+
+
+@trace_app.command("list")
+def trace_list(
+    session: str | None = typer.Option(None, "--session", help="Only this session."),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many recent turns."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recorded turns, oldest first: wall time, first token, residual, cache."""
+    from openclaw_cli import trace_cmd
+
+    trace_cmd.list_turns(session=session, limit=limit, json_out=json_out)
+
+
+@app.command("stats")
+def stats(
+    session: str | None = typer.Option(None, "--session", help="Only this session."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only turns this recent, e.g. 30m, 2h, 7d."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Percentiles of first-token and turn time, token rates, cache hits, suggestions."""
+    from openclaw_cli import stats_cmd
+
+    stats_cmd.run(session=session, since=since, json_out=json_out)
+
+
+@app.command("metrics")
+def metrics(
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write to FILE atomically (for a textfile collector).",
+        dir_okay=False,
+    ),
+) -> None:
+    """The daemon's counters and histograms in Prometheus text format."""
+    from openclaw_cli import metrics_cmd
+
+    metrics_cmd.run(output=output)

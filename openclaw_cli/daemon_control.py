@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon.client import DaemonClient
 from openclaw_daemon.config import Paths
-from openclaw_daemon.errors import DaemonUnavailableError, OpenClawError
+from openclaw_daemon.errors import DaemonUnavailableError, OpenClawError, VersionMismatchError
 
 if TYPE_CHECKING:
     import subprocess
@@ -179,7 +179,12 @@ def wait_until_ready(
 
 def stop(paths: Paths, *, timeout: float = 15.0) -> int | None:
     """Stop the daemon; its pid, or None if it was not running."""
-    client = try_connect(paths)
+    try:
+        client = try_connect(paths)
+    except VersionMismatchError:
+        # A daemon from another version (say, before an upgrade) cannot be
+        # asked; it still gets SIGTERM, which stops it just as cleanly.
+        client = None
     if client is None:
         status = read_status_file(paths)
         if status and pid_alive(int(status.get("pid", 0))):

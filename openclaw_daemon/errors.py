@@ -85,6 +85,12 @@ class BadRequestError(OpenClawError):
     exit_code = 2
 
 
+class NotFoundError(OpenClawError):
+    """Something the user named (a recorded turn, say) does not exist."""
+
+    code = "not_found"
+
+
 class ToolError(OpenClawError):
     """A tool call failed; its message goes back to the model as an error result."""
 
@@ -118,6 +124,7 @@ _BY_CODE = {
         SessionError,
         PermissionDeniedError,
         BadRequestError,
+        NotFoundError,
         CacheCorruptError,
         ResourceError,
         ToolError,

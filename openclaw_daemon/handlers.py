@@ -3,7 +3,9 @@
 Every request stream ends with exactly one terminal frame. A turn is relayed
 from the model worker to the socket here: its events are forwarded as they
 come, and a client that hangs up or sends ``cancel`` (or a turn that passes
-its timeout) stops the generation at the next token or prefill batch.
+its timeout) stops the generation at the next token or prefill batch. After
+the ``done`` frame, the CLI reports its own spans; the turn's trace record is
+stored and counted then (see ``turn_record``).
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openclaw_daemon import protocol
+from openclaw_daemon import protocol, turn_record
 from openclaw_daemon.errors import (
     BadRequestError,
     CancelledError,
     OpenClawError,
     TurnTimeoutError,
 )
+from openclaw_daemon.metrics import Metrics
 from openclaw_daemon.scheduler import Scheduler
-from openclaw_daemon.tracing import Trace
+from openclaw_daemon.tracing import Trace, TurnLog
 from openclaw_daemon.transport import Connection
 from openclaw_daemon.turn import TurnContext, TurnPipeline
 
@@ -35,6 +38,10 @@ _POLL_S = 0.02  # how often a running turn checks for a hang-up, cancel or timeo
 # Put on a turn's event queue when its job ends, so the relay wakes at once
 # instead of at its next poll.
 _JOB_ENDED: protocol.Message = {"type": "_job_ended"}
+# How long a finished turn waits for the CLI's trace report. The CLI sends it
+# right after printing the reply; a client that never does (killed, or piped
+# into a slow reader) only delays the stored record, never the next turn.
+_REPORT_WAIT_S = 5.0
 
 
 @dataclass
@@ -47,6 +54,10 @@ class DaemonState:
     request_shutdown: Callable[[], None]
     cache_stats: Callable[[], dict[str, Any]]
     cache_clear: Callable[[], dict[str, Any]]
+    turn_log: TurnLog
+    memory: Callable[[], dict[str, int]]
+    gauges: Callable[[], list[tuple[str, float, dict[str, str]]]]
+    metrics: Metrics = field(default_factory=Metrics)
     prefill_ahead: bool = True
     started_at: float = field(default_factory=time.time)
 
@@ -79,6 +90,7 @@ class Handlers:
             "ping": self.ping,
             "cache": self.cache,
             "compact": self.compact,
+            "metrics": self.metrics,
         }.get(request["type"])
         try:
             if handler is None:
@@ -107,6 +119,10 @@ class Handlers:
             raise BadRequestError(f"unknown cache action {action!r}", hint="Use stats or clear.")
         connection.send({"type": "done", "result": result})
 
+    def metrics(self, request: protocol.Message, connection: Connection) -> None:
+        text = self.state.metrics.render(self.state.gauges())
+        connection.send({"type": "done", "result": {"text": text}})
+
     def stop(self, request: protocol.Message, connection: Connection) -> None:
         # Ask for shutdown first (it removes the status file), then reply, so a
         # client that sees "done" never finds a stale status file.
@@ -118,7 +134,11 @@ class Handlers:
         cancel = threading.Event()
         trace = Trace(listener=lambda span: events.put({"type": "phase", **span}))
         context = TurnContext(
-            trace=trace, emit=events.put, cancelled=cancel.is_set, received_at=trace.origin
+            trace=trace,
+            emit=events.put,
+            cancelled=cancel.is_set,
+            received_at=trace.origin,
+            turn_id=turn_record.new_turn_id(),
         )
         timeout = request.get("timeout_s")
         deadline = time.monotonic() + float(timeout) if timeout else None
@@ -131,16 +151,41 @@ class Handlers:
         try:
             result = future.result()
         except CancelledError as exc:
+            self.state.metrics.turn_failed("timeout" if timed_out else "cancelled")
             if timed_out:
                 raise TurnTimeoutError(
                     f"the turn took longer than --timeout {timeout} s and was stopped",
                     hint="Raise --timeout, or lower --max-tokens.",
                 ) from exc
             raise
+        except OpenClawError as exc:
+            self.state.metrics.turn_failed(exc.code)
+            raise
         connection.send({"type": "done", "result": result})
         # Park the session's KV state once the worker is idle (off this turn's path).
         self.state.scheduler.submit_idle("park", self.state.pipeline.park)
         self._schedule_compactions()
+        self._store_trace(result, connection)
+
+    def _store_trace(self, result: dict[str, Any], connection: Connection) -> None:
+        """Wait for the CLI's span report, then store and count the turn's record."""
+        report, problem = None, None
+        message = connection.receive_within(_REPORT_WAIT_S)
+        if message is not None and message.get("type") == "report":
+            try:
+                report = turn_record.check_report(message)
+            except OpenClawError as exc:
+                problem = exc
+        record = turn_record.build(result, report, memory=self.state.memory())
+        try:
+            self.state.turn_log.append(record)
+        except OSError as exc:  # a full disk must not fail the turn that already answered
+            log.warning("could not store the trace of turn %s: %s", record["turnId"], exc)
+        self.state.metrics.observe_turn(record)
+        if problem is not None:
+            connection.send(protocol.error_frame(problem))
+        elif report is not None:
+            connection.send({"type": "done", "result": {"stored": record["turnId"]}})
 
     def _schedule_compactions(self) -> None:
         """Compact sessions past their threshold, then prefill them ahead, in idle time.

@@ -9,6 +9,9 @@ client sends one request and reads frames until exactly one terminal frame
 (``done`` or ``error``). Intermediate frames are ``token``, ``phase``,
 ``progress``, ``tool`` and ``notice``. A client may send ``cancel`` (or just
 close the socket) to stop a turn; the daemon then still ends the stream.
+After a turn's ``done``, the client may send one ``report`` (its own spans,
+wall time and time to first token) on the same connection; the daemon stores
+the turn's trace record and answers ``done`` (or ``error`` for a bad report).
 
 Imports msgpack and the standard library only: the CLI pays for this module on
 every start.
@@ -24,12 +27,14 @@ import msgpack
 
 from openclaw_daemon.errors import OpenClawError, ProtocolError, VersionMismatchError
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
 # Requests, client -> daemon.
-REQUEST_TYPES = frozenset({"hello", "turn", "status", "stop", "cancel", "ping", "cache", "compact"})
+REQUEST_TYPES = frozenset(
+    {"hello", "turn", "status", "stop", "cancel", "ping", "cache", "compact", "metrics", "report"}
+)
 # Stream frames, daemon -> client.
 STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
 TERMINAL_TYPES = frozenset({"done", "error"})
@@ -65,6 +70,27 @@ class TurnRequest(TypedDict, total=False):
     allow: list[str]  # tools that change things the user permits: write, edit, exec
     env: dict[str, str]  # the CLI caller's environment, for exec
     exec_timeout: float | None  # a cap on every exec command of the turn, seconds
+
+
+class ReportRequest(TypedDict, total=False):
+    """After a turn's ``done``: the CLI's spans (``cli.boot``, ``cli.connect`` or
+    ``daemon.spawn``, ``cli.render``) in ms from its process start, its wall time,
+    its time to first token, and where the daemon's trace origin falls on that
+    timeline. The daemon stores the merged record (docs/tracing.md)."""
+
+    type: Literal["report"]
+    turnId: str
+    spans: list[dict[str, Any]]
+    wallMs: float
+    ttftMs: float | None
+    daemonOffsetMs: float
+
+
+class MetricsRequest(TypedDict):
+    """The daemon's counters, histograms and gauges; ``done`` carries
+    ``{"text": ...}`` in Prometheus text exposition format 0.0.4."""
+
+    type: Literal["metrics"]
 
 
 class CacheRequest(TypedDict):

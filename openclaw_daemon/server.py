@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from openclaw_daemon.errors import ModelError, OpenClawError
 from openclaw_daemon.gguf import read_metadata
 from openclaw_daemon.handlers import DaemonState, Handlers
 from openclaw_daemon.scheduler import Scheduler
+from openclaw_daemon.tracing import TurnLog
 from openclaw_daemon.transport import UnixServer, ensure_private_dir
 
 log = logging.getLogger("openclawd")
@@ -58,6 +60,16 @@ def predict_memory(model_path: Path, n_ctx: int, ram_budget: int) -> dict[str, i
         ) from exc
     memory_budget.check_fits(prediction, psutil.virtual_memory().available, n_ctx=n_ctx)
     return prediction
+
+
+def memory_now() -> dict[str, int]:
+    """Resident and peak resident bytes of this process."""
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+    return {"rss": psutil.Process().memory_info().rss, "peak": peak_bytes}
 
 
 class Daemon:
@@ -99,15 +111,17 @@ class Daemon:
             request_shutdown=self.request_shutdown,
             cache_stats=self.cache_stats,
             cache_clear=self.cache.clear,
+            turn_log=TurnLog(self.paths.turns_file),
+            memory=memory_now,
+            gauges=self.gauges,
             prefill_ahead=config.prefill_ahead_setting(),
         )
         self.server = UnixServer(self.paths.socket, Handlers(self.state))
         self._stopped = threading.Event()
 
     def status(self) -> dict[str, Any]:
-        import psutil
-
         info = self.engine.info
+        memory = memory_now()
         return {
             "pid": os.getpid(),
             "protocolVersion": protocol.PROTOCOL_VERSION,
@@ -117,7 +131,8 @@ class Daemon:
             "nCtx": info.n_ctx,
             "gpuOffload": info.gpu_offload,
             "uptimeS": round(time.time() - self.started_at, 1),
-            "rssBytes": psutil.Process().memory_info().rss,
+            "rssBytes": memory["rss"],
+            "peakRssBytes": memory["peak"],
             "memoryPredicted": self.memory_prediction,
             "sessions": len(self.pipeline.tapes),
             "turnsServed": self.pipeline.turns_served,
@@ -132,6 +147,24 @@ class Daemon:
             "stateDir": str(self.paths.state_dir),
             "logFile": str(self.paths.log_file),
         }
+
+    def gauges(self) -> list[tuple[str, float, dict[str, str]]]:
+        """Point-in-time values for ``openclaw metrics``."""
+        memory = memory_now()
+        cache = self.store.stats()
+        return [
+            ("openclaw_daemon_up", 1.0, {}),
+            ("openclaw_daemon_start_time_seconds", self.started_at, {}),
+            ("openclaw_resident_memory_bytes", memory["rss"], {}),
+            ("openclaw_peak_resident_memory_bytes", memory["peak"], {}),
+            ("openclaw_cache_bytes", cache["ramBytes"], {"tier": "L2"}),
+            ("openclaw_cache_bytes", cache["diskBytes"], {"tier": "L3"}),
+            ("openclaw_cache_entries", cache["ramEntries"], {"tier": "L2"}),
+            ("openclaw_cache_entries", cache["diskEntries"], {"tier": "L3"}),
+            ("openclaw_compactions_total", self.pipeline.compactor.counters["compactions"], {}),
+            ("openclaw_live_sessions", len(self.pipeline.tapes), {}),
+            ("openclaw_model_info", 1.0, {"model": self.engine.info.name}),
+        ]
 
     def cache_stats(self) -> dict[str, Any]:
         return {**self.cache.stats(), "idleCheckpoints": self.scheduler.idle_runs}

@@ -105,6 +105,19 @@ class Connection:
     def receive(self) -> protocol.Message | None:
         return protocol.read_frame(self._read_exactly)
 
+    def receive_within(self, timeout: float) -> protocol.Message | None:
+        """The client's next frame, or None on a hang-up, a bad frame or ``timeout``."""
+        if self.closed:
+            return None
+        readable, _, _ = select.select([self.sock], [], [], timeout)
+        if not readable:
+            return None
+        try:
+            return self.receive()
+        except (ProtocolError, OSError):
+            self.closed = True
+            return None
+
     def send(self, message: protocol.Message) -> bool:
         """Send a frame; False if the client has gone away."""
         if self.closed:

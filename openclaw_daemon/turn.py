@@ -3,8 +3,9 @@
 session.load -> prompt.render -> prompt.tokenize -> cache.lookup ->
 [cache.restore] -> model.prefill -> model.decode -> session.persist. Runs on
 the model worker thread; talks to the connection only through
-``TurnContext.emit``. Each turn's record (usage, cache report, spans) is
-appended to the turn log for ``openclaw doctor``.
+``TurnContext.emit``. The turn's result carries its spans and cache report;
+the handler stores the turn's trace record once the client has reported its
+own spans (see ``turn_record``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from openclaw_daemon.tools.spec import (
     tools_prompt,
 )
 from openclaw_daemon.tools.workspace import list_files
-from openclaw_daemon.tracing import Trace, TurnLog
+from openclaw_daemon.tracing import Trace
 from sessions.entries import assistant_entry, tool_result_entry, user_entry
 from sessions.prompt import SYSTEM_PROMPT, chat_messages, head, results_message
 from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
@@ -62,6 +63,7 @@ class TurnContext:
     emit: Callable[[dict[str, Any]], None]
     cancelled: Callable[[], bool]
     received_at: float
+    turn_id: str = ""
 
 
 @dataclass
@@ -83,7 +85,6 @@ class TurnPipeline:
         self.engine = engine
         self.paths = paths
         self.cache = cache
-        self.turn_log = TurnLog(paths.turns_file)
         self.calls = ModelCalls(
             engine, prefill_batch=prefill_batch, observe_prefill=cache.observe_prefill
         )
@@ -138,9 +139,12 @@ class TurnPipeline:
         if len(plan.tokens) >= self.engine.info.n_ctx and tape.messages:
             # Overflow: compact (its summary is a fork of the cached prompt),
             # then retry the turn once on the compacted layout.
-            report = self.compactor.compact(
-                ref, store, overflow=True, cancelled=ctx.cancelled, trace=trace
-            )
+            with trace.span("session.compact", trigger="overflow") as span:
+                report = self.compactor.compact(
+                    ref, store, overflow=True, cancelled=ctx.cancelled, trace=trace
+                )
+                span["tokens"] = report["tokensBefore"]
+                span["tokensAfter"] = report["tokensAfter"]
             ctx.emit(
                 {
                     "type": "notice",
@@ -158,14 +162,15 @@ class TurnPipeline:
         steps = self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
         # Explained after the reply streamed: a divergence report detokenizes
         # and renders the transcript, which must not delay the first token.
-        report = cache_report.build(
-            self.engine,
-            self.engine.template,
-            plan.messages,
-            plan.tokens,
-            decision,
-            restore_ms=restore_ms,
-        )
+        with trace.span("cache.report"):
+            report = cache_report.build(
+                self.engine,
+                self.engine.template,
+                plan.messages,
+                plan.tokens,
+                decision,
+                restore_ms=restore_ms,
+            )
         self.cache.live_label = ref.session_id
         with trace.span("session.persist"):
             self._persist(store, ref, entries, message, steps)
@@ -175,10 +180,6 @@ class TurnPipeline:
         result = self._result(ref, steps, trace, ctx)
         result["cache"] = report
         result["compaction"] = compacted
-        self.turn_log.append(
-            {key: result[key] for key in ("at", "sessionId", "agentId", "usage", "ttftMs")}
-            | {"cache": report, "spans": trace.spans}
-        )
         return result
 
     # -- the agent loop ---------------------------------------------------------
@@ -484,6 +485,7 @@ class TurnPipeline:
         ttft = (first - ctx.received_at) * 1000.0 if first else None
         final = steps[-1]
         return {
+            "turnId": ctx.turn_id,
             "text": final.parsed.text if final.parsed.calls else final.generation.text,
             "stopReason": final.generation.stop_reason,
             "sessionId": ref.session_id,
@@ -499,6 +501,9 @@ class TurnPipeline:
             "ttftMs": round(ttft, 3) if ttft is not None else None,
             "spans": trace.spans,
             "daemonMs": round(trace.offset_ms(), 3),
+            # The daemon's perf_counter at the trace origin: on one machine the
+            # CLI shares this clock, so it can place these spans exactly.
+            "originClock": trace.origin,
             "at": time.time(),
         }
 

@@ -1,0 +1,84 @@
+"""``openclaw stats``: percentiles, rates, cache hits and suggestions from stored turns.
+
+Reads the turn log directly (no daemon needed). The figures come from
+``turn_stats.summarize``; ``--json`` prints exactly that dict.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from openclaw_cli import render, trace_cmd, turn_stats
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def run(*, session: str | None, since: str | None, json_out: bool) -> None:
+    since_s = turn_stats.parse_duration(since) if since else None
+    records = turn_stats.select(trace_cmd.load(), session=session, since_s=since_s)
+    summary = turn_stats.summarize(records)
+    summary["filter"] = {"session": session, "since": since}
+    if json_out:
+        render.print_json(summary)
+        return
+    if not records:
+        where = f" for session {session}" if session else ""
+        window = f" in the last {since}" if since else ""
+        render.notice(f"no turns recorded{where}{window}")
+        return
+    _print(summary)
+
+
+def _print(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    start = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary["from"]))
+    end = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary["to"]))
+    console.print(
+        f"[bold]{summary['turns']} turns[/bold] in {summary['sessions']} sessions, {start} to {end}"
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ms", "p50", "p90", "p99"):
+        table.add_column(column, justify="right" if column != "ms" else "left")
+    for label, key in (
+        ("time to first token", "ttftMs"),
+        ("turn (wall)", "turnMs"),
+        ("framework residual", "residualMs"),
+    ):
+        row = summary[key]
+        table.add_row(label, _ms(row["p50"]), _ms(row["p90"]), _ms(row["p99"]))
+    console.print(table)
+    cache = summary["cache"]
+    lookups = ", ".join(f"{tier} {count}" for tier, count in cache["lookups"].items() if count)
+    token_rate = cache["tokenHitRate"]
+    console.print(
+        f"cache: {cache['hitRate']:.0%} of turns hit ({lookups}); "
+        + (f"{token_rate:.1%} of prompt tokens read from cache" if token_rate is not None else "")
+    )
+    console.print(
+        f"model: prefill {summary['prefillTokPerS'] or '-'} tok/s, "
+        f"decode {summary['decodeTokPerS'] or '-'} tok/s"
+    )
+    peak = summary["peakRssBytes"]
+    if peak:
+        console.print(f"daemon peak RSS: {peak / 2**20:,.0f} MiB")
+    phases = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+    for column in ("phase", "count", "p50 ms", "p90 ms", "p99 ms", "total s"):
+        phases.add_column(column, justify="left" if column == "phase" else "right")
+    for name, row in sorted(summary["phases"].items(), key=lambda item: -item[1]["totalMs"]):
+        phases.add_row(
+            name,
+            str(row["count"]),
+            _ms(row["p50"]),
+            _ms(row["p90"]),
+            _ms(row["p99"]),
+            f"{row['totalMs'] / 1000:,.2f}",
+        )
+    console.print(phases)
+    for tip in summary["suggestions"]:
+        console.print(f"[bold]suggestion:[/bold] {tip}")

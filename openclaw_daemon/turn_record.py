@@ -1,0 +1,134 @@
+"""The stored trace record of one turn: the daemon's spans and the CLI's, on one timeline.
+
+The daemon times the turn from the moment it received the request; the CLI
+times it from its process's real start. After the reply, the CLI reports its
+own spans (``cli.boot``, ``cli.connect`` or ``daemon.spawn``, ``cli.render``),
+its wall time and time to first token, and where the daemon's origin falls on
+its timeline; ``build`` merges them into the record ``openclaw trace`` draws
+and ``openclaw stats`` and ``metrics`` aggregate. Without a report (a killed
+or older client) the record keeps the daemon's timeline alone.
+
+The record's fields are a stable, documented format (docs/tracing.md,
+``SCHEMA``). Standard library only: the CLI uses ``timeline`` too.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+from openclaw_daemon.errors import BadRequestError
+from openclaw_daemon.tracing import WORK_SCOPES, Span, covered_ms, scope_of
+
+SCHEMA = 1
+CLIENT_SPANS = frozenset({"cli.boot", "cli.connect", "daemon.spawn", "cli.render"})
+_MAX_CLIENT_SPANS = 16
+
+
+def new_turn_id() -> str:
+    return secrets.token_hex(6)
+
+
+def timeline(
+    daemon_spans: list[Span], client_spans: list[Span], daemon_offset_ms: float
+) -> list[Span]:
+    """Every span on the client's timeline (ms from process start), in start order."""
+    shifted = []
+    for span in daemon_spans:
+        moved = {**span, "startMs": round(float(span["startMs"]) + daemon_offset_ms, 3)}
+        if span.get("firstTokenMs") is not None:  # a position on the same timeline
+            moved["firstTokenMs"] = round(float(span["firstTokenMs"]) + daemon_offset_ms, 3)
+        shifted.append(moved)
+    merged = [{**span, "scope": scope_of(span["name"])} for span in client_spans] + shifted
+    return sorted(merged, key=lambda span: (span["startMs"], -span["durationMs"]))
+
+
+def accounting(spans: list[Span], wall_ms: float) -> dict[str, float]:
+    """How much of the wall time the spans cover, and the framework residual.
+
+    The residual is the wall time not spent in the model or in tools: what the
+    framework itself costs the user.
+    """
+    work = covered_ms([s for s in spans if s.get("scope") in WORK_SCOPES])
+    covered = covered_ms(spans)
+    return {
+        "coveredMs": round(covered, 3),
+        "coverage": round(covered / wall_ms, 4) if wall_ms > 0 else 0.0,
+        "modelAndToolMs": round(work, 3),
+        "residualMs": round(max(0.0, wall_ms - work), 3),
+    }
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequestError(f"the trace report's {what} is not a number")
+    return float(value)
+
+
+def check_report(message: dict[str, Any]) -> dict[str, Any]:
+    """Validate the CLI's ``report`` frame; BadRequestError names what is wrong."""
+    spans = message.get("spans")
+    if not isinstance(spans, list) or len(spans) > _MAX_CLIENT_SPANS:
+        raise BadRequestError("the trace report needs a list of at most 16 spans")
+    checked = []
+    for span in spans:
+        if not isinstance(span, dict) or span.get("name") not in CLIENT_SPANS:
+            raise BadRequestError(
+                f"the trace report has a span that is not the CLI's: {span!r:.80}"
+            )
+        checked.append(
+            {
+                "name": span["name"],
+                "startMs": _number(span.get("startMs"), "span start"),
+                "durationMs": _number(span.get("durationMs"), "span duration"),
+            }
+        )
+    ttft = message.get("ttftMs")
+    return {
+        "turnId": str(message.get("turnId") or ""),
+        "spans": checked,
+        "wallMs": _number(message.get("wallMs"), "wallMs"),
+        "ttftMs": None if ttft is None else _number(ttft, "ttftMs"),
+        "daemonOffsetMs": _number(message.get("daemonOffsetMs"), "daemonOffsetMs"),
+    }
+
+
+def build(
+    result: dict[str, Any], client: dict[str, Any] | None, *, memory: dict[str, int]
+) -> dict[str, Any]:
+    """The stored record of a finished turn (``result`` is the turn's ``done`` result)."""
+    daemon_spans: list[Span] = result["spans"]
+    if client is not None:
+        spans = timeline(daemon_spans, client["spans"], client["daemonOffsetMs"])
+        wall, ttft, origin = client["wallMs"], client["ttftMs"], "process start"
+    else:
+        spans = timeline(daemon_spans, [], 0.0)
+        wall, ttft, origin = float(result["daemonMs"]), result.get("ttftMs"), "request received"
+    steps = result.get("steps") or []
+    cache = result.get("cache") or {}
+    return {
+        "schema": SCHEMA,
+        "turnId": result["turnId"],
+        "at": result["at"],
+        "sessionId": result["sessionId"],
+        "sessionKey": result["sessionKey"],
+        "agentId": result["agentId"],
+        "model": result["model"],
+        "origin": origin,
+        "wallMs": round(wall, 3),
+        "ttftMs": None if ttft is None else round(ttft, 3),
+        "daemonTtftMs": result.get("ttftMs"),
+        "daemonMs": result["daemonMs"],
+        **accounting(spans, wall),
+        "spawned": any(span["name"] == "daemon.spawn" for span in spans),
+        "stopReason": result.get("stopReason"),
+        "usage": result["usage"],
+        "modelCalls": len(steps),
+        "tools": [call["name"] for step in steps for call in step.get("toolCalls", [])],
+        "cache": cache,
+        "compaction": result.get("compaction"),
+        "rssBytes": memory.get("rss"),
+        "peakRssBytes": memory.get("peak"),
+        "spans": spans,
+    }
