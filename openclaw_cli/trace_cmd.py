@@ -94,7 +94,7 @@ def list_turns(*, session: str | None, limit: int, json_out: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, collapse_padding=True, header_style="bold")
     table.add_column("turn", no_wrap=True)
     table.add_column("time", no_wrap=True)
     table.add_column("session", no_wrap=True, max_width=14, overflow="ellipsis")

@@ -104,6 +104,7 @@ class Daemon:
             cache=self.cache,
         )
         self.started_at = time.time()
+        memory_now()  # imports psutil now, not in the first turn's trace report
         self.state = DaemonState(
             pipeline=self.pipeline,
             scheduler=self.scheduler,

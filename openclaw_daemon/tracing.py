@@ -143,12 +143,13 @@ class TurnLog:
         for path in (self.rotated, self.path):
             with contextlib.suppress(FileNotFoundError):
                 lines += path.read_text(encoding="utf-8").splitlines()
-        if limit is not None:
-            lines = lines[-limit:]
-        records = []
-        for line in lines:
+        records: list[dict[str, Any]] = []
+        for line in reversed(lines):
+            if limit is not None and len(records) >= limit:
+                break
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
                 if isinstance(record, dict):
                     records.append(record)
+        records.reverse()
         return records
