@@ -7,7 +7,9 @@ are computed within one run: this machine is shared and noisy.
 Scenarios: 1 (cold prime), 2 (plain chat append), 5 (session growth),
 7 (multi-tool agent turn: 5 model calls, 4 tool steps), 9 (four sessions
 round-robin, each with its own document), 10 (daemon restart, then continue),
-11 (framework residual).
+11 (framework residual). ``--only trace`` measures the tracing itself: span
+coverage of the wall time, the cost after the reply, how long ``trace``,
+``stats`` and ``metrics`` take, and draws a real cold and warm turn as SVG.
 """
 
 from __future__ import annotations
@@ -154,6 +156,12 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "hit": usage["cacheRead"] >= 0.9 * usage["input"],
         "modelMs": round(model_ms, 1),
         "residualMs": round(wall_ms - model_ms, 1),
+        "turnId": meta["trace"]["turnId"],
+        "model": meta["agentMeta"]["model"],
+        "traceWallMs": meta["trace"]["wallMs"],
+        "traceResidualMs": meta["trace"]["residualMs"],
+        "coverage": meta["trace"]["coverage"],
+        "spawned": "daemon.spawn" in spans,
     }
 
 
@@ -452,6 +460,99 @@ def scenario_11(runner: Runner, runs: int) -> dict[str, Any]:
     }
 
 
+def _median_ms(runner: Runner, args: list[str], runs: int = 5) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        runner.cli(*args)
+        samples.append((time.perf_counter() - started) * 1000.0)
+    return round(statistics.median(samples), 1)
+
+
+def trace_suite(runner: Runner, document: str, out: Path, runs: int) -> dict[str, Any]:
+    """Tracing on real turns: a cold turn that starts the daemon, warm follow-ups,
+    short turns; then what the trace commands cost over the stored records."""
+    cold = runner.turn(prime_message(document), "bench-trace")
+    warm = [runner.turn(q, "bench-trace") for q in FOLLOW_UPS]
+    runner.turn("hi", "bench-trace-short", max_tokens=1)
+    short = [runner.turn("hi", "bench-trace-short", max_tokens=1) for _ in range(runs)]
+    turns = [cold, *warm, *short]
+    coverage = sorted(t["coverage"] for t in turns)
+    after = sorted(t["wallMs"] - t["traceWallMs"] for t in short)
+    warm_pick = warm[len(warm) // 2]
+    svgs = {"cold": cold["turnId"], "warm": warm_pick["turnId"]}
+    for label, turn_id in svgs.items():
+        runner.cli("trace", "show", turn_id, "--svg", str(out / f"trace-{label}.svg"))
+    stats = json.loads(runner.cli("stats", "--json").stdout)
+    return {
+        "cold": cold,
+        "warm": warm,
+        "short": short,
+        "coverageMin": coverage[0],
+        "coverageMedian": statistics.median(coverage),
+        "turns": len(turns),
+        "afterRenderMsP50": round(statistics.median(after), 1),
+        "afterRenderMsMax": round(after[-1], 1),
+        "traceResidualMsP50": round(statistics.median(t["traceResidualMs"] for t in short), 1),
+        "outsideResidualMsP50": round(statistics.median(t["residualMs"] for t in short), 1),
+        "commandMs": {
+            "trace last --json": _median_ms(runner, ["trace", "last", "--json"]),
+            "trace last (chart)": _median_ms(runner, ["trace", "last"]),
+            "trace last --svg": _median_ms(
+                runner, ["trace", "last", "--svg", str(out / "trace-scratch.svg")]
+            ),
+            "trace list": _median_ms(runner, ["trace", "list"]),
+            "stats --json": _median_ms(runner, ["stats", "--json"]),
+            "metrics": _median_ms(runner, ["metrics"]),
+        },
+        "stats": stats,
+        "svgs": svgs,
+    }
+
+
+def trace_markdown(results: dict[str, Any]) -> str:
+    cold, stats = results["cold"], results["stats"]
+    out = [
+        f"Run {results['startedAt']} on {results['machine']}, model {results['model']}, "
+        f"base document {results['documentTokens']} target tokens; {results['turns']} turns.",
+        "",
+        "| turn | wall ms (outside) | wall ms (trace) | coverage | TTFT ms | residual ms (trace) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    rows = [("cold (started the daemon)", cold)]
+    rows += [(f"warm {i + 1}", t) for i, t in enumerate(results["warm"])]
+    rows += [(f"short {i + 1}", t) for i, t in enumerate(results["short"][:3])]
+    out += [
+        f"| {name} | {t['wallMs']:.0f} | {t['traceWallMs']:.0f} | {t['coverage'] * 100:.1f}% | "
+        f"{t['ttftMs']:.0f} | {t['traceResidualMs']:.0f} |"
+        for name, t in rows
+    ]
+    out += [
+        "",
+        f"Span coverage of the wall time over all {results['turns']} turns: min "
+        f"{results['coverageMin'] * 100:.1f}%, median {results['coverageMedian'] * 100:.1f}% "
+        "(bound: 95%).",
+        f"After the reply (trace report, exit, reaping; outside wall minus trace wall) over "
+        f"{len(results['short'])} short turns: p50 {results['afterRenderMsP50']:.1f} ms, max "
+        f"{results['afterRenderMsMax']:.1f} ms.",
+        f"Framework residual p50 of the short turns: {results['traceResidualMsP50']:.0f} ms "
+        f"from the trace, {results['outsideResidualMsP50']:.0f} ms from outside the process.",
+        "",
+        "| command | median ms (5 runs) |",
+        "|---|---:|",
+    ]
+    out += [f"| `openclaw {name}` | {ms:.0f} |" for name, ms in results["commandMs"].items()]
+    out += [
+        "",
+        f"`openclaw stats` over these turns: TTFT p50/p90/p99 {stats['ttftMs']['p50']:.0f}/"
+        f"{stats['ttftMs']['p90']:.0f}/{stats['ttftMs']['p99']:.0f} ms, prefill "
+        f"{stats['prefillTokPerS']} tok/s, decode {stats['decodeTokPerS']} tok/s, token hit "
+        f"rate {stats['cache']['tokenHitRate'] * 100:.1f}%. Suggestions: "
+        + ("; ".join(stats["suggestions"]) or "none"),
+    ]
+    return "\n".join(out) + "\n"
+
+
 def _row(name: str, row: dict[str, Any]) -> str:
     restore = f"{row['restoreMs']:.0f}" if row.get("restoreMs") is not None else ""
     return (
@@ -599,24 +700,30 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
         "--only",
-        choices=("all", "compaction"),
+        choices=("all", "compaction", "trace"),
         default="all",
-        help="compaction: scenarios 1, 2, 6 and 8 (with and without prefill ahead)",
+        help="compaction: scenarios 1, 2, 6 and 8 (with and without prefill ahead); "
+        "trace: tracing coverage and costs, and SVGs of a cold and a warm turn",
     )
     args = parser.parse_args()
     target = 1500 if args.quick else 6000
     state_dir = Path(tempfile.mkdtemp(prefix="oc-bench-", dir="/tmp"))
     runner = Runner(state_dir)
     try:
-        runner.cli("daemon", "start", timeout=600)
-        status = json.loads(runner.cli("daemon", "status", "--json").stdout)
         results: dict[str, Any] = {
             "startedAt": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "model": status["model"],
             "documentTokens": target,
         }
         document = workspace_document(target)
+        if args.only == "trace":  # its first turn starts the daemon
+            args.out.mkdir(parents=True, exist_ok=True)
+            results.update(trace_suite(runner, document, args.out, args.runs))
+            results["model"] = results["cold"].get("model", "embedded")
+            return _write(args, results, "bench-trace", trace_markdown(results))
+        runner.cli("daemon", "start", timeout=600)
+        status = json.loads(runner.cli("daemon", "status", "--json").stdout)
+        results["model"] = status["model"]
         if args.only == "compaction":
             results.update(compaction_suite(runner, document))
             return _write(args, results, "bench-compaction", compaction_markdown(results))
