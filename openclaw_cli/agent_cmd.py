@@ -77,7 +77,7 @@ def run_agent(options: AgentOptions) -> int:
                 "see --verbose on or --json for its tool steps)"
             )
         spans.append(_span("cli.render", render_at, time.perf_counter()))
-        report = _client_report(result, spans, sent_at, first_token_at)
+        report = _client_report(result, spans, (connected_at, sent_at, render_at), first_token_at)
         record = turn_record.build(result, report, memory={})
         if options.json:
             render.print_json(_envelope(result, record))
@@ -96,20 +96,32 @@ def run_agent(options: AgentOptions) -> int:
 def _client_report(
     result: dict[str, Any],
     spans: list[dict[str, Any]],
-    sent_at: float,
+    marks: tuple[float, float, float],
     first_token_at: float | None,
 ) -> dict[str, Any]:
-    """What the daemon needs to put its spans and ours on one timeline."""
+    """What the daemon needs to put its spans and ours on one timeline.
+
+    Besides the CLI's own phases, two spans cover the hand-offs: preparing and
+    sending the request until the daemon picked it up (``request.send``), and
+    the result's trip back (``reply.receive``).
+    """
+    connected_at, sent_at, render_at = marks
     origin = result.get("originClock")
     # The daemon's perf_counter is this process's clock on the same machine
     # (CLOCK_MONOTONIC, mach time); if its origin is not plausibly between
     # sending and now, fall back to the moment the request was sent.
     if not isinstance(origin, float) or not sent_at - 0.001 <= origin <= time.perf_counter():
         origin = sent_at
+    daemon_end = origin + float(result.get("daemonMs") or 0.0) / 1000.0
+    handoffs = [
+        _span("request.send", connected_at, max(connected_at, origin)),
+        _span("reply.receive", min(daemon_end, render_at), render_at),
+    ]
+    ordered = sorted([*spans, *handoffs], key=lambda span: span["startMs"])
     end = spans[-1]["startMs"] + spans[-1]["durationMs"]
     return {
         "turnId": result.get("turnId", ""),
-        "spans": spans,
+        "spans": ordered,
         "wallMs": round(end, 3),
         "ttftMs": _ms(first_token_at) if first_token_at else None,
         "daemonOffsetMs": _ms(origin),

@@ -16,18 +16,11 @@ from openclaw_daemon.tracing import TurnLog
 
 
 def _suggestions(turns: list[dict[str, Any]]) -> list[str]:
-    head_changes = sum(
-        1
-        for turn in turns
-        if (turn.get("cache") or {}).get("divergence", {}).get("segment") == "system message"
-    )
-    tips = []
-    if head_changes:
-        tips.append(
-            f"the system message changed in {head_changes} of {len(turns)} turns; keep it "
-            "byte-identical and move volatile content (dates, retrieved text) to the user turn"
-        )
-    return tips
+    """The same data-driven suggestions as ``openclaw stats``."""
+    from openclaw_cli import turn_stats
+
+    records = turn_stats.select(turns)
+    return turn_stats.summarize(records)["suggestions"] if records else []
 
 
 def _health(paths: config.Paths) -> dict[str, Any]:

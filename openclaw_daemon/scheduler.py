@@ -5,7 +5,10 @@ for the whole turn. Turns of different sessions queue, bounded, for the single
 model worker thread that owns the engine; a full queue answers "busy". Idle
 jobs (parking the live KV state) run on the same worker only when no turn is
 waiting, so a foreground turn always goes first; a newer idle job of the same
-name replaces a pending one.
+name replaces a pending one. An idle job may also ask for a quiet period (no
+turn for that many seconds), so long background work (compaction) does not
+start between back-to-back turns only to be preempted and move the live
+context away from the session that is still being used.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class Scheduler:
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lanes: dict[str, threading.Lock] = {}
         self._lanes_lock = threading.Lock()
-        self._idle: dict[str, Callable[[], Any]] = {}
+        self._idle: dict[str, tuple[Callable[[], Any], float]] = {}
         self._idle_lock = threading.Lock()
         self.idle_runs = 0
         self._running = False
@@ -58,10 +61,11 @@ class Scheduler:
             ) from None
         return future
 
-    def submit_idle(self, name: str, job: Callable[[], Any]) -> None:
-        """Run ``job`` on the worker once no turn is waiting."""
+    def submit_idle(self, name: str, job: Callable[[], Any], *, after_quiet_s: float = 0.0) -> None:
+        """Run ``job`` on the worker once no turn is waiting and none has ended
+        for ``after_quiet_s`` seconds."""
         with self._idle_lock:
-            self._idle[name] = job
+            self._idle[name] = (job, after_quiet_s)
             wake, self._wake_pending = not self._wake_pending, True
         # Wake a worker blocked on an empty queue (one wake at a time, so wakes
         # never fill the queue); if the queue is full, it is busy anyway.
@@ -82,15 +86,28 @@ class Scheduler:
         with self._jobs.mutex:
             return sum(1 for item in self._jobs.queue if item is not _WAKE)
 
-    def _next_idle(self) -> Callable[[], Any] | None:
+    def _next_idle(self, *, ignore_quiet: bool = False) -> tuple[Callable[[], Any] | None, float]:
+        """The first idle job that may run now, or None and how long until one may."""
         with self._idle_lock:
-            if not self._idle:
-                return None
-            name = next(iter(self._idle))
-            return self._idle.pop(name)
+            quiet = time.monotonic() - self._last_end
+            wait = float("inf")
+            for name, (job, need) in self._idle.items():
+                if quiet >= need or (ignore_quiet and need == 0):
+                    del self._idle[name]
+                    return job, 0.0
+                if not ignore_quiet:
+                    wait = min(wait, need - quiet)
+            return None, wait
 
-    def _run_idle(self) -> bool:
-        job = self._next_idle()
+    def _run_idle(self, *, wait: list[float] | None = None, at_stop: bool = False) -> bool:
+        """Run one idle job; False if none may run (``wait`` gets how long until one may).
+
+        At stop only the jobs that need no quiet period (parking) run: a
+        compaction can wait for the next daemon.
+        """
+        job, until = self._next_idle(ignore_quiet=at_stop)
+        if wait is not None:
+            wait[:] = [until]
         if job is None:
             return False
         try:
@@ -105,15 +122,19 @@ class Scheduler:
             try:
                 item = self._jobs.get_nowait()
             except queue.Empty:
-                if self._run_idle():
+                wait: list[float] = []
+                if self._run_idle(wait=wait):
                     continue
-                item = self._jobs.get()
+                try:  # sleep until a job arrives or a quiet-period job may start
+                    item = self._jobs.get(timeout=None if wait[0] == float("inf") else wait[0])
+                except queue.Empty:
+                    continue
             if item is _WAKE:
                 with self._idle_lock:
                     self._wake_pending = False
                 continue
             if item is _STOP:
-                while self._run_idle():  # finish parking before the daemon exits
+                while self._run_idle(at_stop=True):  # finish parking before the daemon exits
                     pass
                 return
             job, future = item
@@ -135,5 +156,5 @@ class Scheduler:
             # A turn that ended just before the stop may have queued its idle
             # job after the worker drained them: run it here (the worker is
             # gone, so nothing else drives the engine).
-            while self._run_idle():
+            while self._run_idle(at_stop=True):
                 pass

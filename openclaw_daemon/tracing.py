@@ -33,6 +33,8 @@ _SCOPE_BY_NAME = {
     "cli.boot": "process",
     "daemon.spawn": "process",
     "cli.connect": "request",
+    "request.send": "request",
+    "reply.receive": "request",
     "lane.wait": "request",
     "cli.render": "process",
     "session.load": "prompt",

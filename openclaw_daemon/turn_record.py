@@ -22,7 +22,9 @@ from openclaw_daemon.errors import BadRequestError
 from openclaw_daemon.tracing import WORK_SCOPES, Span, covered_ms, scope_of
 
 SCHEMA = 1
-CLIENT_SPANS = frozenset({"cli.boot", "cli.connect", "daemon.spawn", "cli.render"})
+CLIENT_SPANS = frozenset(
+    {"cli.boot", "cli.connect", "daemon.spawn", "request.send", "reply.receive", "cli.render"}
+)
 _MAX_CLIENT_SPANS = 16
 
 

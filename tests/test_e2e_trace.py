@@ -29,6 +29,8 @@ pytestmark = pytest.mark.e2e
 SESSION = "trace-a"
 REQUIRED = {
     "cli.boot",
+    "request.send",
+    "reply.receive",
     "lane.wait",
     "session.load",
     "prompt.render",

@@ -99,3 +99,25 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+def test_quiet_idle_jobs_wait_until_no_turn_has_ended_for_their_period() -> None:
+    scheduler = Scheduler()
+    ran: list[float] = []
+    scheduler.submit(lambda: None).result(timeout=5)
+    scheduler.submit_idle("compact", lambda: ran.append(time.monotonic()), after_quiet_s=0.4)
+    scheduler.submit_idle("park", lambda: ran.append(-1.0))  # no quiet needed: runs first
+    # Back-to-back turns keep the quiet job waiting...
+    for _ in range(4):
+        time.sleep(0.15)
+        scheduler.submit(lambda: None).result(timeout=5)
+    last_turn_end = time.monotonic()
+    assert ran == [-1.0]
+    # ...and it starts once the daemon has been quiet for its period.
+    assert wait_until(lambda: len(ran) == 2, timeout=3)
+    assert ran[1] - last_turn_end >= 0.35
+    # At shutdown only the jobs needing no quiet period run.
+    scheduler.submit_idle("compact again", lambda: ran.append(0.0), after_quiet_s=30)
+    scheduler.submit_idle("park", lambda: ran.append(-2.0))
+    scheduler.shutdown()
+    assert ran[2:] == [-2.0]
