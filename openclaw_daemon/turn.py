@@ -392,14 +392,17 @@ class TurnPipeline:
         restore_ms = None
         if decision.entry is not None or decision.parked or decision.notices:
             restore_ms = round((end - start) * 1000.0, 3)
-            trace.add(
-                "cache.restore",
-                start,
-                end,
-                tier=decision.tier,
-                tokens=decision.cached,
-                parkedTokens=decision.parked,
-            )
+        # Always a span, even for the live context (L1), where it is trimming the
+        # KV cache past the reused prefix: every millisecond of the turn is in one.
+        trace.add(
+            "cache.restore",
+            start,
+            end,
+            tier=decision.tier,
+            tokens=decision.cached,
+            parkedTokens=decision.parked,
+            restored=decision.entry is not None,
+        )
         for notice in decision.notices:
             ctx.emit({"type": "notice", "text": notice})
         return decision, restore_ms

@@ -36,6 +36,7 @@ REQUIRED = {
     "prompt.render",
     "prompt.tokenize",
     "cache.lookup",
+    "cache.restore",
     "model.prefill",
     "model.decode",
     "session.persist",
