@@ -61,7 +61,12 @@ def run_agent(options: AgentOptions) -> int:
     progress.stop()
     spans = [
         _span("cli.boot", BOOT, main_at),
-        _span("daemon.spawn" if spawned else "cli.connect", connect_at, connected_at),
+        _span(
+            "daemon.spawn" if spawned else "cli.connect",
+            connect_at,
+            connected_at,
+            **_connect_detail(client.daemon_info, connect_at, connected_at),
+        ),
     ]
     with client:
         _check_model(client.daemon_info, model, paths)
@@ -125,6 +130,20 @@ def _client_report(
         "wallMs": round(end, 3),
         "ttftMs": _ms(first_token_at) if first_token_at else None,
         "daemonOffsetMs": _ms(origin),
+    }
+
+
+def _connect_detail(info: dict[str, Any], start: float, end: float) -> dict[str, float]:
+    """When the daemon accepted the connection and sent its hello, as offsets into
+    the connect span: a slow connect is then either a late accept or a late hello."""
+    accepted, hello = info.get("acceptedClock"), info.get("helloClock")
+    if not isinstance(accepted, float) or not isinstance(hello, float):
+        return {}
+    if not start - 0.001 <= accepted <= hello <= end + 0.001:
+        return {}
+    return {
+        "acceptedMs": round((accepted - start) * 1000.0, 3),
+        "helloMs": round((hello - start) * 1000.0, 3),
     }
 
 

@@ -77,7 +77,15 @@ class Handlers:
         except OpenClawError as exc:
             connection.send(protocol.error_frame(exc))
             return
-        connection.send(protocol.hello("openclawd", pid=os.getpid()))
+        # Where the time of a slow connect went (see cli.connect in the trace).
+        connection.send(
+            protocol.hello(
+                "openclawd",
+                pid=os.getpid(),
+                acceptedClock=connection.accepted_at,
+                helloClock=time.perf_counter(),
+            )
+        )
         try:
             request = connection.receive()
         except OpenClawError as exc:

@@ -16,6 +16,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def peer_uid(sock: socket.socket) -> int | None:
 class Connection:
     """One client connection: framed send/receive plus disconnect detection."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, accepted_at: float = 0.0) -> None:
         self.sock = sock
+        self.accepted_at = accepted_at  # perf_counter() when accept() returned
         self._send_lock = threading.Lock()
         self.closed = False
 
@@ -184,10 +186,11 @@ class UnixServer:
                 sock, _ = self.listener.accept()
             except OSError:
                 continue
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            accepted_at = time.perf_counter()
+            threading.Thread(target=self._serve, args=(sock, accepted_at), daemon=True).start()
 
-    def _serve(self, sock: socket.socket) -> None:
-        connection = Connection(sock)
+    def _serve(self, sock: socket.socket, accepted_at: float) -> None:
+        connection = Connection(sock, accepted_at)
         try:
             uid = peer_uid(sock)
             if uid is not None and uid not in (os.getuid(), 0):

@@ -26,6 +26,8 @@ CLIENT_SPANS = frozenset(
     {"cli.boot", "cli.connect", "daemon.spawn", "request.send", "reply.receive", "cli.render"}
 )
 _MAX_CLIENT_SPANS = 16
+# Offsets inside cli.connect: when the daemon accepted, and sent its hello.
+_CLIENT_SPAN_DETAILS = frozenset({"acceptedMs", "helloMs"})
 
 
 def new_turn_id() -> str:
@@ -79,11 +81,17 @@ def check_report(message: dict[str, Any]) -> dict[str, Any]:
             raise BadRequestError(
                 f"the trace report has a span that is not the CLI's: {span!r:.80}"
             )
+        extra = {
+            key: _number(value, key)
+            for key, value in span.items()
+            if key in _CLIENT_SPAN_DETAILS and value is not None
+        }
         checked.append(
             {
                 "name": span["name"],
                 "startMs": _number(span.get("startMs"), "span start"),
                 "durationMs": _number(span.get("durationMs"), "span duration"),
+                **extra,
             }
         )
     ttft = message.get("ttftMs")

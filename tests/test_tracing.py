@@ -59,7 +59,7 @@ def client_report(**overrides: Any) -> dict[str, Any]:
         "turnId": "abc123def456",
         "spans": [
             {"name": "cli.boot", "startMs": 0.0, "durationMs": 50.0},
-            {"name": "cli.connect", "startMs": 50.0, "durationMs": 1.0},
+            {"name": "cli.connect", "startMs": 50.0, "durationMs": 1.0, "helloMs": 0.8},
             {"name": "cli.render", "startMs": 111.5, "durationMs": 0.5},
         ],
         "wallMs": 112.0,
@@ -92,6 +92,8 @@ def test_record_puts_daemon_spans_on_the_client_timeline() -> None:
     # Residual: wall minus model and tool time (the parallel tools count once).
     assert record["residualMs"] == pytest.approx(112 - (30 + 12 + 15))
     assert record["tools"] == ["read", "search"] and record["peakRssBytes"] == 2
+    connect = next(s for s in record["spans"] if s["name"] == "cli.connect")
+    assert connect["helloMs"] == 0.8 and connect["scope"] == "request"
 
 
 def test_record_without_a_client_report_keeps_the_daemon_timeline() -> None:
