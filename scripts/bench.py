@@ -162,6 +162,12 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "traceResidualMs": meta["trace"]["residualMs"],
         "coverage": meta["trace"]["coverage"],
         "spawned": "daemon.spawn" in spans,
+        # A slow connect is a late accept or a late hello (see docs/tracing.md).
+        "connectMs": (spans.get("cli.connect") or spans.get("daemon.spawn") or {}).get(
+            "durationMs"
+        ),
+        "acceptedMs": (spans.get("cli.connect") or {}).get("acceptedMs"),
+        "laneWaitMs": spans["lane.wait"]["durationMs"],
     }
 
 
