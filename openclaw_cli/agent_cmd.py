@@ -43,7 +43,6 @@ def _span(name: str, start: float, end: float, **attrs: Any) -> dict[str, Any]:
 
 
 def run_agent(options: AgentOptions) -> int:
-    main_at = time.perf_counter()
     if not options.message.strip():
         raise BadRequestError("the message is empty", hint="Pass the text with -m TEXT.")
     paths = config.resolve_paths()
@@ -60,7 +59,8 @@ def run_agent(options: AgentOptions) -> int:
     connected_at = time.perf_counter()
     progress.stop()
     spans = [
-        _span("cli.boot", BOOT, main_at),
+        # Start-up: interpreter, imports, arguments and options, up to connecting.
+        _span("cli.boot", BOOT, connect_at),
         _span(
             "daemon.spawn" if spawned else "cli.connect",
             connect_at,

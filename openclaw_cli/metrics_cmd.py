@@ -8,17 +8,24 @@ stderr, so a scrape still sees a well-formed file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 from openclaw_cli import daemon_control, render
 from openclaw_daemon import config, metrics
+from openclaw_daemon.errors import OpenClawError, VersionMismatchError
 
 
 def fetch() -> str:
     paths = config.resolve_paths()
-    client = daemon_control.try_connect(paths)
+    try:
+        client = daemon_control.try_connect(paths)
+    except VersionMismatchError as exc:
+        # Running but unable to answer this CLI: to a scraper, it is down.
+        render.notice(f"{exc.message}; reporting openclaw_daemon_up 0 ({exc.hint})")
+        return metrics.down()
     if client is None:
         render.notice("the daemon is not running; reporting openclaw_daemon_up 0")
         return metrics.down()
@@ -32,5 +39,14 @@ def run(*, output: Path | None) -> None:
         sys.stdout.write(text)
         return
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, output)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise OpenClawError(
+            f"cannot write the metrics to {output}: {exc.strerror or exc}",
+            hint="Give a path in a directory you can write to (the textfile collector's).",
+        ) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

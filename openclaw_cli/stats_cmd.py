@@ -12,6 +12,10 @@ from typing import Any
 from openclaw_cli import render, trace_cmd, turn_stats
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
@@ -26,7 +30,7 @@ def run(*, session: str | None, since: str | None, json_out: bool) -> None:
         return
     if not records:
         where = f" for session {session}" if session else ""
-        window = f" in the last {since}" if since else ""
+        window = f" in the last {since_s:g} s" if since_s is not None else ""
         render.notice(f"no turns recorded{where}{window}")
         return
     _print(summary)
@@ -34,32 +38,39 @@ def run(*, session: str | None, since: str | None, json_out: bool) -> None:
 
 def _print(summary: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
     start = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary["from"]))
     end = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary["to"]))
+    failed = ", ".join(f"{count} {status}" for status, count in summary["failed"].items())
     console.print(
-        f"[bold]{summary['turns']} turns[/bold] in {summary['sessions']} sessions, {start} to {end}"
+        f"[bold]{_count(summary['turns'], 'turn')}[/bold] in "
+        f"{_count(summary['sessions'], 'session')}, {start} to {end}"
+        + (f" ({failed})" if failed else ""),
+        soft_wrap=True,
     )
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ms", "p50", "p90", "p99"):
+    for column in ("ms", "turns", "p50", "p90", "p99"):
         table.add_column(column, justify="right" if column != "ms" else "left")
     for label, key in (
-        ("time to first token", "ttftMs"),
+        ("time to first visible token", "ttftMs"),
         ("turn (wall)", "turnMs"),
         ("framework residual", "residualMs"),
     ):
         row = summary[key]
-        table.add_row(label, _ms(row["p50"]), _ms(row["p90"]), _ms(row["p99"]))
+        table.add_row(label, str(row["count"]), _ms(row["p50"]), _ms(row["p90"]), _ms(row["p99"]))
     console.print(table)
     cache = summary["cache"]
     lookups = ", ".join(f"{tier} {count}" for tier, count in cache["lookups"].items() if count)
     token_rate = cache["tokenHitRate"]
-    console.print(
-        f"cache: {cache['hitRate']:.0%} of turns hit ({lookups}); "
-        + (f"{token_rate:.1%} of prompt tokens read from cache" if token_rate is not None else "")
-    )
+    if cache["hitRate"] is not None:
+        console.print(
+            f"cache: {cache['hitRate']:.0%} of finished turns hit ({lookups})"
+            + (f"; {token_rate:.1%} of prompt tokens read from cache" if token_rate else ""),
+            soft_wrap=True,
+        )
     console.print(
         f"model: prefill {summary['prefillTokPerS'] or '-'} tok/s, "
         f"decode {summary['decodeTokPerS'] or '-'} tok/s"
@@ -81,4 +92,5 @@ def _print(summary: dict[str, Any]) -> None:
         )
     console.print(phases)
     for tip in summary["suggestions"]:
-        console.print(f"[bold]suggestion:[/bold] {tip}")
+        # One line each, however narrow the terminal: easy to grep.
+        console.print(f"[bold]suggestion:[/bold] {escape(tip)}", soft_wrap=True)

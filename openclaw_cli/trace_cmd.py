@@ -15,16 +15,40 @@ from openclaw_cli import render
 from openclaw_cli.trace_view import short_session
 from openclaw_cli.turn_stats import matches_session
 from openclaw_daemon import config
-from openclaw_daemon.errors import BadRequestError, NotFoundError
+from openclaw_daemon.errors import BadRequestError, NotFoundError, OpenClawError
 from openclaw_daemon.tracing import TurnLog
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "turnId": str,
+    "at": (int, float),
+    "wallMs": (int, float),
+    "residualMs": (int, float),
+}
+
+
+def well_formed(record: dict[str, Any]) -> bool:
+    """A record this version can draw: older or damaged ones are skipped."""
+    if not all(isinstance(record.get(key), kind) for key, kind in _REQUIRED.items()):
+        return False
+    spans = record.get("spans")
+    return isinstance(spans, list) and all(
+        isinstance(s, dict)
+        and isinstance(s.get("name"), str)
+        and isinstance(s.get("startMs"), (int, float))
+        and isinstance(s.get("durationMs"), (int, float))
+        for s in spans
+    )
 
 
 def load(session: str | None = None) -> list[dict[str, Any]]:
+    """Stored records, oldest first by when the turn ended."""
     records = TurnLog(config.resolve_paths().turns_file).read(limit=None)
-    records = [r for r in records if isinstance(r.get("spans"), list) and "turnId" in r]
+    records = [r for r in records if well_formed(r)]
     if session:
         records = [r for r in records if matches_session(r, session)]
-    return records
+    # Stored when the CLI reported (or a few seconds later without a report),
+    # so file order can differ slightly from turn order.
+    return sorted(records, key=lambda r: r["at"])
 
 
 def _none_yet(session: str | None) -> NotFoundError:
@@ -41,27 +65,51 @@ def find(turn: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         if not records:
             raise _none_yet(None)
         return records[-1]
-    found = [r for r in records if str(r["turnId"]).startswith(turn)]
+    prefix = turn.strip().lower()
+    if not prefix:
+        raise BadRequestError(
+            "give a turn id", hint="List the recorded turns with: openclaw trace list"
+        )
+    found = [r for r in records if str(r["turnId"]).startswith(prefix)]
     if not found:
         raise NotFoundError(
             f"no recorded turn {turn!r}", hint="List the recorded turns with: openclaw trace list"
         )
-    if len({r["turnId"] for r in found}) > 1:
+    ids = sorted({r["turnId"] for r in found})
+    if len(ids) > 1:
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
         raise BadRequestError(
-            f"{turn!r} matches {len(found)} turns", hint="Give more of the turn id."
+            f"{turn!r} matches {len(ids)} turns: {shown}", hint="Give more of the turn id."
         )
     return found[-1]
 
 
+def write_svg(record: dict[str, Any], svg: Path) -> None:
+    """The chart as SVG to a file, or to stdout for ``-``."""
+    from openclaw_cli import trace_svg
+
+    text = trace_svg.render(record)
+    if str(svg) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        svg.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OpenClawError(
+            f"cannot write the SVG to {svg}: {exc.strerror or exc}",
+            hint="Give a path in a directory you can write to, or - for stdout.",
+        ) from exc
+    render.notice(f"wrote {svg}")
+
+
 def show(record: dict[str, Any], *, json_out: bool, svg: Path | None) -> None:
     if svg is not None:
-        from openclaw_cli import trace_svg
-
-        svg.write_text(trace_svg.render(record), encoding="utf-8")
-        render.notice(f"wrote {svg}")
+        write_svg(record, svg)
+        if str(svg) == "-":
+            return
     if json_out:
         render.print_json(record)
-    elif svg is None or sys.stdout.isatty():
+    else:
         from openclaw_cli import trace_view
 
         trace_view.print_chart(record)
@@ -94,28 +142,63 @@ def list_turns(*, session: str | None, limit: int, json_out: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    rows = [_list_row(r) for r in records]
+    console = Console(highlight=False)
+    shown = _columns_that_fit(rows, console.width)
     table = Table(box=None, pad_edge=False, collapse_padding=True, header_style="bold")
-    table.add_column("turn", no_wrap=True)
-    table.add_column("time", no_wrap=True)
-    table.add_column("session", no_wrap=True, max_width=14, overflow="ellipsis")
-    for column in ("wall ms", "ttft ms", "resid ms"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("tier", no_wrap=True)
-    for column in ("prompt", "cached", "out"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for r in records:
-        usage = r.get("usage") or {}
-        ttft = r.get("ttftMs")
-        table.add_row(
-            str(r["turnId"]),
-            time.strftime("%H:%M:%S", time.localtime(r.get("at", 0))),
-            short_session(r),
-            f"{r['wallMs']:,.0f}",
-            f"{ttft:,.0f}" if ttft is not None else "-",
-            f"{r['residualMs']:,.0f}",
-            str((r.get("cache") or {}).get("tier", "-")),
-            f"{usage.get('input', 0):,}",
-            f"{usage.get('cacheRead', 0):,}",
-            f"{usage.get('output', 0):,}",
-        )
-    Console(highlight=False).print(table)
+    for header, justify, _priority in _LIST_COLUMNS:
+        if header in shown:
+            table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(row[header] for header in shown))
+    console.print(table)
+
+
+# header, justification, priority (lower: dropped last on a narrow terminal)
+_LIST_COLUMNS = (
+    ("turn", "left", 0),
+    ("time", "left", 6),
+    ("session", "left", 3),
+    ("wall ms", "right", 1),
+    ("ttft ms", "right", 2),
+    ("resid ms", "right", 5),
+    ("status", "left", 4),
+    ("prompt", "right", 8),
+    ("cached", "right", 7),
+    ("out", "right", 9),
+)
+
+
+def _list_row(r: dict[str, Any]) -> dict[str, str]:
+    usage = r.get("usage") or {}
+    ttft = r.get("ttftMs")
+    status = r.get("status", "ok")
+    return {
+        "turn": str(r["turnId"]),
+        "time": time.strftime("%H:%M:%S", time.localtime(r["at"])),
+        "session": short_session(r),
+        "wall ms": f"{r['wallMs']:,.0f}",
+        "ttft ms": f"{ttft:,.0f}" if ttft is not None else "-",
+        "resid ms": f"{r['residualMs']:,.0f}",
+        # A finished turn shows its cache tier; a failed one, why it failed.
+        "status": str((r.get("cache") or {}).get("tier", "-")) if status == "ok" else status,
+        "prompt": f"{usage.get('input', 0):,}",
+        "cached": f"{usage.get('cacheRead', 0):,}",
+        "out": f"{usage.get('output', 0):,}",
+    }
+
+
+def _columns_that_fit(rows: list[dict[str, str]], width: int) -> list[str]:
+    """The most important columns whose widths fit, in display order."""
+    need = {
+        header: max([len(header), *(len(row[header]) for row in rows)]) + 1
+        for header, _justify, _priority in _LIST_COLUMNS
+    }
+    chosen: set[str] = set()
+    used = 0
+    for header, _justify, _priority in sorted(_LIST_COLUMNS, key=lambda c: c[2]):
+        if chosen and used + need[header] > width:
+            break  # strictly by importance: no stray narrow column past a dropped one
+        chosen.add(header)
+        used += need[header]
+    return [header for header, _justify, _priority in _LIST_COLUMNS if header in chosen]

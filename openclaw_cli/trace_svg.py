@@ -8,11 +8,10 @@ is a text element, so the file is searchable and testable.
 
 from __future__ import annotations
 
-import math
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _escape_text
 
-from openclaw_cli.trace_view import cache_line, headline, span_tokens
+from openclaw_cli.trace_view import cache_line, headline, nice_step, span_tokens
 
 SCOPE_COLOURS = {
     "process": "#9b59b6",
@@ -29,16 +28,9 @@ _TOP = 78
 _FONT = "font-family='ui-monospace,Menlo,Consolas,monospace' font-size='12'"
 
 
-def nice_step(span_ms: float, ticks: int = 6) -> float:
-    """A round tick spacing (1, 2 or 5 times a power of ten) giving about ``ticks`` ticks."""
-    if span_ms <= 0:
-        return 1.0
-    raw = span_ms / ticks
-    power = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 5, 10):
-        if raw <= factor * power:
-            return float(factor * power)
-    return float(10 * power)
+def escape(text: str) -> str:
+    """Safe in text and in single- or double-quoted attributes."""
+    return _escape_text(text, {"'": "&apos;", '"': "&quot;"})
 
 
 def _text(x: float, y: float, body: str, extra: str = "") -> str:

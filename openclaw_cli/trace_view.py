@@ -9,6 +9,7 @@ first token is marked on the decode bar. ``trace_svg`` draws the same chart.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -24,9 +25,16 @@ SCOPE_STYLES = {
     "model": "green",
     "tool": "blue",
 }
+# Distinct glyphs for when there is no colour (a pipe, NO_COLOR).
+SCOPE_GLYPHS = {
+    "process": "▓",
+    "request": "▒",
+    "prompt": "░",
+    "model": "█",
+    "tool": "▚",
+}
 FIRST_TOKEN_MARK = "▼"
 _THIN = "▏"
-_FIXED_COLUMNS = 16 + 9 + 9 + 7 + 4  # name, start, duration, tokens, padding
 
 
 def stderr_console() -> Console:
@@ -36,20 +44,29 @@ def stderr_console() -> Console:
 def headline(record: dict[str, Any]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("at", 0)))
     ttft = record.get("ttftMs")
-    ttft_text = f"first token {ttft:,.1f} ms" if ttft is not None else "no token"
-    return (
-        f"turn {record['turnId']}  session {short_session(record)}  {stamp}\n"
-        f"model {record.get('model', '')}\nwall {record['wallMs']:,.1f} ms  {ttft_text}  "
-        f"residual {record['residualMs']:,.1f} ms  covered {record['coverage']:.1%}"
-        + ("" if record["origin"] == "process start" else "  (daemon side only)")
-    )
+    # The first token the user saw (for a tool turn, of the answer after the tools).
+    ttft_text = f"first visible token {ttft:,.1f} ms" if ttft is not None else "no visible token"
+    status = record.get("status", "ok")
+    lines = [
+        f"turn {record['turnId']}  session {short_session(record)}  {stamp}",
+        f"model {record.get('model', '')}",
+        f"wall {record['wallMs']:,.1f} ms  {ttft_text}  residual {record['residualMs']:,.1f} ms"
+        f"  covered {record.get('coverage', 0.0):.1%}"
+        + ("" if record.get("origin") == "process start" else "  (daemon side only)"),
+    ]
+    if status != "ok":
+        lines.append(f"ended: {status}: {record.get('error', '')}")
+    return "\n".join(lines)
 
 
 def short_session(record: dict[str, Any]) -> str:
-    """The session as users name it: the key without ``agent:<id>:`` (``main``, ``work``)."""
+    """The session as users name it (``main``, or what ``--session-id`` gave)."""
     key = str(record.get("sessionKey") or "")
-    prefix = f"agent:{record.get('agentId', 'main')}:"
-    return key[len(prefix) :] if key.startswith(prefix) else str(record.get("sessionId"))
+    agent = f"agent:{record.get('agentId', 'main')}:"
+    for prefix in (f"{agent}explicit:", agent):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return str(record.get("sessionId"))
 
 
 def cache_line(record: dict[str, Any]) -> str:
@@ -68,15 +85,17 @@ def span_tokens(span: dict[str, Any]) -> str:
     return f"{tokens:,}" if isinstance(tokens, int) else ""
 
 
-def bar(span: dict[str, Any], wall_ms: float, width: int) -> Text:
+def bar(span: dict[str, Any], wall_ms: float, width: int, *, plain: bool = False) -> Text:
     """The span's bar on a ``width``-cell axis from 0 to ``wall_ms``."""
-    style = SCOPE_STYLES.get(span.get("scope", ""), "white")
+    scope = span.get("scope", "")
+    style = SCOPE_STYLES.get(scope, "white")
+    block = SCOPE_GLYPHS.get(scope, "█") if plain else "█"
     scale = width / wall_ms if wall_ms > 0 else 0.0
     start = float(span["startMs"])
     end = start + float(span["durationMs"])
     first = min(width - 1, max(0, int(start * scale)))
     last = min(width, max(first + 1, round(end * scale)))
-    cells = ["█"] * (last - first) if float(span["durationMs"]) * scale >= 0.5 else [_THIN]
+    cells = [block] * (last - first) if float(span["durationMs"]) * scale >= 0.5 else [_THIN]
     mark = span.get("firstTokenMs")
     if mark is not None:
         index = min(width - 1, max(0, int(float(mark) * scale))) - first
@@ -90,48 +109,76 @@ def bar(span: dict[str, Any], wall_ms: float, width: int) -> Text:
     return text
 
 
+def nice_step(span_ms: float, ticks: int = 5) -> float:
+    """A round tick spacing (1, 2 or 5 times a power of ten) giving about ``ticks`` ticks."""
+    if span_ms <= 0:
+        return 1.0
+    raw = span_ms / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * power:
+            return float(factor * power)
+    return float(10 * power)
+
+
 def axis(wall_ms: float, width: int) -> Text:
-    """Tick labels from 0 to the wall time, as many as fit with a gap between them."""
+    """Round tick labels from 0, as many as fit, and the wall time at the end."""
     end_label = f"{wall_ms:,.0f} ms"
-    line = [" "] * width
-    free_until = width - len(end_label) - 1  # the end label is right-aligned
+    line = [" "] * max(width, len(end_label))
+    free_until = len(line) - len(end_label) - 1  # the end label is right-aligned
+    step = nice_step(wall_ms, ticks=max(1, width // 12))
     at_least = 0
-    for fraction in (0.0, 0.25, 0.5, 0.75):
-        label = f"{wall_ms * fraction:,.0f}"
-        at = int(fraction * width)
-        if at < at_least or at + len(label) > free_until:
-            continue
-        line[at : at + len(label)] = label
-        at_least = at + len(label) + 2
-    line[width - len(end_label) :] = end_label
+    tick = 0.0
+    while tick < wall_ms:
+        label = f"{tick:,.0f}"
+        at = int(tick / wall_ms * width) if wall_ms > 0 else 0
+        if at >= at_least and at + len(label) <= free_until:
+            line[at : at + len(label)] = label
+            at_least = at + len(label) + 2
+        tick += step
+    line[len(line) - len(end_label) :] = end_label
     return Text("".join(line), style="dim")
 
 
-def chart(record: dict[str, Any], width: int) -> Table:
-    bar_width = max(20, width - _FIXED_COLUMNS)
+def chart(record: dict[str, Any], width: int, *, plain: bool = False) -> Table:
     wall = float(record["wallMs"])
-    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+    rows = [
+        (
+            span,
+            f"{span['startMs']:,.1f}",
+            f"{span['durationMs']:,.1f}",
+            span_tokens(span),
+        )
+        for span in record["spans"]
+    ]
+    # The text columns keep their full width; the bar gets what is left.
+    fixed = sum(
+        max(len(header), *(len(str(row[i] if i else row[0]["name"])) for row in rows)) + 1
+        for i, header in ((0, "phase"), (1, "start ms"), (2, "ms"), (3, "tokens"))
+    )
+    bar_width = max(10, width - fixed - 1)
+    table = Table(box=None, pad_edge=False, show_edge=False, collapse_padding=True)
     table.add_column("phase", no_wrap=True)
     table.add_column("start ms", justify="right", no_wrap=True)
     table.add_column("ms", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column(axis(wall, bar_width), no_wrap=True, min_width=bar_width)
-    for span in record["spans"]:
+    for span, start, duration, tokens in rows:
         style = SCOPE_STYLES.get(span.get("scope", ""), "white")
         table.add_row(
             Text(span["name"], style=style),
-            f"{span['startMs']:,.1f}",
-            f"{span['durationMs']:,.1f}",
-            span_tokens(span),
-            bar(span, wall, bar_width),
+            start,
+            duration,
+            tokens,
+            bar(span, wall, bar_width, plain=plain),
         )
     return table
 
 
-def legend() -> Text:
+def legend(*, plain: bool = False) -> Text:
     text = Text("scopes: ")
     for scope, style in SCOPE_STYLES.items():
-        text.append("█ ", style=style)
+        text.append(f"{SCOPE_GLYPHS[scope] if plain else '█'} ", style=style)
         text.append(f"{scope}  ")
     text.append(FIRST_TOKEN_MARK, style="bold red")
     text.append(" first token")
@@ -140,7 +187,10 @@ def legend() -> Text:
 
 def print_chart(record: dict[str, Any], *, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
-    console.print(headline(record), style="bold")
-    console.print(chart(record, console.width))
-    console.print(legend())
-    console.print(cache_line(record))
+    # Without colour the scopes differ by glyph instead.
+    plain = console.color_system is None
+    # Record text (model names, cache snippets) is printed as is, never as markup.
+    console.print(Text(headline(record), style="bold"))
+    console.print(chart(record, console.width, plain=plain))
+    console.print(legend(plain=plain))
+    console.print(Text(cache_line(record)))

@@ -46,7 +46,8 @@ def parse_duration(text: str) -> float:
     if not match:
         raise BadRequestError(
             f"cannot read the duration {text!r}",
-            hint="Use a number and a unit, e.g. 90s, 15m, 2h, 7d or 1w.",
+            hint="Use a number and a unit (s, m, h, d, w), e.g. 90s, 15m, 2h or 7d; "
+            "a bare number is seconds.",
         )
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
@@ -85,32 +86,41 @@ def _rate(spans: list[dict[str, Any]]) -> float | None:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every figure ``openclaw stats`` shows, from the selected records."""
-    lookups = Counter(str((r.get("cache") or {}).get("tier", "none")) for r in records)
-    prompt = sum((r.get("usage") or {}).get("input", 0) for r in records)
-    cached = sum((r.get("usage") or {}).get("cacheRead", 0) for r in records)
+    """Every figure ``openclaw stats`` shows, from the selected records.
+
+    Time percentiles use the turns that finished and that the CLI reported on
+    (so every one is measured from the process start); failed turns are
+    counted by status; phases and token rates use every turn.
+    """
+    finished = [r for r in records if r.get("status", "ok") == "ok"]
+    client = [r for r in finished if r.get("origin") == "process start"]
+    failed = Counter(str(r.get("status")) for r in records if r.get("status", "ok") != "ok")
+    lookups = Counter(str((r.get("cache") or {}).get("tier", "none")) for r in finished)
+    prompt = sum((r.get("usage") or {}).get("input", 0) for r in finished)
+    cached = sum((r.get("usage") or {}).get("cacheRead", 0) for r in finished)
     phases: dict[str, list[float]] = {}
     for record in records:
         for span in record["spans"]:
             phases.setdefault(span["name"], []).append(float(span["durationMs"]))
     peaks = [r["peakRssBytes"] for r in records if isinstance(r.get("peakRssBytes"), int)]
+    n = len(finished)
     summary: dict[str, Any] = {
         "turns": len(records),
-        "sessions": len({r.get("sessionKey") for r in records}),
+        "finished": n,
+        "failed": dict(sorted(failed.items())),
+        "clientReported": len(client),
+        "sessions": len({r.get("sessionKey") or r.get("sessionId") for r in records}),
         "from": min((r["at"] for r in records), default=None),
         "to": max((r["at"] for r in records), default=None),
-        "ttftMs": distribution([r["ttftMs"] for r in records if r.get("ttftMs") is not None]),
-        "turnMs": distribution([r["wallMs"] for r in records]),
-        "residualMs": distribution([r["residualMs"] for r in records]),
+        "ttftMs": distribution([r["ttftMs"] for r in client if r.get("ttftMs") is not None]),
+        "turnMs": distribution([r["wallMs"] for r in client]),
+        "residualMs": distribution([r["residualMs"] for r in client]),
         "prefillTokPerS": _rate(_spans(records, "model.prefill")),
         "decodeTokPerS": _rate(_spans(records, "model.decode")),
         "cache": {
             "lookups": {tier: lookups.get(tier, 0) for tier in TIERS},
-            "hitRate": round(1 - lookups.get("none", 0) / len(records), 4) if records else None,
-            "byTier": {
-                tier: round(lookups.get(tier, 0) / len(records), 4) if records else None
-                for tier in TIERS
-            },
+            "hitRate": round(1 - lookups.get("none", 0) / n, 4) if n else None,
+            "byTier": {tier: round(lookups.get(tier, 0) / n, 4) if n else None for tier in TIERS},
             "promptTokens": prompt,
             "cachedTokens": cached,
             "tokenHitRate": round(cached / prompt, 4) if prompt else None,

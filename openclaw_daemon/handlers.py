@@ -47,6 +47,9 @@ _REPORT_WAIT_S = 5.0
 # preempted at once, and having moved the live context to another session,
 # make the next turn wait and restore it (measured: +30-540 ms a turn).
 BACKGROUND_QUIET_S = 2.0
+# ...but with turns that never pause for that long, they run anyway after this
+# (each attempt is preempted by the next turn and resumes later).
+BACKGROUND_AT_MOST_S = 60.0
 
 
 @dataclass
@@ -164,15 +167,17 @@ class Handlers:
         try:
             result = future.result()
         except CancelledError as exc:
-            self.state.metrics.turn_failed("timeout" if timed_out else "cancelled")
-            if timed_out:
-                raise TurnTimeoutError(
-                    f"the turn took longer than --timeout {timeout} s and was stopped",
-                    hint="Raise --timeout, or lower --max-tokens.",
-                ) from exc
-            raise
+            if not timed_out:
+                self._store_failed(request, context, "cancelled", exc.message)
+                raise
+            error = TurnTimeoutError(
+                f"the turn took longer than --timeout {timeout} s and was stopped",
+                hint="Raise --timeout, or lower --max-tokens.",
+            )
+            self._store_failed(request, context, "timeout", error.message)
+            raise error from exc
         except OpenClawError as exc:
-            self.state.metrics.turn_failed(exc.code)
+            self._store_failed(request, context, exc.code, exc.message)
             raise
         connection.send({"type": "done", "result": result})
         # Park the session's KV state once the worker is idle (off this turn's path).
@@ -181,24 +186,46 @@ class Handlers:
         self._store_trace(result, connection)
 
     def _store_trace(self, result: dict[str, Any], connection: Connection) -> None:
-        """Wait for the CLI's span report, then store and count the turn's record."""
+        """Wait for the CLI's span report, then store and count the turn's record.
+
+        A bad report (or any other frame) gets an error frame; the daemon-side
+        record is stored anyway.
+        """
         report, problem = None, None
         message = connection.receive_within(_REPORT_WAIT_S)
-        if message is not None and message.get("type") == "report":
+        if message is not None:
             try:
-                report = turn_record.check_report(message)
+                report = turn_record.check_report(message, turn_id=result["turnId"])
             except OpenClawError as exc:
                 problem = exc
         record = turn_record.build(result, report, memory=self.state.memory())
+        self._keep(record)
+        if problem is not None:
+            connection.send(protocol.error_frame(problem))
+        elif report is not None:
+            connection.send({"type": "done", "result": {"stored": record["turnId"]}})
+
+    def _store_failed(
+        self, request: protocol.Message, context: TurnContext, status: str, message: str
+    ) -> None:
+        """A turn that ended in an error keeps its trace too: it is the one worth reading."""
+        record = turn_record.build_failed(
+            request,
+            context.trace,
+            turn_id=context.turn_id,
+            status=status,
+            error=message,
+            model=self.state.pipeline.engine.info.name,
+            memory=self.state.memory(),
+        )
+        self._keep(record)
+
+    def _keep(self, record: dict[str, Any]) -> None:
         try:
             self.state.turn_log.append(record)
         except OSError as exc:  # a full disk must not fail the turn that already answered
             log.warning("could not store the trace of turn %s: %s", record["turnId"], exc)
         self.state.metrics.observe_turn(record)
-        if problem is not None:
-            connection.send(protocol.error_frame(problem))
-        elif report is not None:
-            connection.send({"type": "done", "result": {"stored": record["turnId"]}})
 
     def _schedule_compactions(self) -> None:
         """Compact sessions past their threshold, then prefill them ahead, in idle time.
@@ -215,7 +242,10 @@ class Handlers:
                     pipeline.compactor.compact(ref, store, cancelled=scheduler.busy)
                 except CancelledError:
                     scheduler.submit_idle(
-                        f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S
+                        f"compact:{key}",
+                        compact,
+                        after_quiet_s=BACKGROUND_QUIET_S,
+                        at_most_s=BACKGROUND_AT_MOST_S,
                     )
                     return
                 except OpenClawError as exc:  # e.g. one huge turn: nothing older to cut
@@ -223,9 +253,14 @@ class Handlers:
                     return
                 self._schedule_prefill_ahead(ref)
 
-            scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
+            scheduler.submit_idle(
+                f"compact:{key}",
+                compact,
+                after_quiet_s=BACKGROUND_QUIET_S,
+                at_most_s=BACKGROUND_AT_MOST_S,
+            )
 
-    def _schedule_prefill_ahead(self, ref: Any) -> None:
+    def _schedule_prefill_ahead(self, ref: Any, *, quiet_s: float = BACKGROUND_QUIET_S) -> None:
         pipeline, scheduler = self.state.pipeline, self.state.scheduler
         if not self.state.prefill_ahead:
             return  # OPENCLAW_PREFILL_AHEAD=0: the baseline that pays at the next turn
@@ -233,10 +268,18 @@ class Handlers:
         def prefill() -> None:
             if not pipeline.compactor.prefill_ahead(ref, scheduler.busy):
                 scheduler.submit_idle(
-                    f"prefill-ahead:{ref.key}", prefill, after_quiet_s=BACKGROUND_QUIET_S
+                    f"prefill-ahead:{ref.key}",
+                    prefill,
+                    after_quiet_s=BACKGROUND_QUIET_S,
+                    at_most_s=BACKGROUND_AT_MOST_S,
                 )
 
-        scheduler.submit_idle(f"prefill-ahead:{ref.key}", prefill, after_quiet_s=BACKGROUND_QUIET_S)
+        scheduler.submit_idle(
+            f"prefill-ahead:{ref.key}",
+            prefill,
+            after_quiet_s=quiet_s,
+            at_most_s=BACKGROUND_AT_MOST_S,
+        )
 
     def compact(self, request: protocol.Message, connection: Connection) -> None:
         """``openclaw sessions compact``: summarise now, prefill the new layout ahead."""
@@ -252,7 +295,8 @@ class Handlers:
                 lambda: pipeline.compactor.compact(ref, store, instructions=instructions)
             )
             result = future.result()
-        self._schedule_prefill_ahead(ref)
+        # Asked for explicitly: prefill the new layout as soon as the daemon is idle.
+        self._schedule_prefill_ahead(ref, quiet_s=0.0)
         connection.send({"type": "done", "result": result})
 
     def _relay(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Labels = tuple[tuple[str, str], ...]
+TIERS = ("L1", "L2", "L3", "none")
 
 # Seconds; spans from a sub-millisecond tokenize to a cold multi-minute prefill.
 TIME_BUCKETS = (
@@ -86,10 +87,23 @@ def _labels(**labels: str) -> Labels:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, tool_names: frozenset[str] = frozenset()) -> None:
         self._lock = threading.Lock()
+        self.tool_names = tool_names
         self.counters: dict[tuple[str, Labels], float] = {}
         self.histograms: dict[tuple[str, Labels], Histogram] = {}
+        # Series that exist from the start, so rate() and alerts see zeros.
+        self.inc("openclaw_turns_total", 0, outcome="ok")
+        for tier in TIERS:
+            self.inc("openclaw_cache_lookups_total", 0, tier=tier)
+        for source in ("cache", "prefill"):
+            self.inc("openclaw_prompt_tokens_total", 0, source=source)
+        for name in (
+            "openclaw_generated_tokens_total",
+            "openclaw_prefill_seconds_total",
+            "openclaw_decode_seconds_total",
+        ):
+            self.inc(name, 0)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         key = (name, _labels(**labels))
@@ -102,27 +116,40 @@ class Metrics:
             self.histograms.setdefault(key, Histogram()).observe(value)
 
     def observe_turn(self, record: dict[str, Any]) -> None:
-        """Count one stored turn record (see ``turn_record``)."""
-        self.inc("openclaw_turns_total", outcome="ok")
-        self.observe("openclaw_turn_duration_seconds", record["wallMs"] / 1000.0)
-        if record.get("ttftMs") is not None:
-            self.observe("openclaw_ttft_seconds", record["ttftMs"] / 1000.0)
-        self.observe("openclaw_framework_residual_seconds", record["residualMs"] / 1000.0)
+        """Count one stored turn record (see ``turn_record``).
+
+        The client-side histograms (turn time, first token, residual) take only
+        turns the CLI reported on, so they all mean what their HELP says; the
+        phases count every turn, failed ones included.
+        """
+        self.inc("openclaw_turns_total", outcome=str(record.get("status", "ok")))
+        if record.get("status", "ok") == "ok" and record.get("origin") == "process start":
+            self.observe("openclaw_turn_duration_seconds", record["wallMs"] / 1000.0)
+            if record.get("ttftMs") is not None:
+                self.observe("openclaw_ttft_seconds", record["ttftMs"] / 1000.0)
+            self.observe("openclaw_framework_residual_seconds", record["residualMs"] / 1000.0)
         usage = record.get("usage") or {}
         self.inc("openclaw_prompt_tokens_total", usage.get("cacheRead", 0), source="cache")
         self.inc("openclaw_prompt_tokens_total", usage.get("cacheWrite", 0), source="prefill")
         self.inc("openclaw_generated_tokens_total", usage.get("output", 0))
-        tier = (record.get("cache") or {}).get("tier", "none")
-        self.inc("openclaw_cache_lookups_total", tier=str(tier))
+        tier = (record.get("cache") or {}).get("tier")
+        if tier in TIERS:
+            self.inc("openclaw_cache_lookups_total", tier=tier)
         for span in record["spans"]:
             seconds = span["durationMs"] / 1000.0
-            self.observe("openclaw_phase_duration_seconds", seconds, phase=span["name"])
-            if span["name"] == "model.prefill":
+            name = span["name"]
+            if name.startswith("tool."):
+                # Tool names come from the model's output: unknown ones are
+                # pooled, so a chatty model cannot grow the label set.
+                tool = name[len("tool.") :]
+                tool = tool if tool in self.tool_names else "other"
+                name = f"tool.{tool}"
+                self.inc("openclaw_tool_calls_total", tool=tool)
+            self.observe("openclaw_phase_duration_seconds", seconds, phase=name)
+            if name == "model.prefill":
                 self.inc("openclaw_prefill_seconds_total", seconds)
-            elif span["name"] == "model.decode":
+            elif name == "model.decode":
                 self.inc("openclaw_decode_seconds_total", seconds)
-            elif span["name"].startswith("tool."):
-                self.inc("openclaw_tool_calls_total", tool=span["name"][len("tool.") :])
 
     def turn_failed(self, code: str) -> None:
         self.inc("openclaw_turns_total", outcome=code)

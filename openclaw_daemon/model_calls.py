@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from openclaw_daemon.errors import OpenClawError
 from openclaw_daemon.tape import PromptPlan
 from openclaw_daemon.text_stream import TextStream
 from openclaw_daemon.tools.spec import CALL_OPEN, RESULT_TAGS
@@ -54,8 +55,10 @@ class ModelCalls:
         """Prefill what the live state lacks of ``plan``; returns the tokens reused."""
         clock = call.trace.clock
         start = clock()
+        progress = [0]
 
         def on_progress(done: int, total: int) -> None:
+            progress[0] = done
             elapsed = clock() - start
             rate = done / elapsed if elapsed > 0 else 0.0
             eta = (total - done) / rate if rate > 0 else 0.0
@@ -70,12 +73,24 @@ class ModelCalls:
                 }
             )
 
-        reused = self.engine.prefill(
-            plan.tokens,
-            batch_size=self.prefill_batch,
-            on_progress=on_progress,
-            cancelled=call.cancelled,
-        )
+        try:
+            reused = self.engine.prefill(
+                plan.tokens,
+                batch_size=self.prefill_batch,
+                on_progress=on_progress,
+                cancelled=call.cancelled,
+            )
+        except OpenClawError as exc:
+            # A timed-out or cancelled turn keeps the time it spent here in its trace.
+            call.trace.add(
+                "model.prefill",
+                start,
+                clock(),
+                call=call.index,
+                tokens=progress[0],
+                interrupted=exc.code,
+            )
+            raise
         end = clock()
         prefilled = len(plan.tokens) - reused
         self.observe_prefill(prefilled, end - start)
@@ -119,17 +134,28 @@ class ModelCalls:
         tokens = self.engine.generate(
             params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
         )
-        for token in tokens:
-            if first_token_at is None:
-                first_token_at = clock()
-            if self.engine.is_end_of_generation(token):
-                stop_reason = "stop"
-                break
-            ids.append(token)
-            self._show(shown, stream.push(self.engine.detokenize([token])), call)
-            if stream.stopped:
-                stop_reason = "stop"
-                break
+        try:
+            for token in tokens:
+                if first_token_at is None:
+                    first_token_at = clock()
+                if self.engine.is_end_of_generation(token):
+                    stop_reason = "stop"
+                    break
+                ids.append(token)
+                self._show(shown, stream.push(self.engine.detokenize([token])), call)
+                if stream.stopped:
+                    stop_reason = "stop"
+                    break
+        except OpenClawError as exc:
+            call.trace.add(
+                "model.decode",
+                start,
+                clock(),
+                call=call.index,
+                tokens=len(ids),
+                interrupted=exc.code,
+            )
+            raise
         self._show(shown, stream.finish(), call)
         self._emit(shown.finish(), call)
         end = clock()

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from openclaw_daemon.errors import DaemonBusyError
@@ -30,16 +30,18 @@ _WAKE = object()
 
 
 class Scheduler:
-    def __init__(self, *, max_queue: int = 32) -> None:
+    def __init__(self, *, max_queue: int = 32, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lanes: dict[str, threading.Lock] = {}
         self._lanes_lock = threading.Lock()
-        self._idle: dict[str, tuple[Callable[[], Any], float]] = {}
+        # name -> (job, quiet seconds it needs, clock time after which it runs anyway)
+        self._idle: dict[str, tuple[Callable[[], Any], float, float]] = {}
         self._idle_lock = threading.Lock()
         self.idle_runs = 0
         self._running = False
         self._wake_pending = False
-        self._last_end = time.monotonic()
+        self._last_end = clock()
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -61,17 +63,29 @@ class Scheduler:
             ) from None
         return future
 
-    def submit_idle(self, name: str, job: Callable[[], Any], *, after_quiet_s: float = 0.0) -> None:
+    def submit_idle(
+        self,
+        name: str,
+        job: Callable[[], Any],
+        *,
+        after_quiet_s: float = 0.0,
+        at_most_s: float = float("inf"),
+    ) -> None:
         """Run ``job`` on the worker once no turn is waiting and none has ended
-        for ``after_quiet_s`` seconds."""
+        for ``after_quiet_s`` seconds, or, with turns that never pause, once
+        ``at_most_s`` seconds have passed (so background work cannot starve)."""
         with self._idle_lock:
-            self._idle[name] = (job, after_quiet_s)
+            self._idle[name] = (job, after_quiet_s, self.clock() + at_most_s)
             wake, self._wake_pending = not self._wake_pending, True
         # Wake a worker blocked on an empty queue (one wake at a time, so wakes
-        # never fill the queue); if the queue is full, it is busy anyway.
+        # never fill the queue); if the queue is full, it is busy anyway and
+        # looks at idle jobs when it drains, so the next submit must wake it.
         if wake:
-            with suppress(queue.Full):
+            try:
                 self._jobs.put_nowait(_WAKE)
+            except queue.Full:
+                with self._idle_lock:
+                    self._wake_pending = False
 
     def busy(self) -> bool:
         """True while a turn runs or waits: background work should hold off."""
@@ -79,25 +93,31 @@ class Scheduler:
 
     def quiet_for(self) -> float:
         """Seconds since the last turn ended; 0 while one runs or waits."""
-        return 0.0 if self.busy() else time.monotonic() - self._last_end
+        return 0.0 if self.busy() else self.clock() - self._last_end
 
     @property
     def queued(self) -> int:
         with self._jobs.mutex:
+            # A queued stop counts: background work yields to it as to a turn.
             return sum(1 for item in self._jobs.queue if item is not _WAKE)
 
-    def _next_idle(self, *, ignore_quiet: bool = False) -> tuple[Callable[[], Any] | None, float]:
-        """The first idle job that may run now, or None and how long until one may."""
+    def _next_idle(self, *, at_stop: bool = False) -> tuple[Callable[[], Any] | None, float]:
+        """The first idle job that may run now, or None and how long until one may.
+
+        At stop only the jobs that need no quiet period (parking) may run.
+        """
         with self._idle_lock:
-            quiet = time.monotonic() - self._last_end
+            now = self.clock()
+            quiet = now - self._last_end
             wait = float("inf")
-            for name, (job, need) in self._idle.items():
-                if quiet >= need or (ignore_quiet and need == 0):
+            for name, (job, need, deadline) in self._idle.items():
+                ready = need == 0 if at_stop else quiet >= need or now >= deadline
+                if ready:
                     del self._idle[name]
                     return job, 0.0
-                if not ignore_quiet:
-                    wait = min(wait, need - quiet)
-            return None, wait
+                if not at_stop:
+                    wait = min(wait, need - quiet, deadline - now)
+            return None, max(wait, 0.001)
 
     def _run_idle(self, *, wait: list[float] | None = None, at_stop: bool = False) -> bool:
         """Run one idle job; False if none may run (``wait`` gets how long until one may).
@@ -105,7 +125,7 @@ class Scheduler:
         At stop only the jobs that need no quiet period (parking) run: a
         compaction can wait for the next daemon.
         """
-        job, until = self._next_idle(ignore_quiet=at_stop)
+        job, until = self._next_idle(at_stop=at_stop)
         if wait is not None:
             wait[:] = [until]
         if job is None:
@@ -147,7 +167,7 @@ class Scheduler:
                 future.set_exception(exc)
             finally:
                 self._running = False
-                self._last_end = time.monotonic()
+                self._last_end = self.clock()
 
     def shutdown(self, timeout: float = 60.0) -> None:
         self._jobs.put(_STOP)

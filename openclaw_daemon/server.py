@@ -26,7 +26,9 @@ from openclaw_daemon import config, memory_budget, protocol
 from openclaw_daemon.errors import ModelError, OpenClawError
 from openclaw_daemon.gguf import read_metadata
 from openclaw_daemon.handlers import DaemonState, Handlers
+from openclaw_daemon.metrics import Metrics
 from openclaw_daemon.scheduler import Scheduler
+from openclaw_daemon.tools.spec import TOOLS_BY_NAME
 from openclaw_daemon.tracing import TurnLog
 from openclaw_daemon.transport import UnixServer, ensure_private_dir
 
@@ -69,7 +71,9 @@ def memory_now() -> dict[str, int]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is KiB on Linux, bytes on macOS.
     peak_bytes = peak if sys.platform == "darwin" else peak * 1024
-    return {"rss": psutil.Process().memory_info().rss, "peak": peak_bytes}
+    rss = psutil.Process().memory_info().rss
+    # The two are counted a little differently; the peak is never below now.
+    return {"rss": rss, "peak": max(peak_bytes, rss)}
 
 
 class Daemon:
@@ -113,6 +117,7 @@ class Daemon:
             cache_stats=self.cache_stats,
             cache_clear=self.cache.clear,
             turn_log=TurnLog(self.paths.turns_file),
+            metrics=Metrics(tool_names=frozenset(TOOLS_BY_NAME)),
             memory=memory_now,
             gauges=self.gauges,
             prefill_ahead=config.prefill_ahead_setting(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ _SCOPE_BY_NAME = {
     "session.load": "prompt",
     "prompt.render": "prompt",
     "prompt.tokenize": "prompt",
+    "prompt.grammar": "prompt",
+    "prompt.results": "prompt",
     "cache.lookup": "prompt",
     "cache.restore": "prompt",
     "cache.report": "prompt",
@@ -123,34 +126,38 @@ class TurnLog:
     def __init__(self, path: Path, *, max_bytes: int = 16 << 20) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        # Connection threads store records concurrently: one rotates at a time.
+        self._lock = threading.Lock()
 
     @property
     def rotated(self) -> Path:
         return self.path.with_name(self.path.name + ".1")
 
     def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            if self.path.stat().st_size > self.max_bytes:
-                os.replace(self.path, self.rotated)
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        # One write of one line in append mode: a killed daemon leaves at most
-        # a torn last line, which ``read`` skips.
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if self.path.stat().st_size > self.max_bytes:
+                    os.replace(self.path, self.rotated)
+            # One write of one line in append mode: a killed daemon leaves at
+            # most a torn last line, which ``read`` skips.
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
 
     def read(self, limit: int | None = 50) -> list[dict[str, Any]]:
         """The last ``limit`` records (all with None), oldest first, across the rotation."""
-        lines: list[str] = []
+        lines: list[bytes] = []
         for path in (self.rotated, self.path):
             with contextlib.suppress(FileNotFoundError):
-                lines += path.read_text(encoding="utf-8").splitlines()
+                lines += path.read_bytes().splitlines()
         records: list[dict[str, Any]] = []
         for line in reversed(lines):
             if limit is not None and len(records) >= limit:
                 break
+            # A damaged line (torn, not UTF-8, not JSON) is skipped, not fatal.
             with contextlib.suppress(ValueError):
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
                 if isinstance(record, dict):
                     records.append(record)
         records.reverse()

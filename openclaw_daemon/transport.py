@@ -114,11 +114,16 @@ class Connection:
         readable, _, _ = select.select([self.sock], [], [], timeout)
         if not readable:
             return None
+        # A frame that starts but never finishes must not hold this thread forever.
+        self.sock.settimeout(timeout)
         try:
             return self.receive()
-        except (ProtocolError, OSError):
+        except (ProtocolError, OSError):  # socket.timeout is an OSError
             self.closed = True
             return None
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.settimeout(None)
 
     def send(self, message: protocol.Message) -> bool:
         """Send a frame; False if the client has gone away."""

@@ -145,6 +145,10 @@ class TurnPipeline:
                 )
                 span["tokens"] = report["tokensBefore"]
                 span["tokensAfter"] = report["tokensAfter"]
+                entries = store.load_entries(ref)
+                tape = self.tapes[ref.key]
+                messages, full = self.builder.render_turn(tape, [user])
+                plan = self.builder.tokenize_turn(tape, messages, full)
             ctx.emit(
                 {
                     "type": "notice",
@@ -152,10 +156,6 @@ class TurnPipeline:
                     f"{report['tokensBefore']} -> {report['tokensAfter']} tokens",
                 }
             )
-            entries = store.load_entries(ref)
-            tape = self.tapes[ref.key]
-            messages, full = self.builder.render_turn(tape, [user])
-            plan = self.builder.tokenize_turn(tape, messages, full)
         self._check_fits(plan)
         compacted = self.compactor.turn_report(ref, self.cache.costs.prefill_tok_s.value)
         decision, restore_ms = self._use_cache(plan, ctx)
@@ -217,11 +217,10 @@ class TurnPipeline:
             index = len(steps)
             call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, index)
             reused = self.calls.prefill(plan, call)
-            grammar = (
-                self._grammar(choice, tools, request)
-                if constrains(choice, index, max_steps)
-                else None
-            )
+            grammar = None
+            if constrains(choice, index, max_steps):
+                with ctx.trace.span("prompt.grammar"):
+                    grammar = self._grammar(choice, tools, request)
             generation = self.calls.decode(
                 request,
                 self._room(plan, max_tokens),
@@ -258,8 +257,10 @@ class TurnPipeline:
                 step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in parsed.calls]
                 return steps
             step.outcomes = self._run_tools(parsed.calls, tools, ctx)
-            texts = [self._result_text(o.content) for o in step.outcomes]
-            plan = self.builder.plan_turn(tape, [results_message(texts, self.result_role)])
+            with ctx.trace.span("prompt.results") as span:
+                texts = [self._result_text(o.content) for o in step.outcomes]
+                plan = self.builder.plan_turn(tape, [results_message(texts, self.result_role)])
+                span["tokens"] = plan.appended
             if len(plan.tokens) >= self.engine.info.n_ctx:
                 ctx.emit({"type": "notice", "text": "the context window is full; stopping"})
                 generation.stop_reason = "length"

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from typing import Any
 
 from openclaw_daemon.errors import BadRequestError
-from openclaw_daemon.tracing import WORK_SCOPES, Span, covered_ms, scope_of
+from openclaw_daemon.tracing import WORK_SCOPES, Span, Trace, covered_ms, scope_of
 
 SCHEMA = 1
 CLIENT_SPANS = frozenset(
     {"cli.boot", "cli.connect", "daemon.spawn", "request.send", "reply.receive", "cli.render"}
 )
 _MAX_CLIENT_SPANS = 16
+_MAX_MS = 7 * 86400 * 1000.0  # a week: anything longer is not a turn
 # Offsets inside cli.connect: when the daemon accepted, and sent its hello.
 _CLIENT_SPAN_DETAILS = frozenset({"acceptedMs", "helloMs"})
 
@@ -64,20 +66,29 @@ def accounting(spans: list[Span], wall_ms: float) -> dict[str, float]:
     }
 
 
-def _number(value: Any, what: str) -> float:
+def _number(value: Any, what: str, *, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BadRequestError(f"the trace report's {what} is not a number")
+    if not minimum <= value <= _MAX_MS:
+        raise BadRequestError(f"the trace report's {what} is out of range: {value}")
     return float(value)
 
 
-def check_report(message: dict[str, Any]) -> dict[str, Any]:
+def check_report(message: dict[str, Any], *, turn_id: str | None = None) -> dict[str, Any]:
     """Validate the CLI's ``report`` frame; BadRequestError names what is wrong."""
+    if message.get("type") != "report":
+        raise BadRequestError(
+            f"only a trace report may follow a turn, not {str(message.get('type'))[:40]!r}"
+        )
+    if turn_id is not None and message.get("turnId") != turn_id:
+        raise BadRequestError(f"the trace report is for another turn than {turn_id}")
     spans = message.get("spans")
     if not isinstance(spans, list) or len(spans) > _MAX_CLIENT_SPANS:
         raise BadRequestError("the trace report needs a list of at most 16 spans")
     checked = []
     for span in spans:
-        if not isinstance(span, dict) or span.get("name") not in CLIENT_SPANS:
+        name = span.get("name") if isinstance(span, dict) else None
+        if not isinstance(name, str) or name not in CLIENT_SPANS:
             raise BadRequestError(
                 f"the trace report has a span that is not the CLI's: {span!r:.80}"
             )
@@ -88,17 +99,20 @@ def check_report(message: dict[str, Any]) -> dict[str, Any]:
         }
         checked.append(
             {
-                "name": span["name"],
+                "name": name,
                 "startMs": _number(span.get("startMs"), "span start"),
                 "durationMs": _number(span.get("durationMs"), "span duration"),
                 **extra,
             }
         )
     ttft = message.get("ttftMs")
+    wall = _number(message.get("wallMs"), "wallMs")
+    if wall <= 0:
+        raise BadRequestError("the trace report's wallMs must be positive")
     return {
         "turnId": str(message.get("turnId") or ""),
         "spans": checked,
-        "wallMs": _number(message.get("wallMs"), "wallMs"),
+        "wallMs": wall,
         "ttftMs": None if ttft is None else _number(ttft, "ttftMs"),
         "daemonOffsetMs": _number(message.get("daemonOffsetMs"), "daemonOffsetMs"),
     }
@@ -120,6 +134,7 @@ def build(
     return {
         "schema": SCHEMA,
         "turnId": result["turnId"],
+        "status": "ok",
         "at": result["at"],
         "sessionId": result["sessionId"],
         "sessionKey": result["sessionKey"],
@@ -138,6 +153,50 @@ def build(
         "tools": [call["name"] for step in steps for call in step.get("toolCalls", [])],
         "cache": cache,
         "compaction": result.get("compaction"),
+        "rssBytes": memory.get("rss"),
+        "peakRssBytes": memory.get("peak"),
+        "spans": spans,
+    }
+
+
+def build_failed(
+    request: dict[str, Any],
+    trace: Trace,
+    *,
+    turn_id: str,
+    status: str,
+    error: str,
+    model: str,
+    memory: dict[str, int],
+) -> dict[str, Any]:
+    """The record of a turn that ended in an error (a timeout, a cancel, a full
+    context): the daemon's spans up to that point, no client report."""
+    spans = timeline(trace.spans, [], 0.0)
+    wall = trace.offset_ms()
+    agent = str(request.get("agent_id") or "main")
+    return {
+        "schema": SCHEMA,
+        "turnId": turn_id,
+        "status": status,
+        "error": error,
+        "at": time.time(),
+        "sessionId": str(request.get("session_id") or "main"),
+        "sessionKey": "",
+        "agentId": agent,
+        "model": model,
+        "origin": "request received",
+        "wallMs": round(wall, 3),
+        "ttftMs": None,
+        "daemonTtftMs": None,
+        "daemonMs": round(wall, 3),
+        **accounting(spans, wall),
+        "spawned": False,
+        "stopReason": None,
+        "usage": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0},
+        "modelCalls": sum(1 for span in spans if span["name"] == "model.prefill"),
+        "tools": [span["name"][len("tool.") :] for span in spans if span["scope"] == "tool"],
+        "cache": {},
+        "compaction": None,
         "rssBytes": memory.get("rss"),
         "peakRssBytes": memory.get("peak"),
         "spans": spans,

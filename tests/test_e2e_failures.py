@@ -186,6 +186,13 @@ def test_timeout_stops_the_turn_and_exits_124(cli: Cli) -> None:
     assert proc.returncode == 124, proc.stderr
     assert "--timeout 1" in proc.stderr
     assert elapsed < 8, f"took {elapsed:.1f}s; the prefill should have been cancelled"
+    # The timed-out turn keeps its trace: where its second went.
+    [record] = json.loads(cli.run("trace", "list", "--session", "slow", "--json").stdout)["turns"]
+    shown = json.loads(cli.run("trace", "show", record["turnId"], "--json").stdout)
+    assert shown["status"] == "timeout" and "--timeout" in shown["error"]
+    prefill = next(s for s in shown["spans"] if s["name"] == "model.prefill")
+    assert prefill["interrupted"] == "cancelled" and prefill["durationMs"] > 500
+    assert "ended: timeout" in cli.run("trace", "show", record["turnId"]).stdout
     assert cli.turn("Hi.", "--max-tokens", "2", timeout=30)["payloads"][0]["text"]
 
 

@@ -51,6 +51,8 @@ def test_read_a_file_and_answer_from_it(cli: Cli, workspace: Path) -> None:
     assert "4721" in envelope["payloads"][0]["text"]
     spans = [s["name"] for s in envelope["meta"]["trace"]["spans"]]
     assert "tool.read" in spans and spans.count("model.prefill") == 2
+    assert {"prompt.grammar", "prompt.results"} <= set(spans)
+    assert envelope["meta"]["trace"]["coverage"] >= 0.95  # a tool turn, too
     # The second model call only prefilled the tool result.
     second = envelope["meta"]["steps"][1]["usage"]
     assert second["cacheRead"] >= 0.9 * second["input"]

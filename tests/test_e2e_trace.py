@@ -133,6 +133,11 @@ def test_trace_svg_is_valid_and_has_every_phase(traced: Traced, tmp_path: Path) 
         texts = {"".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")}
         for span in turn.trace["spans"]:
             assert span["name"] in texts
+    refused = traced.cli.run("trace", "last", "--svg", "/nonexistent/dir/x.svg", check=False)
+    assert refused.returncode == 1 and "cannot write the SVG" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    to_stdout = traced.cli.run("trace", "last", "--svg", "-").stdout
+    assert ET.fromstring(to_stdout).tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_trace_draws_a_gantt_chart_in_the_terminal(traced: Traced) -> None:
@@ -213,6 +218,9 @@ def test_metrics_output_file_is_written_whole(traced: Traced, tmp_path: Path) ->
     families = list(text_string_to_metric_families(target.read_text()))
     assert any(f.name == "openclaw_turns" for f in families)
     assert [p.name for p in tmp_path.iterdir()] == ["openclaw.prom"]
+    refused = traced.cli.run("metrics", "--output", str(tmp_path / "no" / "x.prom"), check=False)
+    assert refused.returncode == 1 and "cannot write the metrics" in refused.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["openclaw.prom"]  # no temp file left
 
 
 def test_agent_trace_flag_prints_the_chart_after_the_reply(traced: Traced) -> None:

@@ -101,23 +101,52 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     return predicate()
 
 
-def test_quiet_idle_jobs_wait_until_no_turn_has_ended_for_their_period() -> None:
-    scheduler = Scheduler()
-    ran: list[float] = []
-    scheduler.submit(lambda: None).result(timeout=5)
-    scheduler.submit_idle("compact", lambda: ran.append(time.monotonic()), after_quiet_s=0.4)
-    scheduler.submit_idle("park", lambda: ran.append(-1.0))  # no quiet needed: runs first
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_quiet_idle_jobs_wait_for_their_quiet_period_or_their_deadline() -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    ran: list[str] = []
+    scheduler.submit(lambda: None).result(timeout=5)  # a turn ends at t=0
+    scheduler.submit_idle("compact", lambda: ran.append("compact"), after_quiet_s=0.3)
+    scheduler.submit_idle("park", lambda: ran.append("park"))  # no quiet needed
+    assert wait_until(lambda: ran == ["park"])
     # Back-to-back turns keep the quiet job waiting...
-    for _ in range(4):
-        time.sleep(0.15)
+    for _ in range(3):
+        clock.now += 0.2
         scheduler.submit(lambda: None).result(timeout=5)
-    last_turn_end = time.monotonic()
-    assert ran == [-1.0]
-    # ...and it starts once the daemon has been quiet for its period.
-    assert wait_until(lambda: len(ran) == 2, timeout=3)
-    assert ran[1] - last_turn_end >= 0.35
-    # At shutdown only the jobs needing no quiet period run.
-    scheduler.submit_idle("compact again", lambda: ran.append(0.0), after_quiet_s=30)
-    scheduler.submit_idle("park", lambda: ran.append(-2.0))
+    time.sleep(0.5)  # the worker re-checks at least every 0.3 s
+    assert ran == ["park"]
+    # ...until the daemon has been quiet for its period.
+    clock.now += 0.35
+    assert wait_until(lambda: ran == ["park", "compact"])
+    # With turns that never pause, a deadline still runs it.
+    scheduler.submit_idle("prefill", lambda: ran.append("prefill"), after_quiet_s=0.3, at_most_s=1)
+    for _ in range(6):
+        clock.now += 0.2
+        scheduler.submit(lambda: None).result(timeout=5)
+    assert wait_until(lambda: ran[-1] == "prefill")
     scheduler.shutdown()
-    assert ran[2:] == [-2.0]
+
+
+def test_at_stop_only_jobs_without_a_quiet_period_run() -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    ran: list[str] = []
+    release = threading.Event()
+    scheduler.submit(lambda: release.wait(5))  # the worker is busy: nothing idle runs yet
+    scheduler.submit_idle("compact", lambda: ran.append("compact"), after_quiet_s=0.3)
+    scheduler.submit_idle("park", lambda: ran.append("park"))
+    clock.now += 10  # the compaction's quiet period has passed, but a stop is coming
+    stopper = threading.Thread(target=scheduler.shutdown)
+    stopper.start()
+    time.sleep(0.05)
+    release.set()
+    stopper.join(5)
+    assert ran == ["park"]

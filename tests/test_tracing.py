@@ -17,7 +17,7 @@ from rich.console import Console
 from openclaw_cli import trace_svg, trace_view, turn_stats
 from openclaw_daemon import metrics, turn_record
 from openclaw_daemon.errors import BadRequestError
-from openclaw_daemon.tracing import TurnLog, covered_ms, scope_of
+from openclaw_daemon.tracing import Trace, TurnLog, covered_ms, scope_of
 
 
 def span(name: str, start: float, duration: float, **attrs: Any) -> dict[str, Any]:
@@ -113,27 +113,60 @@ def test_record_without_a_client_report_keeps_the_daemon_timeline() -> None:
         {"wallMs": True},
         {"daemonOffsetMs": None},
         {"spans": [{"name": "cli.boot", "startMs": 0, "durationMs": 1}] * 17},
+        {"spans": [{"name": ["cli.boot"], "startMs": 0, "durationMs": 1}]},
+        {"spans": [{"name": "cli.boot", "startMs": 0, "durationMs": -5}]},
+        {"wallMs": 0},
+        {"wallMs": 1e300},
+        {"turnId": "someone-else"},
+        {"type": "turn"},
     ],
 )
 def test_a_bad_report_is_refused_with_what_is_wrong(bad: dict[str, Any]) -> None:
     with pytest.raises(BadRequestError, match="trace report"):
-        turn_record.check_report(client_report(**bad))
+        turn_record.check_report(client_report(**bad), turn_id="abc123def456")
 
 
-def test_turn_log_reads_across_rotation_and_skips_a_torn_line(tmp_path: Any) -> None:
+def test_turn_log_reads_across_rotation_and_skips_damaged_lines(tmp_path: Any) -> None:
     log = TurnLog(tmp_path / "turns.jsonl", max_bytes=200)
     for index in range(6):
         log.append({"turnId": str(index), "pad": "x" * 60})
-    with log.path.open("a") as handle:
-        handle.write('{"turnId": "torn')
+    with log.path.open("ab") as handle:
+        handle.write(b"\xff\xfe not utf-8\n[1, 2]\n")
+        handle.write(b'{"turnId": "torn')
     assert log.rotated.exists()
+    # Rotation keeps one older file: the newest records are all there, in order.
     ids = [r["turnId"] for r in log.read(limit=None)]
-    assert ids == sorted(ids) and ids[-1] == "5" and len(ids) >= 3
+    assert ids == [str(i) for i in range(6 - len(ids), 6)] and len(ids) >= 3
     assert [r["turnId"] for r in log.read(limit=2)] == ["4", "5"]
 
 
-def test_metrics_parse_as_prometheus_text_and_count_turns() -> None:
+def test_a_failed_turn_keeps_its_daemon_spans() -> None:
+    clock = iter([0.0, 0.6]).__next__  # the trace's origin, then the failure
+    trace = Trace(clock=clock)
+    trace.add("lane.wait", 0.0, 0.010)
+    trace.add("model.prefill", 0.012, 0.5, tokens=40)
+    record = turn_record.build_failed(
+        {"session_id": "work", "agent_id": "main"},
+        trace,
+        turn_id="feed00000000",
+        status="timeout",
+        error="took too long",
+        model="tiny",
+        memory={},
+    )
+    assert record["status"] == "timeout" and record["error"] == "took too long"
+    assert record["origin"] == "request received" and record["wallMs"] == 600.0
+    assert [s["name"] for s in record["spans"]] == ["lane.wait", "model.prefill"]
     registry = metrics.Metrics()
+    registry.observe_turn(record)
+    families = {f.name: f for f in text_string_to_metric_families(registry.render([]))}
+    outcomes = {s.labels["outcome"]: s.value for s in families["openclaw_turns"].samples}
+    assert outcomes == {"ok": 0.0, "timeout": 1.0}
+    assert "openclaw_turn_duration_seconds" not in families  # not a client-observed turn
+
+
+def test_metrics_parse_as_prometheus_text_and_count_turns() -> None:
+    registry = metrics.Metrics(tool_names=frozenset({"read"}))
     report = turn_record.check_report(client_report())
     record = turn_record.build(daemon_result(), report, memory={})
     registry.observe_turn(record)
@@ -152,7 +185,9 @@ def test_metrics_parse_as_prometheus_text_and_count_turns() -> None:
     phases = {s.labels["phase"] for s in families["openclaw_phase_duration_seconds"].samples}
     assert {"cli.boot", "model.prefill", "tool.read"} <= phases
     tools = {s.labels["tool"]: s.value for s in families["openclaw_tool_calls"].samples}
-    assert tools == {"read": 2.0, "search": 2.0}
+    assert tools == {"read": 2.0, "other": 2.0}  # a name the daemon does not know is pooled
+    lookups = {s.labels["tier"]: s.value for s in families["openclaw_cache_lookups"].samples}
+    assert lookups == {"L1": 2.0, "L2": 0.0, "L3": 0.0, "none": 0.0}
     info = families["openclaw_model_info"].samples[0]
     assert info.labels["model"] == 'we"ird\\name\n'
     down = {f.name: f for f in text_string_to_metric_families(metrics.down())}
@@ -213,6 +248,7 @@ def test_session_filter_accepts_id_key_or_short_name() -> None:
 
 def test_svg_is_valid_and_names_every_phase() -> None:
     record = _records(1)[0]
+    record["spans"].append(span("tool.o'<b>\"", 100, 1))  # names come from model output
     svg = trace_svg.render(record)
     root = ET.fromstring(svg)
     texts = {"".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")}
