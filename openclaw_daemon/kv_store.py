@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openclaw_daemon import kv_files
+from openclaw_daemon import anon_memory, kv_files
 from openclaw_daemon.errors import CacheCorruptError
 from openclaw_daemon.prefix_index import Match, PrefixIndex
 
@@ -62,8 +62,7 @@ class BufferPool:
                 return memoryview(buffer)[:size]
         self.allocated += 1
         capacity = size + size // 8 + (8 << 20)
-        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-        return memoryview(mmap.mmap(-1, capacity, flags=flags))[:size]
+        return memoryview(anon_memory.populated_map(capacity))[:size]
 
     def give(self, blob: kv_files.Blob) -> None:
         """Take back a buffer nothing else refers to any more."""

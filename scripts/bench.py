@@ -520,7 +520,8 @@ def trace_markdown(results: dict[str, Any]) -> str:
     cold, stats = results["cold"], results["stats"]
     out = [
         f"Run {results['startedAt']} on {results['machine']}, model {results['model']}, "
-        f"base document {results['documentTokens']} target tokens; {results['turns']} measured turns (and one warm-up).",
+        f"base document {results['documentTokens']} target tokens; {results['turns']} "
+        "measured turns (and one warm-up).",
         "",
         "| turn | wall ms (outside) | wall ms (trace) | coverage | TTFT ms | residual ms (trace) |",
         "|---|---:|---:|---:|---:|---:|",
