@@ -42,7 +42,8 @@ def render(record: dict[str, Any]) -> str:
     wall = max(float(record["wallMs"]), 1e-3)
     plot_w = _WIDTH - _LABEL_W - _RIGHT_PAD
     scale = plot_w / wall
-    height = _TOP + len(spans) * _ROW_H + 100
+    notes = cache_line(record).splitlines()
+    height = _TOP + len(spans) * _ROW_H + 52 + 16 * len(notes)
     out = [
         "<?xml version='1.0' encoding='UTF-8'?>",
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{_WIDTH}' height='{height}' "
@@ -102,7 +103,7 @@ def render(record: dict[str, Any]) -> str:
     out.append(f"<path d='M{x:.1f},{y - 10} L{x + 10:.1f},{y - 10} L{x + 5:.1f},{y} Z' "
                "fill='#d62728'/>")  # fmt: skip
     out.append(_text(x + 16, y, "first token"))
-    for index, line in enumerate(cache_line(record).splitlines()):
+    for index, line in enumerate(notes):
         out.append(_text(12, y + 24 + 16 * index, line, "xml:space='preserve'"))
     out.append("</svg>")
     return "\n".join(out) + "\n"

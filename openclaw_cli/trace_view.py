@@ -77,7 +77,15 @@ def cache_line(record: dict[str, Any]) -> str:
         f"{usage.get('cacheWrite', 0):,} prefilled), {usage.get('output', 0):,} generated"
     )
     summary = cache.get("summary")
-    return f"cache: {summary}\ntokens: {tokens}" if summary else f"tokens: {tokens}"
+    lines = [f"cache: {summary}"] if summary else []
+    lines.append(f"tokens: {tokens}")
+    for span in record.get("spans", []):
+        if span.get("name") == "lane.wait" and span.get("behind"):
+            lines.append(
+                f"lane.wait: {span.get('durationMs', 0):,.1f} ms behind "
+                + ", ".join(str(label) for label in span["behind"])
+            )
+    return "\n".join(lines)
 
 
 def span_tokens(span: dict[str, Any]) -> str:

@@ -74,6 +74,14 @@ def select(
     return chosen
 
 
+def _behind_background(span: dict[str, Any]) -> bool:
+    """The turn waited behind an idle-time job rather than another turn."""
+    behind = span.get("behind")
+    return isinstance(behind, list) and any(
+        not str(label).startswith(("turn:", "cache clear", "sessions compact:")) for label in behind
+    )
+
+
 def _spans(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [s for r in records for s in r["spans"] if s["name"] == name]
 
@@ -171,12 +179,20 @@ def suggestions(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[
     waits = _spans(records, "lane.wait")
     waited = sum(s["durationMs"] for s in waits)
     if waits and max(s["durationMs"] for s in waits) >= 500:
+        background = sum(s["durationMs"] for s in waits if _behind_background(s))
+        cause = (
+            f"{background / 1000:,.1f} s of it behind background work (compaction, "
+            "prefill ahead, parking), which the daemon does in idle time and yields at the "
+            "next prefill batch; a smaller OPENCLAW_PREFILL_BATCH yields sooner"
+            if background >= waited / 2
+            else "turns on one daemon run one at a time, so avoid overlapping runs or expect "
+            "the wait"
+        )
         tips.append(
             (
                 waited,
                 f"turns waited {waited / 1000:,.1f} s in all for the model (lane.wait), at most "
-                f"{max(s['durationMs'] for s in waits) / 1000:,.1f} s; turns on one daemon run one "
-                "at a time, so avoid overlapping runs or expect the wait",
+                f"{max(s['durationMs'] for s in waits) / 1000:,.1f} s; {cause}",
             )
         )
     misses = summary["cache"]["lookups"]["none"]

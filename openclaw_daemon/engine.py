@@ -3,7 +3,11 @@
 One ``Engine`` holds one loaded model and one llama context (L1, the live KV
 cache). It keeps the ids its KV cache holds, so a new prompt only prefills what
 follows the longest common prefix. Prefill runs in batches so callers get
-progress and can cancel between batches; decode yields one token at a time.
+progress; a cancel also stops the batch in flight (llama.cpp's abort callback,
+checked between graph nodes: ~6 ms, where waiting for a 256-token batch 6k
+tokens deep took 2.6 s on 2 cores). llama.cpp then drops the aborted batch's
+positions, so the KV cache holds exactly the batches before it. Decode yields
+one token at a time.
 
 Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._init_sampler`` and
 ``Llama.input_ids`` are internal there, and these names moved in 0.3.10, 0.3.17
@@ -96,6 +100,21 @@ class Engine:
         )
         self.lock = threading.Lock()
         self._grammars: dict[str, LlamaGrammar] = {}
+        # While a prefill runs, its cancel predicate; the callback below polls it
+        # from llama.cpp's compute thread (the worker, which released the GIL).
+        self._abort_when: Callable[[], bool] | None = None
+        self._aborted = False
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
+        llama_cpp.llama_set_abort_callback(self.llama._ctx.ctx, self._abort_callback, None)
+
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        when = self._abort_when
+        try:
+            self._aborted = bool(when is not None and when())
+        except Exception:  # an exception must not cross into C: keep computing
+            log.exception("abort check failed")
+            self._aborted = False
+        return self._aborted
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -163,14 +182,18 @@ class Engine:
         self.truncate(reused)
         todo = tokens[reused:]
         done = 0
-        for start in range(0, len(todo), batch_size):
-            if cancelled():
-                raise CancelledError("the turn was cancelled during prefill")
-            chunk = todo[start : start + batch_size]
-            self._eval(chunk)
-            done += len(chunk)
-            if on_progress is not None:
-                on_progress(done, len(todo))
+        self._abort_when = cancelled
+        try:
+            for start in range(0, len(todo), batch_size):
+                if cancelled():
+                    raise CancelledError("the turn was cancelled during prefill")
+                chunk = todo[start : start + batch_size]
+                self._eval(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, len(todo))
+        finally:
+            self._abort_when = None
         return reused
 
     def truncate(self, keep: int) -> None:
@@ -222,9 +245,15 @@ class Engine:
         self.truncate(keep)
 
     def _eval(self, tokens: list[int]) -> None:
+        self._aborted = False
         try:
             self.llama.eval(tokens)
         except RuntimeError as exc:
+            if self._aborted:
+                # llama.cpp removed the batch's positions and ``n_tokens`` did not
+                # move: the cache holds what it held before this batch.
+                self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
+                raise CancelledError("the turn was cancelled during prefill") from exc
             # A failed decode leaves the cache in an unknown state; start clean.
             self.reset()
             raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc

@@ -50,6 +50,8 @@ BACKGROUND_QUIET_S = 2.0
 # ...but with turns that never pause for that long, they run anyway after this
 # (each attempt is preempted by the next turn and resumes later).
 BACKGROUND_AT_MOST_S = 60.0
+# A lane wait shorter than this is lock bookkeeping, not another turn.
+_LANE_NOTICE_S = 0.001
 
 
 @dataclass
@@ -130,7 +132,9 @@ class Handlers:
             result = self.state.cache_stats()
         elif action == "clear":
             # On the model worker: a clear must not race a turn restoring a blob.
-            result = self.state.scheduler.submit(self.state.cache_clear).result()
+            result = self.state.scheduler.submit(
+                self.state.cache_clear, label="cache clear"
+            ).result()
         else:
             raise BadRequestError(f"unknown cache action {action!r}", hint="Use stats or clear.")
         connection.send({"type": "done", "result": result})
@@ -159,8 +163,18 @@ class Handlers:
         timeout = request.get("timeout_s")
         deadline = time.monotonic() + float(timeout) if timeout else None
         session_key = f"{request.get('agent_id') or 'main'}/{request.get('session_id') or ''}"
-        with self.state.scheduler.lane(session_key):
-            future = self.state.scheduler.submit(lambda: self.state.pipeline.run(request, context))
+        scheduler = self.state.scheduler
+        waiting_since = trace.clock()
+        with scheduler.lane(session_key):
+            # Another turn of this session held its lane (it runs before ours).
+            same_session = trace.clock() - waiting_since > _LANE_NOTICE_S
+
+            def run() -> dict[str, Any]:
+                behind = scheduler.waited_behind
+                context.waited_behind = [f"turn:{session_key}"] * same_session + behind
+                return self.state.pipeline.run(request, context)
+
+            future = scheduler.submit(run, label=f"turn:{session_key}")
             future.add_done_callback(lambda _: events.put(_JOB_ENDED))
             timed_out = self._relay(connection, events, future, cancel, deadline)
         self._drain(connection, events)
@@ -292,7 +306,8 @@ class Handlers:
         instructions = request.get("instructions")
         with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
             future = self.state.scheduler.submit(
-                lambda: pipeline.compactor.compact(ref, store, instructions=instructions)
+                lambda: pipeline.compactor.compact(ref, store, instructions=instructions),
+                label=f"sessions compact:{ref.key}",
             )
             result = future.result()
         # Asked for explicitly: prefill the new layout as soon as the daemon is idle.

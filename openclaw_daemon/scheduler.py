@@ -9,6 +9,9 @@ name replaces a pending one. An idle job may also ask for a quiet period (no
 turn for that many seconds), so long background work (compaction) does not
 start between back-to-back turns only to be preempted and move the live
 context away from the session that is still being used.
+
+The worker remembers what it ran and when, so a turn can say what it waited
+behind (``waited_behind``): another session's turn, or a named background job.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -42,6 +46,11 @@ class Scheduler:
         self._running = False
         self._wake_pending = False
         self._last_end = clock()
+        # (start, end, label) of the worker's recent jobs; the current one ends at inf.
+        self._ran: deque[tuple[float, float, str]] = deque(maxlen=64)
+        # Set on the worker thread just before a submitted job starts: the labels
+        # of the jobs that ran (or were running) since it was submitted.
+        self.waited_behind: list[str] = []
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -52,10 +61,10 @@ class Scheduler:
         with lock:
             yield
 
-    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+    def submit(self, job: Callable[[], Any], *, label: str = "a request") -> Future[Any]:
         future: Future[Any] = Future()
         try:
-            self._jobs.put_nowait((job, future))
+            self._jobs.put_nowait((job, future, label, self.clock()))
         except queue.Full:
             raise DaemonBusyError(
                 f"the daemon is busy: {self._jobs.maxsize} turns are already queued",
@@ -101,8 +110,8 @@ class Scheduler:
             # A queued stop counts: background work yields to it as to a turn.
             return sum(1 for item in self._jobs.queue if item is not _WAKE)
 
-    def _next_idle(self, *, at_stop: bool = False) -> tuple[Callable[[], Any] | None, float]:
-        """The first idle job that may run now, or None and how long until one may.
+    def _next_idle(self, *, at_stop: bool = False) -> tuple[str, Callable[[], Any] | None, float]:
+        """The first idle job that may run now (name, job), or None and how long until one may.
 
         At stop only the jobs that need no quiet period (parking) may run.
         """
@@ -114,10 +123,10 @@ class Scheduler:
                 ready = need == 0 if at_stop else quiet >= need or now >= deadline
                 if ready:
                     del self._idle[name]
-                    return job, 0.0
+                    return name, job, 0.0
                 if not at_stop:
                     wait = min(wait, need - quiet, deadline - now)
-            return None, max(wait, 0.001)
+            return "", None, max(wait, 0.001)
 
     def _run_idle(self, *, wait: list[float] | None = None, at_stop: bool = False) -> bool:
         """Run one idle job; False if none may run (``wait`` gets how long until one may).
@@ -125,17 +134,31 @@ class Scheduler:
         At stop only the jobs that need no quiet period (parking) run: a
         compaction can wait for the next daemon.
         """
-        job, until = self._next_idle(at_stop=at_stop)
+        name, job, until = self._next_idle(at_stop=at_stop)
         if wait is not None:
             wait[:] = [until]
         if job is None:
             return False
         try:
-            job()
+            with self._running_as(name):
+                job()
             self.idle_runs += 1
         except Exception:  # background work must never take the worker down
             log.exception("idle job failed")
         return True
+
+    @contextmanager
+    def _running_as(self, label: str) -> Iterator[None]:
+        started = self.clock()
+        self._ran.append((started, float("inf"), label))
+        try:
+            yield
+        finally:
+            self._ran[-1] = (started, self.clock(), label)
+
+    def _behind(self, submitted_at: float) -> list[str]:
+        """Labels of the jobs that ended after ``submitted_at``, oldest first."""
+        return [label for _, end, label in self._ran if end > submitted_at]
 
     def _work(self) -> None:
         while True:
@@ -157,12 +180,15 @@ class Scheduler:
                 while self._run_idle(at_stop=True):  # finish parking before the daemon exits
                     pass
                 return
-            job, future = item
+            job, future, label, submitted_at = item
             if not future.set_running_or_notify_cancel():
                 continue
             self._running = True
+            self.waited_behind = self._behind(submitted_at)
             try:
-                future.set_result(job())
+                with self._running_as(label):
+                    result = job()
+                future.set_result(result)
             except BaseException as exc:  # the job's error belongs to its caller
                 future.set_exception(exc)
             finally:

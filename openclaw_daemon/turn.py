@@ -64,6 +64,8 @@ class TurnContext:
     cancelled: Callable[[], bool]
     received_at: float
     turn_id: str = ""
+    # What ran on the model worker while this turn waited for it (scheduler labels).
+    waited_behind: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,7 +116,8 @@ class TurnPipeline:
 
     def run(self, request: dict[str, Any], ctx: TurnContext) -> dict[str, Any]:
         trace = ctx.trace
-        trace.add("lane.wait", ctx.received_at, trace.clock())
+        behind = {"behind": ctx.waited_behind} if ctx.waited_behind else {}
+        trace.add("lane.wait", ctx.received_at, trace.clock(), **behind)
         message = request.get("message")
         if not isinstance(message, str) or not message.strip():
             raise BadRequestError("the turn has no message text", hint="Pass one with -m TEXT.")

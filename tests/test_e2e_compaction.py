@@ -87,7 +87,6 @@ def test_a_session_past_its_threshold_compacts_in_the_background(cli: Cli) -> No
 
 def test_a_foreground_turn_preempts_the_background_prefill(cli: Cli) -> None:
     cli.extra_env["OPENCLAW_N_CTX"] = "4096"
-    cli.extra_env["OPENCLAW_PREFILL_BATCH"] = "32"  # small batches: quick to preempt
     for label in ("Coral", "Ivory", "Jade", "Onyx", "Pearl", "Ruby"):  # ~480 tokens a turn
         last = turn(cli, fact(label, 30) + " Say OK.", "long")
     assert last["meta"]["agentMeta"]["usage"]["input"] > 4096 - 1024
@@ -97,6 +96,10 @@ def test_a_foreground_turn_preempts_the_background_prefill(cli: Cli) -> None:
     assert other["payloads"][0]["text"].strip()
     lane_wait = next(s for s in other["meta"]["trace"]["spans"] if s["name"] == "lane.wait")
     assert lane_wait["durationMs"] < 2000  # served first, not after the background prefill
+    # The trace says what the turn waited behind: the background job it stopped.
+    assert any(label.startswith("prefill-ahead:") for label in lane_wait["behind"]), lane_wait
+    chart = cli.run("trace", "show", other["meta"]["trace"]["turnId"]).stdout
+    assert "behind prefill-ahead:" in " ".join(chart.split()), chart
     assert wait_for(lambda: compaction_status(cli)["prefilledAhead"] >= 1, timeout=300)
     status = compaction_status(cli)
     assert status["prefillAheadPreempted"] >= 1, status

@@ -150,3 +150,33 @@ def test_at_stop_only_jobs_without_a_quiet_period_run() -> None:
     release.set()
     stopper.join(5)
     assert ran == ["park"]
+
+
+def test_a_job_learns_what_it_waited_behind() -> None:
+    scheduler = Scheduler()
+    scheduler.submit(lambda: None, label="turn:main/early").result(timeout=5)
+    release = threading.Event()
+    started = threading.Event()
+
+    def background() -> None:
+        started.set()
+        release.wait(5)
+
+    scheduler.submit_idle("prefill-ahead:agent:main:s1", background)
+    assert started.wait(5)
+    seen: dict[str, list[str]] = {}
+    # Queued while the background job runs, then behind another turn.
+    first = scheduler.submit(
+        lambda: seen.setdefault("a", list(scheduler.waited_behind)), label="turn:main/a"
+    )
+    second = scheduler.submit(
+        lambda: seen.setdefault("b", list(scheduler.waited_behind)), label="turn:main/b"
+    )
+    release.set()
+    first.result(timeout=5), second.result(timeout=5)
+    # The turn that ended before they were queued is not what they waited for.
+    assert seen["a"] == ["prefill-ahead:agent:main:s1"]
+    assert seen["b"] == ["prefill-ahead:agent:main:s1", "turn:main/a"]
+    # Nothing running or queued: no wait to explain.
+    assert scheduler.submit(lambda: list(scheduler.waited_behind)).result(timeout=5) == []
+    scheduler.shutdown()
