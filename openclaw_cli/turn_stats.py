@@ -181,9 +181,10 @@ def suggestions(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[
     if waits and max(s["durationMs"] for s in waits) >= 500:
         background = sum(s["durationMs"] for s in waits if _behind_background(s))
         cause = (
-            f"{background / 1000:,.1f} s of it behind background work (compaction, "
-            "prefill ahead, parking), which the daemon does in idle time and yields at the "
-            "next prefill batch; a smaller OPENCLAW_PREFILL_BATCH yields sooner"
+            f"{background / 1000:,.1f} s of it behind background work (parking, "
+            "compaction, prefill ahead), which should stop within milliseconds of a turn "
+            "arriving; `openclaw trace list` finds those turns (lane.wait says behind what), "
+            "and OPENCLAW_PREFILL_AHEAD=0 turns prefill ahead off"
             if background >= waited / 2
             else "turns on one daemon run one at a time, so avoid overlapping runs or expect "
             "the wait"

@@ -239,6 +239,26 @@ def test_stats_summary_and_suggestions_come_from_the_data() -> None:
     assert [r["turnId"] for r in selected] == ["t1", "t2", "t3", "t1", "t2"]
 
 
+def _waited(behind: list[str], ms: float) -> dict[str, Any]:
+    spans = [span("lane.wait", 0.0, ms, behind=behind), span("model.prefill", ms, 30.0, tokens=10)]
+    result = daemon_result(spans=spans)
+    return turn_record.build(result, turn_record.check_report(client_report()), memory={})
+
+
+def test_lane_waits_are_explained_by_what_the_turn_waited_behind() -> None:
+    behind_job = _waited(["park", "prefill-ahead:agent:main:work"], 800.0)
+    chart_notes = trace_view.cache_line(behind_job)
+    assert "lane.wait: 800.0 ms behind park, prefill-ahead:agent:main:work" in chart_notes
+    assert "lane.wait: 800.0 ms behind park" in trace_svg.render(behind_job)
+    [tip] = [t for t in turn_stats.summarize([behind_job])["suggestions"] if "lane.wait" in t]
+    assert "behind background work" in tip and "OPENCLAW_PREFILL_AHEAD=0" in tip
+    behind_turn = _waited(["turn:main/other"], 800.0)
+    [tip] = [t for t in turn_stats.summarize([behind_turn])["suggestions"] if "lane.wait" in t]
+    assert "one at a time" in tip and "background" not in tip
+    # No wait worth a line: nothing said.
+    assert "lane.wait" not in trace_view.cache_line(_records(1)[0])
+
+
 def test_session_filter_accepts_id_key_or_short_name() -> None:
     record = _records(1)[0]
     for name in ("s-1", "agent:main:work", "work"):
