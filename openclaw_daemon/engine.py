@@ -102,10 +102,12 @@ class Engine:
         self._grammars: dict[str, LlamaGrammar] = {}
         # While a prefill runs, its cancel predicate; the callback below polls it
         # from llama.cpp's compute thread (the worker, which released the GIL).
+        # It is installed only during prefill: llama.cpp calls it at every graph
+        # node (~600 a batch), and each call takes the GIL.
         self._abort_when: Callable[[], bool] | None = None
         self._aborted = False
         self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
-        llama_cpp.llama_set_abort_callback(self.llama._ctx.ctx, self._abort_callback, None)
+        self._no_abort_callback = llama_cpp.ggml_abort_callback(0)  # NULL: never called
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         when = self._abort_when
@@ -183,6 +185,8 @@ class Engine:
         todo = tokens[reused:]
         done = 0
         self._abort_when = cancelled
+        ctx = self.llama._ctx.ctx
+        llama_cpp.llama_set_abort_callback(ctx, self._abort_callback, None)
         try:
             for start in range(0, len(todo), batch_size):
                 if cancelled():
@@ -193,6 +197,7 @@ class Engine:
                 if on_progress is not None:
                     on_progress(done, len(todo))
         finally:
+            llama_cpp.llama_set_abort_callback(ctx, self._no_abort_callback, None)
             self._abort_when = None
         return reused
 

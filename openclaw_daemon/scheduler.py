@@ -139,10 +139,13 @@ class Scheduler:
             wait[:] = [until]
         if job is None:
             return False
+        started = self.clock()
         try:
             with self._running_as(name):
                 job()
             self.idle_runs += 1
+            # What background work cost, for reading a slow lane.wait against the log.
+            log.info("background %s took %.0f ms", name, (self.clock() - started) * 1000.0)
         except Exception:  # background work must never take the worker down
             log.exception("idle job failed")
         return True

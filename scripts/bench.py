@@ -168,6 +168,8 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         ),
         "acceptedMs": (spans.get("cli.connect") or {}).get("acceptedMs"),
         "laneWaitMs": spans["lane.wait"]["durationMs"],
+        "laneBehind": spans["lane.wait"].get("behind", []),
+        "helloMs": (spans.get("cli.connect") or {}).get("helloMs"),
     }
 
 
@@ -707,10 +709,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
         "--only",
-        choices=("all", "compaction", "trace"),
+        choices=("all", "compaction", "trace", "s9"),
         default="all",
         help="compaction: scenarios 1, 2, 6 and 8 (with and without prefill ahead); "
-        "trace: tracing coverage and costs, and SVGs of a cold and a warm turn",
+        "trace: tracing coverage and costs, and SVGs of a cold and a warm turn; "
+        "s9: scenarios 1, 2 and 9 only, keeping the state dir (daemon log, turn log)",
     )
     args = parser.parse_args()
     target = 1500 if args.quick else 6000
@@ -735,6 +738,12 @@ def main() -> int:
             results.update(compaction_suite(runner, document))
             return _write(args, results, "bench-compaction", compaction_markdown(results))
         results.update(scenario_1_and_2(runner, document))
+        if args.only == "s9":
+            results["scenario9"] = scenario_9(runner, target)
+            print(json.dumps(results["scenario9"]["rounds"], indent=1))
+            print(f"state dir kept: {state_dir}")
+            state_dir = Path("/nonexistent-kept")  # the finally below must not remove it
+            return 0
         results["scenario5"] = scenario_5(runner, document)
         results["scenario7"] = scenario_7(runner, document)
         results["scenario9"] = scenario_9(runner, target)

@@ -27,6 +27,17 @@ def test_populated_map_is_resident_before_first_touch() -> None:
         mapping.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_DONTNEED in steps is Linux")
+def test_release_gives_the_pages_back_and_unmaps() -> None:
+    process = psutil.Process()
+    mapping = anon_memory.populated_map(SIZE)
+    resident = process.memory_info().rss
+    mapping.release()
+    assert mapping.closed
+    assert resident - process.memory_info().rss >= SIZE * 0.9
+    mapping.release()  # twice is harmless
+
+
 def test_populated_map_is_zeroed_writable_and_closable(monkeypatch: pytest.MonkeyPatch) -> None:
     for madvise in (anon_memory._madvise, None):  # with the kernel's help, and without
         monkeypatch.setattr(anon_memory, "_madvise", madvise)

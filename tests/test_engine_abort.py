@@ -72,3 +72,15 @@ def test_no_cancel_no_abort(engine: Engine) -> None:
     engine.prefill(tokens, batch_size=64, cancelled=lambda: False)
     assert engine.llama.n_tokens == len(tokens) and not engine._aborted
     assert engine._abort_when is None  # nothing left polling after the prefill
+
+
+def test_decode_runs_without_the_abort_callback(engine: Engine) -> None:
+    rng = random.Random(3)
+    engine.reset()
+    engine.prefill([rng.randrange(100, 40000) for _ in range(64)], batch_size=64)
+    polled: list[int] = []
+    # Were the callback still installed, llama.cpp would poll this at every graph node.
+    engine._abort_when = lambda: polled.append(1) is None and False
+    engine._eval([rng.randrange(100, 40000)])
+    engine._abort_when = None
+    assert polled == []
