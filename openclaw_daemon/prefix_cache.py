@@ -174,7 +174,7 @@ class PrefixCache:
         live = tuple(self.engine.live_tokens)
         if not live or self.store.covers(live):
             return False
-        tokens, blob = self.engine.snapshot(self.store.pool.take)
+        tokens, blob = self.engine.snapshot(lambda size: self.store.buffer_for(live, size))
         self.store.add(tokens, blob, self.live_label)
         return True
 

@@ -173,6 +173,31 @@ def test_superseded_snapshot_buffers_are_reused(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_snapshot_reuses_the_buffer_of_the_entry_it_supersedes(tmp_path: Path) -> None:
+    store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30)
+    store.load_disk_index()
+    first = store.pool.take(1000)
+    first[:] = blob(1000, 1)
+    store.add((1, 2), first, "s")
+    other = store.pool.take(1000)
+    other[:] = blob(1000, 3)
+    store.add((7, 8), other, "t")
+    assert store.flush()
+    # The session grew: its next snapshot goes into its previous state's buffer...
+    with store.pinned(store.best([7, 8])[1]):  # ...never into one being restored
+        assert store.buffer_for((7, 8, 9), 1000).obj is not other.obj
+    second = store.buffer_for((1, 2, 3), 1100)
+    assert second.obj is first.obj and store.pool.allocated == 3
+    assert store.best([1, 2])[1] is None  # that entry is gone from every tier
+    second[:] = blob(1100, 2)
+    store.add((1, 2, 3), second, "s")
+    assert store.flush()
+    _, entry = store.best([1, 2, 3])
+    assert entry is not None and bytes(store.fetch(entry)) == blob(1100, 2)
+    assert len(list(store.dir.glob("*.kvc"))) == 2  # (1, 2, 3) and (7, 8)
+    store.close()
+
+
 def test_disk_writes_hold_while_turns_run(tmp_path: Path) -> None:
     turn_running = True
     store = KVStore(
