@@ -47,8 +47,12 @@ _REPORT_WAIT_S = 5.0
 # preempted at once, and having moved the live context to another session,
 # make the next turn wait and restore it (measured: +30-540 ms a turn).
 BACKGROUND_QUIET_S = 2.0
-# ...but with turns that never pause for that long, they run anyway after this
-# (each attempt is preempted by the next turn and resumes later).
+# ...but with turns that never pause for that long, prefill ahead runs anyway
+# after this: a turn stops it mid-batch within milliseconds. A compaction has
+# no such deadline: its first step restores the session's state (a 150 MB
+# copy, or a disk read) that no turn can interrupt, and under a stream of
+# turns every attempt paid the next turn ~250 ms only to be preempted. A
+# session that overflows first is compacted on the overflow path instead.
 BACKGROUND_AT_MOST_S = 60.0
 # A lane wait shorter than this is lock bookkeeping, not another turn.
 _LANE_NOTICE_S = 0.001
@@ -255,11 +259,9 @@ class Handlers:
                 try:
                     pipeline.compactor.compact(ref, store, cancelled=scheduler.busy)
                 except CancelledError:
+                    # No deadline (see BACKGROUND_AT_MOST_S): only a quiet moment.
                     scheduler.submit_idle(
-                        f"compact:{key}",
-                        compact,
-                        after_quiet_s=BACKGROUND_QUIET_S,
-                        at_most_s=BACKGROUND_AT_MOST_S,
+                        f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S
                     )
                     return
                 except OpenClawError as exc:  # e.g. one huge turn: nothing older to cut
@@ -267,12 +269,7 @@ class Handlers:
                     return
                 self._schedule_prefill_ahead(ref)
 
-            scheduler.submit_idle(
-                f"compact:{key}",
-                compact,
-                after_quiet_s=BACKGROUND_QUIET_S,
-                at_most_s=BACKGROUND_AT_MOST_S,
-            )
+            scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
 
     def _schedule_prefill_ahead(self, ref: Any, *, quiet_s: float = BACKGROUND_QUIET_S) -> None:
         pipeline, scheduler = self.state.pipeline, self.state.scheduler
