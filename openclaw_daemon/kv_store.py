@@ -132,9 +132,11 @@ class KVStore:
         ram_budget: int,
         disk_budget: int,
         quiet_for: Callable[[], float] = lambda: float("inf"),
+        worker_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.root = root
         self.quiet_for = quiet_for  # seconds since the model worker last served a turn
+        self.worker_busy = worker_busy  # the worker runs anything: a turn, or parking
         self.fingerprint = fingerprint
         self.dir = root / kv_files.fingerprint_id(fingerprint)
         self.ram_budget = ram_budget
@@ -370,7 +372,10 @@ class KVStore:
 
     def _pause(self, entry: CacheEntry) -> None:
         """Between chunks: stop if the entry is gone; hold until turns have
-        paused (bounded: a stream of turns must not starve the disk tier)."""
+        paused. A stream of turns must not starve the disk tier, so past the
+        write's deadline it goes on in the gaps between them, never alongside
+        a turn or a park (a 150 MB crc32 and write doubled a concurrent park's
+        copy on 2 cores, and the next turn waited for that park)."""
         while True:
             with self._lock:
                 if self.entries.get(entry.key) is not entry:
@@ -378,7 +383,7 @@ class KVStore:
             if (
                 self._closing
                 or self.quiet_for() >= _QUIET_BEFORE_WRITE_S
-                or time.monotonic() > self._write_deadline
+                or (time.monotonic() > self._write_deadline and not self.worker_busy())
             ):
                 return
             time.sleep(_BUSY_POLL_S)

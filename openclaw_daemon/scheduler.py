@@ -100,6 +100,10 @@ class Scheduler:
         """True while a turn runs or waits: background work should hold off."""
         return self._running or self.queued > 0
 
+    def working(self) -> bool:
+        """True while the worker runs anything (a turn, or an idle job) or a turn waits."""
+        return self.busy() or bool(self._ran and self._ran[-1][1] == float("inf"))
+
     def quiet_for(self) -> float:
         """Seconds since the last turn ended; 0 while one runs or waits."""
         return 0.0 if self.busy() else self.clock() - self._last_end

@@ -98,6 +98,7 @@ class Daemon:
             ram_budget=cache_ram,
             disk_budget=cache_disk,
             quiet_for=self.scheduler.quiet_for,
+            worker_busy=self.scheduler.working,
         )
         self.store.load_disk_index()
         self.cache = PrefixCache(self.engine, self.store)

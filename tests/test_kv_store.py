@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from openclaw_daemon import kv_files, memory_budget
+from openclaw_daemon import kv_files, kv_store, memory_budget
 from openclaw_daemon.errors import CacheCorruptError, ResourceError
 from openclaw_daemon.kv_store import KVStore
 
@@ -215,6 +215,31 @@ def test_disk_writes_hold_while_turns_run(tmp_path: Path) -> None:
     assert store.flush()
     assert kv_files.read_blob(next(store.dir.glob("*.kvc")), FP)[1] == blob(
         3 * kv_files.CHUNK_BYTES
+    )
+    store.close()
+
+
+def test_a_write_past_its_deadline_goes_on_between_turns_never_during_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kv_store, "_MAX_WRITE_DELAY_S", 0.0)  # every write is overdue
+    worker = {"busy": True}
+    store = KVStore(
+        tmp_path,
+        FP,
+        ram_budget=1 << 30,
+        disk_budget=1 << 30,
+        quiet_for=lambda: 0.0,  # turns never pause for a second
+        worker_busy=lambda: worker["busy"],
+    )
+    store.load_disk_index()
+    store.add((1, 2, 3), blob(2 * kv_files.CHUNK_BYTES), "s")
+    assert not store.flush(timeout=0.3)  # overdue, but the worker is running something
+    assert list(store.dir.glob("*.kvc")) == []
+    worker["busy"] = False  # a gap between two turns
+    assert store.flush()
+    assert kv_files.read_blob(next(store.dir.glob("*.kvc")), FP)[1] == blob(
+        2 * kv_files.CHUNK_BYTES
     )
     store.close()
 

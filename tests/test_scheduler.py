@@ -164,6 +164,8 @@ def test_a_job_learns_what_it_waited_behind() -> None:
 
     scheduler.submit_idle("prefill-ahead:agent:main:s1", background)
     assert started.wait(5)
+    # Background work is not a turn (busy) but the worker is working (disk writes wait).
+    assert scheduler.working() and not scheduler.busy()
     seen: dict[str, list[str]] = {}
     # Queued while the background job runs, then behind another turn.
     first = scheduler.submit(
@@ -179,4 +181,5 @@ def test_a_job_learns_what_it_waited_behind() -> None:
     assert seen["b"] == ["prefill-ahead:agent:main:s1", "turn:main/a"]
     # Nothing running or queued: no wait to explain.
     assert scheduler.submit(lambda: list(scheduler.waited_behind)).result(timeout=5) == []
+    assert wait_until(lambda: not scheduler.working())
     scheduler.shutdown()
