@@ -61,8 +61,12 @@ class BufferPool:
                 self.reused += 1
                 return memoryview(buffer)[:size]
         self.allocated += 1
-        capacity = size + size // 8 + (8 << 20)
-        return memoryview(anon_memory.populated_map(capacity))[:size]
+        return memoryview(anon_memory.populated_map(self.capacity_for(size)))[:size]
+
+    @staticmethod
+    def capacity_for(size: int) -> int:
+        """What a fresh buffer for ``size`` bytes holds: headroom for the session's growth."""
+        return size + size // 8 + (8 << 20)
 
     def give(self, blob: kv_files.Blob) -> None:
         """Take back a buffer nothing else refers to any more."""
@@ -241,22 +245,34 @@ class KVStore:
         copy, with no fresh memory to fault in and no old buffer to unmap (each
         ~65 ms and ~10 ms for 160 MB, measured; without this a round-robin over
         sessions paid them on every turn).
+
+        A new session has no such entry. If its snapshot would push the RAM
+        tier over budget, the least recently used entries are evicted first, so
+        the buffer of one of them is reused instead of faulting in fresh memory
+        that the eviction right after would balance by unmapping another (the
+        ~255 ms wait of the turn after scenario 9's last prime).
         """
         with self._lock:
-            for key in self.index.prefixes_of(tokens):
-                entry = self.entries[key]
-                buffer = entry.blob
-                if (
-                    isinstance(buffer, memoryview)
-                    and isinstance(buffer.obj, mmap.mmap)
-                    and len(buffer.obj) >= size
-                    and not entry.writing
-                    and not entry.pins
-                ):
-                    self._forget(key)  # its buffer goes to the pool's spares
-                    self._writes.put(("delete", key))
-                    break
+            if not self._recycle_superseded(tokens, size):
+                self._evict_ram(reserve=self.pool.capacity_for(size))
         return self.pool.take(size)
+
+    def _recycle_superseded(self, tokens: tuple[int, ...], size: int) -> bool:
+        """Forget an entry ``tokens`` supersedes whose buffer fits ``size``; True if one was."""
+        for key in self.index.prefixes_of(tokens):
+            entry = self.entries[key]
+            buffer = entry.blob
+            if (
+                isinstance(buffer, memoryview)
+                and isinstance(buffer.obj, mmap.mmap)
+                and len(buffer.obj) >= size
+                and not entry.writing
+                and not entry.pins
+            ):
+                self._forget(key)  # its buffer goes to the pool's spares
+                self._writes.put(("delete", key))
+                return True
+        return False
 
     def add(self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str) -> CacheEntry:
         """Park a snapshot in RAM and queue it for disk. Entries that hold a
@@ -291,7 +307,8 @@ class KVStore:
         if blob is not None and not entry.writing:
             self.pool.give(blob)
 
-    def _evict_ram(self) -> None:
+    def _evict_ram(self, reserve: int = 0) -> None:
+        """Drop RAM copies, least recently used first, until ``reserve`` more bytes fit."""
         held = sorted(
             (
                 e
@@ -300,7 +317,7 @@ class KVStore:
             ),
             key=lambda e: e.used_at,
         )
-        used = sum(e.blob_bytes for e in self.entries.values() if e.blob is not None)
+        used = reserve + sum(e.blob_bytes for e in self.entries.values() if e.blob is not None)
         if used + self.pool.spare_bytes > self.ram_budget:
             self.pool.drop_spares()  # an empty spare never costs a parked session
         for entry in held:

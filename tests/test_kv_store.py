@@ -198,6 +198,47 @@ def test_a_snapshot_reuses_the_buffer_of_the_entry_it_supersedes(tmp_path: Path)
     store.close()
 
 
+def test_a_new_session_over_budget_reuses_the_lru_entrys_buffer(tmp_path: Path) -> None:
+    capacity = kv_store.BufferPool.capacity_for(1000)
+    store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
+    store.load_disk_index()
+    oldest = store.pool.take(1000)
+    oldest[:] = blob(1000, 1)
+    store.add((1, 1), oldest, "a")
+    newer = store.pool.take(1000)
+    newer[:] = blob(1000, 2)
+    store.add((2, 2), newer, "b")
+    assert store.flush()  # both on disk: either may leave RAM
+    # A third session supersedes nothing; a fresh buffer would exceed the budget.
+    third = store.buffer_for((3, 3), 1000)
+    assert third.obj is oldest.obj and store.pool.allocated == 2
+    _, evicted = store.best([1, 1])
+    assert evicted is not None and evicted.tier == "L3"
+    assert bytes(store.fetch(evicted)) == blob(1000, 1)  # from its file, intact
+    _, kept = store.best([2, 2])
+    assert kept is not None and kept.tier == "L2" and bytes(kept.blob or b"") == blob(1000, 2)
+    third[:] = blob(1000, 3)
+    store.add((3, 3), third, "c")
+    assert store.stats()["evictedRam"] == 1  # nothing more to evict after the add
+    store.close()
+
+
+def test_an_unwritten_lru_entry_keeps_its_buffer(tmp_path: Path) -> None:
+    capacity = kv_store.BufferPool.capacity_for(1000)
+    store = KVStore(
+        tmp_path, FP, ram_budget=capacity, disk_budget=1 << 30, quiet_for=lambda: 0.0
+    )  # turns never pause: nothing reaches the disk
+    store.load_disk_index()
+    only = store.pool.take(1000)
+    only[:] = blob(1000, 1)
+    store.add((1, 1), only, "a")
+    fresh = store.buffer_for((2, 2), 1000)
+    assert fresh.obj is not only.obj  # its only copy is not taken away
+    _, entry = store.best([1, 1])
+    assert entry is not None and entry.tier == "L2" and bytes(store.fetch(entry)) == blob(1000, 1)
+    store.close()
+
+
 def test_disk_writes_hold_while_turns_run(tmp_path: Path) -> None:
     turn_running = True
     store = KVStore(
