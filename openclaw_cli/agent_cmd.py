@@ -72,30 +72,46 @@ def run_agent(options: AgentOptions) -> int:
         _check_model(client.daemon_info, model, paths)
         result, sent_at, first_token_at = _stream_turn(client, options, progress)
         render_at = time.perf_counter()
-        if not options.json and result["text"] and not result["text"].endswith("\n"):
-            sys.stdout.write("\n")
-        sys.stdout.flush()
-        if not result["text"].strip() and not options.json:
-            steps = len(result.get("steps", []))
-            render.notice(
-                f"the model gave no answer ({steps} model call{'s' if steps != 1 else ''}; "
-                "see --verbose on or --json for its tool steps)"
+        report: dict[str, Any] = {}
+        try:
+            _finish_reply(result, options)
+            spans.append(_span("cli.render", render_at, time.perf_counter()))
+            report = _client_report(
+                result, spans, (connected_at, sent_at, render_at), first_token_at
             )
-        spans.append(_span("cli.render", render_at, time.perf_counter()))
-        report = _client_report(result, spans, (connected_at, sent_at, render_at), first_token_at)
-        record = turn_record.build(result, report, memory={})
-        if options.json:
-            render.print_json(_envelope(result, record))
-        elif options.verbose:
-            _print_trace_summary(result, record)
-        # After the reply is out: the daemon stores the turn's trace record.
-        with contextlib.suppress(OpenClawError):
-            client.call({"type": "report", **report}, timeout=_REPORT_TIMEOUT_S)
+            record = turn_record.build(result, report, memory={})
+            if options.json:
+                render.print_json(_envelope(result, record))
+            elif options.verbose:
+                _print_trace_summary(result, record)
+        finally:
+            # After the reply is out, or its reader gone (``| head``): the daemon
+            # stores the turn's trace record, with the CLI's spans if they are done.
+            if not report:
+                spans.append(_span("cli.render", render_at, time.perf_counter()))
+                report = _client_report(
+                    result, spans, (connected_at, sent_at, render_at), first_token_at
+                )
+            with contextlib.suppress(OpenClawError):
+                client.call({"type": "report", **report}, timeout=_REPORT_TIMEOUT_S)
     if options.trace:
         from openclaw_cli import trace_view
 
         trace_view.print_chart(record, console=trace_view.stderr_console())
     return 0
+
+
+def _finish_reply(result: dict[str, Any], options: AgentOptions) -> None:
+    """End the streamed reply with a newline, or say that there was none."""
+    if not options.json and result["text"] and not result["text"].endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    if not result["text"].strip() and not options.json:
+        steps = len(result.get("steps", []))
+        render.notice(
+            f"the model gave no answer ({steps} model call{'s' if steps != 1 else ''}; "
+            "see --verbose on or --json for its tool steps)"
+        )
 
 
 def _client_report(
@@ -205,7 +221,9 @@ def _stream_turn(
                 render.tool_event(frame)
             elif kind == "done":
                 result = frame["result"]
-    except (KeyboardInterrupt, TurnTimeoutError):
+    except (KeyboardInterrupt, TurnTimeoutError, BrokenPipeError):
+        # A closed stdout (``| head -1``) means nobody reads the rest: stop the
+        # turn like Ctrl-C, instead of decoding up to --max-tokens for nobody.
         client.cancel()
         raise
     finally:

@@ -170,7 +170,7 @@ def sessions_compact(
     sessions_cmd.compact_session(session_id, agent_id, instructions, json_out=json_out)
 
 
-_SVG_HELP = "Also write the chart as an SVG file."
+_SVG_HELP = "Write the chart as an SVG file as well; - writes only the SVG, to stdout."
 
 
 @trace_app.command("last")
@@ -229,7 +229,7 @@ def metrics(
         None,
         "--output",
         "-o",
-        help="Write to FILE atomically (for a textfile collector).",
+        help="Write to FILE atomically (for a textfile collector); - for stdout.",
         dir_okay=False,
     ),
 ) -> None:

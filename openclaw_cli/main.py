@@ -9,6 +9,7 @@ tracebacks are for bugs.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from openclaw_daemon.errors import OpenClawError
@@ -48,6 +49,10 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of stdout went away (``| head``): exit as a process killed by
+        # SIGPIPE would, with no traceback, and without flushing into the closed pipe.
+        os._exit(128 + signal.SIGPIPE)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``openclaw metrics``: the daemon's counters and histograms as Prometheus text.
 
-Prints to stdout, or with ``--output FILE`` writes atomically (a temporary
+Prints to stdout (also ``--output -``), or with ``--output FILE`` writes atomically (a temporary
 file, then a rename), which is what node_exporter's textfile collector needs.
 With no daemon running it reports ``openclaw_daemon_up 0`` and says so on
 stderr, so a scrape still sees a well-formed file.
@@ -35,7 +35,7 @@ def fetch() -> str:
 
 def run(*, output: Path | None) -> None:
     text = fetch()
-    if output is None:
+    if output is None or str(output) == "-":
         sys.stdout.write(text)
         return
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")

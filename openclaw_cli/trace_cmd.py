@@ -103,6 +103,11 @@ def write_svg(record: dict[str, Any], svg: Path) -> None:
 
 
 def show(record: dict[str, Any], *, json_out: bool, svg: Path | None) -> None:
+    if json_out and svg is not None and str(svg) == "-":
+        raise BadRequestError(
+            "--json and --svg - both write to stdout",
+            hint="Write the SVG to a file (--svg FILE), or drop --json.",
+        )
     if svg is not None:
         write_svg(record, svg)
         if str(svg) == "-":

@@ -231,6 +231,7 @@ class Handlers:
             request,
             context.trace,
             turn_id=context.turn_id,
+            session_key=context.session_key,
             status=status,
             error=message,
             model=self.state.pipeline.engine.info.name,

@@ -204,5 +204,9 @@ def _sample(name: str, labels: Labels, value: float) -> str:
 
 
 def down() -> str:
-    """What ``openclaw metrics`` prints when no daemon is running."""
-    return Metrics().render([("openclaw_daemon_up", 0.0, {})])
+    """What ``openclaw metrics`` prints when no daemon is running: ``openclaw_daemon_up 0``
+    alone. Zeros for the counters would read as a reset to a scraper, and a textfile
+    collector would record them as data."""
+    name = "openclaw_daemon_up"
+    kind, help_text = FAMILIES[name]
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{_sample(name, (), 0.0)}\n"

@@ -64,6 +64,7 @@ class TurnContext:
     cancelled: Callable[[], bool]
     received_at: float
     turn_id: str = ""
+    session_key: str = ""  # once the session is resolved: a failed turn's record names it
     # What ran on the model worker while this turn waited for it (scheduler labels).
     waited_behind: list[str] = field(default_factory=list)
 
@@ -129,6 +130,7 @@ class TurnPipeline:
                 self.paths.agent_sessions_dir(agent_id), agent_id, cwd=str(tool_context.workspace)
             )
             ref = store.resolve(request.get("session_id"))
+            ctx.session_key = ref.key
             entries = store.load_entries(ref)
             tape, span["tape"] = self._tape_for(ref, entries, system)
         user = {"role": "user", "content": message}
@@ -162,6 +164,9 @@ class TurnPipeline:
         self._check_fits(plan)
         compacted = self.compactor.turn_report(ref, self.cache.costs.prefill_tok_s.value)
         decision, restore_ms = self._use_cache(plan, ctx)
+        # From here the live context holds this session's tokens, even if the
+        # turn fails mid-way: the next divergence report must name this session.
+        self.cache.live_label = ref.session_id
         steps = self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
         # Explained after the reply streamed: a divergence report detokenizes
         # and renders the transcript, which must not delay the first token.
@@ -174,7 +179,6 @@ class TurnPipeline:
                 decision,
                 restore_ms=restore_ms,
             )
-        self.cache.live_label = ref.session_id
         with trace.span("session.persist"):
             self._persist(store, ref, entries, message, steps)
         self.turns_served += 1

@@ -164,14 +164,20 @@ def build_failed(
     trace: Trace,
     *,
     turn_id: str,
+    session_key: str,
     status: str,
     error: str,
     model: str,
     memory: dict[str, int],
 ) -> dict[str, Any]:
     """The record of a turn that ended in an error (a timeout, a cancel, a full
-    context): the daemon's spans up to that point, no client report."""
-    spans = timeline(trace.spans, [], 0.0)
+    context): the daemon's spans up to that point, no client report. Usage and
+    the cache outcome are what the spans say was done before it stopped."""
+    spans = [
+        # A timeout stops a phase by cancelling it: name the reason the turn ended.
+        {**span, "interrupted": status} if "interrupted" in span else span
+        for span in timeline(trace.spans, [], 0.0)
+    ]
     wall = trace.offset_ms()
     agent = str(request.get("agent_id") or "main")
     return {
@@ -181,7 +187,7 @@ def build_failed(
         "error": error,
         "at": time.time(),
         "sessionId": str(request.get("session_id") or "main"),
-        "sessionKey": "",
+        "sessionKey": session_key,
         "agentId": agent,
         "model": model,
         "origin": "request received",
@@ -192,12 +198,41 @@ def build_failed(
         **accounting(spans, wall),
         "spawned": False,
         "stopReason": None,
-        "usage": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0},
+        "usage": usage_from_spans(spans),
         "modelCalls": sum(1 for span in spans if span["name"] == "model.prefill"),
         "tools": [span["name"][len("tool.") :] for span in spans if span["scope"] == "tool"],
-        "cache": {},
+        "cache": cache_from_spans(spans),
         "compaction": None,
         "rssBytes": memory.get("rss"),
         "peakRssBytes": memory.get("peak"),
         "spans": spans,
     }
+
+
+def _tokens(spans: list[Span], name: str) -> int:
+    return sum(int(span.get("tokens") or 0) for span in spans if span["name"] == name)
+
+
+def usage_from_spans(spans: list[Span]) -> dict[str, int]:
+    """A failed turn's usage, as far as it got: the prompt of its first model call
+    (cached plus prefilled), and what every call prefilled and decoded."""
+    lookup = next((span for span in spans if span["name"] == "cache.lookup"), None)
+    cached = int(lookup.get("cachedTokens") or 0) if lookup else 0
+    prefilled = _tokens(spans, "model.prefill")
+    output = _tokens(spans, "model.decode")
+    prompt = cached + prefilled
+    return {
+        "input": prompt,
+        "output": output,
+        "cacheRead": cached,
+        "cacheWrite": prefilled,
+        "total": prompt + output,
+    }
+
+
+def cache_from_spans(spans: list[Span]) -> dict[str, Any]:
+    """A failed turn's cache outcome: the tier and cached tokens its lookup found."""
+    lookup = next((span for span in spans if span["name"] == "cache.lookup"), None)
+    if lookup is None:
+        return {}
+    return {"tier": lookup.get("tier", "none"), "cachedTokens": lookup.get("cachedTokens", 0)}

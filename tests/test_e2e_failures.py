@@ -191,7 +191,13 @@ def test_timeout_stops_the_turn_and_exits_124(cli: Cli) -> None:
     shown = json.loads(cli.run("trace", "show", record["turnId"], "--json").stdout)
     assert shown["status"] == "timeout" and "--timeout" in shown["error"]
     prefill = next(s for s in shown["spans"] if s["name"] == "model.prefill")
-    assert prefill["interrupted"] == "cancelled" and prefill["durationMs"] > 500
+    assert prefill["interrupted"] == "timeout" and prefill["durationMs"] > 500
+    # The record names its session and counts what was prefilled before the stop.
+    assert shown["sessionKey"] == "agent:main:explicit:slow"
+    usage, lookup = shown["usage"], next(s for s in shown["spans"] if s["name"] == "cache.lookup")
+    assert usage["cacheWrite"] == prefill["tokens"]  # whole batches done before the stop
+    assert usage["cacheRead"] == lookup["cachedTokens"] == shown["cache"]["cachedTokens"]
+    assert usage["input"] == usage["cacheRead"] + usage["cacheWrite"]
     assert "ended: timeout" in cli.run("trace", "show", record["turnId"]).stdout
     assert cli.turn("Hi.", "--max-tokens", "2", timeout=30)["payloads"][0]["text"]
 

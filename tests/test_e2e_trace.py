@@ -11,6 +11,7 @@ import json
 import shutil
 import socket
 import statistics
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from openclaw_daemon import protocol
-from tests.conftest import Cli, make_state_dir
+from tests.conftest import OPENCLAW, Cli, make_state_dir, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -269,5 +270,47 @@ def test_trace_and_metrics_without_turns_or_daemon(cli: Cli) -> None:
     down = cli.run("metrics")
     families = {f.name: f for f in text_string_to_metric_families(down.stdout)}
     assert families["openclaw_daemon_up"].samples[0].value == 0
+    assert list(families) == ["openclaw_daemon_up"]  # no counters that would read as resets
     assert "not running" in down.stderr
     assert json.loads(cli.run("stats", "--json").stdout)["turns"] == 0
+
+
+def test_a_closed_stdout_stops_the_turn_quietly(traced: Traced) -> None:
+    """``openclaw agent ... | head -c1``: the CLI stops the turn, exits as SIGPIPE
+    would (141), prints no traceback, and the daemon keeps the turn's trace."""
+    proc = subprocess.Popen(
+        [str(OPENCLAW), "agent", "--local", "-m", "Count from 1 to 50, separated by spaces."]
+        + ["--session-id", "pipe", "--max-tokens", "48"],
+        env=traced.cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1)
+    proc.stdout.close()  # the reader is gone
+    returncode = proc.wait(timeout=60)
+    stderr = proc.stderr.read().decode()
+    assert returncode == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+    # The daemon stores the cancelled turn once its worker has stopped it.
+    assert wait_for(lambda: stored(traced.cli, "list", "--session", "pipe")["turns"], 30)
+    [record] = stored(traced.cli, "list", "--session", "pipe")["turns"]
+    assert record["status"] == "cancelled"
+    decode = next(
+        s
+        for s in stored(traced.cli, "show", record["turnId"])["spans"]
+        if s["name"] == "model.decode"
+    )
+    assert decode["interrupted"] == "cancelled" and decode["tokens"] < 48
+
+
+def test_trace_json_and_svg_to_stdout_are_refused_together(traced: Traced) -> None:
+    both = traced.cli.run("trace", "last", "--json", "--svg", "-", check=False)
+    assert both.returncode == 2 and "both write to stdout" in both.stderr
+    assert both.stdout == ""
+
+
+def test_metrics_output_dash_is_stdout(traced: Traced, tmp_path: Path) -> None:
+    proc = traced.cli.run("metrics", "-o", "-", cwd=tmp_path)
+    assert any(f.name == "openclaw_turns" for f in text_string_to_metric_families(proc.stdout))
+    assert list(tmp_path.iterdir()) == []  # no file named "-"

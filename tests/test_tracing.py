@@ -144,11 +144,13 @@ def test_a_failed_turn_keeps_its_daemon_spans() -> None:
     clock = iter([0.0, 0.6]).__next__  # the trace's origin, then the failure
     trace = Trace(clock=clock)
     trace.add("lane.wait", 0.0, 0.010)
-    trace.add("model.prefill", 0.012, 0.5, tokens=40)
+    trace.add("cache.lookup", 0.010, 0.011, cachedTokens=600, tier="L2")
+    trace.add("model.prefill", 0.012, 0.5, tokens=40, interrupted="cancelled")
     record = turn_record.build_failed(
         {"session_id": "work", "agent_id": "main"},
         trace,
         turn_id="feed00000000",
+        session_key="agent:main:explicit:work",
         status="timeout",
         error="took too long",
         model="tiny",
@@ -156,7 +158,18 @@ def test_a_failed_turn_keeps_its_daemon_spans() -> None:
     )
     assert record["status"] == "timeout" and record["error"] == "took too long"
     assert record["origin"] == "request received" and record["wallMs"] == 600.0
-    assert [s["name"] for s in record["spans"]] == ["lane.wait", "model.prefill"]
+    assert record["sessionKey"] == "agent:main:explicit:work"
+    assert [s["name"] for s in record["spans"]] == ["lane.wait", "cache.lookup", "model.prefill"]
+    assert record["spans"][-1]["interrupted"] == "timeout"  # why the turn ended
+    # What it did before it stopped: 600 tokens from L2, 40 prefilled, none decoded.
+    assert record["usage"] == {
+        "input": 640,
+        "output": 0,
+        "cacheRead": 600,
+        "cacheWrite": 40,
+        "total": 640,
+    }
+    assert record["cache"] == {"tier": "L2", "cachedTokens": 600}
     registry = metrics.Metrics()
     registry.observe_turn(record)
     families = {f.name: f for f in text_string_to_metric_families(registry.render([]))}
