@@ -70,7 +70,12 @@ def run_agent(options: AgentOptions) -> int:
     ]
     with client:
         _check_model(client.daemon_info, model, paths)
-        result, sent_at, first_token_at = _stream_turn(client, options, progress)
+        shown: list[str] = []  # the reply's text as it streamed, for a failed turn
+        try:
+            result, sent_at, first_token_at = _stream_turn(client, options, progress, shown)
+        except OpenClawError as exc:
+            _show_failed_turn(exc, options, "".join(shown), paths)
+            raise
         render_at = time.perf_counter()
         report: dict[str, Any] = {}
         try:
@@ -177,7 +182,7 @@ def _check_model(daemon_info: dict[str, Any], model: str | None, paths: config.P
 
 
 def _stream_turn(
-    client: Any, options: AgentOptions, progress: render.Progress
+    client: Any, options: AgentOptions, progress: render.Progress, shown: list[str]
 ) -> tuple[dict[str, Any], float, float | None]:
     request = {
         "type": "turn",
@@ -209,6 +214,7 @@ def _stream_turn(
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                     progress.stop()
+                shown.append(frame["text"])
                 if not options.json:
                     sys.stdout.write(frame["text"])
                     sys.stdout.flush()
@@ -233,6 +239,57 @@ def _stream_turn(
     return result, sent_at, first_token_at
 
 
+def _show_failed_turn(
+    error: OpenClawError, options: AgentOptions, partial: str, paths: config.Paths
+) -> None:
+    """A failed turn still gives ``--json`` its envelope (``aborted``, the error, the
+    text streamed so far) and ``--trace`` its chart: the daemon stored the turn's
+    record before it sent the error, under the id the error names."""
+    if not (options.json or options.trace):
+        return
+    record = None
+    if error.turn_id:
+        from openclaw_daemon.tracing import TurnLog
+
+        stored = TurnLog(paths.turns_file).read(limit=20)
+        record = next((r for r in reversed(stored) if r.get("turnId") == error.turn_id), None)
+    if options.json:
+        trace = {key: record.get(key) for key in _TRACE_KEYS} if record else None
+        render.print_json(
+            {
+                "payloads": [{"text": partial, "mediaUrl": None}] if partial else [],
+                "meta": {
+                    "durationMs": round(_ms(time.perf_counter())),
+                    "aborted": True,
+                    "stopReason": error.code,
+                    "error": {"code": error.code, "message": error.message, "hint": error.hint},
+                    # What the record knows: usage is the work done before the stop.
+                    "agentMeta": {k: record.get(k) for k in _FAILED_META} if record else None,
+                    "trace": trace,
+                },
+            }
+        )
+    if options.trace and record is not None:
+        from openclaw_cli import trace_view
+
+        trace_view.print_chart(record, console=trace_view.stderr_console())
+
+
+_FAILED_META = ("sessionId", "sessionKey", "agentId", "model", "usage")
+_TRACE_KEYS = (
+    "turnId",
+    "origin",
+    "wallMs",
+    "ttftMs",
+    "daemonTtftMs",
+    "coveredMs",
+    "coverage",
+    "residualMs",
+    "cache",
+    "spans",
+)
+
+
 def _envelope(result: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return {
         "payloads": [{"text": result["text"], "mediaUrl": None}],
@@ -251,21 +308,7 @@ def _envelope(result: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "compaction": result.get("compaction"),
             "aborted": False,
             "stopReason": result["stopReason"],
-            "trace": {
-                key: record[key]
-                for key in (
-                    "turnId",
-                    "origin",
-                    "wallMs",
-                    "ttftMs",
-                    "daemonTtftMs",
-                    "coveredMs",
-                    "coverage",
-                    "residualMs",
-                    "cache",
-                    "spans",
-                )
-            },
+            "trace": {key: record[key] for key in _TRACE_KEYS},
         },
     }
 

@@ -84,7 +84,9 @@ class DaemonClient:
                 )
             kind = frame["type"]
             if kind == "error":
-                raise error_from_wire(frame["code"], frame["message"], frame.get("hint", ""))
+                error = error_from_wire(frame["code"], frame["message"], frame.get("hint", ""))
+                error.turn_id = str(frame.get("turnId") or "")
+                raise error
             yield frame
             if kind == "done":
                 return

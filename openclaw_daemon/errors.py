@@ -15,6 +15,9 @@ class OpenClawError(Exception):
 
     code = "internal"
     exit_code = 1
+    # The turn an error ended, when a turn request failed: its trace is stored
+    # under this id (``openclaw trace show``). Set from the ``error`` frame.
+    turn_id = ""
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)

@@ -185,18 +185,17 @@ class Handlers:
         try:
             result = future.result()
         except CancelledError as exc:
-            if not timed_out:
-                self._store_failed(request, context, "cancelled", exc.message)
-                raise
-            error = TurnTimeoutError(
-                f"the turn took longer than --timeout {timeout} s and was stopped",
-                hint="Raise --timeout, or lower --max-tokens.",
-            )
-            self._store_failed(request, context, "timeout", error.message)
-            raise error from exc
+            failure: OpenClawError = exc
+            if timed_out:
+                failure = TurnTimeoutError(
+                    f"the turn took longer than --timeout {timeout} s and was stopped",
+                    hint="Raise --timeout, or lower --max-tokens.",
+                )
+            self._fail(request, context, connection, failure)
+            return
         except OpenClawError as exc:
-            self._store_failed(request, context, exc.code, exc.message)
-            raise
+            self._fail(request, context, connection, exc)
+            return
         connection.send({"type": "done", "result": result})
         # Park the session's KV state once the worker is idle (off this turn's path).
         self.state.scheduler.submit_idle("park", self.state.pipeline.park)
@@ -223,21 +222,27 @@ class Handlers:
         elif report is not None:
             connection.send({"type": "done", "result": {"stored": record["turnId"]}})
 
-    def _store_failed(
-        self, request: protocol.Message, context: TurnContext, status: str, message: str
+    def _fail(
+        self,
+        request: protocol.Message,
+        context: TurnContext,
+        connection: Connection,
+        error: OpenClawError,
     ) -> None:
-        """A turn that ended in an error keeps its trace too: it is the one worth reading."""
+        """End a failed turn: store its trace (it is the one worth reading), then
+        send the error, naming the turn so the CLI can show that trace."""
         record = turn_record.build_failed(
             request,
             context.trace,
             turn_id=context.turn_id,
             session_key=context.session_key,
-            status=status,
-            error=message,
+            status=error.code,
+            error=error.message,
             model=self.state.pipeline.engine.info.name,
             memory=self.state.memory(),
         )
         self._keep(record)
+        connection.send(protocol.error_frame(error, turn_id=context.turn_id))
 
     def _keep(self, record: dict[str, Any]) -> None:
         try:

@@ -12,6 +12,8 @@ close the socket) to stop a turn; the daemon then still ends the stream.
 After a turn's ``done``, the client may send one ``report`` (its own spans,
 wall time and time to first token) on the same connection; the daemon stores
 the turn's trace record and answers ``done`` (or ``error`` for a bad report).
+A turn that fails ends with an ``error`` frame carrying ``turnId``: its trace
+record (daemon side) is stored by then.
 
 Imports msgpack and the standard library only: the CLI pays for this module on
 every start.
@@ -177,8 +179,12 @@ def hello(client: str, **extra: Any) -> Message:
     return {"type": "hello", "version": PROTOCOL_VERSION, "client": client, **extra}
 
 
-def error_frame(exc: OpenClawError) -> Message:
-    return {"type": "error", "code": exc.code, "message": exc.message, "hint": exc.hint}
+def error_frame(exc: OpenClawError, *, turn_id: str = "") -> Message:
+    """A typed error; a failed turn's also names the turn, whose trace is stored."""
+    frame: Message = {"type": "error", "code": exc.code, "message": exc.message, "hint": exc.hint}
+    if turn_id:
+        frame["turnId"] = turn_id
+    return frame
 
 
 def encode(message: Message) -> bytes:

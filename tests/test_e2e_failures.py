@@ -202,6 +202,36 @@ def test_timeout_stops_the_turn_and_exits_124(cli: Cli) -> None:
     assert cli.turn("Hi.", "--max-tokens", "2", timeout=30)["payloads"][0]["text"]
 
 
+def test_a_timed_out_turn_still_answers_json_and_trace(cli: Cli) -> None:
+    """Scripts get an envelope saying the turn was aborted, and --trace its chart."""
+    cli.run("daemon", "start")
+    proc = cli.run(
+        "agent",
+        "-m",
+        "lorem ipsum dolor " * 600,
+        "--session-id",
+        "slow-json",
+        "--timeout",
+        "1",
+        "--json",
+        "--trace",
+        check=False,
+    )
+    assert proc.returncode == 124, proc.stderr
+    envelope = json.loads(proc.stdout)
+    meta = envelope["meta"]
+    assert meta["aborted"] is True and meta["stopReason"] == "timeout"
+    assert meta["error"]["code"] == "timeout" and "--timeout 1" in meta["error"]["message"]
+    assert meta["agentMeta"]["sessionKey"] == "agent:main:explicit:slow-json"
+    [listed] = json.loads(cli.run("trace", "list", "--session", "slow-json", "--json").stdout)[
+        "turns"
+    ]
+    assert meta["trace"]["turnId"] == listed["turnId"]
+    assert "model.prefill" in {s["name"] for s in meta["trace"]["spans"]}
+    assert "ended: timeout" in proc.stderr and "model.prefill" in proc.stderr  # the chart
+    assert "--timeout 1" in proc.stderr  # and the error, as without --json
+
+
 def test_refuses_a_socket_owned_by_another_user(cli: Cli) -> None:
     if os.getuid() != 0:
         pytest.skip("needs root to chown a socket to another uid")
