@@ -45,7 +45,8 @@ def headline(record: dict[str, Any]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("at", 0)))
     ttft = record.get("ttftMs")
     # The first token the user saw (for a tool turn, of the answer after the tools).
-    ttft_text = f"first visible token {ttft:,.1f} ms" if ttft is not None else "no visible token"
+    # Kept short: the line must fit 80 columns with a minute-long wall time.
+    ttft_text = f"first token {ttft:,.1f} ms" if ttft is not None else "no visible token"
     status = record.get("status", "ok")
     lines = [
         f"turn {record['turnId']}  session {short_session(record)}  {stamp}",
