@@ -21,7 +21,7 @@ def _ms(value: float | None) -> str:
 
 
 def run(*, session: str | None, since: str | None, json_out: bool) -> None:
-    since_s = turn_stats.parse_duration(since) if since else None
+    since_s = turn_stats.parse_duration(since) if since is not None else None
     records = turn_stats.select(trace_cmd.load(), session=session, since_s=since_s)
     summary = turn_stats.summarize(records)
     summary["filter"] = {"session": session, "since": since}
