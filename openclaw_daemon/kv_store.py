@@ -53,13 +53,21 @@ class BufferPool:
         self.allocated = 0
 
     def take(self, size: int) -> memoryview:
+        buffer = self.reuse(size)
+        return buffer if buffer is not None else self.allocate(size)
+
+    def reuse(self, size: int) -> memoryview | None:
+        """The smallest spare that fits ``size`` bytes, if any (no allocation)."""
         with self._lock:
             fitting = [m for m in self._spares if len(m) >= size]
-            if fitting:
-                buffer = min(fitting, key=len)
-                self._spares.remove(buffer)
-                self.reused += 1
-                return memoryview(buffer)[:size]
+            if not fitting:
+                return None
+            buffer = min(fitting, key=len)
+            self._spares.remove(buffer)
+            self.reused += 1
+            return memoryview(buffer)[:size]
+
+    def allocate(self, size: int) -> memoryview:
         self.allocated += 1
         return memoryview(anon_memory.populated_map(self.capacity_for(size)))[:size]
 
@@ -253,9 +261,20 @@ class KVStore:
         ~255 ms wait of the turn after scenario 9's last prime).
         """
         with self._lock:
-            if not self._recycle_superseded(tokens, size):
-                self._evict_ram(reserve=self.pool.capacity_for(size))
-        return self.pool.take(size)
+            self._recycle_superseded(tokens, size)
+            buffer = self.pool.reuse(size)
+            if buffer is None:
+                # What ``add`` frees of the entries this one supersedes needs no room.
+                freed = sum(
+                    self.entries[key].blob_bytes
+                    for key in self.index.prefixes_of(tokens)
+                    if self.entries[key].blob is not None
+                )
+                self._evict_ram(reserve=max(0, self.pool.capacity_for(size) - freed))
+                # Taken under the lock: the writer's eviction could drop it otherwise.
+                buffer = self.pool.reuse(size)
+        # A fresh buffer is faulted in outside the lock (tens of ms for 160 MB).
+        return buffer if buffer is not None else self.pool.allocate(size)
 
     def _recycle_superseded(self, tokens: tuple[int, ...], size: int) -> bool:
         """Forget an entry ``tokens`` supersedes whose buffer fits ``size``; True if one was."""

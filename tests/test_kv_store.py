@@ -223,6 +223,45 @@ def test_a_new_session_over_budget_reuses_the_lru_entrys_buffer(tmp_path: Path) 
     store.close()
 
 
+def test_a_fitting_spare_is_reused_and_costs_no_parked_session(tmp_path: Path) -> None:
+    capacity = kv_store.BufferPool.capacity_for(1000)
+    store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
+    store.load_disk_index()
+    parked = store.pool.take(1000)
+    parked[:] = blob(1000, 1)
+    store.add((1, 1), parked, "a")
+    store.pool.give(store.pool.take(1000))  # a spare, as an eviction leaves one
+    assert store.flush() and store.pool.spare_bytes == capacity
+    spare = store.pool._spares[0]
+    assert store.buffer_for((3, 3), 1000).obj is spare
+    _, entry = store.best([1, 1])
+    assert entry is not None and entry.tier == "L2"  # not pushed out for room it had
+    assert store.stats()["evictedRam"] == 0
+    store.close()
+
+
+def test_a_session_outgrowing_its_buffer_does_not_push_out_another(tmp_path: Path) -> None:
+    small = kv_store.BufferPool.capacity_for(1000)
+    grown_size = small + 1  # past the old buffer's headroom: a fresh one is needed
+    grown = kv_store.BufferPool.capacity_for(grown_size)
+    store = KVStore(tmp_path, FP, ram_budget=small + grown, disk_budget=1 << 30)
+    store.load_disk_index()
+    for tokens, fill in (((1, 1), 1), ((2, 2), 2)):
+        buffer = store.pool.take(1000)
+        buffer[:] = blob(1000, fill)
+        store.add(tokens, buffer, "s")
+    assert store.flush()
+    # Session (1, 1) grew: its old entry is dropped by the add, so only the
+    # difference needs room, and session (2, 2) fits beside the new snapshot.
+    bigger = store.buffer_for((1, 1, 5), grown_size)
+    bigger[:] = blob(grown_size, 3)
+    store.add((1, 1, 5), bigger, "s")
+    _, other = store.best([2, 2])
+    assert other is not None and other.tier == "L2"
+    assert store.stats()["evictedRam"] == 0
+    store.close()
+
+
 def test_an_unwritten_lru_entry_keeps_its_buffer(tmp_path: Path) -> None:
     capacity = kv_store.BufferPool.capacity_for(1000)
     store = KVStore(
