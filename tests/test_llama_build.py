@@ -25,4 +25,4 @@ def test_installed_cpu_backend_has_no_amx_kernels() -> None:
     assert libs, "no libggml-cpu found in the installed llama_cpp"
     assert all(llama_has_amx.AMX_KERNEL_SYMBOL not in lib.read_bytes() for lib in libs)
     checked = subprocess.run([sys.executable, str(SCRIPT)], check=False)
-    assert checked.returncode == 1  # setup's check agrees: nothing to rebuild
+    assert checked.returncode == 0  # setup's check agrees: nothing to rebuild
