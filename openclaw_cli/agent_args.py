@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one agent turn on the local daemon and stream the reply to stdout. "
         "The first turn starts the daemon if it is not running.",
         epilog="Progress and notices go to stderr. Exit codes: 0 ok, 1 error, 2 usage, "
-        "124 timeout, 130 interrupted.",
+        "124 timeout, 130 interrupted, 141 stdout closed (the turn is cancelled).",
     )
     parser.add_argument("-m", "--message", required=True, help="the user message for this turn")
     parser.add_argument(

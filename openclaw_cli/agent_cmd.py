@@ -263,8 +263,18 @@ def _show_failed_turn(
                     "aborted": True,
                     "stopReason": error.code,
                     "error": {"code": error.code, "message": error.message, "hint": error.hint},
-                    # What the record knows: usage is the work done before the stop.
-                    "agentMeta": {k: record.get(k) for k in _FAILED_META} if record else None,
+                    # The finished envelope's keys, null where a failed turn has no
+                    # value; usage is the work done before the stop.
+                    "agentMeta": {
+                        "sessionFile": None,
+                        "provider": None,
+                        "contextTokens": None,
+                        **{k: record.get(k) for k in _FAILED_META},
+                    }
+                    if record
+                    else None,
+                    "steps": [],
+                    "compaction": None,
                     "trace": trace,
                 },
             }
@@ -275,7 +285,7 @@ def _show_failed_turn(
         trace_view.print_chart(record, console=trace_view.stderr_console())
 
 
-_FAILED_META = ("sessionId", "sessionKey", "agentId", "model", "usage")
+_FAILED_META = ("sessionId", "sessionKey", "model", "usage")
 _TRACE_KEYS = (
     "turnId",
     "origin",

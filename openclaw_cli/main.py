@@ -8,6 +8,7 @@ tracebacks are for bugs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -52,6 +53,8 @@ def run() -> None:
     except BrokenPipeError:
         # The reader of stdout went away (``| head``): exit as a process killed by
         # SIGPIPE would, with no traceback, and without flushing into the closed pipe.
+        with contextlib.suppress(OSError):
+            sys.stderr.flush()
         os._exit(128 + signal.SIGPIPE)
 
 

@@ -231,17 +231,20 @@ class Handlers:
     ) -> None:
         """End a failed turn: store its trace (it is the one worth reading), then
         send the error, naming the turn so the CLI can show that trace."""
-        record = turn_record.build_failed(
-            request,
-            context.trace,
-            turn_id=context.turn_id,
-            session_key=context.session_key,
-            status=error.code,
-            error=error.message,
-            model=self.state.pipeline.engine.info.name,
-            memory=self.state.memory(),
-        )
-        self._keep(record)
+        try:
+            record = turn_record.build_failed(
+                request,
+                context.trace,
+                turn_id=context.turn_id,
+                session_key=context.session_key,
+                status=error.code,
+                error=error.message,
+                model=self.state.pipeline.engine.info.name,
+                memory=self.state.memory(),
+            )
+            self._keep(record)
+        except Exception:  # a bug in the record must not replace the turn's own error
+            log.exception("could not store the trace of failed turn %s", context.turn_id)
         connection.send(protocol.error_frame(error, turn_id=context.turn_id))
 
     def _keep(self, record: dict[str, Any]) -> None:

@@ -81,13 +81,16 @@ class ModelCalls:
                 cancelled=call.cancelled,
             )
         except OpenClawError as exc:
-            # A timed-out or cancelled turn keeps the time it spent here in its trace.
+            # A timed-out or cancelled turn keeps the time it spent here in its
+            # trace. The live context holds the reused prefix plus the whole
+            # batches done (an aborted batch leaves nothing).
             call.trace.add(
                 "model.prefill",
                 start,
                 clock(),
                 call=call.index,
                 tokens=progress[0],
+                cachedTokens=max(0, len(self.engine.live_tokens) - progress[0]),
                 interrupted=exc.code,
             )
             raise

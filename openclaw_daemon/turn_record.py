@@ -214,10 +214,11 @@ def _tokens(spans: list[Span], name: str) -> int:
 
 
 def usage_from_spans(spans: list[Span]) -> dict[str, int]:
-    """A failed turn's usage, as far as it got: the prompt of its first model call
-    (cached plus prefilled), and what every call prefilled and decoded."""
-    lookup = next((span for span in spans if span["name"] == "cache.lookup"), None)
-    cached = int(lookup.get("cachedTokens") or 0) if lookup else 0
+    """A failed turn's usage, as far as it got, summed over its model calls as a
+    finished turn's is: what each reused, prefilled and decoded."""
+    cached = sum(
+        int(span.get("cachedTokens") or 0) for span in spans if span["name"] == "model.prefill"
+    )
     prefilled = _tokens(spans, "model.prefill")
     output = _tokens(spans, "model.decode")
     prompt = cached + prefilled
@@ -231,8 +232,8 @@ def usage_from_spans(spans: list[Span]) -> dict[str, int]:
 
 
 def cache_from_spans(spans: list[Span]) -> dict[str, Any]:
-    """A failed turn's cache outcome: the tier and cached tokens its lookup found."""
-    lookup = next((span for span in spans if span["name"] == "cache.lookup"), None)
-    if lookup is None:
+    """A failed turn's cache outcome: the tier and tokens its restore applied."""
+    restore = next((span for span in spans if span["name"] == "cache.restore"), None)
+    if restore is None:
         return {}
-    return {"tier": lookup.get("tier", "none"), "cachedTokens": lookup.get("cachedTokens", 0)}
+    return {"tier": restore.get("tier", "none"), "cachedTokens": restore.get("tokens", 0)}

@@ -194,10 +194,11 @@ def test_timeout_stops_the_turn_and_exits_124(cli: Cli) -> None:
     assert prefill["interrupted"] == "timeout" and prefill["durationMs"] > 500
     # The record names its session and counts what was prefilled before the stop.
     assert shown["sessionKey"] == "agent:main:explicit:slow"
-    usage, lookup = shown["usage"], next(s for s in shown["spans"] if s["name"] == "cache.lookup")
-    assert usage["cacheWrite"] == prefill["tokens"]  # whole batches done before the stop
-    assert usage["cacheRead"] == lookup["cachedTokens"] == shown["cache"]["cachedTokens"]
-    assert usage["input"] == usage["cacheRead"] + usage["cacheWrite"]
+    usage = shown["usage"]
+    prompt = next(s for s in shown["spans"] if s["name"] == "prompt.tokenize")["tokens"]
+    # Cut short: whole 256-token batches done before the stop, fewer than the prompt.
+    assert usage["cacheWrite"] % 256 == 0 and usage["input"] < prompt
+    assert usage["output"] == 0 and shown["cache"]["tier"] in ("none", "L1")
     assert "ended: timeout" in cli.run("trace", "show", record["turnId"]).stdout
     assert cli.turn("Hi.", "--max-tokens", "2", timeout=30)["payloads"][0]["text"]
 

@@ -145,7 +145,8 @@ def test_a_failed_turn_keeps_its_daemon_spans() -> None:
     trace = Trace(clock=clock)
     trace.add("lane.wait", 0.0, 0.010)
     trace.add("cache.lookup", 0.010, 0.011, cachedTokens=600, tier="L2")
-    trace.add("model.prefill", 0.012, 0.5, tokens=40, interrupted="cancelled")
+    trace.add("cache.restore", 0.011, 0.012, tier="L2", tokens=590)  # the applied prefix
+    trace.add("model.prefill", 0.012, 0.5, tokens=40, cachedTokens=590, interrupted="cancelled")
     record = turn_record.build_failed(
         {"session_id": "work", "agent_id": "main"},
         trace,
@@ -159,17 +160,18 @@ def test_a_failed_turn_keeps_its_daemon_spans() -> None:
     assert record["status"] == "timeout" and record["error"] == "took too long"
     assert record["origin"] == "request received" and record["wallMs"] == 600.0
     assert record["sessionKey"] == "agent:main:explicit:work"
-    assert [s["name"] for s in record["spans"]] == ["lane.wait", "cache.lookup", "model.prefill"]
+    names = ["lane.wait", "cache.lookup", "cache.restore", "model.prefill"]
+    assert [s["name"] for s in record["spans"]] == names
     assert record["spans"][-1]["interrupted"] == "timeout"  # why the turn ended
-    # What it did before it stopped: 600 tokens from L2, 40 prefilled, none decoded.
+    # What it did before it stopped: 590 tokens from L2, 40 prefilled, none decoded.
     assert record["usage"] == {
-        "input": 640,
+        "input": 630,
         "output": 0,
-        "cacheRead": 600,
+        "cacheRead": 590,
         "cacheWrite": 40,
-        "total": 640,
+        "total": 630,
     }
-    assert record["cache"] == {"tier": "L2", "cachedTokens": 600}
+    assert record["cache"] == {"tier": "L2", "cachedTokens": 590}
     registry = metrics.Metrics()
     registry.observe_turn(record)
     families = {f.name: f for f in text_string_to_metric_families(registry.render([]))}
