@@ -12,7 +12,7 @@ from openclaw_daemon.errors import BadRequestError, ToolError
 from openclaw_daemon.tools import web_fetch, workspace
 from openclaw_daemon.tools.grammar import check_choice, constrains, grammar_for, sanitize, urls_in
 from openclaw_daemon.tools.runner import ToolContext, ToolRunner
-from openclaw_daemon.tools.spec import ToolCall, parse_reply
+from openclaw_daemon.tools.spec import TOOLS_BY_NAME, ToolCall, parse_reply
 
 
 def runner(**kwargs: object) -> ToolRunner:
@@ -50,6 +50,13 @@ def test_grammar_choices_and_constraints() -> None:
     assert named is not None and '"\\"a.txt\\""' in named and "exec" not in named
     required = grammar_for("required", Engine.schema_to_gbnf, urls=["http://h/x"])
     assert required is not None and "{0,3}" in required and "http://h/x" in required
+    # A search query is bounded in the grammar (a looping model must close it),
+    # while the schema the model reads in the cached head is left as it is.
+    searched = grammar_for("search", Engine.schema_to_gbnf)
+    assert searched is not None
+    query_rule = next(line for line in searched.splitlines() if line.startswith("arguments-query"))
+    assert query_rule.count("(char") == 80
+    assert "maxLength" not in str(TOOLS_BY_NAME["search"].parameters)
     assert constrains("read", 0, 6) and not constrains("read", 1, 6)
     assert constrains("required", 4, 6) and not constrains("required", 5, 6)
     with pytest.raises(BadRequestError, match="unknown --tool-choice"):

@@ -69,8 +69,18 @@ def urls_in(text: str) -> list[str]:
     return sorted({url.rstrip(".,;:!?)") for url in _URL_RE.findall(text)})
 
 
+# Short-by-nature strings get a length bound in the grammar only (the schemas in
+# the cached head stay as they are). A small model deep in a long prompt can
+# loop inside a string ("1.1.1.1...", measured on a 6.6k-token prompt) until
+# --max-tokens cuts the call off; the bound makes it close the string instead.
+_GRAMMAR_MAX_LENGTH = {("search", "query"): 80, ("search", "path"): 200}
+
+
 def _arguments(tool: ToolSpec, files: list[str], urls: list[str]) -> dict[str, Any]:
     schema = sanitize(tool.parameters)
+    for (name, field), bound in _GRAMMAR_MAX_LENGTH.items():
+        if tool.name == name:
+            schema["properties"][field] = {**schema["properties"][field], "maxLength": bound}
     if tool.name in _EXISTING_PATH_TOOLS and files:
         schema["properties"]["path"] = {"enum": files}
     if tool.name == "web_fetch" and urls:
