@@ -34,6 +34,7 @@ from openclaw_daemon.tools.grammar import (
 )
 from openclaw_daemon.tools.runner import ToolContext, ToolOutcome, ToolRunner
 from openclaw_daemon.tools.spec import (
+    CALL_OPEN,
     PERMISSIONS,
     ParsedReply,
     ToolCall,
@@ -497,7 +498,11 @@ class TurnPipeline:
         final = steps[-1]
         return {
             "turnId": ctx.turn_id,
-            "text": final.parsed.text if final.parsed.calls else final.generation.text,
+            # Without its calls, run or cut off by --max-tokens and dropped (the
+            # stream hid them too); a reply with no call block is shown as generated.
+            "text": final.parsed.text
+            if CALL_OPEN in final.generation.text
+            else final.generation.text,
             "stopReason": final.generation.stop_reason,
             "sessionId": ref.session_id,
             "sessionKey": ref.key,

@@ -71,6 +71,18 @@ def test_read_a_file_and_answer_from_it(cli: Cli, workspace: Path) -> None:
     assert [e["parentId"] for e in entries[1:]] == [e["id"] for e in entries[:-1]]
 
 
+def test_a_call_cut_off_by_max_tokens_is_dropped_and_not_shown(cli: Cli, workspace: Path) -> None:
+    (workspace / "notes.txt").write_text("The secret code is 4721.\n")
+    proc = cli.run(
+        "agent", "--local", "-m", "Read notes.txt.", "--tool-choice", "read",
+        "--max-tokens", "6", "--json", cwd=workspace,
+    )  # fmt: skip
+    envelope = json.loads(proc.stdout)
+    assert "cut off by --max-tokens 6" in proc.stderr
+    assert envelope["meta"]["steps"][0]["toolCalls"] == []
+    assert "<tool_call>" not in envelope["payloads"][0]["text"]
+
+
 def test_write_only_when_allowed(cli: Cli, workspace: Path) -> None:
     message = "Write the word hello to hello.txt"
     # Forcing a write without permission is refused up front, before any model
