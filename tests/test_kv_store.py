@@ -198,16 +198,20 @@ def test_a_snapshot_reuses_the_buffer_of_the_entry_it_supersedes(tmp_path: Path)
     store.close()
 
 
+def park(store: KVStore, tokens: tuple[int, ...], fill: int, size: int = 1000) -> memoryview:
+    """A snapshot parked as the daemon parks one: in a pooled buffer."""
+    buffer = store.pool.take(size)
+    buffer[:] = blob(size, fill)
+    store.add(tokens, buffer, "s")
+    return buffer
+
+
 def test_a_new_session_over_budget_reuses_the_lru_entrys_buffer(tmp_path: Path) -> None:
     capacity = kv_store.BufferPool.capacity_for(1000)
     store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
     store.load_disk_index()
-    oldest = store.pool.take(1000)
-    oldest[:] = blob(1000, 1)
-    store.add((1, 1), oldest, "a")
-    newer = store.pool.take(1000)
-    newer[:] = blob(1000, 2)
-    store.add((2, 2), newer, "b")
+    oldest = park(store, (1, 1), 1)
+    park(store, (2, 2), 2)
     assert store.flush()  # both on disk: either may leave RAM
     # A third session supersedes nothing; a fresh buffer would exceed the budget.
     third = store.buffer_for((3, 3), 1000)
@@ -227,9 +231,7 @@ def test_a_fitting_spare_is_reused_and_costs_no_parked_session(tmp_path: Path) -
     capacity = kv_store.BufferPool.capacity_for(1000)
     store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
     store.load_disk_index()
-    parked = store.pool.take(1000)
-    parked[:] = blob(1000, 1)
-    store.add((1, 1), parked, "a")
+    park(store, (1, 1), 1)
     store.pool.give(store.pool.take(1000))  # a spare, as an eviction leaves one
     assert store.flush() and store.pool.spare_bytes == capacity
     spare = store.pool._spares[0]
@@ -246,10 +248,8 @@ def test_a_session_outgrowing_its_buffer_does_not_push_out_another(tmp_path: Pat
     grown = kv_store.BufferPool.capacity_for(grown_size)
     store = KVStore(tmp_path, FP, ram_budget=small + grown, disk_budget=1 << 30)
     store.load_disk_index()
-    for tokens, fill in (((1, 1), 1), ((2, 2), 2)):
-        buffer = store.pool.take(1000)
-        buffer[:] = blob(1000, fill)
-        store.add(tokens, buffer, "s")
+    park(store, (1, 1), 1)
+    park(store, (2, 2), 2)
     assert store.flush()
     # Session (1, 1) grew: its old entry is dropped by the add, so only the
     # difference needs room, and session (2, 2) fits beside the new snapshot.
@@ -268,9 +268,7 @@ def test_an_unwritten_lru_entry_keeps_its_buffer(tmp_path: Path) -> None:
         tmp_path, FP, ram_budget=capacity, disk_budget=1 << 30, quiet_for=lambda: 0.0
     )  # turns never pause: nothing reaches the disk
     store.load_disk_index()
-    only = store.pool.take(1000)
-    only[:] = blob(1000, 1)
-    store.add((1, 1), only, "a")
+    only = park(store, (1, 1), 1)
     fresh = store.buffer_for((2, 2), 1000)
     assert fresh.obj is not only.obj  # its only copy is not taken away
     _, entry = store.best([1, 1])
