@@ -276,8 +276,9 @@ class KVStore:
         # A fresh buffer is faulted in outside the lock (tens of ms for 160 MB).
         return buffer if buffer is not None else self.pool.allocate(size)
 
-    def _recycle_superseded(self, tokens: tuple[int, ...], size: int) -> bool:
-        """Forget an entry ``tokens`` supersedes whose buffer fits ``size``; True if one was."""
+    def _recycle_superseded(self, tokens: tuple[int, ...], size: int) -> None:
+        """Forget an entry ``tokens`` supersedes whose buffer fits ``size``: its buffer
+        becomes the pool's spare, for ``pool.reuse`` to hand out."""
         for key in self.index.prefixes_of(tokens):
             entry = self.entries[key]
             buffer = entry.blob
@@ -290,8 +291,7 @@ class KVStore:
             ):
                 self._forget(key)  # its buffer goes to the pool's spares
                 self._writes.put(("delete", key))
-                return True
-        return False
+                return
 
     def add(self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str) -> CacheEntry:
         """Park a snapshot in RAM and queue it for disk. Entries that hold a
