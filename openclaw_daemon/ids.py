@@ -31,18 +31,19 @@ DEFAULT_AGENT_ID = "main"
 AGENT_ID_RULE = "1-64 letters, digits, '_' or '-', starting with a letter or digit"
 SESSION_ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
+# Compiled at import: both run on every ``openclaw agent``. The patterns below
+# them are compiled on first use (re caches them), off the fast path.
 _AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII | re.IGNORECASE)
+_ASCII_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 # What OpenClaw's normalizeAgentId does to an id it does not accept as is; we
 # only use it to suggest the id the user probably meant.
-_AGENT_INVALID = re.compile(r"[^a-z0-9_-]+", re.ASCII)
-_ASCII_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
-_CHECKPOINT_FILE = re.compile(
+_AGENT_INVALID = r"[^a-z0-9_-]+"
+_CHECKPOINT_FILE = (
     r".+\.checkpoint\.[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-    r"\.jsonl",
-    re.ASCII | re.IGNORECASE,
+    r"\.jsonl"
 )
 # Turn ids are the daemon's own (12 hex digits); ``trace show`` takes a prefix.
-_TURN_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}", re.ASCII)
+_TURN_ID = r"[0-9a-f][0-9a-f-]{0,63}"
 _MAX_KEY_CHARS = 512
 # JavaScript's String.prototype.trim set (Python's str.strip differs: it
 # strips \x1c-\x1f and keeps \ufeff), so ids trim exactly as OpenClaw's do.
@@ -72,7 +73,7 @@ def agent_id(value: object, *, field: str = "agent id") -> str:
     trimmed = text.strip(_JS_WHITESPACE)
     if _AGENT_ID.fullmatch(trimmed):
         return trimmed.lower()
-    guess = _AGENT_INVALID.sub("-", trimmed.lower()).strip("-")[:64]
+    guess = re.sub(_AGENT_INVALID, "-", trimmed.lower(), flags=re.ASCII).strip("-")[:64]
     suggestion = f" (did you mean {guess!r}?)" if guess else ""
     raise BadRequestError(f"invalid {field} {_shown(text)}: use {AGENT_ID_RULE}{suggestion}")
 
@@ -88,8 +89,15 @@ def is_session_id(value: str) -> bool:
     return (
         ascii_ok
         and len(f"{value}.jsonl".encode()) <= 255
-        and not _CHECKPOINT_FILE.fullmatch(f"{value}.jsonl")
+        and not _is_checkpoint_file(f"{value}.jsonl")
     )
+
+
+def _is_checkpoint_file(name: str) -> bool:
+    """OpenClaw keeps ``<id>.checkpoint.<uuid>.jsonl`` for compaction checkpoints."""
+    if ".checkpoint." not in name.lower():
+        return False
+    return bool(re.fullmatch(_CHECKPOINT_FILE, name, flags=re.ASCII | re.IGNORECASE))
 
 
 def _unicode_session_id(value: str) -> bool:
@@ -143,7 +151,7 @@ def turn_id(value: object, *, field: str = "turn id") -> str:
     """A recorded turn's id or a prefix of it, lower-cased."""
     text = _string(value, field)
     prefix = text.strip(_JS_WHITESPACE).lower()
-    if not _TURN_ID.fullmatch(prefix):
+    if not re.fullmatch(_TURN_ID, prefix, flags=re.ASCII):
         raise BadRequestError(
             f"invalid {field} {_shown(text)}: use the hex id (or a prefix) "
             "from `openclaw trace list`"
