@@ -99,7 +99,10 @@ def test_raw_clients_cannot_make_the_daemon_write_outside_the_state_dir(
     warm_cli.turn("Say ok.", "--max-tokens", "2")  # the daemon runs and has a main session
     outside = Path(tempfile.mkdtemp(prefix="oc-outside-", dir="/tmp"))
     before = every_path(warm_cli.state_dir)
-    bad_values = [str(outside / "evil"), "..", "../../x", "../" + outside.name, "a\x00b", "a/b"]
+    # Absolute, and relative paths that resolve into ``outside`` from agents/
+    # (for agent_id) or from agents/main/sessions/ (for session_id).
+    relative = ["../../" + outside.name, "../../../../" + outside.name + "/evil"]
+    bad_values = [str(outside / "evil"), *relative, "..", "../../x", "a\x00b", "a/b", " "]
     try:
         for value in bad_values:
             for kind in ("turn", "compact"):
