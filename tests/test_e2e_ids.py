@@ -150,3 +150,15 @@ def test_stats_agent_filters_by_the_canonical_agent(warm_cli: Cli) -> None:
 
     assert wait_for(lambda: turns("STATS1") == 1), turns("STATS1")
     assert turns("stats1") == 1 and turns("nobody") == 0
+
+
+def test_session_ids_are_trimmed_and_may_be_unicode_as_in_openclaw(warm_cli: Cli) -> None:
+    first = warm_cli.turn("Say one.", "--session-id", " Caf\u00e9-1 ", "--max-tokens", "2")
+    second = warm_cli.turn("Say two.", "--session-id", "Caf\u00e9-1", "--max-tokens", "2")
+    assert first["meta"]["agentMeta"]["sessionId"] == "Caf\u00e9-1"
+    assert second["meta"]["agentMeta"]["sessionFile"] == first["meta"]["agentMeta"]["sessionFile"]
+    assert Path(first["meta"]["agentMeta"]["sessionFile"]).name == "Caf\u00e9-1.jsonl"
+    shown = json.loads(
+        warm_cli.run("sessions", "show", "agent:MAIN:explicit:Caf\u00e9-1", "--json").stdout
+    )
+    assert shown["sessionId"] == "Caf\u00e9-1"
