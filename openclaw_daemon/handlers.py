@@ -171,7 +171,7 @@ class Handlers:
         )
         timeout = request.get("timeout_s")
         deadline = time.monotonic() + float(timeout) if timeout else None
-        session_key = f"{request['agent_id']}/{request['session_id'] or ''}"
+        session_key = f"{request.get('agent_id') or 'main'}/{request.get('session_id') or ''}"
         scheduler = self.state.scheduler
         waiting_since = trace.clock()
         with scheduler.lane(session_key):

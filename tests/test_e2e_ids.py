@@ -116,6 +116,8 @@ def test_raw_clients_cannot_make_the_daemon_write_outside_the_state_dir(
     created = every_path(warm_cli.state_dir) - before
     # Only the daemon's own trace log may have grown; no agent or session appeared.
     assert not [p for p in created if "agents" in p.parts], created
+    log = (warm_cli.state_dir / "logs" / "daemon.log").read_text(errors="replace")
+    assert "Traceback" not in log
     assert warm_cli.turn("Say ok.", "--max-tokens", "2")["payloads"][0]["text"] is not None
 
 
