@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import NamedTuple
 
+from openclaw_daemon import ids
+
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_MAX_STEPS = 6
 PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
@@ -190,8 +192,9 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         )
     return AgentOptions(
         message=args.message,
-        session_id=args.session_id,
-        agent_id=args.agent_id,
+        # BadRequestError (one line, exit 2) before the daemon is even started.
+        session_id=ids.optional_session_id(args.session_id, field="--session-id"),
+        agent_id=ids.agent_id(args.agent_id, field="--agent"),
         json=args.json,
         timeout=args.timeout,
         max_tokens=args.max_tokens,

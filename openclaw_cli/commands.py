@@ -215,12 +215,13 @@ def stats(
     since: str | None = typer.Option(
         None, "--since", help="Only turns this recent, e.g. 30m, 2h, 7d."
     ),
+    agent: str | None = typer.Option(None, "--agent", help="Only this agent's turns."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Percentiles of first-token and turn time, token rates, cache hits, suggestions."""
     from openclaw_cli import stats_cmd
 
-    stats_cmd.run(session=session, since=since, json_out=json_out)
+    stats_cmd.run(session=session, since=since, json_out=json_out, agent=agent)
 
 
 @app.command("metrics")

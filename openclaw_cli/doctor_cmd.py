@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from openclaw_cli import daemon_control, render
-from openclaw_daemon import config
+from openclaw_daemon import config, ids
 from openclaw_daemon.tracing import TurnLog
 
 
@@ -38,6 +38,7 @@ def _health(paths: config.Paths) -> dict[str, Any]:
 
 
 def run(*, session_id: str | None, last: int, json_out: bool) -> int:
+    session_id = ids.optional_session_id(session_id, field="--session-id")
     paths = config.resolve_paths()
     turns = TurnLog(paths.turns_file).read(limit=1000)
     if session_id:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from openclaw_cli import render
-from openclaw_daemon import config
+from openclaw_daemon import config, ids
 from sessions.prompt import message_text
 from sessions.store import SessionStore
 
@@ -18,6 +18,7 @@ def _store(agent_id: str) -> SessionStore:
 
 
 def list_sessions(agent_id: str, *, json_out: bool) -> None:
+    agent_id = ids.agent_id(agent_id, field="--agent")
     index = _store(agent_id).load_index()
     rows = sorted(
         ({"key": key, **entry} for key, entry in index.items()),
@@ -37,8 +38,8 @@ def list_sessions(agent_id: str, *, json_out: bool) -> None:
 
 
 def show_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
-    store = _store(agent_id)
-    ref = store.find(session_id)
+    store = _store(ids.agent_id(agent_id, field="--agent"))
+    ref = store.find(ids.session_ref(session_id, field="session"))
     entries = store.load_entries(ref)
     if json_out:
         render.print_json(
@@ -86,6 +87,8 @@ def compact_session(
     """Ask the daemon to compact a session (it starts the daemon if needed)."""
     from openclaw_cli import daemon_control
 
+    agent_id = ids.agent_id(agent_id, field="--agent")
+    session_id = ids.session_ref(session_id, field="session")
     paths = config.resolve_paths()
     progress = render.Progress(enabled=not json_out)
     client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from openclaw_cli import render, trace_cmd, turn_stats
+from openclaw_daemon import ids
 
 
 def _count(n: int, noun: str) -> str:
@@ -20,16 +21,24 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-def run(*, session: str | None, since: str | None, json_out: bool) -> None:
+def run(
+    *, session: str | None, since: str | None, json_out: bool, agent: str | None = None
+) -> None:
+    session = ids.optional_session_ref(session, field="--session")
+    agent = None if agent is None else ids.agent_id(agent, field="--agent")
     since_s = turn_stats.parse_duration(since) if since is not None else None
-    records = turn_stats.select(trace_cmd.load(), session=session, since_s=since_s)
+    records = trace_cmd.load()
+    if agent is not None:  # records before agentId was stored were all the default agent's
+        records = [r for r in records if r.get("agentId", ids.DEFAULT_AGENT_ID) == agent]
+    records = turn_stats.select(records, session=session, since_s=since_s)
     summary = turn_stats.summarize(records)
-    summary["filter"] = {"session": session, "since": since}
+    summary["filter"] = {"session": session, "since": since, "agent": agent}
     if json_out:
         render.print_json(summary)
         return
     if not records:
         where = f" for session {session}" if session else ""
+        where += f" for agent {agent}" if agent else ""
         window = f" in the last {since_s:g} s" if since_s is not None else ""
         render.notice(f"no turns recorded{where}{window}")
         return

@@ -14,7 +14,7 @@ from typing import Any
 from openclaw_cli import render
 from openclaw_cli.trace_view import short_session
 from openclaw_cli.turn_stats import matches_session
-from openclaw_daemon import config
+from openclaw_daemon import config, ids
 from openclaw_daemon.errors import BadRequestError, NotFoundError, OpenClawError
 from openclaw_daemon.tracing import TurnLog
 
@@ -42,6 +42,7 @@ def well_formed(record: dict[str, Any]) -> bool:
 
 def load(session: str | None = None) -> list[dict[str, Any]]:
     """Stored records, oldest first by when the turn ended."""
+    session = ids.optional_session_ref(session, field="--session")
     records = TurnLog(config.resolve_paths().turns_file).read(limit=None)
     records = [r for r in records if well_formed(r)]
     if session:
@@ -65,21 +66,17 @@ def find(turn: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         if not records:
             raise _none_yet(None)
         return records[-1]
-    prefix = turn.strip().lower()
-    if not prefix:
-        raise BadRequestError(
-            "give a turn id", hint="List the recorded turns with: openclaw trace list"
-        )
+    prefix = ids.turn_id(turn)
     found = [r for r in records if str(r["turnId"]).startswith(prefix)]
     if not found:
         raise NotFoundError(
             f"no recorded turn {turn!r}", hint="List the recorded turns with: openclaw trace list"
         )
-    ids = sorted({r["turnId"] for r in found})
-    if len(ids) > 1:
-        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    matching = sorted({r["turnId"] for r in found})
+    if len(matching) > 1:
+        shown = ", ".join(matching[:5]) + (", ..." if len(matching) > 5 else "")
         raise BadRequestError(
-            f"{turn!r} matches {len(ids)} turns: {shown}", hint="Give more of the turn id."
+            f"{turn!r} matches {len(matching)} turns: {shown}", hint="Give more of the turn id."
         )
     return found[-1]
 

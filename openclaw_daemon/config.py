@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from openclaw_daemon import ids
 from openclaw_daemon.errors import BadRequestError, ModelError
 
 ENV_STATE_DIR = "OPENCLAW_STATE_DIR"
@@ -51,6 +52,10 @@ class Paths(NamedTuple):
     turns_file: Path
 
     def agent_sessions_dir(self, agent_id: str) -> Path:
+        # The last guard: every boundary canonicalises ids (openclaw_daemon.ids);
+        # one that forgot must fail here, not write outside agents/.
+        if not ids.is_canonical_agent_id(agent_id):
+            raise BadRequestError(f"refusing a non-canonical agent id {agent_id!r:.80}")
         return self.state_dir / "agents" / agent_id / "sessions"
 
 

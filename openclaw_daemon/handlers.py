@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openclaw_daemon import protocol, turn_record
+from openclaw_daemon import ids, protocol, turn_record
 from openclaw_daemon.errors import (
     BadRequestError,
     CancelledError,
@@ -154,6 +154,11 @@ class Handlers:
         connection.send({"type": "done", "result": {"stopping": True, "pid": os.getpid()}})
 
     def turn(self, request: protocol.Message, connection: Connection) -> None:
+        # Ids become paths: canonical before anything is created (openclaw_daemon.ids).
+        request["agent_id"] = ids.agent_id(request.get("agent_id"), field="agent_id")
+        request["session_id"] = ids.optional_session_id(
+            request.get("session_id"), field="session_id"
+        )
         events: queue.Queue[protocol.Message] = queue.Queue()
         cancel = threading.Event()
         trace = Trace(listener=lambda span: events.put({"type": "phase", **span}))
@@ -306,9 +311,10 @@ class Handlers:
         from sessions.store import SessionStore
 
         pipeline = self.state.pipeline
-        agent_id = str(request.get("agent_id") or "main")
+        agent_id = ids.agent_id(request.get("agent_id"), field="agent_id")
+        session = ids.session_ref(request.get("session_id"), field="session_id")
         store = SessionStore(pipeline.paths.agent_sessions_dir(agent_id), agent_id)
-        ref = store.find(str(request.get("session_id") or ""))
+        ref = store.find(session)
         instructions = request.get("instructions")
         with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
             future = self.state.scheduler.submit(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import tempfile
 import time
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from openclaw_daemon import ids
 from openclaw_daemon.errors import SessionError
 
 SESSION_VERSION = 3
@@ -58,14 +58,6 @@ class SessionRef:
     key: str
     session_id: str
     file: Path
-
-
-_SESSION_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.IGNORECASE)
-
-
-def _valid_session_id(session_id: str) -> bool:
-    """OpenClaw's rule (src/config/sessions/paths.ts validateSessionId)."""
-    return bool(_SESSION_ID.match(session_id))
 
 
 class SessionStore:
@@ -109,18 +101,13 @@ class SessionStore:
             entry = index.get(key)
             sid = entry["sessionId"] if entry else str(uuid.uuid4())
         else:
-            if not _valid_session_id(session_id):
-                raise SessionError(
-                    f"invalid session id {session_id!r}",
-                    hint="Use 1-128 letters, digits, '.', '_' or '-', "
-                    "starting with a letter or digit.",
-                )
+            session_id = ids.session_id(session_id)
             key = next(
                 (k for k, e in index.items() if e.get("sessionId") == session_id),
                 explicit_session_key(self.agent_id, session_id),
             )
             sid = session_id
-        ref = SessionRef(self.agent_id, key, sid, self.dir / f"{sid}.jsonl")
+        ref = self._ref(key, sid)
         if create and key not in index:
             self.touch(ref, created=True)
         elif not create and key not in index:
@@ -146,12 +133,21 @@ class SessionStore:
             }
             self._append_lines(ref.file, [header])
 
+    def _ref(self, key: str, sid: str) -> SessionRef:
+        # A session id read back from sessions.json (which another program may
+        # have written) becomes a file name too: the same rule as on the wire.
+        if not isinstance(sid, str) or not ids.is_session_id(sid):
+            raise SessionError(
+                f"{self.index_file} names an unsafe session id {sid!r:.80} for {key!r:.80}",
+                hint="Fix or remove that entry; no file outside the sessions dir is used.",
+            )
+        return SessionRef(self.agent_id, key, sid, self.dir / f"{sid}.jsonl")
+
     def find(self, session_id: str) -> SessionRef:
         """Look a session up by id or key, without creating it."""
         for key, entry in self.load_index().items():
             if session_id in (entry.get("sessionId"), key):
-                sid = entry["sessionId"]
-                return SessionRef(self.agent_id, key, sid, self.dir / f"{sid}.jsonl")
+                return self._ref(key, entry["sessionId"])
         raise SessionError(
             f"no session {session_id!r} for agent {self.agent_id!r}",
             hint="List sessions with: openclaw sessions list",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from openclaw_daemon.errors import SessionError
+from openclaw_daemon.errors import BadRequestError, SessionError
 from sessions.store import SessionStore
 
 
@@ -33,7 +33,8 @@ def test_main_session_is_stable_and_explicit_ids_get_their_own_key(tmp_path: Pat
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "", "-lead", "x" * 129])
 def test_invalid_session_ids_are_refused(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(SessionError, match="invalid session id"):
+    # A usage error (exit 2, bad_request on the wire), as at every other boundary.
+    with pytest.raises(BadRequestError, match="invalid session id"):
         make_store(tmp_path).resolve(bad)
 
 
