@@ -4,7 +4,7 @@
 to the socket as that user twice: once as the socket's modes stand, once with
 the socket and its parent dirs loosened for a moment, so the daemon's own peer
 check (SO_PEERCRED) is what must refuse. The user is removed and the modes are
-restored afterwards. Standard library only, bounded in time.
+restored afterwards. Bounded in time; the probe itself is standard library only.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Runs as the other user: connect, send a hello, report what came back.
+from openclaw_daemon import protocol
+from openclaw_daemon.errors import OpenClawError
+
+# Runs as the other user, under the system Python (the venv may sit in a dir
+# only root can enter): connect, send the hello frame given in hex, and report
+# the raw reply, which the caller decodes.
 _PROBE = r"""
-import json, socket, struct, sys
-sys.path.insert(0, sys.argv[2])
+import json, socket, sys
 out = {}
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
@@ -32,43 +36,73 @@ except OSError as exc:
 else:
     out["connected"] = True
     try:
-        from openclaw_daemon import protocol
-        s.sendall(protocol.encode(protocol.hello("other-uid-probe", pid=0)))
-        def read(n):
-            buf = b""
-            while len(buf) < n:
-                chunk = s.recv(n - len(buf))
-                if not chunk:
-                    break
-                buf += chunk
-            return buf
-        reply = protocol.read_frame(read)
-        out["reply"] = None if reply is None else {k: reply.get(k) for k in ("type", "code", "message")}
-    except Exception as exc:  # noqa: BLE001 - report anything
-        out["reply_error"] = repr(exc)
+        s.sendall(bytes.fromhex(sys.argv[2]))
+    except OSError as exc:  # a refusing daemon may have hung up already
+        out["send_error"] = str(exc)
+    buf = b""
+    try:
+        while len(buf) < 1 << 16:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError as exc:
+        out["reply_error"] = str(exc)
+    out["reply_hex"] = buf.hex()
 print(json.dumps(out))
 """
+PROBE_PYTHON = "/usr/bin/python3"
+
+
+def _decode_reply(result: dict[str, Any]) -> None:
+    raw = bytes.fromhex(result.pop("reply_hex", "") or "")
+    if not raw:
+        result["reply"] = None
+        return
+    view = memoryview(raw)
+
+    def read(size: int) -> bytes:
+        nonlocal view
+        chunk, view = bytes(view[:size]), view[size:]
+        return chunk
+
+    try:
+        frame = protocol.read_frame(read)
+    except OpenClawError as exc:
+        result["reply"] = {"type": "undecodable", "message": str(exc)}
+        return
+    result["reply"] = (
+        None if frame is None else {k: frame.get(k) for k in ("type", "code", "message")}
+    )
 
 
 def _refused(result: dict[str, Any]) -> bool:
-    if not result.get("connected"):
+    """Refused: the connect failed, or the daemon answered with an error frame.
+
+    A probe that could not run at all (``connected`` None) is not a refusal.
+    """
+    if result.get("connected") is False:
         return True
-    reply = result.get("reply")
-    return reply is None or reply.get("type") == "error"
+    if result.get("connected") is True:
+        reply = result.get("reply")
+        return reply is not None and reply.get("type") == "error"
+    return False
 
 
 def _probe(user: str, socket_path: Path) -> dict[str, Any]:
-    src = str(Path(__file__).resolve().parents[1])
+    hello = protocol.encode(protocol.hello("other-uid-probe", pid=0)).hex()
     proc = subprocess.run(
-        ["runuser", "-u", user, "--", sys.executable, "-I", "-c", _PROBE, str(socket_path), src],
+        ["runuser", "-u", user, "--", PROBE_PYTHON, "-I", "-c", _PROBE, str(socket_path), hello],
         capture_output=True,
         text=True,
         timeout=60,
     )
     try:
-        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        result = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
     except (ValueError, IndexError):
         return {"connected": None, "probe_failed": proc.returncode, "stderr": proc.stderr[-500:]}
+    _decode_reply(result)
+    return result
 
 
 def check(socket_path: str | Path) -> dict[str, Any]:
@@ -79,6 +113,8 @@ def check(socket_path: str | Path) -> dict[str, Any]:
     socket_path = Path(socket_path).absolute()
     if os.geteuid() != 0:
         return {"skipped": "not root: cannot create a second user to connect as"}
+    if not os.access(PROBE_PYTHON, os.X_OK):
+        return {"skipped": f"{PROBE_PYTHON} is missing: nothing to run the probe as another user"}
     user = "ocprobe" + secrets.token_hex(3)
     subprocess.run(
         ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
@@ -105,7 +141,9 @@ def check(socket_path: str | Path) -> dict[str, Any]:
     finally:
         subprocess.run(["userdel", user], capture_output=True, timeout=30)
     result["refused"] = _refused(result["as_is"]) and _refused(result["loosened"])
-    result["peer_check_refused"] = (result["loosened"].get("reply") or {}).get("code") == "permission"
+    result["peer_check_refused"] = (result["loosened"].get("reply") or {}).get(
+        "code"
+    ) == "permission"
     return result
 
 

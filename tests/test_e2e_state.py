@@ -15,7 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,7 +113,12 @@ def test_state_dir_read_only(tmp_root: Path, args: tuple[str, ...]) -> None:
     state = tmp_root / "ro"
     with _tmpfs(state, "ro,size=64k,mode=0700"):
         proc = Cli(state, {}).run(*args, check=False, timeout=60)
-        if args[:2] in (("daemon", "status"), ("sessions", "list"), ("trace", "list")):
+        if args[:2] in (
+            ("daemon", "status"),
+            ("sessions", "list"),
+            ("trace", "list"),
+            ("cache", "stats"),
+        ):
             # Read-only commands on an empty, read-only state dir may succeed; no traceback.
             _no_traceback(proc)
         else:
@@ -136,7 +141,8 @@ def test_state_dir_on_a_full_disk(tmp_root: Path) -> None:
 
 def test_bad_env_value_fails_before_spawning(tmp_root: Path) -> None:
     state = tmp_root / "s"
-    for env in ({"OPENCLAW_N_CTX": "abc"}, {"OPENCLAW_THREADS": "x"}, {"OPENCLAW_CACHE_RAM": "lots"}):
+    bad = ({"OPENCLAW_N_CTX": "abc"}, {"OPENCLAW_THREADS": "x"}, {"OPENCLAW_CACHE_RAM": "lots"})
+    for env in bad:
         cli = Cli(state, env)
         for args in (("agent", "--local", "-m", "hi"), ("daemon", "start")):
             proc = cli.run(*args, check=False, timeout=60)
@@ -171,11 +177,12 @@ def test_n_ctx_above_training_context_warns(big_ctx_cli: Cli) -> None:
 
 def test_start_with_another_n_ctx_says_so(big_ctx_cli: Cli) -> None:
     big_ctx_cli.run("daemon", "start", "--n-ctx", "9000", timeout=300)
-    pid = big_ctx_cli.status()["pid"]
+    status = big_ctx_cli.status()
+    pid, running_n_ctx = status["pid"], status["nCtx"]  # 9000, padded by llama.cpp
     proc = big_ctx_cli.run("daemon", "start", "--n-ctx", "4096", check=False, timeout=60)
     _no_traceback(proc)
     assert proc.returncode != 0, proc
-    assert "9000" in proc.stderr and "4096" in proc.stderr, proc.stderr
+    assert f"n_ctx {running_n_ctx}" in proc.stderr and "4096" in proc.stderr, proc.stderr
     assert "restart" in proc.stderr, proc.stderr
     assert big_ctx_cli.status()["pid"] == pid
     # The same n_ctx is still a no-op.
@@ -190,7 +197,7 @@ def test_restart_with_impossible_n_ctx_keeps_the_daemon(big_ctx_cli: Cli) -> Non
     assert proc.returncode != 0, proc
     assert "GiB" in proc.stderr, proc.stderr
     after = big_ctx_cli.status()
-    assert after["running"] and after["pid"] == before["pid"] and after["nCtx"] == 9000
+    assert after["running"] and after["pid"] == before["pid"] and after["nCtx"] == before["nCtx"]
 
 
 def test_socket_in_a_shared_dir_keeps_its_mode(tmp_root: Path) -> None:
@@ -212,7 +219,7 @@ def test_socket_in_a_shared_dir_keeps_its_mode(tmp_root: Path) -> None:
 def _fallback_run_dir(state: Path) -> Path:
     out = subprocess.run(
         [
-            str(Path(os.sys.executable)),
+            sys.executable,
             "-c",
             "from openclaw_daemon import config; print(config.resolve_paths().run_dir)",
         ],
@@ -270,6 +277,8 @@ def test_precreated_fallback_run_dir_is_refused(tmp_root: Path, kind: str) -> No
 def test_another_uid_cannot_connect(tmp_root: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("not root: cannot create a second user to connect as (other-uid check skipped)")
+    if not os.access(other_uid_check.PROBE_PYTHON, os.X_OK):
+        pytest.skip(f"{other_uid_check.PROBE_PYTHON} missing: cannot run a probe as another user")
     cli = Cli(tmp_root / "s", {})
     try:
         cli.run("daemon", "start", timeout=300)
@@ -281,4 +290,3 @@ def test_another_uid_cannot_connect(tmp_root: Path) -> None:
         assert cli.status()["running"]  # and the daemon still serves us
     finally:
         cli.stop()
-    time.sleep(0)
