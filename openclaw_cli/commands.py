@@ -88,12 +88,7 @@ def daemon_restart(
     """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
     from openclaw_cli import daemon_cmd
 
-    # Check the new options first: a typo must not leave you with no daemon.
-    daemon_cmd.validate_options(model=model, cache_ram=cache_ram, cache_disk=cache_disk)
-    daemon_cmd.stop()
-    daemon_cmd.start(
-        model=model, n_ctx=n_ctx, foreground=False, cache_ram=cache_ram, cache_disk=cache_disk
-    )
+    daemon_cmd.restart(model=model, n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk)
 
 
 @daemon_app.command("status")

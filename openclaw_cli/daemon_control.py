@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from openclaw_daemon import config
 from openclaw_daemon.client import DaemonClient
 from openclaw_daemon.config import Paths
 from openclaw_daemon.errors import DaemonUnavailableError, OpenClawError, VersionMismatchError
@@ -106,10 +107,6 @@ def server_command(
 def spawn(paths: Paths, command: list[str]) -> subprocess.Popen[bytes]:
     import subprocess  # only when starting the daemon: a warm turn never needs it
 
-    from openclaw_daemon.transport import ensure_private_dir
-
-    ensure_private_dir(paths.state_dir)
-    paths.log_file.parent.mkdir(parents=True, exist_ok=True)
     with paths.log_file.open("ab") as log:
         return subprocess.Popen(
             command,
@@ -122,6 +119,9 @@ def spawn(paths: Paths, command: list[str]) -> subprocess.Popen[bytes]:
             # the state dir so a stray ``openclaw_daemon/`` in the user's cwd is
             # never imported instead of the installed one.
             cwd=paths.state_dir,
+            # Its paths as we resolved them: a relative OPENCLAW_STATE_DIR would
+            # otherwise be resolved again from the state dir itself.
+            env=config.daemon_environment(paths),
         )
 
 
@@ -135,9 +135,7 @@ def connect_or_start(
     client = try_connect(paths)
     if client is not None:
         return client, False
-    from openclaw_daemon.transport import ensure_private_dir
-
-    ensure_private_dir(paths.state_dir)
+    prepare_start(paths)
     lock_path = paths.state_dir / "daemon.start.lock"
     with lock_path.open("w") as lock:
         # Two CLIs starting at once: one spawns, the other waits, then connects.
@@ -148,6 +146,15 @@ def connect_or_start(
         clean_stale(paths)
         process = spawn(paths, command or server_command())
         return wait_until_ready(paths, process, waiting), True
+
+
+def prepare_start(paths: Paths) -> None:
+    """Everything checkable before spawning: a bad setting or an unusable state
+    dir is one clear error now, and no daemon is started."""
+    from openclaw_daemon import state_dirs
+
+    config.check_environment()
+    state_dirs.prepare(paths)
 
 
 def wait_until_ready(

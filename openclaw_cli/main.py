@@ -56,6 +56,15 @@ def run() -> None:
         with contextlib.suppress(OSError):
             sys.stderr.flush()
         os._exit(128 + signal.SIGPIPE)
+    except OSError as exc:  # after BrokenPipeError, which is one too
+        # An unusable state dir (a file, read-only, full) is the user's to fix:
+        # one line naming it. Any other OSError is a bug and keeps its traceback.
+        from openclaw_daemon.state_dirs import as_state_dir_error
+
+        error = as_state_dir_error(exc)
+        if error is None:
+            raise
+        sys.exit(report(error))
 
 
 if __name__ == "__main__":

@@ -59,9 +59,15 @@ class Paths(NamedTuple):
         return self.state_dir / "agents" / agent_id / "sessions"
 
 
+def _absolute(raw: str) -> Path:
+    # Absolute once, here: the daemon runs from the state dir, so a relative
+    # path resolved again there would name another place (relstate/relstate).
+    return Path(os.path.abspath(Path(raw).expanduser()))
+
+
 def state_dir() -> Path:
     raw = os.environ.get(ENV_STATE_DIR)
-    return Path(raw).expanduser() if raw else Path.home() / ".openclaw"
+    return _absolute(raw) if raw else Path.home() / ".openclaw"
 
 
 def _short_run_dir(state: Path) -> Path:
@@ -80,7 +86,7 @@ def resolve_paths() -> Paths:
     run_dir = state / "run"
     override = os.environ.get(ENV_SOCKET)
     if override:
-        socket = Path(override).expanduser()
+        socket = _absolute(override)
         run_dir = socket.parent
     else:
         socket = run_dir / "daemon.sock"
@@ -125,26 +131,32 @@ def resolve_model_path(explicit: str | None = None) -> Path:
     return Path(raw).expanduser().resolve() if raw else embedded_model_path()
 
 
-def _int_env(name: str, default: int) -> int:
+MIN_N_CTX = 256
+
+
+def _int_env(name: str, default: int, minimum: int) -> int:
     raw = os.environ.get(name)
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ModelError(f"{name} must be an integer, got {raw!r}") from None
+        raise BadRequestError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise BadRequestError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 def n_ctx_setting() -> int:
-    return _int_env(ENV_N_CTX, DEFAULT_N_CTX)
+    return _int_env(ENV_N_CTX, DEFAULT_N_CTX, MIN_N_CTX)
 
 
 def threads_setting() -> int:
-    return _int_env(ENV_THREADS, 0)
+    return _int_env(ENV_THREADS, 0, 0)
 
 
 def prefill_batch_setting() -> int:
-    return _int_env(ENV_PREFILL_BATCH, DEFAULT_PREFILL_BATCH)
+    return _int_env(ENV_PREFILL_BATCH, DEFAULT_PREFILL_BATCH, 1)
 
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -168,14 +180,40 @@ def prefill_ahead_setting() -> bool:
     return os.environ.get(ENV_PREFILL_AHEAD, "1").strip().lower() not in ("0", "off", "false")
 
 
+def _size_setting(explicit: str | None, env: str, default: str, what: str) -> int:
+    if explicit:
+        return parse_size(explicit, name=what)
+    raw = os.environ.get(env)
+    return parse_size(raw, name=f"{env} ({what})") if raw else parse_size(default, name=what)
+
+
 def cache_ram_setting(explicit: str | None = None) -> int:
-    raw = explicit or os.environ.get(ENV_CACHE_RAM) or DEFAULT_CACHE_RAM
-    return parse_size(raw, name="the RAM cache budget")
+    return _size_setting(explicit, ENV_CACHE_RAM, DEFAULT_CACHE_RAM, "the RAM cache budget")
 
 
 def cache_disk_setting(explicit: str | None = None) -> int:
-    raw = explicit or os.environ.get(ENV_CACHE_DISK) or DEFAULT_CACHE_DISK
-    return parse_size(raw, name="the disk cache budget")
+    return _size_setting(explicit, ENV_CACHE_DISK, DEFAULT_CACHE_DISK, "the disk cache budget")
+
+
+def check_environment() -> None:
+    """Read every OPENCLAW_* setting now, so a bad value is the CLI's error, not a
+    daemon that dies while starting."""
+    n_ctx_setting()
+    threads_setting()
+    prefill_batch_setting()
+    cache_ram_setting()
+    cache_disk_setting()
+
+
+def daemon_environment(paths: Paths) -> dict[str, str]:
+    """The environment a spawned daemon gets: paths absolute, as the CLI sees them."""
+    env = dict(os.environ)
+    env[ENV_STATE_DIR] = str(paths.state_dir)
+    if env.get(ENV_SOCKET):
+        env[ENV_SOCKET] = str(paths.socket)
+    if env.get(ENV_MODEL):
+        env[ENV_MODEL] = str(_absolute(env[ENV_MODEL]))
+    return env
 
 
 GGUF_MAGIC = b"GGUF"

@@ -81,6 +81,12 @@ class PermissionDeniedError(OpenClawError):
     code = "permission"
 
 
+class StateDirError(OpenClawError):
+    """The state dir is a file, read-only, unwritable or on a full disk."""
+
+    code = "state_dir"
+
+
 class BadRequestError(OpenClawError):
     """A request or option the user can fix (the usage-error exit code)."""
 
@@ -126,6 +132,7 @@ _BY_CODE = {
         CancelledError,
         SessionError,
         PermissionDeniedError,
+        StateDirError,
         BadRequestError,
         NotFoundError,
         CacheCorruptError,

@@ -22,15 +22,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from openclaw_daemon import config, memory_budget, protocol
+from openclaw_daemon import config, memory_budget, protocol, state_dirs
 from openclaw_daemon.errors import ModelError, OpenClawError
-from openclaw_daemon.gguf import read_metadata
+from openclaw_daemon.gguf import arch_value, read_metadata
 from openclaw_daemon.handlers import DaemonState, Handlers
 from openclaw_daemon.metrics import Metrics
 from openclaw_daemon.scheduler import Scheduler
 from openclaw_daemon.tools.spec import TOOLS_BY_NAME
 from openclaw_daemon.tracing import TurnLog
-from openclaw_daemon.transport import UnixServer, ensure_private_dir
+from openclaw_daemon.transport import UnixServer
 
 log = logging.getLogger("openclawd")
 
@@ -44,8 +44,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def predict_memory(model_path: Path, n_ctx: int, ram_budget: int) -> dict[str, int]:
-    """Predict peak memory from the GGUF header; refuse what will not fit."""
+def predict_memory(
+    model_path: Path, n_ctx: int, ram_budget: int, *, freed: int = 0
+) -> dict[str, int]:
+    """Predict peak memory from the GGUF header; refuse what will not fit.
+
+    ``freed`` is memory that will be returned first: a restart counts the
+    running daemon's resident set as available, since it stops before the new
+    one loads.
+    """
     import psutil
 
     config.check_gguf(model_path)
@@ -60,8 +67,28 @@ def predict_memory(model_path: Path, n_ctx: int, ram_budget: int) -> dict[str, i
         raise ModelError(
             f"could not load {model_path}: its GGUF metadata has unexpected values ({exc})"
         ) from exc
-    memory_budget.check_fits(prediction, psutil.virtual_memory().available, n_ctx=n_ctx)
+    available = psutil.virtual_memory().available + freed
+    memory_budget.check_fits(prediction, available, n_ctx=n_ctx)
     return prediction
+
+
+def training_context(model_path: Path) -> int:
+    """The context length the model was trained with (0 if its header does not say)."""
+    try:
+        return int(arch_value(read_metadata(model_path), "context_length", 0) or 0)
+    except (TypeError, ValueError, OpenClawError):
+        return 0
+
+
+def n_ctx_warning(model_path: Path, n_ctx: int) -> str:
+    """A warning when ``n_ctx`` exceeds the model's training context, else ''."""
+    trained = training_context(model_path)
+    if trained and n_ctx > trained:
+        return (
+            f"warning: n_ctx {n_ctx} is above the {trained} tokens {model_path.name} was "
+            "trained with; replies past that length may degrade"
+        )
+    return ""
 
 
 def memory_now() -> dict[str, int]:
@@ -84,13 +111,15 @@ class Daemon:
         from openclaw_daemon.turn import TurnPipeline
 
         self.paths = config.resolve_paths()
-        ensure_private_dir(self.paths.state_dir)
-        ensure_private_dir(self.paths.status_file.parent)
+        state_dirs.prepare(self.paths)
+        warning = n_ctx_warning(model_path, n_ctx)
+        if warning:
+            log.warning("%s", warning)
         self.memory_prediction = predict_memory(model_path, n_ctx, cache_ram)
         started = time.monotonic()
         self.engine = Engine(model_path, n_ctx=n_ctx, n_threads=config.threads_setting())
         log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
-        ensure_private_dir(self.paths.cache_dir)
+        state_dirs.ensure_private_dir(self.paths.cache_dir)
         self.scheduler = Scheduler()
         self.store = KVStore(
             self.paths.cache_dir,
@@ -224,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
             cache_ram=config.cache_ram_setting(args.cache_ram),
             cache_disk=config.cache_disk_setting(args.cache_disk),
         )
+    except OSError as exc:
+        error = state_dirs.as_state_dir_error(exc)
+        if error is None:
+            raise
+        print(f"openclawd: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        return 2
     except OpenClawError as exc:
         print(f"openclawd: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 2

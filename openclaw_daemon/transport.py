@@ -13,7 +13,6 @@ import logging
 import os
 import select
 import socket
-import stat
 import struct
 import threading
 import time
@@ -27,16 +26,10 @@ log = logging.getLogger("openclawd.transport")
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` as a 0700 directory we own, or refuse an unsafe one."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise PermissionDeniedError(
-            f"{path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})",
-            hint="Set OPENCLAW_STATE_DIR or OPENCLAW_SOCKET to a directory you own.",
-        )
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    """Create ``path`` as a 0700 directory we own, or refuse an unsafe one (no chmod)."""
+    from openclaw_daemon import state_dirs
+
+    state_dirs.ensure_private_dir(path)
 
 
 def socket_is_live(path: Path) -> bool:
@@ -53,7 +46,10 @@ def socket_is_live(path: Path) -> bool:
 
 def bind_listener(path: Path) -> socket.socket:
     """Bind the daemon socket (mode 0600), clearing a stale one left by a killed daemon."""
-    ensure_private_dir(path.parent)
+    from openclaw_daemon import state_dirs
+
+    # The daemon checked the run dir by kind already; never chmod a shared one.
+    state_dirs.ensure_socket_dir(path.parent)
     if path.exists() or path.is_symlink():
         if socket_is_live(path):
             raise DaemonUnavailableError(

@@ -382,8 +382,8 @@ class TurnPipeline:
             raise ContextOverflowError(
                 f"the prompt is {len(plan.tokens)} tokens but the model's context window "
                 f"holds {n_ctx}",
-                hint="Shorten the message or start a new session with --session-id NEW "
-                "(compaction is not available yet).",
+                hint="Shorten the message, compact the session (openclaw sessions compact "
+                "ID), or start a new session with --session-id NEW.",
             )
 
     def _room(self, plan: PromptPlan, max_tokens: int) -> int:
