@@ -234,7 +234,7 @@ class Compactor:
         for chunk in chunks:
             part = list(tape.messages[chunk.start : chunk.end])
             if chunk.clip:
-                part = [self._clip(part[0], chunk.budget - CLIP_MARKUP)]
+                part[0] = self._clip(part[0], chunk.budget - CLIP_MARKUP)
             carried = summary_messages(made.text.strip()) if made.text.strip() else []
             base = builder.from_messages([head, *carried, *part])
             made = self._summary_call(builder.plan_turn(base, [instruction]), call, made)

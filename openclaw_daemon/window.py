@@ -40,7 +40,8 @@ class Chunk:
 
     The first chunk always starts at 1 and is a fork of the session's own
     prefix; a later one follows the summary of the chunks before it. ``clip``:
-    the chunk is one message too long to fit, cut to ``budget`` tokens.
+    the chunk's first message is too long to fit and is cut to ``budget``
+    tokens (the messages after it in the chunk are whole).
     """
 
     start: int
@@ -73,21 +74,34 @@ def summary_chunks(prefix_tokens: list[int], n_ctx: int, reserve: int, carry: in
     chunks: list[Chunk] = []
     if end > 1:
         chunks.append(Chunk(1, end))
-    else:  # the first message alone does not fit: clip it
-        chunks.append(Chunk(1, 2, clip=True, budget=limit - head))
-        end = 2
-    budget = limit - head - carry
-    start = end
-    while start < count:
-        size = prefix_tokens[start] - prefix_tokens[start - 1]
-        if size > budget:
-            chunks.append(Chunk(start, start + 1, clip=True, budget=budget))
-            start += 1
-            continue
-        end, used = start, 0
-        while end < count and used + prefix_tokens[end] - prefix_tokens[end - 1] <= budget:
-            used += prefix_tokens[end] - prefix_tokens[end - 1]
-            end += 1
-        chunks.append(Chunk(start, end))
         start = end
+    else:  # the first message alone does not fit: clip it
+        chunks.append(_clipped(prefix_tokens, 1, limit - head))
+        start = chunks[-1].end
+    budget = limit - head - carry
+    while start < count:
+        if prefix_tokens[start] - prefix_tokens[start - 1] > budget:
+            chunks.append(_clipped(prefix_tokens, start, budget))
+        else:
+            end, used = start, 0
+            while end < count and used + _size(prefix_tokens, end) <= budget:
+                used += _size(prefix_tokens, end)
+                end += 1
+            chunks.append(Chunk(start, end))
+        start = chunks[-1].end
     return chunks
+
+
+def _size(prefix_tokens: list[int], index: int) -> int:
+    return prefix_tokens[index] - prefix_tokens[index - 1]
+
+
+def _clipped(prefix_tokens: list[int], start: int, budget: int) -> Chunk:
+    """A chunk that clips message ``start`` and takes the short messages after it
+    (up to a quarter of the budget) whole: each chunk costs a summary call, and
+    a reply to a long message is often a few tokens."""
+    end, taken = start + 1, 0
+    while end < len(prefix_tokens) and taken + _size(prefix_tokens, end) <= budget // 4:
+        taken += _size(prefix_tokens, end)
+        end += 1
+    return Chunk(start, end, clip=True, budget=budget - taken)

@@ -37,11 +37,12 @@ def test_an_over_full_session_forks_from_the_longest_prefix_that_fits() -> None:
 
 def test_a_message_too_long_for_any_chunk_is_clipped() -> None:
     # One turn whose user message alone fills the window.
+    # Its short reply rides along in the same chunk (one summary call, not two).
     chunks = summary_chunks([650, 2043, 2049], 2048, 240, 216)
-    assert chunks[0] == Chunk(1, 2, clip=True, budget=2048 - 240 - 650)
-    assert chunks[1] == Chunk(2, 3)
-    # A long message later in the session is clipped to the later-chunk budget.
-    later = summary_chunks([650, 700, 710, 2040, 2046], 2048, 240, 216)
+    assert chunks == [Chunk(1, 3, clip=True, budget=2048 - 240 - 650 - 6)]
+    # A long message later in the session is clipped to the later-chunk budget;
+    # a long reply after it is a chunk of its own.
+    later = summary_chunks([650, 700, 710, 2040, 2040 + 600], 2048, 240, 216)
     assert later[0] == Chunk(1, 3)
     assert later[1] == Chunk(3, 4, clip=True, budget=2048 - 240 - 650 - 216)
     assert later[2] == Chunk(4, 5)
