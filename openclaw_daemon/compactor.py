@@ -265,7 +265,8 @@ class Compactor:
             hide_calls=False,
         )
         return _Summary(
-            text=generation.text,
+            # A chunk the model had nothing to say about keeps the summary so far.
+            text=generation.text if generation.text.strip() else made.text,
             reused=made.reused + reused,
             prefilled=made.prefilled + len(fork.tokens) - reused,
             output=made.output + len(generation.ids),
