@@ -104,11 +104,14 @@ def compact_session(
     if json_out:
         render.print_json(result)
         return
+    chunks = int(result.get("summaryChunks") or 1)
+    # An over-full session is summarised in chunks (see docs/security-recover.md).
+    made_in = f" (made in {chunks} chunks: the session was too full for one)" if chunks > 1 else ""
     sys.stdout.write(
         f"compacted session {result['sessionId']}: {result['tokensBefore']} -> "
         f"{result['tokensAfter']} tokens ({result['summarizedEntries']} entries summarised, "
         f"{result['keptEntries']} kept)\n"
         f"the summary cost {result['summaryPrefillTokens']} prefilled tokens "
         f"({result['summaryCachedTokens']} reused from the cache) and "
-        f"{result['summaryMs'] / 1000:.1f} s\n\nsummary: {result['summary']}\n"
+        f"{result['summaryMs'] / 1000:.1f} s{made_in}\n\nsummary: {result['summary']}\n"
     )

@@ -2,7 +2,10 @@
 
 1. **Summary as a fork.** The summarisation instruction is appended to the
    session's cached prompt, so only the instruction is prefilled; the summary
-   is generated there. Never a separate, cold prompt.
+   is generated there. Never a separate, cold prompt. A session too full for
+   that (no room left for the instruction and the summary) is summarised in
+   chunks, the first a fork of its longest cached prefix that fits
+   (``window.summary_chunks``).
 2. **New layout.** [stable head][summary][recent tail] (``sessions.compaction``
    chooses the cut) becomes the session's tape; a ``compaction`` entry records
    it, and every old entry stays in the file.
@@ -17,13 +20,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from openclaw_daemon.errors import BadRequestError, CancelledError
+from openclaw_daemon import window
+from openclaw_daemon.chat_template import ChatMessage
+from openclaw_daemon.errors import BadRequestError, CancelledError, ContextOverflowError
 from openclaw_daemon.model_calls import CallContext
+from openclaw_daemon.tape import PromptPlan, TokenTape
 from openclaw_daemon.tracing import Trace
 from sessions.compaction import CompactionSettings, plan_compaction
-from sessions.prompt import message_text
+from sessions.prompt import message_text, summary_messages
 from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id, now_iso
 
 if TYPE_CHECKING:
@@ -43,6 +50,20 @@ INSTRUCTION = (
     "the user's goals, the facts and decisions, and the files and results that matter."
 )
 SUMMARY_MAX_TOKENS = 192
+# Tokens a clipped message's markup and cut marker take beyond its text.
+CLIP_MARKUP = 24
+
+
+@dataclass
+class _Summary:
+    """A summary and what generating it cost, summed over its chunks."""
+
+    text: str = ""
+    reused: int = 0
+    prefilled: int = 0
+    output: int = 0
+    tier: str = ""
+    chunks: int = 1
 
 
 class Compactor:
@@ -85,15 +106,10 @@ class Compactor:
                 f"session {ref.session_id} is too short to compact: it needs at least two turns"
             )
         instruction = INSTRUCTION + (f" {instructions.strip()}" if instructions else "")
-        fork = pipeline.builder.plan_turn(tape, [{"role": "user", "content": instruction}])
-        decision = pipeline.cache.apply(pipeline.cache.plan(fork.tokens), fork.tokens)
         call = CallContext(trace, emit, cancelled, 0)
         started = time.perf_counter()
-        reused = pipeline.calls.prefill(fork, call)
-        generation = pipeline.calls.decode(
-            {"temperature": 0.0}, SUMMARY_MAX_TOKENS, call, grammar=None, hide_calls=False
-        )
-        summary = generation.text.strip() or "(no summary)"
+        made = self._summarise(tape, {"role": "user", "content": instruction}, call)
+        summary = made.text.strip() or "(no summary)"
         compaction = {
             "type": "compaction",
             "id": new_entry_id(),
@@ -106,15 +122,23 @@ class Compactor:
         messages = pipeline._messages([*entries, compaction], system)
         new_tape = pipeline.builder.from_messages(messages)
         new_tape.last_entry_id = str(compaction["id"])
-        compaction["tokensAfter"] = len(new_tape.tokens)
+        compaction["tokensAfter"] = after = len(new_tape.tokens)
+        if after >= len(tape.tokens):
+            # A compaction that does not shrink the session only adds a summary.
+            raise BadRequestError(
+                f"compacting session {ref.session_id} would not shrink it "
+                f"({len(tape.tokens)} -> {after} tokens); nothing was written"
+            )
         store.append(ref, [compaction])
+        # ``sessions list`` shows the session's size: now the compacted layout's.
+        store.touch(ref, totalTokens=compaction["tokensAfter"])
         pipeline.adopt_tape(ref, new_tape)
         self.counters["compactions"] += 1
         summary_ms = round((time.perf_counter() - started) * 1000.0, 1)
         self.reports[ref.key] = {
             "tokensBefore": compaction["tokensBefore"],
             "tokensAfter": compaction["tokensAfter"],
-            "summaryPrefillTokens": len(fork.tokens) - reused,
+            "summaryPrefillTokens": made.prefilled,
             "summaryMs": summary_ms,
             "prefillAheadTokens": 0,
             "prefillAheadMs": 0.0,
@@ -128,12 +152,134 @@ class Compactor:
             "tokensBefore": compaction["tokensBefore"],
             "tokensAfter": compaction["tokensAfter"],
             # What the summary itself cost: only the instruction should be prefilled.
-            "summaryPrefillTokens": len(fork.tokens) - reused,
-            "summaryCachedTokens": reused,
-            "summaryCacheTier": decision.tier,
-            "summaryOutputTokens": len(generation.ids),
+            "summaryPrefillTokens": made.prefilled,
+            "summaryCachedTokens": made.reused,
+            "summaryCacheTier": made.tier,
+            "summaryOutputTokens": made.output,
+            # More than 1 when the session was too full to fork whole (see ``window``).
+            "summaryChunks": made.chunks,
             "summaryMs": summary_ms,
         }
+
+    def compact_to_fit(
+        self,
+        ref: SessionRef,
+        store: SessionStore,
+        user: ChatMessage,
+        max_tokens: int,
+        *,
+        cancelled: Callable[[], bool],
+        emit: Callable[[dict[str, Any]], None],
+        trace: Trace,
+    ) -> tuple[list[dict[str, Any]], TokenTape, PromptPlan]:
+        """The overflow path of a turn: compact, then plan the turn again on the
+        compacted layout; ContextOverflowError if it still leaves no room."""
+        pipeline = self.pipeline
+        with trace.span("session.compact", trigger="overflow") as span:
+            try:
+                report = self.compact(ref, store, overflow=True, cancelled=cancelled, trace=trace)
+            except BadRequestError as exc:  # too short, or would not shrink
+                raise ContextOverflowError(
+                    f"the prompt does not fit the context window and {exc.message}",
+                    hint="Shorten the message or start a new session with --session-id NEW.",
+                ) from exc
+            span["tokens"] = report["tokensBefore"]
+            span["tokensAfter"] = report["tokensAfter"]
+            span["summaryChunks"] = report["summaryChunks"]
+            entries = store.load_entries(ref)
+            tape = pipeline.tapes[ref.key]
+            plan = pipeline.builder.plan_turn(tape, [user])
+        emit(
+            {
+                "type": "notice",
+                "text": f"compacted the session to fit: "
+                f"{report['tokensBefore']} -> {report['tokensAfter']} tokens",
+            }
+        )
+        n_ctx = pipeline.engine.info.n_ctx
+        if not window.admits(len(plan.tokens), n_ctx, max_tokens):
+            raise ContextOverflowError(
+                f"the prompt is {len(plan.tokens)} tokens even after compaction; the model's "
+                f"context window holds {n_ctx} and the reply needs "
+                f"{window.reply_room(max_tokens)}",
+                hint="Shorten the message or start a new session with --session-id NEW.",
+            )
+        return entries, tape, plan
+
+    def _summarise(self, tape: TokenTape, instruction: ChatMessage, call: CallContext) -> _Summary:
+        """The summary of everything on ``tape``: one fork of it if that leaves room
+        for the instruction and the summary, else chunk by chunk (``window``)."""
+        pipeline = self.pipeline
+        builder = pipeline.builder
+        n_ctx = pipeline.engine.info.n_ctx
+        fork = builder.plan_turn(tape, [instruction])
+        if len(fork.tokens) + SUMMARY_MAX_TOKENS <= n_ctx:
+            return self._summary_call(fork, call, _Summary())
+        # Too full to fork whole: every rendered prefix's size, to plan the chunks.
+        prefixes = [
+            len(builder.from_messages(tape.messages[: i + 1]).tokens)
+            for i in range(len(tape.messages))
+        ]
+        try:
+            chunks = window.summary_chunks(
+                prefixes,
+                n_ctx,
+                reserve=fork.appended + SUMMARY_MAX_TOKENS,
+                carry=SUMMARY_MAX_TOKENS + window.SUMMARY_CARRY_MARKUP,
+            )
+        except ValueError as exc:
+            raise ContextOverflowError(f"cannot summarise the session: {exc}") from exc
+        made = _Summary()
+        head = tape.messages[0]
+        for chunk in chunks:
+            part = list(tape.messages[chunk.start : chunk.end])
+            if chunk.clip:
+                part[0] = self._clip(part[0], chunk.budget - CLIP_MARKUP)
+            carried = summary_messages(made.text.strip()) if made.text.strip() else []
+            base = builder.from_messages([head, *carried, *part])
+            made = self._summary_call(builder.plan_turn(base, [instruction]), call, made)
+        made.chunks = len(chunks)
+        log.info(
+            "summarised an over-full session (%d tokens) in %d chunks",
+            len(tape.tokens),
+            len(chunks),
+        )
+        return made
+
+    def _summary_call(self, fork: PromptPlan, call: CallContext, made: _Summary) -> _Summary:
+        """One summary generated on ``fork``; its costs added to ``made``'s."""
+        pipeline = self.pipeline
+        room = pipeline.engine.info.n_ctx - len(fork.tokens)
+        if room < window.MIN_REPLY_ROOM:
+            raise ContextOverflowError(
+                f"no room for a summary: its prompt is {len(fork.tokens)} tokens of "
+                f"{pipeline.engine.info.n_ctx}"
+            )
+        decision = pipeline.cache.apply(pipeline.cache.plan(fork.tokens), fork.tokens)
+        reused = pipeline.calls.prefill(fork, call)
+        generation = pipeline.calls.decode(
+            {"temperature": 0.0},
+            min(SUMMARY_MAX_TOKENS, room),
+            call,
+            grammar=None,
+            hide_calls=False,
+        )
+        return _Summary(
+            # A chunk the model had nothing to say about keeps the summary so far.
+            text=generation.text if generation.text.strip() else made.text,
+            reused=made.reused + reused,
+            prefilled=made.prefilled + len(fork.tokens) - reused,
+            output=made.output + len(generation.ids),
+            tier=made.tier or decision.tier,
+            chunks=1,
+        )
+
+    def _clip(self, message: ChatMessage, budget: int) -> ChatMessage:
+        """``message`` with its text cut to ``budget`` tokens, marked as cut."""
+        engine = self.pipeline.engine
+        ids = engine.tokenize(str(message["content"]), add_bos=False)[: max(1, budget)]
+        text = engine.detokenize(ids).decode("utf-8", errors="ignore")
+        return {**message, "content": text + " [...cut to fit the context window]"}
 
     def turn_report(self, ref: SessionRef, prefill_tok_s: float) -> dict[str, Any] | None:
         """What the session's last compaction cost and, by the cost model's measured

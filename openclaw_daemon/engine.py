@@ -31,7 +31,7 @@ from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.chat_template import ChatTemplate
 from openclaw_daemon.config import check_gguf
-from openclaw_daemon.errors import CancelledError, ModelError
+from openclaw_daemon.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
 
@@ -180,6 +180,10 @@ class Engine:
         """
         if not tokens:
             raise ModelError("cannot prefill an empty prompt")
+        if len(tokens) > self.info.n_ctx:
+            raise KvSlotError(
+                f"the prompt is {len(tokens)} tokens but the context window holds {self.info.n_ctx}"
+            )
         reused = min(self.cached_prefix(tokens), len(tokens) - 1)
         self.truncate(reused)
         todo = tokens[reused:]
@@ -259,6 +263,15 @@ class Engine:
                 # move: the cache holds what it held before this batch.
                 self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
                 raise CancelledError("the turn was cancelled during prefill") from exc
+            if str(exc) == "llama_decode returned 1":
+                # No KV slot for the batch: the window is full. llama.cpp applied
+                # none of it, so the cache keeps the prefix before it (a fork
+                # of that prefix, as a compaction makes, still reuses it).
+                self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
+                raise KvSlotError(
+                    f"the context window is full: no KV slot for {len(tokens)} more tokens "
+                    f"after {self.llama.n_tokens} of {self.info.n_ctx}"
+                ) from exc
             # A failed decode leaves the cache in an unknown state; start clean.
             self.reset()
             raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc

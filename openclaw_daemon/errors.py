@@ -60,6 +60,13 @@ class ContextOverflowError(OpenClawError):
     code = "context_overflow"
 
 
+class KvSlotError(ContextOverflowError):
+    """llama.cpp found no KV slot for a batch (``llama_decode`` returned 1): the
+    window is full. Recoverable: the caller compacts the session and retries once."""
+
+    code = "kv_slot"
+
+
 class TurnTimeoutError(OpenClawError):
     code = "timeout"
     exit_code = 124
@@ -128,6 +135,7 @@ _BY_CODE = {
         DaemonBusyError,
         ModelError,
         ContextOverflowError,
+        KvSlotError,
         TurnTimeoutError,
         CancelledError,
         SessionError,

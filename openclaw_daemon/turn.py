@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openclaw_daemon import cache_report
+from openclaw_daemon import cache_report, window
 from openclaw_daemon.compactor import Compactor
 from openclaw_daemon.config import Paths
-from openclaw_daemon.errors import BadRequestError, ContextOverflowError, ModelError
+from openclaw_daemon.errors import BadRequestError, ContextOverflowError, KvSlotError, ModelError
 from openclaw_daemon.model_calls import CallContext, Generation, ModelCalls
 from openclaw_daemon.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
@@ -142,33 +142,39 @@ class TurnPipeline:
             plan = self.builder.tokenize_turn(tape, messages, full)
             span["tokens"] = plan.appended
         max_tokens = int(request.get("max_tokens") or DEFAULT_MAX_TOKENS)
-        if len(plan.tokens) >= self.engine.info.n_ctx and tape.messages:
-            # Overflow: compact (its summary is a fork of the cached prompt),
-            # then retry the turn once on the compacted layout.
-            with trace.span("session.compact", trigger="overflow") as span:
-                report = self.compactor.compact(
-                    ref, store, overflow=True, cancelled=ctx.cancelled, trace=trace
-                )
-                span["tokens"] = report["tokensBefore"]
-                span["tokensAfter"] = report["tokensAfter"]
-                entries = store.load_entries(ref)
-                tape = self.tapes[ref.key]
-                messages, full = self.builder.render_turn(tape, [user])
-                plan = self.builder.tokenize_turn(tape, messages, full)
-            ctx.emit(
-                {
-                    "type": "notice",
-                    "text": f"compacted the session to fit: "
-                    f"{report['tokensBefore']} -> {report['tokensAfter']} tokens",
-                }
+        overflowed = False
+        if (
+            not window.admits(len(plan.tokens), self.engine.info.n_ctx, max_tokens)
+            and tape.messages
+        ):
+            # Overflow, or no room left to reply: compact (the summary is a fork
+            # of the cached prompt), then retry the turn once on the new layout.
+            entries, tape, plan = self.compactor.compact_to_fit(
+                ref, store, user, max_tokens, cancelled=ctx.cancelled, emit=ctx.emit, trace=trace
             )
-        self._check_fits(plan)
+            overflowed = True
+        self._check_fits(plan, max_tokens)
         compacted = self.compactor.turn_report(ref, self.cache.costs.prefill_tok_s.value)
         decision, restore_ms = self._use_cache(plan, ctx)
         # From here the live context holds this session's tokens, even if the
         # turn fails mid-way: the next divergence report must name this session.
         self.cache.live_label = ref.session_id
-        steps = self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
+
+        def answer(plan: PromptPlan) -> list[Step]:
+            return self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
+
+        try:
+            steps = answer(plan)
+        except KvSlotError:
+            # llama.cpp found no KV slot for the prompt: the same overflow,
+            # seen late. Compact and retry once, unless that was done already.
+            if overflowed or not tape.messages:
+                raise
+            entries, tape, plan = self.compactor.compact_to_fit(
+                ref, store, user, max_tokens, cancelled=ctx.cancelled, emit=ctx.emit, trace=trace
+            )
+            decision, restore_ms = self._use_cache(plan, ctx)
+            steps = answer(plan)
         # Explained after the reply streamed: a divergence report detokenizes
         # and renders the transcript, which must not delay the first token.
         with trace.span("cache.report"):
@@ -269,7 +275,7 @@ class TurnPipeline:
                 texts = [self._result_text(o.content) for o in step.outcomes]
                 plan = self.builder.plan_turn(tape, [results_message(texts, self.result_role)])
                 span["tokens"] = plan.appended
-            if len(plan.tokens) >= self.engine.info.n_ctx:
+            if not window.admits(len(plan.tokens), self.engine.info.n_ctx, max_tokens):
                 ctx.emit({"type": "notice", "text": "the context window is full; stopping"})
                 generation.stop_reason = "length"
                 return steps
@@ -376,12 +382,12 @@ class TurnPipeline:
             if tape.last_entry_id is not None:
                 self.saved_tapes.save(ref, tape.tokens, tape.last_entry_id, system)
 
-    def _check_fits(self, plan: PromptPlan) -> None:
+    def _check_fits(self, plan: PromptPlan, max_tokens: int) -> None:
         n_ctx = self.engine.info.n_ctx
-        if len(plan.tokens) >= n_ctx:
+        if not window.admits(len(plan.tokens), n_ctx, max_tokens):
             raise ContextOverflowError(
                 f"the prompt is {len(plan.tokens)} tokens but the model's context window "
-                f"holds {n_ctx}",
+                f"holds {n_ctx}, with {window.reply_room(max_tokens)} needed for the reply",
                 hint="Shorten the message, compact the session (openclaw sessions compact "
                 "ID), or start a new session with --session-id NEW.",
             )
