@@ -67,6 +67,11 @@ class DaemonClient:
         sock.settimeout(self.connect_timeout)
         try:
             sock.connect(str(self.socket_path))
+        except BlockingIOError as exc:  # the daemon's accept queue is full: retried
+            sock.close()
+            raise DaemonBusyError(
+                "the daemon is not accepting connections fast enough; try again"
+            ) from exc
         except OSError as exc:
             sock.close()
             raise DaemonUnavailableError(

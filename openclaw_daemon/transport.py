@@ -33,6 +33,7 @@ from openclaw_daemon.errors import (
 )
 
 log = logging.getLogger("openclawd.transport")
+LISTEN_BACKLOG = 1024
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -78,7 +79,9 @@ def bind_listener(path: Path) -> socket.socket:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    listener.listen(64)
+    # Deep enough for a burst: a Unix socket's connect() fails at once with
+    # EAGAIN (it does not wait) when this queue is full.
+    listener.listen(LISTEN_BACKLOG)
     return listener
 
 

@@ -162,10 +162,16 @@ def stub_server() -> Iterator[tuple[UnixServer, threading.Event]]:
 
 
 def _connect(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(10)
-    sock.connect(str(path))
-    return sock
+    for _ in range(200):  # a full accept queue fails at once (EAGAIN): retry, bounded
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        try:
+            sock.connect(str(path))
+            return sock
+        except BlockingIOError:
+            sock.close()
+            time.sleep(0.02)
+    raise AssertionError(f"could not connect to {path}")
 
 
 def _read_frame(sock: socket.socket) -> dict[str, Any] | None:
