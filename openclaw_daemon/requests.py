@@ -178,7 +178,8 @@ def _agent_id(message: dict[str, Any]) -> str:
 
 def _session_id(message: dict[str, Any]) -> str | None:
     raw = text(message, "session_id", limit=MAX_ID_CHARS)
-    return check_session_id(raw) if raw else None
+    # An empty id is refused, not taken as "the main session".
+    return None if raw is None else check_session_id(raw)
 
 
 # -- request types ----------------------------------------------------------------

@@ -67,6 +67,7 @@ def test_a_good_turn_parses_to_typed_options() -> None:
         ("agent_id", "../../etc"),
         ("session_id", ["s"]),
         ("session_id", "s\x00"),
+        ("session_id", ""),
         ("max_tokens", 1.5),
         ("max_tokens", True),
         ("max_tokens", -1),
