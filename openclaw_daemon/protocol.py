@@ -209,7 +209,8 @@ def decode_body(body: bytes) -> Message:
     # Checked as a string first: a list or map here is unhashable, and the
     # peer must still get an error frame, not a silent close.
     if not isinstance(kind, str):
-        raise ProtocolError("malformed frame: 'type' must be a string")
+        shown = "missing" if kind is None else f"a {type(kind).__name__}"
+        raise ProtocolError(f"unknown message type: 'type' must be a string, not {shown}")
     if kind not in KNOWN_TYPES:
         raise ProtocolError(f"unknown message type {kind[:40]!r}")
     return message

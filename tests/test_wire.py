@@ -24,7 +24,13 @@ import msgpack
 import pytest
 
 from openclaw_daemon import protocol, requests
-from openclaw_daemon.errors import BadRequestError, ProtocolError, VersionMismatchError
+from openclaw_daemon.client import DaemonClient
+from openclaw_daemon.errors import (
+    BadRequestError,
+    DaemonBusyError,
+    ProtocolError,
+    VersionMismatchError,
+)
 from openclaw_daemon.transport import Connection, UnixServer
 from tests import wire_fuzz
 from tests.conftest import Cli
@@ -217,6 +223,23 @@ def test_over_the_cap_a_connection_gets_busy_and_the_server_keeps_serving(
     again = _connect(server.path)
     again.sendall(protocol.encode(protocol.hello("test")))
     assert (_read_frame(again) or {}).get("type") == "hello"
+
+
+def test_the_client_waits_out_busy_then_reports_it(
+    stub_server: tuple[UnixServer, threading.Event],
+) -> None:
+    server, release = stub_server
+    held = [DaemonClient(server.path) for _ in range(4)]
+    for client in held:
+        client.connect()
+    with pytest.raises(DaemonBusyError):
+        DaemonClient(server.path, busy_wait=0.0).connect()
+    threading.Timer(0.5, release.set).start()
+    patient = DaemonClient(server.path, busy_wait=20.0)
+    patient.connect()  # a slot frees while it retries
+    assert patient.daemon_info["client"] == "stub"
+    for client in [*held, patient]:
+        client.close()
 
 
 def test_a_connection_that_never_says_hello_is_closed_at_the_deadline(
