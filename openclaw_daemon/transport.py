@@ -5,8 +5,9 @@ Owns the listening socket. Each connection is served on its own thread by a
 daemon keeps serving. At most ``max_connections`` are served at once (a
 bounded number of threads); one more is answered with a ``busy`` error frame
 and closed at once. A new connection has ``hello_timeout`` seconds to send its
-hello and its request. Readiness is polled with ``selectors``, never with
-``select()``, which cannot take a descriptor above 1023.
+hello, then ``REQUEST_TIMEOUT_S`` (or longer) to send its request.
+Readiness is polled with ``selectors``, never with ``select()``, which
+cannot take a descriptor above 1023.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from openclaw_daemon.errors import (
 
 log = logging.getLogger("openclawd.transport")
 LISTEN_BACKLOG = 1024
+# After its hello, a client may still be importing what it needs on a loaded
+# machine before it sends the request: more slack than for the hello, still bounded.
+REQUEST_TIMEOUT_S = 30.0
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -131,14 +135,15 @@ class Connection:
         return protocol.read_frame(self._read_exactly)
 
     def receive_opening(self, what: str) -> protocol.Message | None:
-        """The hello or the request: the client must send it within ``hello_timeout``."""
-        deadline = time.monotonic() + self.hello_timeout
+        """The hello (within ``hello_timeout``) or the request (``REQUEST_TIMEOUT_S``)."""
+        allowed = self.hello_timeout
+        if what != "hello":
+            allowed = max(allowed, REQUEST_TIMEOUT_S)
+        deadline = time.monotonic() + allowed
         try:
             return protocol.read_frame(lambda size: self._read_exactly(size, deadline))
         except TimeoutError:
-            raise ProtocolError(
-                f"no complete {what} frame within {self.hello_timeout:g} s; closing"
-            ) from None
+            raise ProtocolError(f"no complete {what} frame within {allowed:g} s; closing") from None
         except OSError as exc:  # reset by the peer: nobody left to answer
             self.closed = True
             raise ProtocolError(f"connection lost while reading the {what}: {exc}") from None
