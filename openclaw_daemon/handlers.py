@@ -188,7 +188,7 @@ class Handlers:
             failure: OpenClawError = exc
             if timed_out:
                 failure = TurnTimeoutError(
-                    f"the turn took longer than --timeout {timeout} s and was stopped",
+                    f"the turn took longer than --timeout {timeout:g} s and was stopped",
                     hint="Raise --timeout, or lower --max-tokens.",
                 )
             self._fail(request, context, connection, failure)
