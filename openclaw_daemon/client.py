@@ -16,6 +16,7 @@ from pathlib import Path
 
 from openclaw_daemon import protocol
 from openclaw_daemon.errors import (
+    DaemonBusyError,
     DaemonUnavailableError,
     OpenClawError,
     PermissionDeniedError,
@@ -27,9 +28,14 @@ from openclaw_daemon.errors import (
 class DaemonClient:
     """One connection to the daemon; use as a context manager."""
 
-    def __init__(self, socket_path: Path, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, socket_path: Path, *, connect_timeout: float = 5.0, busy_wait: float = 10.0
+    ) -> None:
         self.socket_path = socket_path
         self.connect_timeout = connect_timeout
+        # A daemon at its connection cap frees a slot within its hello
+        # deadline (5 s by default): wait that long before reporting "busy".
+        self.busy_wait = busy_wait
         self.sock: socket.socket | None = None
         self.daemon_info: protocol.Message = {}
 
@@ -41,11 +47,31 @@ class DaemonClient:
         self.close()
 
     def connect(self) -> None:
+        """Connect and exchange hellos; a ``busy`` daemon is retried for ``busy_wait`` s."""
         check_socket_owner(self.socket_path)
+        give_up = time.monotonic() + self.busy_wait
+        delay = 0.05
+        while True:
+            try:
+                self._connect_once()
+                return
+            except DaemonBusyError:
+                self.close()
+                if time.monotonic() + delay > give_up:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _connect_once(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
         try:
             sock.connect(str(self.socket_path))
+        except BlockingIOError as exc:  # the daemon's accept queue is full: retried
+            sock.close()
+            raise DaemonBusyError(
+                "the daemon is not accepting connections fast enough; try again"
+            ) from exc
         except OSError as exc:
             sock.close()
             raise DaemonUnavailableError(
@@ -53,7 +79,10 @@ class DaemonClient:
                 hint="Start it with: openclaw daemon start",
             ) from exc
         self.sock = sock
-        self._send(protocol.hello("openclaw-cli", pid=os.getpid()))
+        # A daemon at its connection cap answers "busy" and closes at once,
+        # maybe before our hello went out: read that answer anyway.
+        with contextlib.suppress(DaemonUnavailableError):
+            self._send(protocol.hello("openclaw-cli", pid=os.getpid()))
         reply = self._receive(deadline=time.monotonic() + self.connect_timeout)
         if reply is not None and reply.get("type") == "error":
             raise error_from_wire(reply["code"], reply["message"], reply.get("hint", ""))

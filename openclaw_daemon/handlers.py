@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openclaw_daemon import ids, protocol, turn_record
+from openclaw_daemon import protocol, requests, turn_record
 from openclaw_daemon.errors import (
     BadRequestError,
     CancelledError,
@@ -82,7 +82,7 @@ class Handlers:
 
     def __call__(self, connection: Connection) -> None:
         try:
-            protocol.check_hello(connection.receive())
+            protocol.check_hello(connection.receive_opening("hello"))
         except OpenClawError as exc:
             connection.send(protocol.error_frame(exc))
             return
@@ -96,7 +96,7 @@ class Handlers:
             )
         )
         try:
-            request = connection.receive()
+            request = connection.receive_opening("request")
         except OpenClawError as exc:
             connection.send(protocol.error_frame(exc))
             return
@@ -131,16 +131,13 @@ class Handlers:
         connection.send({"type": "done", "result": self.state.status()})
 
     def cache(self, request: protocol.Message, connection: Connection) -> None:
-        action = request.get("action")
-        if action == "stats":
+        if requests.parse_cache(request).action == "stats":
             result = self.state.cache_stats()
-        elif action == "clear":
+        else:
             # On the model worker: a clear must not race a turn restoring a blob.
             result = self.state.scheduler.submit(
                 self.state.cache_clear, label="cache clear"
             ).result()
-        else:
-            raise BadRequestError(f"unknown cache action {action!r}", hint="Use stats or clear.")
         connection.send({"type": "done", "result": result})
 
     def metrics(self, request: protocol.Message, connection: Connection) -> None:
@@ -153,12 +150,10 @@ class Handlers:
         self.state.request_shutdown()
         connection.send({"type": "done", "result": {"stopping": True, "pid": os.getpid()}})
 
-    def turn(self, request: protocol.Message, connection: Connection) -> None:
-        # Ids become paths: canonical before anything is created (openclaw_daemon.ids).
-        request["agent_id"] = ids.agent_id(request.get("agent_id"), field="agent_id")
-        request["session_id"] = ids.optional_session_id(
-            request.get("session_id"), field="session_id"
-        )
+    def turn(self, raw: protocol.Message, connection: Connection) -> None:
+        # Every field checked here, before the turn takes a lane or the model.
+        options = requests.parse_turn(raw)
+        request = options.as_request()
         events: queue.Queue[protocol.Message] = queue.Queue()
         cancel = threading.Event()
         trace = Trace(listener=lambda span: events.put({"type": "phase", **span}))
@@ -169,9 +164,9 @@ class Handlers:
             received_at=trace.origin,
             turn_id=turn_record.new_turn_id(),
         )
-        timeout = request.get("timeout_s")
-        deadline = time.monotonic() + float(timeout) if timeout else None
-        session_key = f"{request.get('agent_id') or 'main'}/{request.get('session_id') or ''}"
+        timeout = options.timeout_s
+        deadline = time.monotonic() + timeout if timeout else None
+        session_key = f"{options.agent_id}/{options.session_id or ''}"
         scheduler = self.state.scheduler
         waiting_since = trace.clock()
         with scheduler.lane(session_key):
@@ -193,7 +188,7 @@ class Handlers:
             failure: OpenClawError = exc
             if timed_out:
                 failure = TurnTimeoutError(
-                    f"the turn took longer than --timeout {timeout} s and was stopped",
+                    f"the turn took longer than --timeout {timeout:g} s and was stopped",
                     hint="Raise --timeout, or lower --max-tokens.",
                 )
             self._fail(request, context, connection, failure)
@@ -311,11 +306,11 @@ class Handlers:
         from sessions.store import SessionStore
 
         pipeline = self.state.pipeline
-        agent_id = ids.agent_id(request.get("agent_id"), field="agent_id")
-        session = ids.session_ref(request.get("session_id"), field="session_id")
+        options = requests.parse_compact(request)
+        agent_id = options.agent_id
         store = SessionStore(pipeline.paths.agent_sessions_dir(agent_id), agent_id)
-        ref = store.find(session)
-        instructions = request.get("instructions")
+        ref = store.find(options.session_id)
+        instructions = options.instructions
         with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
             future = self.state.scheduler.submit(
                 lambda: pipeline.compactor.compact(ref, store, instructions=instructions),

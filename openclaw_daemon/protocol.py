@@ -206,8 +206,13 @@ def decode_body(body: bytes) -> Message:
     if not isinstance(message, dict):
         raise ProtocolError("malformed frame: expected a map")
     kind = message.get("type")
+    # Checked as a string first: a list or map here is unhashable, and the
+    # peer must still get an error frame, not a silent close.
+    if not isinstance(kind, str):
+        shown = "missing" if kind is None else f"a {type(kind).__name__}"
+        raise ProtocolError(f"unknown message type: 'type' must be a string, not {shown}")
     if kind not in KNOWN_TYPES:
-        raise ProtocolError(f"unknown message type {kind!r}")
+        raise ProtocolError(f"unknown message type {kind[:40]!r}")
     return message
 
 
@@ -240,9 +245,12 @@ def check_hello(message: Message | None) -> Message:
     if message is None or message.get("type") != "hello":
         raise ProtocolError("expected a hello frame first")
     version = message.get("version")
-    if version != PROTOCOL_VERSION:
+    # Exactly the integer: 5.0 == 5 (and True == 1) in Python, but neither is
+    # what we speak.
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise VersionMismatchError(
-            f"protocol version mismatch: peer speaks {version}, we speak {PROTOCOL_VERSION}",
+            f"protocol version mismatch: peer speaks {repr(version)[:40]}, "
+            f"we speak {PROTOCOL_VERSION}",
             hint="Restart the daemon so both sides run the same version: openclaw daemon restart",
         )
     return message

@@ -152,7 +152,12 @@ class Daemon:
             gauges=self.gauges,
             prefill_ahead=config.prefill_ahead_setting(),
         )
-        self.server = UnixServer(self.paths.socket, Handlers(self.state))
+        self.server = UnixServer(
+            self.paths.socket,
+            Handlers(self.state),
+            max_connections=config.max_connections_setting(),
+            hello_timeout=config.hello_timeout_setting(),
+        )
         self._stopped = threading.Event()
 
     def status(self) -> dict[str, Any]:

@@ -67,7 +67,13 @@ def accounting(spans: list[Span], wall_ms: float) -> dict[str, float]:
 
 
 def _number(value: Any, what: str, *, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # abs() first: math.isfinite overflows on an int past the float range.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not abs(value) < 1e300
+        or not math.isfinite(value)
+    ):
         raise BadRequestError(f"the trace report's {what} is not a number")
     if not minimum <= value <= _MAX_MS:
         raise BadRequestError(f"the trace report's {what} is out of range: {value}")
