@@ -14,7 +14,9 @@ reply. The kinds:
 - ``foreign``: the header's fingerprint changed to another model's, checksum
   consistent.
 
-Returns ``{"files", "detected", "discarded", "turns_correct", "turns", ...}``;
+Returns ``{"files", "detected", "discarded", "turns_correct", "turns", ...}``:
+damaged files, those the daemon's log names as discarded, those of them gone
+from disk, and follow-ups answered as their twin answered cold;
 scripts (scripts/faults) and tests call it. It drives the real ``openclaw``
 CLI; only the file surgery imports ``openclaw_daemon.kv_files`` (no llama_cpp).
 """
@@ -177,7 +179,11 @@ def run(
         answers[kind] = _text(proc)
         notices[kind] = proc.stderr
     stats = json.loads(cli.run("cache", "stats", "--json").stdout)
-    left = placed & cli.files()
+    # Per file, from the daemon's log: "cache: discarding NAME: reason". (A file
+    # gone from disk alone proves nothing: a newer state supersedes it anyway.)
+    log = (state_dir / "logs" / "daemon.log").read_text(errors="replace")
+    detected = {path for path in placed if f"discarding {path.name}:" in log}
+    left = cli.files()
     turns_correct = 0
     references: dict[str, str | None] = {}
     for kind in kinds:
@@ -187,9 +193,10 @@ def run(
             turns_correct += 1
     cli.run("daemon", "stop")
     return {
-        "files": len(damaged),
-        "detected": int(stats.get("discarded", 0)),
-        "discarded": len(placed) - len(left),
+        "files": len(placed),
+        "detected": len(detected),
+        "discarded": len(detected - left),
+        "discardedCounter": int(stats.get("discarded", 0)),
         "turns": len(kinds),
         "turns_correct": turns_correct,
         "problems": stats.get("problems", []),
