@@ -6,9 +6,9 @@ measured online. ``apply`` carries the plan out: it parks the live sequence
 first if the plan would overwrite state no tier holds yet, then restores. A
 blob that fails its integrity check, or whose restored cells do not match its
 header, is discarded, reported and replanned around; so is one whose first
-decode fails (``discard_restored``, called by the turn). The turn still answers. ``checkpoint`` parks the live sequence when
-the daemon is idle, so switching sessions later costs a restore, not a
-re-prefill.
+decode fails (``discard_restored``, called by the turn). The turn still
+answers. ``checkpoint`` parks the live sequence when the daemon is idle, so
+switching sessions later costs a restore, not a re-prefill.
 
 Runs on the model worker thread only (it drives the engine).
 """
