@@ -327,8 +327,8 @@ def _print_trace_summary(result: dict[str, Any], record: dict[str, Any]) -> None
     usage = result["usage"]
     ttft = f"{record['ttftMs']:.0f} ms" if record["ttftMs"] is not None else "n/a"
     render.notice(
-        f"session {result['sessionId']}: {usage['input']} prompt tokens "
-        f"({usage['cacheRead']} cached, {usage['cacheWrite']} prefilled), "
+        f"session {result['sessionId']}: {turn_record.prompt_tokens(usage)} prompt tokens "
+        f"({usage['cacheRead']} cached, {usage['input']} prefilled), "
         f"{usage['output']} generated; time to first token {ttft}; turn {record['turnId']}"
     )
     cache = result.get("cache") or {}

@@ -3,30 +3,74 @@
 ``openclaw agent`` runs in loops and scripts, so it is dispatched here before
 typer is imported (see ``agent_args``); every other command goes through the
 typer app in ``commands``. User errors print one clear line and exit non-zero;
-tracebacks are for bugs.
+tracebacks are for bugs. With ``--json`` every failure also prints exactly one
+JSON document on stdout: a failed turn its OpenClaw envelope (``agent_cmd``),
+anything else ``{"ok": false, "error": {"type", "message"}}`` (usage errors
+from argparse or click included), so a script never reads an empty stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 from openclaw_daemon.errors import OpenClawError
+
+_USAGE_PREFIX = "error: "
+
+
+def wants_json(argv: list[str]) -> bool:
+    """``--json`` among the options (not after ``--``, where it would be text)."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in head
+
+
+@contextlib.contextmanager
+def _usage_errors_as_json(enabled: bool) -> Iterator[None]:
+    """argparse prints a usage error to stderr and exits 2: with ``--json`` the
+    same error also goes to stdout as one ``ok: false`` document."""
+    if not enabled:
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exc:
+        sys.stderr.write(captured.getvalue())
+        if exc.code not in (0, None):
+            from openclaw_cli import render
+
+            lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+            message = lines[-1] if lines else "bad arguments"
+            message = message.split(_USAGE_PREFIX, 1)[-1] if _USAGE_PREFIX in message else message
+            render.print_json_failure("usage", message, "See: openclaw agent --help")
+        raise
+    sys.stderr.write(captured.getvalue())
 
 
 def run_agent_argv(argv: list[str]) -> int:
     from openclaw_cli.agent_args import parse_agent_args
     from openclaw_cli.agent_cmd import run_agent
 
-    return run_agent(parse_agent_args(argv))
+    with _usage_errors_as_json(wants_json(argv)):
+        options = parse_agent_args(argv)
+    return run_agent(options)
 
 
-def report(exc: OpenClawError) -> int:
+def report(exc: OpenClawError, *, json_out: bool = False) -> int:
     sys.stderr.write(f"Error ({type(exc).__name__}): {exc.message}\n")
     if exc.hint:
         sys.stderr.write(f"  {exc.hint}\n")
+    if json_out:
+        from openclaw_cli import render
+
+        render.print_json_failure(exc.code, exc.message, exc.hint)
     return exc.exit_code
 
 
@@ -37,18 +81,53 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _run_app(json_out: bool) -> None:
+    """The typer app. With ``--json``, click's own errors (a bad flag or value)
+    are caught here instead of in click, to add the JSON document."""
+    from openclaw_cli.commands import app
+
+    if not json_out:
+        app()
+        return
+    import typer
+    from typer import _click
+
+    from openclaw_cli import render
+
+    try:
+        code: Any = app(standalone_mode=False)
+    except _click.exceptions.ClickException as exc:
+        exc.show()
+        kind = "usage" if isinstance(exc, _click.exceptions.UsageError) else "error"
+        render.print_json_failure(kind, exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("Aborted!\n")
+        render.print_json_failure("aborted", "aborted")
+        sys.exit(1)
+    code = code if isinstance(code, int) else 0
+    if code:
+        # A command that failed without raising (``daemon status`` on a stopped
+        # daemon prints its own document first; this only fills a gap).
+        render.print_json_failure("error", f"the command failed (exit code {code})")
+    sys.exit(code)
+
+
 def run() -> None:
     argv = sys.argv[1:]
+    json_out = wants_json(argv)
     try:
         if argv[:1] == ["agent"]:
             exit_now(run_agent_argv(argv[1:]))
-        from openclaw_cli.commands import app
-
-        app()
+        _run_app(json_out)
     except OpenClawError as exc:
-        sys.exit(report(exc))
+        sys.exit(report(exc, json_out=json_out))
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
+        if json_out:
+            from openclaw_cli import render
+
+            render.print_json_failure("interrupted", "interrupted by SIGINT")
         sys.exit(130)
     except BrokenPipeError:
         # The reader of stdout went away (``| head``): exit as a process killed by

@@ -10,11 +10,32 @@ import json
 import sys
 from typing import Any, TextIO
 
+# Set once a JSON document went to stdout: a ``--json`` failure after it must
+# not print a second one (``main`` prints ``{"ok": false, ...}`` otherwise).
+json_printed = False
+
 
 def print_json(data: Any, stream: TextIO | None = None) -> None:
+    global json_printed
     out = stream or sys.stdout
     out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     out.flush()
+    if out is sys.stdout:
+        json_printed = True
+
+
+def print_json_failure(kind: str, message: str, hint: str | None = None) -> None:
+    """The real OpenClaw CLI's ``--json`` failure before any work: ``{"ok": false, "error"}``.
+
+    Printed at most once, and only if no JSON document went to stdout yet (a
+    failed turn prints its own envelope), so a script always gets exactly one.
+    """
+    if json_printed:
+        return
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if hint:
+        error["hint"] = hint
+    print_json({"ok": False, "error": error})
 
 
 class Progress:

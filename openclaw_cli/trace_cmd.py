@@ -17,6 +17,7 @@ from openclaw_cli.turn_stats import matches_session
 from openclaw_daemon import config, ids
 from openclaw_daemon.errors import BadRequestError, NotFoundError, OpenClawError
 from openclaw_daemon.tracing import TurnLog
+from openclaw_daemon.turn_record import prompt_tokens
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "turnId": str,
@@ -184,7 +185,7 @@ def _list_row(r: dict[str, Any]) -> dict[str, str]:
         "resid ms": f"{r['residualMs']:,.0f}",
         # A finished turn shows its cache tier; a failed one, why it failed.
         "status": str((r.get("cache") or {}).get("tier", "-")) if status == "ok" else status,
-        "prompt": f"{usage.get('input', 0):,}",
+        "prompt": f"{prompt_tokens(usage):,}",
         "cached": f"{usage.get('cacheRead', 0):,}",
         "out": f"{usage.get('output', 0):,}",
     }

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from openclaw_daemon.turn_record import prompt_tokens
+
 SCOPE_STYLES = {
     "process": "magenta",
     "request": "yellow",
@@ -74,8 +76,8 @@ def cache_line(record: dict[str, Any]) -> str:
     cache = record.get("cache") or {}
     usage = record.get("usage") or {}
     tokens = (
-        f"{usage.get('input', 0):,} prompt tokens ({usage.get('cacheRead', 0):,} cached, "
-        f"{usage.get('cacheWrite', 0):,} prefilled), {usage.get('output', 0):,} generated"
+        f"{prompt_tokens(usage):,} prompt tokens ({usage.get('cacheRead', 0):,} cached, "
+        f"{usage.get('input', 0):,} prefilled), {usage.get('output', 0):,} generated"
     )
     summary = cache.get("summary")
     lines = [f"cache: {summary}"] if summary else []

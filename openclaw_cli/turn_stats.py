@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from openclaw_daemon.errors import BadRequestError
+from openclaw_daemon.turn_record import prompt_tokens
 
 TIERS = ("L1", "L2", "L3", "none")
 PERCENTILES = (50, 90, 99)
@@ -104,7 +105,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     client = [r for r in finished if r.get("origin") == "process start"]
     failed = Counter(str(r.get("status")) for r in records if r.get("status", "ok") != "ok")
     lookups = Counter(str((r.get("cache") or {}).get("tier", "none")) for r in finished)
-    prompt = sum((r.get("usage") or {}).get("input", 0) for r in finished)
+    prompt = sum(prompt_tokens(r.get("usage") or {}) for r in finished)
     cached = sum((r.get("usage") or {}).get("cacheRead", 0) for r in finished)
     phases: dict[str, list[float]] = {}
     for record in records:

@@ -249,6 +249,18 @@ class Engine:
         if loaded == 0:
             self.reset()
             raise ModelError("llama.cpp refused the saved KV state")
+        # A blob can load cleanly yet hold other cells than its header lists
+        # tokens: trusting the header then fails every later decode of the
+        # session (positions past the cells). The cells must be 0..len-1.
+        memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+        cells = llama_cpp.llama_memory_seq_pos_max(memory, 0) + 1
+        first = llama_cpp.llama_memory_seq_pos_min(memory, 0)
+        if cells != len(tokens) or (cells and first != 0):
+            self.reset()
+            raise ModelError(
+                f"the saved KV state holds {max(cells, 0)} cells but its header lists "
+                f"{len(tokens)} tokens"
+            )
         self.llama.input_ids[: len(tokens)] = tokens
         self.llama.n_tokens = len(tokens)
         self.truncate(keep)

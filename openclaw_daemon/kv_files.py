@@ -8,15 +8,22 @@ A file is::
 The header carries the model fingerprint, the token count, the blob size and
 a crc32 over tokens + blob. A file that is truncated, corrupt, or made for
 another model, context size or KV type fails ``read_blob``/``read_header``
-with ``CacheCorruptError`` and is never handed to llama.cpp.
+with ``CacheCorruptError`` and is never handed to llama.cpp. So does anything
+in the cache dir that is not a regular file: a FIFO, device or symlink is
+refused (``_open_regular``, which opens without blocking), so it can
+neither block the daemon nor point it at someone else's file. A header that
+is consistent but lies about the cells its blob holds passes here; the
+engine checks the restored state against the header's token count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 import struct
 import zlib
 from array import array
@@ -106,6 +113,33 @@ def write_blob(
     return _PREAMBLE.size + len(header) + len(token_bytes) + size
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file, never following a symlink.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a
+    writer (a plain ``open()`` hung daemon start-up); ``O_NOFOLLOW`` refuses a
+    symlink. The type is then checked on the open descriptor, not the name.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CacheCorruptError(
+                f"cache file {path.name} is not a regular file (a symlink)"
+            ) from exc
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise CacheCorruptError(f"cache file {path.name} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_exact(handle: BinaryIO, size: int, path: Path) -> bytes:
     data = handle.read(size)
     if len(data) != size:
@@ -137,7 +171,7 @@ def _read_header(
             f"cache file {path.name} was made for another model, context size or KV type"
         )
     expected = _PREAMBLE.size + header_len + 4 * n_tokens + blob_bytes
-    if path.stat().st_size != expected:
+    if os.fstat(handle.fileno()).st_size != expected:
         raise CacheCorruptError(f"cache file {path.name} has the wrong size (truncated?)")
     tokens = array("i")
     tokens.frombytes(_read_exact(handle, 4 * n_tokens, path))
@@ -146,14 +180,14 @@ def _read_header(
 
 def read_header(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], int]:
     """The tokens a file holds and its blob size, checking everything but the crc."""
-    with path.open("rb") as handle:
+    with _open_regular(path) as handle:
         header, tokens = _read_header(handle, path, fingerprint)
     return tokens, int(header["blobBytes"])
 
 
 def read_blob(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], bytes]:
     """Tokens and blob, verified against the header's crc32."""
-    with path.open("rb") as handle:
+    with _open_regular(path) as handle:
         header, tokens = _read_header(handle, path, fingerprint)
         # read() fills a fresh bytes object directly; no zero-filled buffer first.
         blob = _read_exact(handle, int(header["blobBytes"]), path)

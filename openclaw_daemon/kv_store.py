@@ -175,7 +175,11 @@ class KVStore:
         for path in sorted(self.dir.glob(f"*{kv_files.SUFFIX}")):
             try:
                 tokens, blob_bytes = kv_files.read_header(path, self.fingerprint)
-                used_at = path.stat().st_mtime
+                if path.stem != kv_files.chain_key(self.dir.name, tokens):
+                    # Renamed or copied under another entry's key: the index
+                    # would serve it for a prompt it does not hold.
+                    raise CacheCorruptError(f"cache file {path.name} is named for other tokens")
+                used_at = path.lstat().st_mtime
             except (CacheCorruptError, OSError) as exc:
                 self._discard_file(path, str(exc))
                 continue

@@ -130,7 +130,7 @@ class Metrics:
             self.observe("openclaw_framework_residual_seconds", record["residualMs"] / 1000.0)
         usage = record.get("usage") or {}
         self.inc("openclaw_prompt_tokens_total", usage.get("cacheRead", 0), source="cache")
-        self.inc("openclaw_prompt_tokens_total", usage.get("cacheWrite", 0), source="prefill")
+        self.inc("openclaw_prompt_tokens_total", usage.get("input", 0), source="prefill")
         self.inc("openclaw_generated_tokens_total", usage.get("output", 0))
         tier = (record.get("cache") or {}).get("tier")
         if tier in TIERS:

@@ -4,10 +4,11 @@
 the most tokens without prefilling them, using prefill and restore rates
 measured online. ``apply`` carries the plan out: it parks the live sequence
 first if the plan would overwrite state no tier holds yet, then restores. A
-blob that fails its integrity check is discarded, reported and replanned
-around; the turn still answers. ``checkpoint`` parks the live sequence when
-the daemon is idle, so switching sessions later costs a restore, not a
-re-prefill.
+blob that fails its integrity check, or whose restored cells do not match its
+header, is discarded, reported and replanned around; so is one whose first
+decode fails (``discard_restored``, called by the turn). The turn still
+answers. ``checkpoint`` parks the live sequence when the daemon is idle, so
+switching sessions later costs a restore, not a re-prefill.
 
 Runs on the model worker thread only (it drives the engine).
 """
@@ -85,6 +86,9 @@ class PrefixCache:
         self.store = store
         self.costs = CostModel()
         self.live_label = ""  # the session whose turn filled the live context
+        # The entry this turn's ``apply`` restored, until its first decode
+        # succeeds: a state that loads but cannot be decoded on is discarded.
+        self.restored: CacheEntry | None = None
         self.counters = {"hitL1": 0, "hitL2": 0, "hitL3": 0, "miss": 0, "parkedOnPath": 0}
 
     # -- planning ----------------------------------------------------------------
@@ -127,6 +131,7 @@ class PrefixCache:
         discarded and replanned around, with a notice saying so.
         """
         entry = plan.entry
+        self.restored = None
         if entry is None:
             plan.parked = self._park_live_before_dropping(keep=plan.cached)
             self._count(plan.tier)
@@ -147,8 +152,26 @@ class PrefixCache:
         elapsed = time.perf_counter() - started
         self.costs.restore_bytes_s[plan.tier].observe(entry.blob_bytes, elapsed)
         self.live_label = entry.label
+        self.restored = entry
         self._count(plan.tier)
         return plan
+
+    def decoded(self) -> None:
+        """The turn's first decode on the restored state worked: it is trusted now."""
+        self.restored = None
+
+    def discard_restored(self, reason: str) -> str | None:
+        """The first decode on a restored state failed: discard the entry and
+        start cold; the notice to show, or None if nothing was restored."""
+        entry, self.restored = self.restored, None
+        if entry is None:
+            return None
+        self.store.discard(entry, reason)
+        self.engine.reset()
+        self.live_label = ""
+        notice = f"discarded a cache entry whose first decode failed ({reason}); prefilling instead"
+        log.warning("%s", notice)
+        return notice
 
     def _replan(self, failed: CachePlan, tokens: list[int], notice: str) -> CachePlan:
         log.warning("%s; planning again", notice)

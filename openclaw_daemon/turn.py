@@ -45,6 +45,7 @@ from openclaw_daemon.tools.spec import (
 )
 from openclaw_daemon.tools.workspace import list_files
 from openclaw_daemon.tracing import Trace
+from openclaw_daemon.turn_record import usage_buckets
 from sessions.entries import assistant_entry, tool_result_entry, user_entry
 from sessions.prompt import SYSTEM_PROMPT, chat_messages, head, results_message
 from sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
@@ -230,7 +231,9 @@ class TurnPipeline:
         while True:
             index = len(steps)
             call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, index)
-            reused = self.calls.prefill(plan, call)
+            reused = self._first_prefill(plan, call, ctx) if index == 0 else None
+            if reused is None:
+                reused = self.calls.prefill(plan, call)
             grammar = None
             if constrains(choice, index, max_steps):
                 with ctx.trace.span("prompt.grammar"):
@@ -392,6 +395,20 @@ class TurnPipeline:
                 "ID), or start a new session with --session-id NEW.",
             )
 
+    def _first_prefill(self, plan: PromptPlan, call: CallContext, ctx: TurnContext) -> int:
+        """The turn's first prefill; if it fails on a state just restored from a
+        cache tier, that entry is discarded and the prompt prefilled cold."""
+        try:
+            reused = self.calls.prefill(plan, call)
+        except ModelError as exc:
+            notice = self.cache.discard_restored(exc.message)
+            if notice is None:
+                raise
+            ctx.emit({"type": "notice", "text": notice})
+            reused = self.calls.prefill(plan, call)
+        self.cache.decoded()
+        return reused
+
     def _room(self, plan: PromptPlan, max_tokens: int) -> int:
         return max(1, min(max_tokens, self.engine.info.n_ctx - len(plan.tokens)))
 
@@ -423,16 +440,12 @@ class TurnPipeline:
         return decision, restore_ms
 
     def _usage(self, plan: PromptPlan, reused: int, generation: Generation) -> dict[str, int]:
-        # ``input`` counts every prompt token; ``cacheRead`` those the KV cache
-        # already held; ``cacheWrite`` those prefilled (and now cached).
+        # OpenClaw's buckets, each prompt token in exactly one (docs/usage.md):
+        # ``input`` the tokens prefilled, ``cacheRead`` those the KV cache held.
+        # ``cacheWrite`` is 0: as for an OpenAI-compatible local server, keeping
+        # a prefill in the KV cache is no separate, billed write.
         prompt = len(plan.tokens)
-        return {
-            "input": prompt,
-            "output": len(generation.ids),
-            "cacheRead": reused,
-            "cacheWrite": prompt - reused,
-            "total": prompt + len(generation.ids),
-        }
+        return usage_buckets(prompt - reused, reused, len(generation.ids))
 
     def _persist(
         self,

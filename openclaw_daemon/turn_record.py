@@ -219,22 +219,34 @@ def _tokens(spans: list[Span], name: str) -> int:
     return sum(int(span.get("tokens") or 0) for span in spans if span["name"] == name)
 
 
+def usage_buckets(prefilled: int, cached: int, output: int) -> dict[str, int]:
+    """OpenClaw's usage buckets: every prompt token in exactly one of ``input``
+    (prefilled), ``cacheRead`` (reused from the KV cache) and ``cacheWrite``
+    (always 0 here, see docs/usage.md); ``total`` is prompt plus output."""
+    prompt = prefilled + cached
+    return {
+        "input": prefilled,
+        "output": output,
+        "cacheRead": cached,
+        "cacheWrite": 0,
+        "total": prompt + output,
+    }
+
+
+def prompt_tokens(usage: dict[str, Any]) -> int:
+    """The prompt's tokens, from any record: ``total - output``. Records written
+    before the buckets were split counted every prompt token in ``input`` too,
+    so adding the buckets would count those twice; this reads both right."""
+    return int(usage.get("total", 0)) - int(usage.get("output", 0))
+
+
 def usage_from_spans(spans: list[Span]) -> dict[str, int]:
     """A failed turn's usage, as far as it got, summed over its model calls as a
     finished turn's is: what each reused, prefilled and decoded."""
     cached = sum(
         int(span.get("cachedTokens") or 0) for span in spans if span["name"] == "model.prefill"
     )
-    prefilled = _tokens(spans, "model.prefill")
-    output = _tokens(spans, "model.decode")
-    prompt = cached + prefilled
-    return {
-        "input": prompt,
-        "output": output,
-        "cacheRead": cached,
-        "cacheWrite": prefilled,
-        "total": prompt + output,
-    }
+    return usage_buckets(_tokens(spans, "model.prefill"), cached, _tokens(spans, "model.decode"))
 
 
 def cache_from_spans(spans: list[Span]) -> dict[str, Any]:

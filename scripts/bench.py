@@ -141,7 +141,8 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "wallMs": round(wall_ms, 1),
         "ttftMs": meta["trace"]["ttftMs"],
         "daemonTtftMs": meta["trace"]["daemonTtftMs"],
-        "input": usage["input"],
+        # The whole prompt (usage's ``input`` is only its prefilled part).
+        "input": usage["total"] - usage["output"],
         "cacheRead": usage["cacheRead"],
         "prefillTokens": prefill["tokens"],
         "prefillMs": prefill["durationMs"],
@@ -153,7 +154,7 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "compaction": meta.get("compaction"),
         "tier": meta["trace"]["cache"]["tier"],
         "restoreMs": meta["trace"]["cache"]["restoreMs"],
-        "hit": usage["cacheRead"] >= 0.9 * usage["input"],
+        "hit": usage["cacheRead"] >= 0.9 * (usage["total"] - usage["output"]),
         "modelMs": round(model_ms, 1),
         "residualMs": round(wall_ms - model_ms, 1),
         "turnId": meta["trace"]["turnId"],
@@ -254,9 +255,14 @@ def scenario_7(runner: Runner, document: str) -> dict[str, Any]:
     calls = [
         {
             **step["usage"],
+            # Table columns: the prompt, and its prefilled part (usage's ``input``).
+            "prompt": step["usage"]["total"] - step["usage"]["output"],
+            "prefilled": step["usage"]["input"],
             "tools": [t["name"] for t in step["toolCalls"]],
             "prefillMs": prefill["durationMs"],
-            "hitRatio": round(step["usage"]["cacheRead"] / step["usage"]["input"], 4),
+            "hitRatio": round(
+                step["usage"]["cacheRead"] / (step["usage"]["total"] - step["usage"]["output"]), 4
+            ),
         }
         for step, prefill in zip(steps, prefills, strict=True)
     ]
@@ -596,8 +602,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     out += [
-        f"| {i + 1} | {', '.join(c['tools']) or '(answer)'} | {c['input']} | {c['cacheRead']} | "
-        f"{c['cacheWrite']} | {c['prefillMs']:.0f} | {c['hitRatio'] * 100:.1f}% |"
+        f"| {i + 1} | {', '.join(c['tools']) or '(answer)'} | {c['prompt']} | {c['cacheRead']} | "
+        f"{c['prefilled']} | {c['prefillMs']:.0f} | {c['hitRatio'] * 100:.1f}% |"
         for i, c in enumerate(s7["calls"])
     ]
     ratios = results["ratios"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from openclaw_daemon.turn_record import prompt_tokens
 from tests.conftest import Cli, transcript, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +59,7 @@ def test_manual_compaction_keeps_every_entry_and_the_next_turn_hits(cli: Cli) ->
     assert wait_for(lambda: compaction_status(cli)["prefilledAhead"] >= 1, timeout=120)
     follow = turn(cli, "Which jar is on shelf 2?", "comp")
     usage = follow["meta"]["agentMeta"]["usage"]
-    assert usage["cacheRead"] >= 0.9 * usage["input"], usage
+    assert usage["cacheRead"] >= 0.9 * prompt_tokens(usage), usage
     # The turn says what the compaction cost and saved (the cost model's rate).
     compacted = follow["meta"]["compaction"]
     assert compacted["tokensAfter"] == result["tokensAfter"]
@@ -74,22 +75,22 @@ def test_a_session_past_its_threshold_compacts_in_the_background(cli: Cli) -> No
     cli.extra_env["OPENCLAW_N_CTX"] = "2048"
     for label in ("Amber", "Olive", "Slate"):  # ~320 tokens a turn after a ~670-token head
         last = turn(cli, fact(label, 20) + " Say OK.", "auto")
-    assert last["meta"]["agentMeta"]["usage"]["input"] > 2048 - 512
+    assert prompt_tokens(last["meta"]["agentMeta"]["usage"]) > 2048 - 512
     assert wait_for(lambda: compaction_status(cli)["prefilledAhead"] >= 1, timeout=180)
     entries = transcript(last["meta"]["agentMeta"]["sessionFile"])
     [compaction] = [e for e in entries if e["type"] == "compaction"]
     assert compaction["tokensAfter"] < compaction["tokensBefore"]
     follow = turn(cli, "Thanks.", "auto")
     usage = follow["meta"]["agentMeta"]["usage"]
-    assert usage["cacheRead"] >= 0.9 * usage["input"], usage
-    assert usage["input"] < compaction["tokensBefore"]
+    assert usage["cacheRead"] >= 0.9 * prompt_tokens(usage), usage
+    assert prompt_tokens(usage) < compaction["tokensBefore"]
 
 
 def test_a_foreground_turn_preempts_the_background_prefill(cli: Cli) -> None:
     cli.extra_env["OPENCLAW_N_CTX"] = "4096"
     for label in ("Coral", "Ivory", "Jade", "Onyx", "Pearl", "Ruby"):  # ~480 tokens a turn
         last = turn(cli, fact(label, 30) + " Say OK.", "long")
-    assert last["meta"]["agentMeta"]["usage"]["input"] > 4096 - 1024
+    assert prompt_tokens(last["meta"]["agentMeta"]["usage"]) > 4096 - 1024
     # Wait for the background compaction; its prefill ahead then runs in batches.
     assert wait_for(lambda: compaction_status(cli)["compactions"] >= 1, timeout=300)
     other = turn(cli, "Say hi.", "other")  # arrives while the layout is prefilled ahead
@@ -105,4 +106,4 @@ def test_a_foreground_turn_preempts_the_background_prefill(cli: Cli) -> None:
     assert status["prefillAheadPreempted"] >= 1, status
     follow = turn(cli, "Thanks.", "long")
     usage = follow["meta"]["agentMeta"]["usage"]
-    assert usage["cacheRead"] >= 0.9 * usage["input"], usage
+    assert usage["cacheRead"] >= 0.9 * prompt_tokens(usage), usage

@@ -14,6 +14,7 @@ import msgpack
 import pytest
 
 from openclaw_daemon import protocol
+from openclaw_daemon.turn_record import prompt_tokens
 from tests.conftest import Cli, transcript, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,8 @@ def test_restart_then_continue_the_session(cli: Cli) -> None:
     assert cli.status()["pid"] != pid
     second = cli.turn("Which colour?", "--session-id", "keep", "--max-tokens", "12")
     usage = second["meta"]["agentMeta"]["usage"]
-    assert usage["input"] > first["meta"]["agentMeta"]["usage"]["input"]  # history reloaded
+    # history reloaded
+    assert prompt_tokens(usage) > prompt_tokens(first["meta"]["agentMeta"]["usage"])
     roles = [
         e["message"]["role"]
         for e in transcript(second["meta"]["agentMeta"]["sessionFile"])
@@ -197,7 +199,7 @@ def test_timeout_stops_the_turn_and_exits_124(cli: Cli) -> None:
     usage = shown["usage"]
     prompt = next(s for s in shown["spans"] if s["name"] == "prompt.tokenize")["tokens"]
     # Cut short: whole 256-token batches done before the stop, fewer than the prompt.
-    assert usage["cacheWrite"] % 256 == 0 and usage["input"] < prompt
+    assert usage["input"] % 256 == 0 and prompt_tokens(usage) < prompt
     assert usage["output"] == 0 and shown["cache"]["tier"] in ("none", "L1")
     assert "ended: timeout" in cli.run("trace", "show", record["turnId"]).stdout
     assert cli.turn("Hi.", "--max-tokens", "2", timeout=30)["payloads"][0]["text"]

@@ -33,7 +33,7 @@ def daemon_result(**overrides: Any) -> dict[str, Any]:
         "sessionKey": "agent:main:work",
         "agentId": "main",
         "model": "tiny",
-        "usage": {"input": 100, "output": 5, "cacheRead": 90, "cacheWrite": 10},
+        "usage": {"input": 10, "output": 5, "cacheRead": 90, "cacheWrite": 0, "total": 105},
         "ttftMs": 46.0,
         "daemonMs": 60.0,
         "stopReason": "stop",
@@ -165,10 +165,10 @@ def test_a_failed_turn_keeps_its_daemon_spans() -> None:
     assert record["spans"][-1]["interrupted"] == "timeout"  # why the turn ended
     # What it did before it stopped: 590 tokens from L2, 40 prefilled, none decoded.
     assert record["usage"] == {
-        "input": 630,
+        "input": 40,
         "output": 0,
         "cacheRead": 590,
-        "cacheWrite": 40,
+        "cacheWrite": 0,
         "total": 630,
     }
     assert record["cache"] == {"tier": "L2", "cachedTokens": 590}
