@@ -183,7 +183,8 @@ def test_the_cli_parses_the_private_fetch_opt_in() -> None:
 
 
 # -- end to end: forced tool choice on the real model ---------------------------
-MAX_TOKENS = ("--max-tokens", "96")
+MAX_TOKENS = ("--max-tokens", "96", "--max-steps", "2")  # the forced call, then an answer
+TURN_TIMEOUT = 300  # a bound, not a measurement: 8 helpers share 2 cores
 
 
 def _calls(envelope: dict[str, Any]) -> list[dict[str, Any]]:
@@ -191,12 +192,19 @@ def _calls(envelope: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.e2e
-def test_forced_read_of_a_symlink_out_of_the_workspace_is_refused(cli: Cli, tmp_path: Path) -> None:
+def test_forced_read_of_a_symlink_out_of_the_workspace_is_refused(
+    warm_cli: Cli, tmp_path: Path
+) -> None:
     trap = Trap(tmp_path)
     (trap.ws / "note.txt").unlink()
     (trap.ws / "leak.txt").symlink_to(trap.outside / "secret.txt")
-    envelope = cli.turn(
-        "What does leak.txt say?", *MAX_TOKENS, "--tool-choice", "read", cwd=trap.ws
+    envelope = warm_cli.turn(
+        "What does leak.txt say?",
+        *MAX_TOKENS,
+        "--tool-choice",
+        "read",
+        cwd=trap.ws,
+        timeout=TURN_TIMEOUT,
     )
     [call] = _calls(envelope)
     assert call["arguments"]["path"] == "leak.txt"
@@ -205,22 +213,34 @@ def test_forced_read_of_a_symlink_out_of_the_workspace_is_refused(cli: Cli, tmp_
 
 
 @pytest.mark.e2e
-def test_forced_search_does_not_follow_a_symlink_out(cli: Cli, tmp_path: Path) -> None:
+def test_forced_search_does_not_follow_a_symlink_out(warm_cli: Cli, tmp_path: Path) -> None:
     trap = Trap(tmp_path)
     (trap.ws / "leak.txt").symlink_to(trap.outside / "secret.txt")
     (trap.ws / "d").symlink_to(trap.outside)
-    envelope = cli.turn("Search for: secret", *MAX_TOKENS, "--tool-choice", "search", cwd=trap.ws)
+    envelope = warm_cli.turn(
+        "Search for: secret",
+        *MAX_TOKENS,
+        "--tool-choice",
+        "search",
+        cwd=trap.ws,
+        timeout=TURN_TIMEOUT,
+    )
     assert [c["name"] for c in _calls(envelope)][:1] == ["search"]
     assert LEAK not in json.dumps(envelope)
 
 
 @pytest.mark.e2e
-def test_forced_web_fetch_of_loopback_is_refused_by_default(cli: Cli, tmp_path: Path) -> None:
+def test_forced_web_fetch_of_loopback_is_refused_by_default(warm_cli: Cli, tmp_path: Path) -> None:
     trap = Trap(tmp_path)
     with private_server(trap) as port:
         url = f"http://127.0.0.1:{port}/secret"
-        envelope = cli.turn(
-            f"Fetch {url} please.", *MAX_TOKENS, "--tool-choice", "web_fetch", cwd=trap.ws
+        envelope = warm_cli.turn(
+            f"Fetch {url} please.",
+            *MAX_TOKENS,
+            "--tool-choice",
+            "web_fetch",
+            cwd=trap.ws,
+            timeout=TURN_TIMEOUT,
         )
     [call] = _calls(envelope)
     assert call["arguments"]["url"] == url
