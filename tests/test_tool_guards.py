@@ -246,3 +246,13 @@ def test_forced_web_fetch_of_loopback_is_refused_by_default(warm_cli: Cli, tmp_p
     assert call["arguments"]["url"] == url
     assert call["isError"] and "web_fetch:private" in call["result"]
     assert trap.hits == [] and LEAK not in json.dumps(envelope)
+
+
+def test_a_hop_is_pinned_to_the_checked_address_and_keeps_its_name() -> None:
+    pinned, host_header, sni = web_fetch._pin(
+        "http://bücher.example:8080/x", lambda host, port: ["93.184.216.34"], False
+    )
+    assert str(pinned) == "http://93.184.216.34:8080/x"
+    assert (host_header, sni) == ("xn--bcher-kva.example:8080", "xn--bcher-kva.example")
+    with pytest.raises(ToolError, match="web_fetch:private"):
+        web_fetch._pin("https://[fd12::1]/", lambda host, port: [], False)

@@ -116,7 +116,7 @@ def _pin(url: str, resolver: Resolver, allow_private: bool) -> tuple[httpx.URL, 
         raise ToolError(f"web_fetch cannot parse the URL {url!r}: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ToolError(f"web_fetch takes http(s) URLs with a host only, not {url!r}")
-    host = parsed.host
+    host = parsed.raw_host.decode("ascii")  # IDNA-encoded: what DNS, Host and SNI take
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:  # an address literal needs no lookup
         addresses = [str(ipaddress.ip_address(host))]
