@@ -183,7 +183,7 @@ def test_the_cli_parses_the_private_fetch_opt_in() -> None:
 
 
 # -- end to end: forced tool choice on the real model ---------------------------
-MAX_TOKENS = ("--max-tokens", "96", "--max-steps", "2")  # the forced call, then an answer
+MAX_TOKENS = ("--max-tokens", "64", "--max-steps", "2")  # the forced call, then an answer
 TURN_TIMEOUT = 300  # a bound, not a measurement: 8 helpers share 2 cores
 
 
@@ -256,3 +256,20 @@ def test_a_hop_is_pinned_to_the_checked_address_and_keeps_its_name() -> None:
     assert (host_header, sni) == ("xn--bcher-kva.example:8080", "xn--bcher-kva.example")
     with pytest.raises(ToolError, match="web_fetch:private"):
         web_fetch._pin("https://[fd12::1]/", lambda host, port: [], False)
+
+
+def test_the_runner_passes_the_opt_in_and_caches_apart(tmp_path: Path) -> None:
+    from openclaw_daemon.tools.runner import ToolContext
+    from openclaw_daemon.tools.spec import ToolCall
+
+    trap = Trap(tmp_path)
+    runner = tool_guard_cases._runner()
+    runner.ttl_s = 60  # the opt-in's page must not answer a turn without it
+    with private_server(trap) as port:
+        call = ToolCall("w", "web_fetch", {"url": f"http://127.0.0.1:{port}/"})
+        opted_in = ToolContext(trap.ws, {}, frozenset({"web_fetch:private"}))
+        [fetched] = runner.run_step([call], opted_in)
+        [refused] = runner.run_step([call], ToolContext(trap.ws, {}, frozenset()))
+    assert not fetched.is_error and LEAK in fetched.content
+    assert refused.is_error and not refused.cached and "web_fetch:private" in refused.content
+    assert trap.hits == ["/"]
