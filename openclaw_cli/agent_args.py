@@ -17,6 +17,8 @@ from openclaw_daemon import ids
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_MAX_STEPS = 6
 PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
+PRIVATE_FETCH = "web_fetch:private"  # an opt-in: web_fetch may reach private addresses
+ALLOW_VALUES = (*PERMISSIONS, PRIVATE_FETCH)
 # The daemon's tools (openclaw_daemon.tools.spec; tests/test_tools.py checks they
 # match), repeated here so the CLI can reject a bad --tool-choice without
 # importing the daemon's modules or starting it.
@@ -67,10 +69,10 @@ def _non_negative_float(text: str) -> float:
 
 def _permissions(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in PERMISSIONS]
+    unknown = [name for name in names if name not in ALLOW_VALUES]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown permission {', '.join(unknown)}; choose from {', '.join(PERMISSIONS)}"
+            f"unknown permission {', '.join(unknown)}; choose from {', '.join(ALLOW_VALUES)}"
         )
     return names
 
@@ -155,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TOOLS",
         help="let the model use these tools that change things: write, edit, exec "
-        "(comma-separated, repeatable); read, search and web_fetch need no permission",
+        "(comma-separated, repeatable); read, search and web_fetch need no permission; "
+        f"{PRIVATE_FETCH} lets web_fetch reach loopback and private addresses",
     )
     parser.add_argument(
         "--exec-timeout",

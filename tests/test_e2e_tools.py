@@ -171,7 +171,13 @@ def web_server(tmp_path: Path) -> Iterator[str]:
 def test_web_fetch_from_a_local_server(cli: Cli, workspace: Path, web_server: str) -> None:
     url = f"{web_server}/page.html"
     envelope = agent(
-        cli, workspace, f"Fetch {url} and tell me the forecast.", "--tool-choice", "web_fetch"
+        cli,
+        workspace,
+        f"Fetch {url} and tell me the forecast.",
+        "--tool-choice",
+        "web_fetch",
+        "--allow",
+        "web_fetch:private",  # the server is on 127.0.0.1, refused by default
     )
     [call] = calls(envelope)
     assert call["arguments"]["url"] == url and not call["isError"]

@@ -153,7 +153,7 @@ def test_web_fetch_refuses_other_schemes_and_extracts_text() -> None:
 
 
 def test_the_clis_tool_names_match_the_daemons() -> None:
-    from openclaw_cli.agent_args import PERMISSIONS as CLI_PERMISSIONS
+    from openclaw_cli.agent_args import ALLOW_VALUES as CLI_PERMISSIONS
     from openclaw_cli.agent_args import TOOL_NAMES
     from openclaw_daemon.tools.spec import PERMISSIONS, TOOLS_BY_NAME
 

@@ -1,11 +1,14 @@
 """Run one step's tool calls: permissions, parallelism, truncation, a short-lived cache.
 
-Independent calls of a step run in parallel threads. Tools that change things
-(``write``, ``edit``, ``exec``) need the permission the CLI sent with the
-turn (``--allow``). Idempotent tools (``read``, ``search``, ``web_fetch``)
-may be answered from a cache for ``ttl_s`` seconds; the trace says so.
-Results longer than the token budget keep their head and tail around a
-marker, so one huge file cannot flood the context.
+Independent calls of a step run in parallel threads. Every call's arguments
+are checked against its tool's schema first (no unknown arguments, declared
+types, finite numbers). Tools that change things (``write``, ``edit``,
+``exec``) need the permission the CLI sent with the turn (``--allow``), and
+``web_fetch`` reaches private addresses only with ``--allow web_fetch:private``.
+Idempotent tools (``read``, ``search``, ``web_fetch``) may be answered from a
+cache for ``ttl_s`` seconds; the trace says so. Results longer than the token
+budget keep their head and tail around a marker, so one huge file cannot
+flood the context.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from openclaw_daemon.errors import ToolError
 from openclaw_daemon.tools import exec_tool, web_fetch, workspace
-from openclaw_daemon.tools.spec import TOOLS_BY_NAME, ToolCall
+from openclaw_daemon.tools.spec import PRIVATE_FETCH, TOOLS_BY_NAME, ToolCall, check_arguments
 
 RESULT_TOKEN_BUDGET = 1024
 
@@ -93,7 +96,14 @@ class ToolRunner:
                     f"{call.name} is not allowed in this turn; the user must rerun with "
                     f"--allow {spec.permission}"
                 )
-            key = f"{context.workspace}\0{call.name}\0{json.dumps(call.arguments, sort_keys=True)}"
+            problem = check_arguments(spec, call.arguments)
+            if problem:
+                raise ToolError(problem)
+            # The opt-in is part of the key: a page fetched with private
+            # addresses allowed must not answer a turn without the opt-in.
+            policy = "private" if self._private(call, context) else ""
+            arguments = json.dumps(call.arguments, sort_keys=True)
+            key = f"{context.workspace}\0{call.name}\0{policy}\0{arguments}"
             content = self._cached(key) if spec.idempotent else None
             cached = content is not None
             if content is None:
@@ -129,8 +139,12 @@ class ToolRunner:
         if call.name == "exec":
             return exec_tool.run(context.workspace, args, context.env, cap=context.exec_timeout)
         if call.name == "web_fetch":
-            return web_fetch.fetch(args)
+            return web_fetch.fetch(args, allow_private=self._private(call, context))
         raise ToolError(f"unknown tool {call.name!r}")
+
+    @staticmethod
+    def _private(call: ToolCall, context: ToolContext) -> bool:
+        return call.name == "web_fetch" and PRIVATE_FETCH in context.allowed
 
     def _truncate(self, content: str) -> tuple[str, bool]:
         tokens = self.tokenize(content)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,42 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
 )
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
-PERMISSIONS = frozenset(t.permission for t in TOOLS if t.permission)
+# Opt-ins that widen a tool's policy rather than permit a tool: web_fetch
+# refuses private and loopback addresses unless the turn allows them.
+PRIVATE_FETCH = "web_fetch:private"
+PERMISSIONS = frozenset(t.permission for t in TOOLS if t.permission) | {PRIVATE_FETCH}
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int, float),  # 3.0 is an integer in JSON; the tool checks it is whole
+    "number": (int, float),
+    "object": (dict,),
+}
+
+
+def check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> str | None:
+    """Why ``arguments`` do not fit ``tool``'s schema, or None when they do.
+
+    Only declared properties, each of its declared type (a bool is no number,
+    NaN and inf are no numbers either), and every required one present. The
+    tools check ranges themselves; this is the part every tool shares.
+    """
+    properties: dict[str, Any] = tool.parameters["properties"]
+    unknown = sorted(set(arguments) - set(properties))
+    if unknown:
+        return f"{tool.name} takes no argument {', '.join(map(repr, unknown))}"
+    for name in tool.parameters.get("required", []):
+        if arguments.get(name) is None:
+            return f"{tool.name} needs the argument {name!r}"
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        kind = properties[name].get("type", "string")
+        if isinstance(value, bool) or not isinstance(value, _JSON_TYPES.get(kind, (object,))):
+            return f"{tool.name}: {name!r} must be a {kind}, not {type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{tool.name}: {name!r} must be a finite number, not {value!r}"
+    return None
 
 
 def tools_prompt(tools: tuple[ToolSpec, ...] = TOOLS) -> str:
