@@ -48,6 +48,7 @@ class KillOutcome:
     duplicated: int = 0
     next_turn_ok: bool = True
     tape_matches: bool | None = None  # None: this tree cannot tell
+    tape_method: str = ""
     restart_ms: float = 0.0
     detail: str = ""
 
@@ -60,6 +61,7 @@ class Campaign:
     rng: random.Random
     committed: dict[str, list[str]] = field(default_factory=dict)
     counter: int = 0
+    last_envelope: dict[str, Any] = field(default_factory=dict)
 
     def message(self, label: str) -> str:
         self.counter += 1
@@ -71,6 +73,7 @@ class Campaign:
     def normal_turn(self, session: str, label: str) -> tuple[bool, str]:
         message = self.message(label)
         ok, envelope, stderr = self.harness.turn(message, session)
+        self.last_envelope = envelope
         if ok:
             self.commit(session, message)
         return ok, stderr or json.dumps(envelope)[:200]
@@ -292,6 +295,13 @@ def verify(c: Campaign, outcome: KillOutcome, *, restart: bool = True) -> None:
     if not ok:
         outcome.detail += f" next turn failed: {why[:200]}"
     outcome.tape_matches = tape_matches(harness, outcome.session)
+    outcome.tape_method = "tapeMatchesTranscript"
+    if outcome.tape_matches is None and ok:
+        outcome.tape_matches = cache_agrees(c.last_envelope, outcome.session)
+        outcome.tape_method = "next turn's cache divergence"
+        if outcome.tape_matches is False:
+            divergence = c.last_envelope["meta"]["trace"]["cache"]["divergence"]
+            outcome.detail += f" cached tape leaves the transcript: {divergence}"[:400]
 
 
 def tape_matches(harness: Harness, session: str) -> bool | None:
@@ -303,6 +313,24 @@ def tape_matches(harness: Harness, session: str) -> bool | None:
         return None
     value = shown.get("tapeMatchesTranscript") if isinstance(shown, dict) else None
     return value if isinstance(value, bool) else None
+
+
+def cache_agrees(envelope: dict[str, Any], session: str) -> bool | None:
+    """A proxy where the tree has no tape check: the next prompt, rendered from
+    the transcript, must follow this session's cached tokens up to its new
+    message. A divergence inside an older message means the tape the daemon
+    kept (or reloaded) is not what the transcript says."""
+    try:
+        cache = envelope["meta"]["trace"]["cache"]
+    except (KeyError, TypeError):
+        return None
+    divergence = cache.get("divergence") if isinstance(cache, dict) else None
+    if not isinstance(divergence, dict):
+        return True
+    if session not in str(divergence.get("cachedSession") or ""):
+        return True  # another session's prefix: says nothing about this tape
+    segment = str(divergence.get("segment", ""))
+    return segment.startswith("new ") or segment == "generation prompt"
 
 
 def run_daemon_kills(
@@ -343,7 +371,10 @@ def run_cli_kills(harness: Harness, count: int, seed: int) -> list[KillOutcome]:
             "agent", "--local", "--session-id", session, "-m", message, "--max-tokens", "48"
         )
         assert proc.stdout is not None
+        guard = threading.Timer(300, proc.kill)  # a hung turn must not hang the suite
+        guard.start()
         first = proc.stdout.read(c.rng.randint(1, 8))  # blocks until the stream starts
+        guard.cancel()
         proc.kill()
         proc.wait(timeout=30)
         observed = "mid-stream" if first else "before any output"
@@ -366,6 +397,7 @@ def summarise(outcomes: list[KillOutcome]) -> dict[str, Any]:
         "duplicatedTurns": sum(o.duplicated for o in outcomes),
         "nextTurnFailed": sum(1 for o in outcomes if not o.next_turn_ok),
         "tapeChecked": len(tapes),
+        "tapeMethods": _count(o.tape_method for o in outcomes if o.tape_matches is not None),
         "tapeMismatch": sum(1 for t in tapes if not t),
         "restartMsMax": max((o.restart_ms for o in outcomes), default=0.0),
         "outcomes": [asdict(o) for o in outcomes],

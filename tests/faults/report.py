@@ -23,9 +23,10 @@ def kill_rows(label: str, summary: dict[str, Any]) -> list[Row]:
     if not summary:
         return [(label, "not run", "")]
     tape = (
-        f"{summary['tapeMismatch']} of {summary['tapeChecked']} checked"
+        f"{summary['tapeMismatch']} of {summary['tapeChecked']} checked "
+        f"(by {_counts(summary.get('tapeMethods', {}))})"
         if summary["tapeChecked"]
-        else "not checked (no tapeMatchesTranscript in this tree)"
+        else "not checked (no tapeMatchesTranscript, no cache report)"
     )
     return [
         (
