@@ -147,10 +147,10 @@ def render(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, A
             ("kill runs: tracebacks in the daemon log", str(results["killLogTracebacks"]), "0")
         )
     rows += report.client_rows(results.get("clients") or {})
-    rows += report.fuzz_rows(results.get("fuzz") or {"unavailable": "not run"})
-    rows += report.uid_rows(results.get("otherUid") or {"unavailable": "not run"})
-    rows += report.l3_rows(results.get("l3") or {"unavailable": "not run"})
-    rows += report.tool_rows(results.get("tools") or {"unavailable": "not run"})
+    rows += report.fuzz_rows(results.get("fuzz") or _not_run("wire_fuzz"))
+    rows += report.uid_rows(results.get("otherUid") or _not_run("other_uid_check"))
+    rows += report.l3_rows(results.get("l3") or _not_run("l3_corruption"))
+    rows += report.tool_rows(results.get("tools") or _not_run("tool_guard_cases"))
     meta = results["meta"]
     found = report.details(results) or ["- none"]
     command = meta["command"] if "`" in meta["command"] else f"`{meta['command']}`"
@@ -180,6 +180,12 @@ def render(args: argparse.Namespace, sizes: dict[str, int], results: dict[str, A
             "",
         ]
     )
+
+
+def _not_run(module: str) -> dict[str, str]:
+    here = (ROOT / "tests" / f"{module}.py").exists()
+    why = "not run (left out with --only)" if here else external.NOT_AVAILABLE
+    return {"unavailable": why, "module": f"tests/{module}.py"}
 
 
 def machine() -> str:

@@ -28,13 +28,14 @@ def kill_rows(label: str, summary: dict[str, Any]) -> list[Row]:
         if summary["tapeChecked"]
         else "not checked (no tapeMatchesTranscript, no cache report)"
     )
+    where = "every phase" if label.startswith("daemon") else "mid-stream"
     return [
         (
             f"{label}: kills",
             str(summary["kills"]),
             "≥20 daemon" if label.startswith("daemon") else "",
         ),
-        (f"{label}: where they landed", _counts(summary["byObserved"]), "every phase"),
+        (f"{label}: where they landed", _counts(summary["byObserved"]), where),
         (f"{label}: corrupt transcript lines", str(summary["corruptLines"]), "0"),
         (f"{label}: committed turns lost", str(summary["lostTurns"]), "0"),
         (f"{label}: committed turns duplicated", str(summary["duplicatedTurns"]), "0"),
