@@ -46,8 +46,16 @@ class AgentOptions(NamedTuple):
     exec_timeout: float | None = None
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     value = float(text)
+    # float() takes "nan" and "inf"; neither is a usable timeout or temperature.
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError("must be a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
@@ -61,7 +69,7 @@ def _positive_int(text: str) -> int:
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
