@@ -1,4 +1,5 @@
-"""``openclaw sessions list|show``: read the session store directly (no daemon)."""
+"""``openclaw sessions list|show`` read the session store directly (no daemon);
+``compact`` and ``check-tape`` ask the daemon."""
 
 from __future__ import annotations
 
@@ -109,3 +110,30 @@ def compact_session(
         f"({result['summaryCachedTokens']} reused from the cache) and "
         f"{result['summaryMs'] / 1000:.1f} s\n\nsummary: {result['summary']}\n"
     )
+
+
+def check_tape(session_id: str, agent_id: str, *, json_out: bool) -> int:
+    """Ask the daemon whether the session's tape spells its transcript; 1 if not."""
+    from openclaw_cli import daemon_control
+
+    paths = config.resolve_paths()
+    progress = render.Progress(enabled=not json_out)
+    client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
+    progress.stop()
+    request = {"type": "tape", "agent_id": agent_id, "session_id": session_id}
+    with client:
+        result = client.call(request, timeout=300)
+    if json_out:
+        render.print_json(result)
+    elif result["tapeMatchesTranscript"]:
+        sys.stdout.write(
+            f"session {result['sessionId']}: the tape ({result['tape']}, "
+            f"{result['tapeTokens']} tokens) spells the transcript exactly\n"
+        )
+    else:
+        sys.stdout.write(
+            f"session {result['sessionId']}: the tape ({result['tape']}) differs from the "
+            f"transcript at byte {result['firstDifference']}:\n"
+            f"  tape:       {result['tapeAt']!r}\n  transcript: {result['transcriptAt']!r}\n"
+        )
+    return 0 if result["tapeMatchesTranscript"] else 1

@@ -113,6 +113,7 @@ class Handlers:
             "cache": self.cache,
             "compact": self.compact,
             "metrics": self.metrics,
+            "tape": self.tape,
         }.get(request["type"])
         try:
             if handler is None:
@@ -318,6 +319,21 @@ class Handlers:
             result = future.result()
         # Asked for explicitly: prefill the new layout as soon as the daemon is idle.
         self._schedule_prefill_ahead(ref, quiet_s=0.0)
+        connection.send({"type": "done", "result": result})
+
+    def tape(self, request: protocol.Message, connection: Connection) -> None:
+        """``openclaw sessions check-tape``: the tape against the transcript."""
+        from sessions.store import SessionStore
+
+        pipeline = self.state.pipeline
+        agent_id = str(request.get("agent_id") or "main")
+        store = SessionStore(pipeline.paths.agent_sessions_dir(agent_id), agent_id)
+        ref = store.find(str(request.get("session_id") or ""))
+        with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
+            future = self.state.scheduler.submit(
+                lambda: pipeline.check_tape(ref, store), label=f"sessions check-tape:{ref.key}"
+            )
+            result = future.result()
         connection.send({"type": "done", "result": result})
 
     def _relay(

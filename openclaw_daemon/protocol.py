@@ -35,7 +35,19 @@ HEADER = struct.Struct(">I")
 
 # Requests, client -> daemon.
 REQUEST_TYPES = frozenset(
-    {"hello", "turn", "status", "stop", "cancel", "ping", "cache", "compact", "metrics", "report"}
+    {
+        "hello",
+        "turn",
+        "status",
+        "stop",
+        "cancel",
+        "ping",
+        "cache",
+        "compact",
+        "metrics",
+        "report",
+        "tape",
+    }
 )
 # Stream frames, daemon -> client.
 STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
@@ -110,6 +122,15 @@ class CompactRequest(TypedDict, total=False):
     agent_id: str
     session_id: str
     instructions: str | None  # extra guidance for the summary
+
+
+class TapeRequest(TypedDict, total=False):
+    """Check a session: does the token tape its next turn would extend spell
+    exactly its transcript's render? (``tape_check.compare``'s fields.)"""
+
+    type: Literal["tape"]
+    agent_id: str
+    session_id: str
 
 
 class TokenFrame(TypedDict):
