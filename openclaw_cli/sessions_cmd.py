@@ -112,28 +112,41 @@ def compact_session(
     )
 
 
-def check_tape(session_id: str, agent_id: str, *, json_out: bool) -> int:
-    """Ask the daemon whether the session's tape spells its transcript; 1 if not."""
+def check_tape(session_id: str | None, agent_id: str, *, json_out: bool) -> int:
+    """Ask the daemon whether each session's tape spells its transcript (every
+    session of the agent without an id); 1 if any does not."""
     from openclaw_cli import daemon_control
 
+    ids = (
+        [session_id]
+        if session_id
+        else [str(row["sessionId"]) for row in _store(agent_id).load_index().values()]
+    )
     paths = config.resolve_paths()
     progress = render.Progress(enabled=not json_out)
     client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
     progress.stop()
-    request = {"type": "tape", "agent_id": agent_id, "session_id": session_id}
+    results = []
     with client:
-        result = client.call(request, timeout=300)
+        for sid in ids:
+            request = {"type": "tape", "agent_id": agent_id, "session_id": sid}
+            results.append(client.call(request, timeout=300))
+    bad = [r for r in results if not r["tapeMatchesTranscript"]]
     if json_out:
-        render.print_json(result)
-    elif result["tapeMatchesTranscript"]:
-        sys.stdout.write(
-            f"session {result['sessionId']}: the tape ({result['tape']}, "
-            f"{result['tapeTokens']} tokens) spells the transcript exactly\n"
+        render.print_json(
+            results[0] if session_id else {"sessions": results, "mismatched": len(bad)}
         )
-    else:
-        sys.stdout.write(
-            f"session {result['sessionId']}: the tape ({result['tape']}) differs from the "
-            f"transcript at byte {result['firstDifference']}:\n"
-            f"  tape:       {result['tapeAt']!r}\n  transcript: {result['transcriptAt']!r}\n"
-        )
-    return 0 if result["tapeMatchesTranscript"] else 1
+        return 1 if bad else 0
+    for result in results:
+        if result["tapeMatchesTranscript"]:
+            sys.stdout.write(
+                f"session {result['sessionId']}: the tape ({result['tape']}, "
+                f"{result['tapeTokens']} tokens) spells the transcript exactly\n"
+            )
+        else:
+            sys.stdout.write(
+                f"session {result['sessionId']}: the tape ({result['tape']}) differs from the "
+                f"transcript at byte {result['firstDifference']}:\n"
+                f"  tape:       {result['tapeAt']!r}\n  transcript: {result['transcriptAt']!r}\n"
+            )
+    return 1 if bad else 0

@@ -126,6 +126,28 @@ def test_compaction_keeps_tape_and_transcript_identical(warm_cli: Cli) -> None:
     assert_tape_matches(warm_cli, "compact")
     warm_cli.turn("Name a city.", "--session-id", "compact", "--max-tokens", "8")
     assert_tape_matches(warm_cli, "compact")
+    # Every session of the module so far, in one call (what scripts/faults runs).
+    every = json.loads(warm_cli.run("sessions", "check-tape", "--json").stdout)
+    assert every["mismatched"] == 0 and len(every["sessions"]) >= 2
+
+
+def test_after_a_restart_and_a_lost_tape_file_the_tape_still_matches(
+    cli: Cli, workspace: Path
+) -> None:
+    cli.turn(
+        "What is the code in notes.txt?", "--session-id", "boot", "--tool-choice", "read",
+        "--max-tokens", "48", cwd=workspace,
+    )  # fmt: skip
+    tapes = cli.state_dir / "cache" / "tapes"
+    assert wait_for(lambda: any(tapes.glob("*.json")), timeout=30)
+    cli.run("daemon", "restart", timeout=300)
+    saved = check_tape(cli, "boot")
+    assert saved["tape"] == "saved" and saved["tapeMatchesTranscript"], saved
+    cli.run("daemon", "stop", timeout=60)
+    for path in tapes.glob("*.json"):
+        path.unlink()
+    rebuilt = check_tape(cli, "boot")
+    assert rebuilt["tape"] == "rebuilt" and rebuilt["tapeMatchesTranscript"], rebuilt
 
 
 def test_a_retried_request_returns_the_stored_reply_without_a_model_call(
