@@ -84,6 +84,9 @@ class TurnRequest(TypedDict, total=False):
     allow: list[str]  # tools that change things the user permits: write, edit, exec
     env: dict[str, str]  # the CLI caller's environment, for exec
     exec_timeout: float | None  # a cap on every exec command of the turn, seconds
+    # Idempotency: a committed turn of the session with this id is answered
+    # from the transcript (``result.replayed``), not run again.
+    request_id: str
 
 
 class ReportRequest(TypedDict, total=False):

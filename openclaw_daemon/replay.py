@@ -13,20 +13,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from openclaw_daemon.errors import BadRequestError
 from sessions.prompt import message_text
 from sessions.store import Entry
 
 _INTERRUPTED = ("aborted", "error")
+MAX_ID_CHARS = 128
 
 
-def committed_turn(entries: list[Entry], request_id: str) -> list[Entry] | None:
-    """The entries of the finished turn ``request_id`` committed, user entry first."""
+def check_id(value: object) -> str:
+    """The request's id ("" for none), refused if it is not a short string."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise BadRequestError(
+            f"the request id must be printable text of at most {MAX_ID_CHARS} characters",
+            hint="Set OPENCLAW_REQUEST_ID to a short id, e.g. a uuid.",
+        )
+    return value
+
+
+def committed_turn(entries: list[Entry], request_id: str, message: str) -> list[Entry] | None:
+    """The entries of the finished turn ``request_id`` committed, user entry first.
+
+    The same id with another message is a caller's mistake, not a retry."""
     start = next(
         (i for i, e in enumerate(entries) if request_id and e.get("requestId") == request_id),
         None,
     )
     if start is None:
         return None
+    if message_text(entries[start].get("message", {})) != message:
+        raise BadRequestError(
+            f"request id {request_id!r} was already used for another message in this session",
+            hint="Use a new OPENCLAW_REQUEST_ID for a new turn.",
+        )
     turn = [entries[start]]
     for entry in entries[start + 1 :]:
         if entry.get("message", {}).get("role") == "user":

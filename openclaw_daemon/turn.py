@@ -137,8 +137,8 @@ class TurnPipeline:
             ref = store.resolve(request.get("session_id"))
             ctx.session_key = ref.key
             entries = store.load_entries(ref)
-            request_id = str(request.get("request_id") or "")
-            done = replay.committed_turn(entries, request_id) if request_id else None
+            request_id = replay.check_id(request.get("request_id"))
+            done = replay.committed_turn(entries, request_id, message) if request_id else None
             if done is not None:
                 span["replayed"] = request_id
             else:
