@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,10 @@ def _stream_turn(
 ) -> tuple[dict[str, Any], float, float | None]:
     request = {
         "type": "turn",
+        # One id per invocation; a script retrying a turn whose reply it never
+        # got sets OPENCLAW_REQUEST_ID, and the daemon answers a committed one
+        # from the transcript instead of running it twice (docs/security-tape.md).
+        "request_id": os.environ.get("OPENCLAW_REQUEST_ID") or uuid.uuid4().hex,
         "message": options.message,
         "agent_id": options.agent_id,
         "session_id": options.session_id,
@@ -318,6 +323,8 @@ def _envelope(result: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "compaction": result.get("compaction"),
             "aborted": False,
             "stopReason": result["stopReason"],
+            # Set when this was a retry of a committed turn: its stored reply.
+            "replayed": result.get("replayed"),
             "trace": {key: record[key] for key in _TRACE_KEYS},
         },
     }

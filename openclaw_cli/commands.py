@@ -165,6 +165,18 @@ def sessions_compact(
     sessions_cmd.compact_session(session_id, agent_id, instructions, json_out=json_out)
 
 
+@sessions_app.command("check-tape")
+def sessions_check_tape(
+    session_id: str | None = typer.Argument(None, help="Session id or key (default: all)."),
+    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check that a session's token tape spells exactly its transcript (exit 1 if not)."""
+    from openclaw_cli import sessions_cmd
+
+    raise typer.Exit(sessions_cmd.check_tape(session_id, agent_id, json_out=json_out))
+
+
 _SVG_HELP = "Write the chart as an SVG file as well; - writes only the SVG, to stdout."
 
 

@@ -1,4 +1,5 @@
-"""``openclaw sessions list|show``: read the session store directly (no daemon)."""
+"""``openclaw sessions list|show`` read the session store directly (no daemon);
+``compact`` and ``check-tape`` ask the daemon."""
 
 from __future__ import annotations
 
@@ -115,3 +116,45 @@ def compact_session(
         f"({result['summaryCachedTokens']} reused from the cache) and "
         f"{result['summaryMs'] / 1000:.1f} s{made_in}\n\nsummary: {result['summary']}\n"
     )
+
+
+def check_tape(session_id: str | None, agent_id: str, *, json_out: bool) -> int:
+    """Ask the daemon whether each session's tape spells its transcript (every
+    session of the agent without an id); 1 if any does not."""
+    from openclaw_cli import daemon_control
+
+    agent_id = ids.agent_id(agent_id, field="--agent")
+    session_id = ids.optional_session_ref(session_id, field="session")
+    session_ids = (
+        [session_id]
+        if session_id
+        else [str(row["sessionId"]) for row in _store(agent_id).load_index().values()]
+    )
+    paths = config.resolve_paths()
+    progress = render.Progress(enabled=not json_out)
+    client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
+    progress.stop()
+    results = []
+    with client:
+        for sid in session_ids:
+            request = {"type": "tape", "agent_id": agent_id, "session_id": sid}
+            results.append(client.call(request, timeout=300))
+    bad = [r for r in results if not r["tapeMatchesTranscript"]]
+    if json_out:
+        render.print_json(
+            results[0] if session_id else {"sessions": results, "mismatched": len(bad)}
+        )
+        return 1 if bad else 0
+    for result in results:
+        if result["tapeMatchesTranscript"]:
+            sys.stdout.write(
+                f"session {result['sessionId']}: the tape ({result['tape']}, "
+                f"{result['tapeTokens']} tokens) spells the transcript exactly\n"
+            )
+        else:
+            sys.stdout.write(
+                f"session {result['sessionId']}: the tape ({result['tape']}) differs from the "
+                f"transcript at byte {result['firstDifference']}:\n"
+                f"  tape:       {result['tapeAt']!r}\n  transcript: {result['transcriptAt']!r}\n"
+            )
+    return 1 if bad else 0

@@ -113,6 +113,7 @@ class Handlers:
             "cache": self.cache,
             "compact": self.compact,
             "metrics": self.metrics,
+            "tape": self.tape,
         }.get(request["type"])
         try:
             if handler is None:
@@ -319,6 +320,22 @@ class Handlers:
             result = future.result()
         # Asked for explicitly: prefill the new layout as soon as the daemon is idle.
         self._schedule_prefill_ahead(ref, quiet_s=0.0)
+        connection.send({"type": "done", "result": result})
+
+    def tape(self, request: protocol.Message, connection: Connection) -> None:
+        """``openclaw sessions check-tape``: the tape against the transcript."""
+        from sessions.store import SessionStore
+
+        pipeline = self.state.pipeline
+        options = requests.parse_session(request)
+        agent_id = options.agent_id
+        store = SessionStore(pipeline.paths.agent_sessions_dir(agent_id), agent_id)
+        ref = store.find(options.session_id)
+        with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
+            future = self.state.scheduler.submit(
+                lambda: pipeline.check_tape(ref, store), label=f"sessions check-tape:{ref.key}"
+            )
+            result = future.result()
         connection.send({"type": "done", "result": result})
 
     def _relay(

@@ -50,6 +50,9 @@ class ModelCalls:
         self.engine = engine
         self.prefill_batch = prefill_batch
         self.observe_prefill = observe_prefill
+        # What the last interrupted decode had generated (its text was streamed
+        # to the user), for the turn to store; None if no decode was cut short.
+        self.partial: Generation | None = None
 
     def prefill(self, plan: PromptPlan, call: CallContext) -> int:
         """Prefill what the live state lacks of ``plan``; returns the tokens reused."""
@@ -134,6 +137,7 @@ class ModelCalls:
         first_token_at: float | None = None
         ids: list[int] = []
         stop_reason = "length"
+        self.partial = None
         tokens = self.engine.generate(
             params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
         )
@@ -150,6 +154,7 @@ class ModelCalls:
                     stop_reason = "stop"
                     break
         except OpenClawError as exc:
+            self.partial = Generation(stream.text, ids, exc.code, first_token_at)
             call.trace.add(
                 "model.decode",
                 start,

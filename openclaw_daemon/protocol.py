@@ -35,7 +35,19 @@ HEADER = struct.Struct(">I")
 
 # Requests, client -> daemon.
 REQUEST_TYPES = frozenset(
-    {"hello", "turn", "status", "stop", "cancel", "ping", "cache", "compact", "metrics", "report"}
+    {
+        "hello",
+        "turn",
+        "status",
+        "stop",
+        "cancel",
+        "ping",
+        "cache",
+        "compact",
+        "metrics",
+        "report",
+        "tape",
+    }
 )
 # Stream frames, daemon -> client.
 STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
@@ -72,6 +84,9 @@ class TurnRequest(TypedDict, total=False):
     allow: list[str]  # tools that change things the user permits: write, edit, exec
     env: dict[str, str]  # the CLI caller's environment, for exec
     exec_timeout: float | None  # a cap on every exec command of the turn, seconds
+    # Idempotency: a committed turn of the session with this id is answered
+    # from the transcript (``result.replayed``), not run again.
+    request_id: str
 
 
 class ReportRequest(TypedDict, total=False):
@@ -110,6 +125,15 @@ class CompactRequest(TypedDict, total=False):
     agent_id: str
     session_id: str
     instructions: str | None  # extra guidance for the summary
+
+
+class TapeRequest(TypedDict, total=False):
+    """Check a session: does the token tape its next turn would extend spell
+    exactly its transcript's render? (``tape_check.compare``'s fields.)"""
+
+    type: Literal["tape"]
+    agent_id: str
+    session_id: str
 
 
 class TokenFrame(TypedDict):

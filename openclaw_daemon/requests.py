@@ -189,6 +189,7 @@ class TurnOptions:
     allow: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     exec_timeout: float | None = None
+    request_id: str | None = None  # a retry with the same id replays the stored turn
 
     def as_request(self) -> dict[str, Any]:
         """The checked fields as the dict the turn pipeline reads."""
@@ -217,6 +218,7 @@ def parse_turn(message: dict[str, Any]) -> TurnOptions:
         allow=text_list(message, "allow", count=MAX_ALLOW, limit=MAX_NAME_CHARS),
         env=string_map(message, "env"),
         exec_timeout=number(message, "exec_timeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
+        request_id=text(message, "request_id", limit=MAX_ID_CHARS),
     )
 
 
@@ -248,3 +250,15 @@ def parse_compact(message: dict[str, Any]) -> CompactOptions:
         session_id=_session_ref(message),
         instructions=text(message, "instructions", limit=MAX_INSTRUCTIONS_CHARS),
     )
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """A request about one stored session (``tape``)."""
+
+    agent_id: str
+    session_id: str
+
+
+def parse_session(message: dict[str, Any]) -> SessionOptions:
+    return SessionOptions(agent_id=_agent_id(message), session_id=_session_ref(message))

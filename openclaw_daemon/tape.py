@@ -5,7 +5,9 @@ and that alone would break the cached prefix at every assistant message. So a
 session keeps its tape, and each turn appends to it: the rendered delta of the
 new user message, the generated ids, then the template's trailer after the
 assistant message. The tape's ``text`` always equals the template's full render
-of ``messages``; ``tests/test_tape.py`` proves it.
+of ``messages``; ``tests/test_tape.py`` proves it. Only the template's markup is
+tokenized with special tokens parsed; message content is plain text
+(``markup``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from openclaw_daemon import markup
 from openclaw_daemon.chat_template import ChatMessage, ChatTemplate
 
 
 class Tokenizer(Protocol):
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]: ...
 
     def detokenize(self, tokens: list[int]) -> bytes: ...
 
@@ -53,16 +56,35 @@ class TapeBuilder:
         self.tokenizer = tokenizer
         self.add_bos = add_bos
 
-    def _tokenize_fragment(self, fragment: str, *, at_start: bool) -> list[int]:
-        bos_in_text = bool(self.template.bos_token) and fragment.startswith(self.template.bos_token)
-        return self.tokenizer.tokenize(
-            fragment, add_bos=at_start and self.add_bos and not bos_in_text
+    def _tokenize_rendered(
+        self,
+        text: str,
+        messages: list[ChatMessage],
+        *,
+        add_generation_prompt: bool,
+        start: int = 0,
+    ) -> list[int]:
+        """Ids of ``text[start:]``, where ``text`` renders ``messages``: markup
+        with special tokens parsed, content as plain text."""
+        bos_in_text = bool(self.template.bos_token) and text.startswith(self.template.bos_token)
+        bos = start == 0 and self.add_bos and not bos_in_text
+        ids: list[int] = []
+        pieces = markup.spans(
+            self.template, messages, text, add_generation_prompt=add_generation_prompt
         )
+        for begin, end, special in pieces:
+            begin = max(begin, start)
+            if begin < end:
+                ids += self.tokenizer.tokenize(text[begin:end], add_bos=bos, special=special)
+                bos = False
+        return ids
 
     def from_messages(self, messages: list[ChatMessage]) -> TokenTape:
         """A tape for a transcript loaded from disk (a cold cache anyway)."""
         text = self.template.render(messages, add_generation_prompt=False) if messages else ""
-        tokens = self._tokenize_fragment(text, at_start=True) if text else []
+        tokens = (
+            self._tokenize_rendered(text, messages, add_generation_prompt=False) if text else []
+        )
         return TokenTape(tokens=tokens, text=text, messages=list(messages))
 
     def render_turn(
@@ -76,9 +98,11 @@ class TapeBuilder:
         """Tokens for ``full``: the tape plus only the new fragment, when the
         template is prefix-stable (it almost always is)."""
         if tape.text and full.startswith(tape.text):
-            delta = self._tokenize_fragment(full[len(tape.text) :], at_start=False)
+            delta = self._tokenize_rendered(
+                full, messages, add_generation_prompt=True, start=len(tape.text)
+            )
             return PromptPlan(tape.tokens + delta, full, messages, len(delta), False)
-        tokens = self._tokenize_fragment(full, at_start=True)
+        tokens = self._tokenize_rendered(full, messages, add_generation_prompt=True)
         return PromptPlan(tokens, full, messages, len(tokens), bool(tape.text))
 
     def plan_turn(self, tape: TokenTape, new_messages: list[ChatMessage]) -> PromptPlan:
@@ -96,7 +120,9 @@ class TapeBuilder:
         kept, kept_text = self._longest_matching_prefix(generated, content)
         head = plan.text + kept_text
         if rendered.startswith(plan.text) and rendered.startswith(head):
-            tail = self.tokenizer.tokenize(rendered[len(head) :], add_bos=False)
+            tail = self._tokenize_rendered(
+                rendered, messages, add_generation_prompt=False, start=len(head)
+            )
             return TokenTape(plan.tokens + kept + tail, rendered, messages)
         # The template rewrites assistant text (e.g. trims it): fall back.
         tape = self.from_messages(messages)

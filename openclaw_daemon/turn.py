@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openclaw_daemon import cache_report, window
+from openclaw_daemon import cache_report, interrupted, replay, tape_check, window
 from openclaw_daemon.compactor import Compactor
 from openclaw_daemon.config import Paths
-from openclaw_daemon.errors import BadRequestError, ContextOverflowError, KvSlotError, ModelError
+from openclaw_daemon.errors import (
+    BadRequestError,
+    ContextOverflowError,
+    KvSlotError,
+    ModelError,
+    OpenClawError,
+)
 from openclaw_daemon.model_calls import CallContext, Generation, ModelCalls
 from openclaw_daemon.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.tape import PromptPlan, TapeBuilder, TokenTape
@@ -81,6 +87,10 @@ class Step:
     parsed: ParsedReply
     tape: TokenTape  # the session's tape once this reply was committed to it
     outcomes: list[ToolOutcome] = field(default_factory=list)
+    # The reply as it sits in the tape (calls as generated, a cut-off call
+    # removed); stored as the entry's ``rawText`` so a re-render matches.
+    raw: str = ""
+    error: OpenClawError | None = None  # set on the step a stop interrupted
 
 
 class TurnPipeline:
@@ -134,7 +144,14 @@ class TurnPipeline:
             ref = store.resolve(request.get("session_id"))
             ctx.session_key = ref.key
             entries = store.load_entries(ref)
-            tape, span["tape"] = self._tape_for(ref, entries, system)
+            request_id = replay.check_id(request.get("request_id"))
+            done = replay.committed_turn(entries, request_id, message) if request_id else None
+            if done is not None:
+                span["replayed"] = request_id
+            else:
+                tape, span["tape"] = self._tape_for(ref, entries, system)
+        if done is not None:
+            return self._replayed(ref, done, trace, ctx)
         user = {"role": "user", "content": message}
         with trace.span("prompt.render"):
             new = [user] if tape.messages else [*self._messages(entries, system), user]
@@ -165,17 +182,32 @@ class TurnPipeline:
             return self._agent_loop(request, plan, ctx, tool_context, choice, max_steps, max_tokens)
 
         try:
-            steps = answer(plan)
-        except KvSlotError:
-            # llama.cpp found no KV slot for the prompt: the same overflow,
-            # seen late. Compact and retry once, unless that was done already.
-            if overflowed or not tape.messages:
-                raise
-            entries, tape, plan = self.compactor.compact_to_fit(
-                ref, store, user, max_tokens, cancelled=ctx.cancelled, emit=ctx.emit, trace=trace
-            )
-            decision, restore_ms = self._use_cache(plan, ctx)
-            steps = answer(plan)
+            try:
+                steps = answer(plan)
+            except interrupted.Interrupted as stop:
+                # llama.cpp found no KV slot for the prompt: the same overflow,
+                # seen late. Compact and retry once, unless that was done already
+                # or the user has seen part of a reply.
+                late_overflow = isinstance(stop.error, KvSlotError) and tape.messages
+                if not late_overflow or overflowed or interrupted.worth_keeping(stop.steps):
+                    raise
+                entries, tape, plan = self.compactor.compact_to_fit(
+                    ref,
+                    store,
+                    user,
+                    max_tokens,
+                    cancelled=ctx.cancelled,
+                    emit=ctx.emit,
+                    trace=trace,
+                )
+                decision, restore_ms = self._use_cache(plan, ctx)
+                steps = answer(plan)
+        except interrupted.Interrupted as stop:
+            # What the user already saw is kept, marked as interrupted.
+            if interrupted.worth_keeping(stop.steps):
+                with trace.span("session.persist", interrupted=stop.error.code):
+                    self._persist(store, ref, entries, message, stop.steps, request_id)
+            raise stop.error from None
         # Explained after the reply streamed: a divergence report detokenizes
         # and renders the transcript, which must not delay the first token.
         with trace.span("cache.report"):
@@ -188,7 +220,7 @@ class TurnPipeline:
                 restore_ms=restore_ms,
             )
         with trace.span("session.persist"):
-            self._persist(store, ref, entries, message, steps)
+            self._persist(store, ref, entries, message, steps, request_id)
         self.turns_served += 1
         if self.compactor.settings.needs_compaction(len(steps[-1].tape.tokens)):
             self.due_for_compaction[ref.key] = (ref, store)
@@ -231,28 +263,39 @@ class TurnPipeline:
         while True:
             index = len(steps)
             call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, index)
-            reused = self._first_prefill(plan, call, ctx) if index == 0 else None
-            if reused is None:
-                reused = self.calls.prefill(plan, call)
-            grammar = None
-            if constrains(choice, index, max_steps):
-                with ctx.trace.span("prompt.grammar"):
-                    grammar = self._grammar(choice, tools, request)
-            generation = self.calls.decode(
-                request,
-                self._room(plan, max_tokens),
-                call,
-                grammar=grammar,
-                hide_calls=choice != "none",
-            )
+            reused = 0
+            try:
+                self.calls.partial = None
+                if index == 0:
+                    reused = self._first_prefill(plan, call, ctx)
+                else:
+                    reused = self.calls.prefill(plan, call)
+                grammar = None
+                if constrains(choice, index, max_steps):
+                    with ctx.trace.span("prompt.grammar"):
+                        grammar = self._grammar(choice, tools, request)
+                generation = self.calls.decode(
+                    request,
+                    self._room(plan, max_tokens),
+                    call,
+                    grammar=grammar,
+                    hide_calls=choice != "none",
+                )
+            except OpenClawError as exc:
+                raise interrupted.Interrupted(
+                    [*steps, self._interrupted_step(plan, reused, exc)], exc
+                ) from exc
             parsed = (
                 ParsedReply(generation.text)
                 if choice == "none"
                 else parse_reply(generation.text, f"call_{new_entry_id()[:8]}")
             )
+            raw = generation.text
             if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
-                # A call cut off by --max-tokens is not a call: drop it, say so.
+                # A call cut off by --max-tokens is not a call: drop it, say so,
+                # and keep it out of the tape and the transcript alike.
                 parsed.calls.pop()
+                raw = raw[: raw.rfind(CALL_OPEN)]
                 ctx.emit(
                     {
                         "type": "notice",
@@ -260,8 +303,9 @@ class TurnPipeline:
                         f"{max_tokens} and dropped; raise --max-tokens to let it finish",
                     }
                 )
-            tape = self.builder.commit_reply(plan, generation.ids, generation.text)
-            step = Step(plan, generation, self._usage(plan, reused, generation), parsed, tape)
+            tape = self.builder.commit_reply(plan, generation.ids, raw)
+            usage = self._usage(plan, reused, generation)
+            step = Step(plan, generation, usage, parsed, tape, raw=raw)
             steps.append(step)
             if not parsed.calls:
                 return steps
@@ -282,6 +326,17 @@ class TurnPipeline:
                 ctx.emit({"type": "notice", "text": "the context window is full; stopping"})
                 generation.stop_reason = "length"
                 return steps
+
+    def _interrupted_step(self, plan: PromptPlan, reused: int, error: OpenClawError) -> Step:
+        """The model call a stop cut short, with what it had generated (maybe nothing)."""
+        partial = self.calls.partial or Generation("", [], error.code, None)
+        shown = interrupted.shown_text(partial.text)
+        generation = Generation(
+            shown, partial.ids, interrupted.stop_reason(error), partial.first_token_at
+        )
+        tape = self.builder.commit_reply(plan, partial.ids, shown)
+        usage = self._usage(plan, reused, generation)
+        return Step(plan, generation, usage, ParsedReply(shown), tape, raw=shown, error=error)
 
     def _grammar(self, choice: str, tools: ToolContext, request: dict[str, Any]) -> str | None:
         files = list_files(tools.workspace, MAX_LISTED_FILES)
@@ -454,9 +509,10 @@ class TurnPipeline:
         entries: list[dict[str, Any]],
         message: str,
         steps: list[Step],
+        request_id: str = "",
     ) -> None:
         """Append the user message, then each step's reply and tool results, at once."""
-        records = [user_entry(last_entry_id(entries), message)]
+        records = [user_entry(last_entry_id(entries), message, request_id=request_id)]
         for step in steps:
             calls = [
                 {"id": c.id, "name": c.name, "arguments": c.arguments} for c in step.parsed.calls
@@ -464,8 +520,13 @@ class TurnPipeline:
             records.append(
                 assistant_entry(
                     records[-1]["id"],
-                    text=step.parsed.text if calls else step.generation.text,
+                    # What the user was shown: without its calls (a cut-off one too).
+                    text=step.parsed.text
+                    if CALL_OPEN in step.generation.text
+                    else step.generation.text,
                     tool_calls=calls,
+                    raw_text=step.raw,
+                    error_message=step.error.message if step.error else None,
                     usage=step.usage,
                     model=self.engine.info.name,
                     provider=PROVIDER,
@@ -508,6 +569,46 @@ class TurnPipeline:
         tape = steps[-1].tape
         tape.last_entry_id = records[-1]["id"]
         self.adopt_tape(ref, tape)
+
+    def _replayed(
+        self, ref: SessionRef, turn: list[dict[str, Any]], trace: Trace, ctx: TurnContext
+    ) -> dict[str, Any]:
+        """A retry of a committed turn: its stored reply, in a turn's result."""
+        return {
+            "turnId": ctx.turn_id,
+            "sessionId": ref.session_id,
+            "sessionKey": ref.key,
+            "sessionFile": str(ref.file),
+            "agentId": ref.agent_id,
+            "provider": PROVIDER,
+            "model": self.engine.info.name,
+            "modelPath": self.engine.info.path,
+            "contextTokens": self.engine.info.n_ctx,
+            **replay.reply(turn),
+            "ttftMs": None,
+            "cache": None,
+            "compaction": None,
+            "spans": trace.spans,
+            "daemonMs": round(trace.offset_ms(), 3),
+            "originClock": trace.origin,
+            "at": time.time(),
+        }
+
+    def check_tape(self, ref: SessionRef, store: SessionStore) -> dict[str, Any]:
+        """Whether the tape the next turn would extend spells the transcript's render."""
+        entries = store.load_entries(ref)
+        if last_entry_id(entries) is None:
+            raise BadRequestError(f"session {ref.session_id} has no entries")
+        system = self.session_head(ref)
+        tape, source = self._tape_for(ref, entries, system)
+        rendered = self.engine.template.render(
+            self._messages(entries, system), add_generation_prompt=False
+        )
+        bos = self.engine.llama.token_bos() if self.engine.add_bos else None
+        report = tape_check.compare(
+            lambda ids: self.engine.detokenize(ids, special=True), tape.tokens, rendered, bos_id=bos
+        )
+        return {"sessionId": ref.session_id, "sessionKey": ref.key, "tape": source, **report}
 
     def _result(
         self, ref: SessionRef, steps: list[Step], trace: Trace, ctx: TurnContext

@@ -4,6 +4,14 @@ An assistant entry carries ``text`` and ``toolCall {id, name, arguments}``
 content blocks plus its usage; each tool's answer is a ``toolResult`` message
 with ``toolCallId``, ``toolName``, ``content`` and ``isError``. Every entry has
 an ``id`` and the ``parentId`` of the entry before it.
+
+Two fields of ours ride along: an assistant message's ``rawText`` is the reply
+exactly as it sits in the prompt (tool-call markup as generated, a call cut
+off by --max-tokens removed), so a transcript re-renders to the very tokens
+the KV cache held; a user entry's ``requestId`` marks the request that
+committed the turn, so a retry of it is answered from the transcript. An
+interrupted reply is kept with ``stopReason`` ``aborted`` (or ``error``) and an
+``errorMessage``, as OpenClaw marks one.
 """
 
 from __future__ import annotations
@@ -25,8 +33,11 @@ def _entry(parent: str | None, message: dict[str, Any]) -> Entry:
     }
 
 
-def user_entry(parent: str | None, text: str) -> Entry:
-    return _entry(parent, {"role": "user", "content": [{"type": "text", "text": text}]})
+def user_entry(parent: str | None, text: str, *, request_id: str | None = None) -> Entry:
+    entry = _entry(parent, {"role": "user", "content": [{"type": "text", "text": text}]})
+    if request_id:
+        entry["requestId"] = request_id
+    return entry
 
 
 def assistant_entry(
@@ -39,9 +50,16 @@ def assistant_entry(
     provider: str,
     api: str,
     stop_reason: str,
+    raw_text: str | None = None,
+    error_message: str | None = None,
 ) -> Entry:
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     content += [{"type": "toolCall", **call} for call in tool_calls]
+    extra: dict[str, Any] = {}
+    if raw_text is not None:
+        extra["rawText"] = raw_text
+    if error_message is not None:
+        extra["errorMessage"] = error_message
     return _entry(
         parent,
         {
@@ -59,6 +77,7 @@ def assistant_entry(
                 "cost": dict(ZERO_COST),
             },
             "stopReason": stop_reason,
+            **extra,
         },
     )
 

@@ -89,6 +89,10 @@ def chat_messages(
             results = []
         if role == "user":
             messages.append({"role": "user", "content": message_text(message)})
+        elif role == "assistant" and isinstance(message.get("rawText"), str):
+            # The reply as it sat in the prompt (calls as generated): the
+            # re-render is then the very text the KV cache held.
+            messages.append({"role": "assistant", "content": message["rawText"]})
         elif role == "assistant":
             calls = [
                 call_text(block)
