@@ -189,7 +189,7 @@ def _stream_turn(
         "type": "turn",
         # One id per invocation; a script retrying a turn whose reply it never
         # got sets OPENCLAW_REQUEST_ID, and the daemon answers a committed one
-        # from the transcript instead of running it twice (docs/security-tape.md).
+        # from the transcript instead of running it twice (docs/recovery.md).
         "request_id": os.environ.get("OPENCLAW_REQUEST_ID") or uuid.uuid4().hex,
         "message": options.message,
         "agent_id": options.agent_id,

@@ -106,7 +106,7 @@ def compact_session(
         render.print_json(result)
         return
     chunks = int(result.get("summaryChunks") or 1)
-    # An over-full session is summarised in chunks (see docs/security-recover.md).
+    # An over-full session is summarised in chunks (see docs/recovery.md).
     made_in = f" (made in {chunks} chunks: the session was too full for one)" if chunks > 1 else ""
     sys.stdout.write(
         f"compacted session {result['sessionId']}: {result['tokensBefore']} -> "

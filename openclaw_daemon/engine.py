@@ -127,7 +127,7 @@ class Engine:
     def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
         """Ids of ``text``. Only the chat template's own markup may pass ``special``:
         otherwise a file or web page spelling ``<|im_end|>`` would become the real
-        control token and could forge a turn (docs/security-tape.md)."""
+        control token and could forge a turn (docs/recovery.md)."""
         return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes:
