@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from openclaw_daemon.turn_record import prompt_tokens
 from tests.conftest import Cli, make_state_dir, transcript, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +65,7 @@ def usage(envelope: dict[str, Any]) -> dict[str, int]:
 
 def at_the_edge(envelope: dict[str, Any]) -> None:
     """The precondition: the prompt and reply filled the window to a few tokens."""
-    used = usage(envelope)["input"] + usage(envelope)["output"]
+    used = usage(envelope)["total"]  # prompt (input + cacheRead) + output
     assert N_CTX - 8 <= used <= N_CTX, usage(envelope)
 
 
@@ -100,7 +101,7 @@ def test_the_turn_after_a_full_window_compacts_and_retries(edge_cli: Cli) -> Non
     [compact] = [s for s in spans if s["name"] == "session.compact"]
     assert compact["trigger"] == "overflow"
     assert compact["tokensAfter"] < compact["tokens"]
-    assert usage(follow)["input"] + 4 <= N_CTX
+    assert prompt_tokens(usage(follow)) + 4 <= N_CTX
     entries = transcript(follow["meta"]["agentMeta"]["sessionFile"])
     [compaction] = [e for e in entries if e["type"] == "compaction"]
     assert compaction["summary"].strip()

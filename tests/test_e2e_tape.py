@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from openclaw_daemon.turn_record import prompt_tokens
 from tests.conftest import OPENCLAW, Cli, transcript, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +94,7 @@ def test_a_cut_off_call_is_not_stored_and_the_next_turn_hits_the_cache(
     stored = json.dumps(reply)
     assert "<tool_call>" not in stored and '"name": "read"' not in stored, stored
     assert_tape_matches(warm_cli, "cut")
-    prompt = envelope["meta"]["agentMeta"]["usage"]["input"]
+    prompt = prompt_tokens(envelope["meta"]["agentMeta"]["usage"])
     after = warm_cli.turn("Hi.", "--session-id", "cut", "--max-tokens", "4", cwd=workspace)
     # Everything up to the cut call is reused (only the user turn is new).
     assert after["meta"]["agentMeta"]["usage"]["cacheRead"] >= prompt
@@ -137,9 +138,14 @@ def test_a_cancelled_turn_keeps_what_was_shown(warm_cli: Cli) -> None:
 
 
 def test_compaction_keeps_tape_and_transcript_identical(warm_cli: Cli) -> None:
-    for question in ("Name a colour.", "Name a fruit.", "Name an animal."):
-        warm_cli.turn(question, "--session-id", "compact", "--max-tokens", "10")
-    warm_cli.run("sessions", "compact", "compact", "--json")
+    # Long turns, so the summary shrinks the session: a compaction that would
+    # not shrink it is refused (docs/recovery.md).
+    for label in ("Red", "Green", "Blue"):
+        facts = " ".join(f"{label} note {i}: shelf {i} holds jar {i * 3 % 7}." for i in range(12))
+        warm_cli.turn(f"{facts} Say OK.", "--session-id", "compact", "--max-tokens", "8")
+    compact = warm_cli.run("sessions", "compact", "compact", "--json", timeout=300)
+    result = json.loads(compact.stdout)
+    assert result["tokensAfter"] < result["tokensBefore"], result
     assert_tape_matches(warm_cli, "compact")
     warm_cli.turn("Name a city.", "--session-id", "compact", "--max-tokens", "8")
     assert_tape_matches(warm_cli, "compact")

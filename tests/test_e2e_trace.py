@@ -308,7 +308,9 @@ def test_a_closed_stdout_stops_the_turn_quietly(traced: Traced) -> None:
 def test_trace_json_and_svg_to_stdout_are_refused_together(traced: Traced) -> None:
     both = traced.cli.run("trace", "last", "--json", "--svg", "-", check=False)
     assert both.returncode == 2 and "both write to stdout" in both.stderr
-    assert both.stdout == ""
+    # With --json every failure is one JSON document on stdout, and no SVG.
+    failure = json.loads(both.stdout)
+    assert failure["ok"] is False and failure["error"]["type"] == "bad_request"
 
 
 def test_metrics_output_dash_is_stdout(traced: Traced, tmp_path: Path) -> None:
