@@ -570,12 +570,9 @@ class TurnPipeline:
         tape.last_entry_id = records[-1]["id"]
         self.adopt_tape(ref, tape)
 
-    def _replayed(
-        self, ref: SessionRef, turn: list[dict[str, Any]], trace: Trace, ctx: TurnContext
-    ) -> dict[str, Any]:
-        """A retry of a committed turn: its stored reply, in a turn's result."""
+    def _session_fields(self, ref: SessionRef) -> dict[str, Any]:
+        """The session and model a turn's result names, replayed or not."""
         return {
-            "turnId": ctx.turn_id,
             "sessionId": ref.session_id,
             "sessionKey": ref.key,
             "sessionFile": str(ref.file),
@@ -584,6 +581,15 @@ class TurnPipeline:
             "model": self.engine.info.name,
             "modelPath": self.engine.info.path,
             "contextTokens": self.engine.info.n_ctx,
+        }
+
+    def _replayed(
+        self, ref: SessionRef, turn: list[dict[str, Any]], trace: Trace, ctx: TurnContext
+    ) -> dict[str, Any]:
+        """A retry of a committed turn: its stored reply, in a turn's result."""
+        return {
+            "turnId": ctx.turn_id,
+            **self._session_fields(ref),
             **replay.reply(turn),
             "ttftMs": None,
             "cache": None,
@@ -624,14 +630,7 @@ class TurnPipeline:
             if CALL_OPEN in final.generation.text
             else final.generation.text,
             "stopReason": final.generation.stop_reason,
-            "sessionId": ref.session_id,
-            "sessionKey": ref.key,
-            "sessionFile": str(ref.file),
-            "agentId": ref.agent_id,
-            "provider": PROVIDER,
-            "model": self.engine.info.name,
-            "modelPath": self.engine.info.path,
-            "contextTokens": self.engine.info.n_ctx,
+            **self._session_fields(ref),
             "usage": total_usage(steps),
             "steps": [describe_step(i, step) for i, step in enumerate(steps)],
             "ttftMs": round(ttft, 3) if ttft is not None else None,
