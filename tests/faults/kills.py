@@ -26,7 +26,9 @@ from tests.faults.transcripts import check_session, corrupt_lines_in
 PHASES = ("prefill", "decode", "tool", "persist", "park", "compaction")
 _STREAM_TIMEOUT_S = 240.0
 
-# About 150 tokens of fresh text, so the prefill lasts long enough to be hit.
+# Fresh filler text: 120 words is about 150 tokens; a prefill kill uses 480
+# (about 600 tokens, 2-3 s on 2 idle cores), so a kill 0.05-1.5 s after the
+# restore lands inside the prefill even on a quiet machine.
 _WORDS = ("amber", "basalt", "cedar", "delta", "ember", "fjord", "granite", "harbor", "indigo")
 
 
@@ -152,7 +154,7 @@ def _track(frame: dict[str, Any], killer: _Killer) -> None:
 
 
 def kill_in_prefill(c: Campaign, session: str) -> tuple[str, _Killer, float]:
-    message = c.message("prefill " + filler(c.rng, 120))
+    message = c.message("prefill " + filler(c.rng, 480))
     delay = c.rng.uniform(0.05, 1.5)
 
     def on_frame(frame: dict[str, Any], killer: _Killer) -> None:
@@ -295,7 +297,7 @@ def verify(c: Campaign, outcome: KillOutcome, *, restart: bool = True) -> None:
     if not ok:
         outcome.detail += f" next turn failed: {why[:200]}"
     outcome.tape_matches = tape_matches(harness, outcome.session)
-    outcome.tape_method = "tapeMatchesTranscript"
+    outcome.tape_method = "sessions check-tape"
     if outcome.tape_matches is None and ok:
         outcome.tape_matches = cache_agrees(c.last_envelope, outcome.session)
         outcome.tape_method = "next turn's cache divergence"
@@ -305,8 +307,9 @@ def verify(c: Campaign, outcome: KillOutcome, *, restart: bool = True) -> None:
 
 
 def tape_matches(harness: Harness, session: str) -> bool | None:
-    """``sessions show --json``'s ``tapeMatchesTranscript`` where the tree has it."""
-    proc = harness.run("sessions", "show", session, "--json", timeout=60)
+    """``openclaw sessions check-tape ID --json``: the tape the next turn would
+    extend against the transcript's render (None where the tree lacks it)."""
+    proc = harness.run("sessions", "check-tape", session, "--json", timeout=120)
     try:
         shown = json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -26,7 +26,7 @@ def kill_rows(label: str, summary: dict[str, Any]) -> list[Row]:
         f"{summary['tapeMismatch']} of {summary['tapeChecked']} checked "
         f"(by {_counts(summary.get('tapeMethods', {}))})"
         if summary["tapeChecked"]
-        else "not checked (no tapeMatchesTranscript, no cache report)"
+        else "not checked (no sessions check-tape, no cache report)"
     )
     where = "every phase" if label.startswith("daemon") else "mid-stream"
     return [
