@@ -234,7 +234,10 @@ def kill_in_park(c: Campaign, session: str) -> tuple[str, _Killer, float]:
 
 
 def kill_in_compaction(c: Campaign, session: str) -> tuple[str, _Killer, float]:
-    c.normal_turn(session, "compaction setup " + filler(c.rng, 30))  # something to summarise
+    # Enough older text that the summary shrinks the session: a compaction that
+    # would not shrink it is refused before anything runs (nothing to kill).
+    for _ in range(3):
+        c.normal_turn(session, "compaction setup " + filler(c.rng, 200))
     delay = c.rng.uniform(0.1, 2.5)
     request = {"type": "compact", "agent_id": "main", "session_id": session, "instructions": None}
 
