@@ -134,11 +134,16 @@ def check_tape(session_id: str | None, agent_id: str, *, json_out: bool) -> int:
     progress = render.Progress(enabled=not json_out)
     client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
     progress.stop()
+    from openclaw_daemon.client import DaemonClient
+
     results = []
-    with client:
-        for sid in session_ids:
+    for index, sid in enumerate(session_ids):
+        # One request per connection (docs/protocol.md): a fresh one after the first.
+        with client if index == 0 else DaemonClient(paths.socket) as connection:
             request = {"type": "tape", "agent_id": agent_id, "session_id": sid}
-            results.append(client.call(request, timeout=300))
+            results.append(connection.call(request, timeout=300))
+    if not session_ids:
+        client.close()
     bad = [r for r in results if not r["tapeMatchesTranscript"]]
     if json_out:
         render.print_json(
