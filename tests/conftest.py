@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from openclaw_daemon import protocol
 
 OPENCLAW = Path(sys.executable).with_name("openclaw")
 
@@ -111,3 +114,20 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
 
 def transcript(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def read_frame(sock: socket.socket) -> dict[str, Any]:
+    """The next frame on a raw daemon socket (no client-side checks)."""
+
+    def read_exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    frame = protocol.read_frame(read_exactly)
+    assert frame is not None, "the daemon closed without a frame"
+    return frame

@@ -15,7 +15,7 @@ import pytest
 
 from openclaw_daemon import protocol
 from openclaw_daemon.turn_record import prompt_tokens
-from tests.conftest import Cli, transcript, wait_for
+from tests.conftest import Cli, read_frame, transcript, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,21 +25,6 @@ def raw_connection(cli: Cli) -> socket.socket:
     sock.settimeout(30)
     sock.connect(str(cli.state_dir / "run" / "daemon.sock"))
     return sock
-
-
-def read_frame(sock: socket.socket) -> dict:
-    def read_exactly(size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = sock.recv(size - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return data
-
-    frame = protocol.read_frame(read_exactly)
-    assert frame is not None
-    return frame
 
 
 def test_restart_then_continue_the_session(cli: Cli) -> None:

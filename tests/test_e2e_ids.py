@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from openclaw_daemon import protocol
-from tests.conftest import Cli, transcript, wait_for
+from tests.conftest import Cli, read_frame, transcript, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,21 +37,11 @@ def raw_request(cli: Cli, request: dict) -> dict:
         sock.settimeout(60)
         sock.connect(str(cli.state_dir / "run" / "daemon.sock"))
 
-        def read_exactly(size: int) -> bytes:
-            data = b""
-            while len(data) < size:
-                chunk = sock.recv(size - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return data
-
         sock.sendall(protocol.encode(protocol.hello("ids-test")))
-        assert protocol.read_frame(read_exactly)["type"] == "hello"  # type: ignore[index]
+        assert read_frame(sock)["type"] == "hello"
         sock.sendall(protocol.encode(request))
         for _ in range(10_000):  # a bounded stream
-            frame = protocol.read_frame(read_exactly)
-            assert frame is not None, "the daemon closed without a terminal frame"
+            frame = read_frame(sock)
             if frame["type"] in protocol.TERMINAL_TYPES:
                 return frame
     raise AssertionError("no terminal frame")
