@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openclaw_cli.daemon_control import pid_alive
 from openclaw_daemon.client import DaemonClient
 
 OPENCLAW = Path(sys.executable).with_name("openclaw")
@@ -116,7 +117,7 @@ class Harness:
         except (OSError, ValueError):
             return None
         pid = status.get("pid")
-        return int(pid) if isinstance(pid, int) and _alive(pid) else None
+        return int(pid) if isinstance(pid, int) and pid_alive(pid) else None
 
     def alive(self) -> bool:
         """The daemon answers a ping on its socket."""
@@ -135,7 +136,7 @@ class Harness:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         return True
 
@@ -146,20 +147,6 @@ class Harness:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (the CLI spawned it, so it is not ours to reap) counts as dead.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
 
 
 def turn_request(message: str, session: str, **over: Any) -> dict[str, Any]:
