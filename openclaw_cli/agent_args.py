@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 from typing import NamedTuple
 
-from openclaw_daemon import ids
+from openclaw_daemon.wire import ids
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_MAX_STEPS = 6
 PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
 PRIVATE_FETCH = "web_fetch:private"  # an opt-in: web_fetch may reach private addresses
 ALLOW_VALUES = (*PERMISSIONS, PRIVATE_FETCH)
-# The daemon's tools (openclaw_daemon.tools.spec; tests/test_tools.py checks they
+# The daemon's tools (openclaw_daemon.tools.spec; tests/unit/test_tools.py checks they
 # match), repeated here so the CLI can reject a bad --tool-choice without
 # importing the daemon's modules or starting it.
 TOOL_NAMES = ("read", "write", "edit", "exec", "search", "web_fetch")

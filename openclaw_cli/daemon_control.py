@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon import config
-from openclaw_daemon.client import DaemonClient
 from openclaw_daemon.config import Paths
-from openclaw_daemon.errors import DaemonUnavailableError, OpenClawError, VersionMismatchError
+from openclaw_daemon.wire.client import DaemonClient
+from openclaw_daemon.wire.errors import DaemonUnavailableError, OpenClawError, VersionMismatchError
 
 if TYPE_CHECKING:
     import subprocess
@@ -92,7 +92,7 @@ def server_command(
     cache_disk: str | None = None,
 ) -> list[str]:
     """The daemon's command line; options left unset fall back to its environment."""
-    command = [sys.executable, "-m", "openclaw_daemon.server"]
+    command = [sys.executable, "-m", "openclaw_daemon.serve.server"]
     for flag, value in (
         ("--model", model),
         ("--n-ctx", n_ctx),

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from openclaw_daemon.errors import OpenClawError
+from openclaw_daemon.wire.errors import OpenClawError
 
 _USAGE_PREFIX = "error: "
 
@@ -44,7 +44,7 @@ def _usage_errors_as_json(enabled: bool) -> Iterator[None]:
     except SystemExit as exc:
         sys.stderr.write(captured.getvalue())
         if exc.code not in (0, None):
-            from openclaw_cli import render
+            from openclaw_cli.views import render
 
             lines = [line for line in captured.getvalue().splitlines() if line.strip()]
             message = lines[-1] if lines else "bad arguments"
@@ -56,7 +56,7 @@ def _usage_errors_as_json(enabled: bool) -> Iterator[None]:
 
 def run_agent_argv(argv: list[str]) -> int:
     from openclaw_cli.agent_args import parse_agent_args
-    from openclaw_cli.agent_cmd import run_agent
+    from openclaw_cli.commands.agent import run_agent
 
     with _usage_errors_as_json(wants_json(argv)):
         options = parse_agent_args(argv)
@@ -68,7 +68,7 @@ def report(exc: OpenClawError, *, json_out: bool = False) -> int:
     if exc.hint:
         sys.stderr.write(f"  {exc.hint}\n")
     if json_out:
-        from openclaw_cli import render
+        from openclaw_cli.views import render
 
         render.print_json_failure(exc.code, exc.message, exc.hint)
     return exc.exit_code
@@ -84,7 +84,7 @@ def exit_now(code: int) -> None:
 def _run_app(json_out: bool) -> None:
     """The typer app. With ``--json``, click's own errors (a bad flag or value)
     are caught here instead of in click, to add the JSON document."""
-    from openclaw_cli.commands import app
+    from openclaw_cli.commands.registry import app
 
     if not json_out:
         app()
@@ -92,7 +92,7 @@ def _run_app(json_out: bool) -> None:
     import typer
     from typer import _click
 
-    from openclaw_cli import render
+    from openclaw_cli.views import render
 
     try:
         code: Any = app(standalone_mode=False)
@@ -125,7 +125,7 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         if json_out:
-            from openclaw_cli import render
+            from openclaw_cli.views import render
 
             render.print_json_failure("interrupted", "interrupted by SIGINT")
         sys.exit(130)

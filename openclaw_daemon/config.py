@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from openclaw_daemon import ids
-from openclaw_daemon.errors import BadRequestError, ModelError
+from openclaw_daemon.wire import ids
+from openclaw_daemon.wire.errors import BadRequestError, ModelError
 
 ENV_STATE_DIR = "OPENCLAW_STATE_DIR"
 ENV_SOCKET = "OPENCLAW_SOCKET"
@@ -54,7 +54,7 @@ class Paths(NamedTuple):
     turns_file: Path
 
     def agent_sessions_dir(self, agent_id: str) -> Path:
-        # The last guard: every boundary canonicalises ids (openclaw_daemon.ids);
+        # The last guard: every boundary canonicalises ids (openclaw_daemon.wire.ids);
         # one that forgot must fail here, not write outside agents/.
         if not ids.is_canonical_agent_id(agent_id):
             raise BadRequestError(f"refusing a non-canonical agent id {agent_id!r:.80}")

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 
 from openclaw_daemon import config
-from openclaw_daemon.errors import OpenClawError, PermissionDeniedError, StateDirError
+from openclaw_daemon.wire.errors import OpenClawError, PermissionDeniedError, StateDirError
 
 # Below this much free space a daemon cannot even write its log and status file.
 MIN_FREE_BYTES = 1 << 20

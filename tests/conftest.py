@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from openclaw_daemon import protocol
+from openclaw_daemon.wire import frames as protocol
 
 OPENCLAW = Path(sys.executable).with_name("openclaw")
 
@@ -82,6 +82,26 @@ class Cli:
 
 def make_state_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="oc-", dir="/tmp"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ runs the real model: ``-m "not e2e"`` is the
+    fast unit run (fake model, no subprocess daemon)."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def isolated_state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own empty state dir, so nothing a test does in-process
+    can read or write the user's ~/.openclaw (the CLI fixtures set their own)."""
+    state = make_state_dir()
+    for name in [k for k in os.environ if k.startswith("OPENCLAW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OPENCLAW_STATE_DIR", str(state))
+    yield state
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ Returns ``{"files", "detected", "discarded", "turns_correct", "turns", ...}``:
 damaged files, those the daemon's log names as discarded, those of them gone
 from disk, and follow-ups answered as their twin answered cold;
 scripts (scripts/faults) and tests call it. It drives the real ``openclaw``
-CLI; only the file surgery imports ``openclaw_daemon.kv_files`` (no llama_cpp).
+CLI; only the file surgery imports ``openclaw_daemon.cache.kv_files`` (no llama_cpp).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openclaw_daemon import kv_files
+from openclaw_daemon.cache import kv_files
 
 KINDS = ("corrupt", "truncated", "swapped", "renamed", "foreign")
 OPENCLAW = Path(sys.executable).with_name("openclaw")

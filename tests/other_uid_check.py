@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openclaw_daemon import protocol
-from openclaw_daemon.errors import OpenClawError
+from openclaw_daemon.wire import frames as protocol
+from openclaw_daemon.wire.errors import OpenClawError
 
 # Runs as the other user, under the system Python (the venv may sit in a dir
 # only root can enter): connect, send the hello frame given in hex, and report

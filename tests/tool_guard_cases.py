@@ -11,7 +11,7 @@ A case is *refused* when the tool reported an error or neutralised the trick
 alone); it *escaped* when anything crossed the boundary: outside content in a
 result, an outside file changed or created, a private address contacted, a
 command started that should not have, a command left running past the cap.
-``tests/test_tool_guards.py`` asserts 0 escapes and every case refused; a
+``tests/e2e/test_tool_guards.py`` asserts 0 escapes and every case refused; a
 ``scripts/faults`` run can print ``run_all()`` as "N hostile calls, 0 escapes".
 """
 
@@ -340,8 +340,8 @@ def private_server(trap: Trap, host: str = "127.0.0.1") -> Iterator[int]:
 
 
 def _fetch(url: str, **kwargs: Any) -> tuple[bool, str]:
-    from openclaw_daemon.errors import ToolError
     from openclaw_daemon.tools import web_fetch
+    from openclaw_daemon.wire.errors import ToolError
 
     try:
         return False, web_fetch.fetch({"url": url}, **kwargs)

@@ -11,7 +11,7 @@ its prefill. Each input is classified by how the daemon answered it: an
 the timeout (``unanswered``, a bug). Afterwards the daemon log is searched for
 tracebacks and the filesystem for files the path-like ids would have made.
 
-Used by tests/test_wire.py (about 1,000 inputs) and scripts/faults (10,000).
+Used by tests/e2e/test_wire.py (about 1,000 inputs) and scripts/faults (10,000).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from openclaw_daemon.errors import BadRequestError
 from openclaw_daemon.tools.spec import CALL_CLOSE, CALL_OPEN, TOOLS, TOOLS_BY_NAME, ToolSpec
+from openclaw_daemon.wire.errors import BadRequestError
 
 CHOICES = ("auto", "none", "required")
 _MAX_LENGTH_KEPT = 4096

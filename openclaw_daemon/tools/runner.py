@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openclaw_daemon.errors import ToolError
 from openclaw_daemon.tools import exec_tool, web_fetch, workspace
 from openclaw_daemon.tools.spec import PRIVATE_FETCH, TOOLS_BY_NAME, ToolCall, check_arguments
+from openclaw_daemon.wire.errors import ToolError
 
 RESULT_TOKEN_BUDGET = 1024
 

@@ -22,8 +22,8 @@ from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from openclaw_daemon.errors import ToolError
 from openclaw_daemon.tools.spec import PRIVATE_FETCH
+from openclaw_daemon.wire.errors import ToolError
 
 if TYPE_CHECKING:
     import httpx

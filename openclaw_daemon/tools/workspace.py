@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openclaw_daemon.errors import ToolError
+from openclaw_daemon.wire.errors import ToolError
 
 MAX_READ_BYTES = 1 << 20
 MAX_SEARCH_FILES = 2000

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from openclaw_cli.daemon_control import pid_alive
-from openclaw_daemon.client import DaemonClient
+from openclaw_daemon.wire.client import DaemonClient
 
 OPENCLAW = Path(sys.executable).with_name("openclaw")
 

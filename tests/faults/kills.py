@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from openclaw_daemon.client import DaemonClient
+from openclaw_daemon.wire.client import DaemonClient
 from tests.faults.harness import Harness, turn_request
 from tests.faults.transcripts import check_session, corrupt_lines_in
 

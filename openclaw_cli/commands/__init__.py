@@ -1,0 +1,1 @@
+"""One module per command group; ``registry`` builds the typer app from them."""

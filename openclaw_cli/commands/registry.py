@@ -1,0 +1,247 @@
+"""The typer app: every ``openclaw`` command but the hot ``agent`` path.
+
+Command bodies import what they need when they run. ``openclaw_cli.main.run``
+handles errors for all commands and dispatches ``agent`` without importing
+this module (see ``agent_args``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="openclaw",
+    help="OpenClaw edge: a local agent CLI on a long-lived llama.cpp daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+daemon_app = typer.Typer(help="Start, stop and inspect the inference daemon.", no_args_is_help=True)
+sessions_app = typer.Typer(help="List, show and compact stored sessions.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect and clear the KV prefix cache.", no_args_is_help=True)
+trace_app = typer.Typer(
+    help="Show recorded turns phase by phase, as a Gantt chart, JSON or SVG.",
+    no_args_is_help=True,
+)
+app.add_typer(daemon_app, name="daemon")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(cache_app, name="cache")
+app.add_typer(trace_app, name="trace")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def agent(ctx: typer.Context) -> None:
+    """Run one agent turn and stream the reply (see: openclaw agent --help)."""
+    # Normally ``run()`` dispatches ``agent`` before typer is imported; this
+    # entry keeps the command listed and working when typer is invoked directly.
+    from openclaw_cli.main import run_agent_argv
+
+    raise typer.Exit(run_agent_argv(list(ctx.args)))
+
+
+_CACHE_RAM_HELP = "RAM budget for parked KV states, e.g. 1G (default 1G, OPENCLAW_CACHE_RAM)."
+_CACHE_DISK_HELP = "Disk budget for saved KV states, e.g. 4G (default 4G, OPENCLAW_CACHE_DISK)."
+
+
+@daemon_app.command("start")
+def daemon_start(
+    model: str | None = typer.Option(None, "--model", help="GGUF model path."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
+    foreground: bool = typer.Option(
+        False, "--foreground", help="Run in this terminal instead of detached."
+    ),
+    cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
+    cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
+) -> None:
+    """Start the daemon (no-op if it is already running)."""
+    from openclaw_cli.commands import daemon as daemon_cmd
+
+    daemon_cmd.start(
+        model=model,
+        n_ctx=n_ctx,
+        foreground=foreground,
+        cache_ram=cache_ram,
+        cache_disk=cache_disk,
+    )
+
+
+@daemon_app.command("stop")
+def daemon_stop() -> None:
+    """Stop the daemon."""
+    from openclaw_cli.commands import daemon as daemon_cmd
+
+    daemon_cmd.stop()
+
+
+@daemon_app.command("restart")
+def daemon_restart(
+    model: str | None = typer.Option(None, "--model", help="GGUF model path."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
+    cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
+    cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
+) -> None:
+    """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
+    from openclaw_cli.commands import daemon as daemon_cmd
+
+    daemon_cmd.restart(model=model, n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk)
+
+
+@daemon_app.command("status")
+def daemon_status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show pid, model, uptime, memory, context size, sessions and socket."""
+    from openclaw_cli.commands import daemon as daemon_cmd
+
+    raise typer.Exit(daemon_cmd.status(json_out=json_out))
+
+
+@sessions_app.command("list")
+def sessions_list(
+    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the agent's sessions, newest first."""
+    from openclaw_cli.commands import sessions as sessions_cmd
+
+    sessions_cmd.list_sessions(agent_id, json_out=json_out)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: str = typer.Argument(..., help="Session id or key."),
+    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one session's transcript."""
+    from openclaw_cli.commands import sessions as sessions_cmd
+
+    sessions_cmd.show_session(session_id, agent_id, json_out=json_out)
+
+
+@cache_app.command("stats")
+def cache_stats(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Entries, bytes and budgets per tier; hits by tier; discarded files."""
+    from openclaw_cli.commands import cache as cache_cmd
+
+    cache_cmd.stats(json_out=json_out)
+
+
+@cache_app.command("clear")
+def cache_clear(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Drop every parked KV state, in RAM and on disk."""
+    from openclaw_cli.commands import cache as cache_cmd
+
+    cache_cmd.clear(json_out=json_out)
+
+
+@app.command("doctor")
+def doctor(
+    session_id: str | None = typer.Option(None, "--session-id", help="Only this session."),
+    last: int = typer.Option(5, "--last", min=1, help="How many recent turns to explain."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Explain recent turns' cache outcomes in words, and check the daemon's health."""
+    from openclaw_cli.commands import doctor as doctor_cmd
+
+    raise typer.Exit(doctor_cmd.run(session_id=session_id, last=last, json_out=json_out))
+
+
+@sessions_app.command("compact")
+def sessions_compact(
+    session_id: str = typer.Argument(..., help="Session id or key."),
+    instructions: str | None = typer.Option(
+        None, "--instructions", help="Extra guidance for the summary."
+    ),
+    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Summarise a session's older turns now; the next turn stays a cache hit."""
+    from openclaw_cli.commands import sessions as sessions_cmd
+
+    sessions_cmd.compact_session(session_id, agent_id, instructions, json_out=json_out)
+
+
+@sessions_app.command("check-tape")
+def sessions_check_tape(
+    session_id: str | None = typer.Argument(None, help="Session id or key (default: all)."),
+    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check that a session's token tape spells exactly its transcript (exit 1 if not)."""
+    from openclaw_cli.commands import sessions as sessions_cmd
+
+    raise typer.Exit(sessions_cmd.check_tape(session_id, agent_id, json_out=json_out))
+
+
+_SVG_HELP = "Write the chart as an SVG file as well; - writes only the SVG, to stdout."
+
+
+@trace_app.command("last")
+def trace_last(
+    session: str | None = typer.Option(None, "--session", help="The last turn of this session."),
+    json_out: bool = typer.Option(False, "--json", help="Print the stored record as JSON."),
+    svg: Path | None = typer.Option(None, "--svg", help=_SVG_HELP, dir_okay=False),
+) -> None:
+    """The most recent turn's phases, as a Gantt chart."""
+    from openclaw_cli.commands import trace as trace_cmd
+
+    trace_cmd.last(session=session, json_out=json_out, svg=svg)
+
+
+@trace_app.command("show")
+def trace_show(
+    turn: str = typer.Argument(..., help="Turn id (or a unique prefix) from `trace list`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the stored record as JSON."),
+    svg: Path | None = typer.Option(None, "--svg", help=_SVG_HELP, dir_okay=False),
+) -> None:
+    """One recorded turn's phases, as a Gantt chart."""
+    from openclaw_cli.commands import trace as trace_cmd
+
+    trace_cmd.show_turn(turn, json_out=json_out, svg=svg)
+
+
+@trace_app.command("list")
+def trace_list(
+    session: str | None = typer.Option(None, "--session", help="Only this session."),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many recent turns."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recorded turns, oldest first: wall time, first token, residual, cache."""
+    from openclaw_cli.commands import trace as trace_cmd
+
+    trace_cmd.list_turns(session=session, limit=limit, json_out=json_out)
+
+
+@app.command("stats")
+def stats(
+    session: str | None = typer.Option(None, "--session", help="Only this session."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only turns this recent, e.g. 30m, 2h, 7d."
+    ),
+    agent: str | None = typer.Option(None, "--agent", help="Only this agent's turns."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Percentiles of first-token and turn time, token rates, cache hits, suggestions."""
+    from openclaw_cli.commands import stats as stats_cmd
+
+    stats_cmd.run(session=session, since=since, json_out=json_out, agent=agent)
+
+
+@app.command("metrics")
+def metrics(
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write to FILE atomically (for a textfile collector); - for stdout.",
+        dir_okay=False,
+    ),
+) -> None:
+    """The daemon's counters and histograms in Prometheus text format."""
+    from openclaw_cli.commands import metrics as metrics_cmd
+
+    metrics_cmd.run(output=output)

@@ -1,0 +1,166 @@
+"""``openclaw sessions list|show`` read the session store directly (no daemon);
+``compact`` and ``check-tape`` ask the daemon."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from openclaw_cli.views import render
+from openclaw_daemon import config
+from openclaw_daemon.wire import ids
+from openclaw_sessions.prompt import message_text
+from openclaw_sessions.store import SessionStore
+
+
+def _store(agent_id: str) -> SessionStore:
+    return SessionStore(config.resolve_paths().agent_sessions_dir(agent_id), agent_id)
+
+
+def list_sessions(agent_id: str, *, json_out: bool) -> None:
+    agent_id = ids.agent_id(agent_id, field="--agent")
+    index = _store(agent_id).load_index()
+    rows = sorted(
+        ({"key": key, **entry} for key, entry in index.items()),
+        key=lambda row: row.get("updatedAt", 0),
+        reverse=True,
+    )
+    if json_out:
+        render.print_json({"agentId": agent_id, "count": len(rows), "sessions": rows})
+        return
+    if not rows:
+        render.notice(f"no sessions for agent {agent_id!r}")
+        return
+    for row in rows:
+        updated = datetime.fromtimestamp(row.get("updatedAt", 0) / 1000).strftime("%Y-%m-%d %H:%M")
+        tokens = row.get("totalTokens", "-")
+        sys.stdout.write(f"{row['sessionId']:<38} {updated}  {tokens!s:>7} tok  {row['key']}\n")
+
+
+def show_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
+    store = _store(ids.agent_id(agent_id, field="--agent"))
+    ref = store.find(ids.session_ref(session_id, field="session"))
+    entries = store.load_entries(ref)
+    if json_out:
+        render.print_json(
+            {"sessionId": ref.session_id, "key": ref.key, "file": str(ref.file), "entries": entries}
+        )
+        return
+    sys.stdout.write(f"session {ref.session_id} ({ref.key})\nfile    {ref.file}\n\n")
+    for entry in entries:
+        sys.stdout.write(_describe(entry))
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    kind = entry.get("type")
+    if kind == "message":
+        message = entry.get("message", {})
+        usage = message.get("usage")
+        meta = (
+            f"  [{usage['input']} in, {usage['cacheRead']} cached, {usage['output']} out]"
+            if usage
+            else ""
+        )
+        role = message.get("role", "?")
+        lines = [f"{role:>10}: {message_text(message)}{meta}\n"] if message_text(message) else []
+        for block in message.get("content", []):
+            if isinstance(block, dict) and block.get("type") == "toolCall":
+                args = json.dumps(block.get("arguments", {}), ensure_ascii=False)
+                lines.append(f"{'tool call':>10}: {block.get('name')} {args}{meta}\n")
+        if role == "toolResult":
+            status = "error" if message.get("isError") else "ok"
+            text = " ".join(message_text(message).split())
+            lines = [f"{'result':>10}: {message.get('toolName')} {status}: {text[:200]}\n"]
+        return "".join(lines)
+    if kind == "compaction":
+        return (
+            f"{'compaction':>10}: {entry.get('tokensBefore')} -> {entry.get('tokensAfter')} "
+            f"tokens, kept from {entry.get('firstKeptEntryId')}; summary: "
+            f"{' '.join(str(entry.get('summary', '')).split())[:300]}\n"
+        )
+    return ""
+
+
+def compact_session(
+    session_id: str, agent_id: str, instructions: str | None, *, json_out: bool
+) -> None:
+    """Ask the daemon to compact a session (it starts the daemon if needed)."""
+    from openclaw_cli import daemon_control
+
+    agent_id = ids.agent_id(agent_id, field="--agent")
+    session_id = ids.session_ref(session_id, field="session")
+    paths = config.resolve_paths()
+    progress = render.Progress(enabled=not json_out)
+    client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
+    progress.stop()
+    request = {
+        "type": "compact",
+        "agent_id": agent_id,
+        "session_id": session_id,
+        "instructions": instructions,
+    }
+    with client:
+        result = client.call(request, timeout=900)
+    if json_out:
+        render.print_json(result)
+        return
+    chunks = int(result.get("summaryChunks") or 1)
+    # An over-full session is summarised in chunks (see docs/recovery.md).
+    made_in = f" (made in {chunks} chunks: the session was too full for one)" if chunks > 1 else ""
+    sys.stdout.write(
+        f"compacted session {result['sessionId']}: {result['tokensBefore']} -> "
+        f"{result['tokensAfter']} tokens ({result['summarizedEntries']} entries summarised, "
+        f"{result['keptEntries']} kept)\n"
+        f"the summary cost {result['summaryPrefillTokens']} prefilled tokens "
+        f"({result['summaryCachedTokens']} reused from the cache) and "
+        f"{result['summaryMs'] / 1000:.1f} s{made_in}\n\nsummary: {result['summary']}\n"
+    )
+
+
+def check_tape(session_id: str | None, agent_id: str, *, json_out: bool) -> int:
+    """Ask the daemon whether each session's tape spells its transcript (every
+    session of the agent without an id); 1 if any does not."""
+    from openclaw_cli import daemon_control
+
+    agent_id = ids.agent_id(agent_id, field="--agent")
+    session_id = ids.optional_session_ref(session_id, field="session")
+    session_ids = (
+        [session_id]
+        if session_id
+        else [str(row["sessionId"]) for row in _store(agent_id).load_index().values()]
+    )
+    paths = config.resolve_paths()
+    progress = render.Progress(enabled=not json_out)
+    client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
+    progress.stop()
+    from openclaw_daemon.wire.client import DaemonClient
+
+    results = []
+    for index, sid in enumerate(session_ids):
+        # One request per connection (docs/protocol.md): a fresh one after the first.
+        with client if index == 0 else DaemonClient(paths.socket) as connection:
+            request = {"type": "tape", "agent_id": agent_id, "session_id": sid}
+            results.append(connection.call(request, timeout=300))
+    if not session_ids:
+        client.close()
+    bad = [r for r in results if not r["tapeMatchesTranscript"]]
+    if json_out:
+        render.print_json(
+            results[0] if session_id else {"sessions": results, "mismatched": len(bad)}
+        )
+        return 1 if bad else 0
+    for result in results:
+        if result["tapeMatchesTranscript"]:
+            sys.stdout.write(
+                f"session {result['sessionId']}: the tape ({result['tape']}, "
+                f"{result['tapeTokens']} tokens) spells the transcript exactly\n"
+            )
+        else:
+            sys.stdout.write(
+                f"session {result['sessionId']}: the tape ({result['tape']}) differs from the "
+                f"transcript at byte {result['firstDifference']}:\n"
+                f"  tape:       {result['tapeAt']!r}\n  transcript: {result['transcriptAt']!r}\n"
+            )
+    return 1 if bad else 0

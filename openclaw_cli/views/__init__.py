@@ -1,0 +1,1 @@
+"""Output: plain and JSON rendering, trace charts, stats aggregation. No I/O to the daemon."""

@@ -1,0 +1,216 @@
+"""Where a prompt's cached prefix comes from: L1 (live context), L2 (RAM) or L3 (disk).
+
+``plan`` looks a prompt up in every tier and picks the cheapest way to get
+the most tokens without prefilling them, using prefill and restore rates
+measured online. ``apply`` carries the plan out: it parks the live sequence
+first if the plan would overwrite state no tier holds yet, then restores. A
+blob that fails its integrity check, or whose restored cells do not match its
+header, is discarded, reported and replanned around; so is one whose first
+decode fails (``discard_restored``, called by the turn). The turn still
+answers. ``checkpoint`` parks the live sequence when the daemon is idle, so
+switching sessions later costs a restore, not a re-prefill.
+
+Runs on the model worker thread only (it drives the engine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from openclaw_daemon.cache.kv_store import CacheEntry, KVStore
+from openclaw_daemon.cache.prefix_index import Match
+from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
+
+if TYPE_CHECKING:
+    from openclaw_daemon.model.llama_engine import Engine
+
+log = logging.getLogger("openclawd.cache")
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The prompt and the longest cached sequence differ at ``position``."""
+
+    position: int
+    cached: tuple[int, ...]
+    source: str  # "L1", "L2" or "L3"
+    label: str  # the session that cached it
+
+
+@dataclass
+class CachePlan:
+    cached: int  # prompt tokens that will not be prefilled
+    tier: str  # "L1", "L2", "L3" or "none"
+    entry: CacheEntry | None
+    divergence: Divergence | None
+    notices: list[str] = field(default_factory=list)
+    parked: int = 0  # live tokens parked on the turn's path before being dropped
+
+
+class _Rate:
+    """An exponentially weighted rate (units per second), seeded with a prior."""
+
+    def __init__(self, prior: float) -> None:
+        self.value = prior
+
+    def observe(self, units: float, seconds: float) -> None:
+        if units > 0 and seconds > 0:
+            self.value = 0.7 * self.value + 0.3 * (units / seconds)
+
+
+class CostModel:
+    """Prefill tok/s and restore bytes/s, measured online; decides if a restore pays."""
+
+    def __init__(self) -> None:
+        self.prefill_tok_s = _Rate(150.0)
+        self.restore_bytes_s = {"L2": _Rate(4e9), "L3": _Rate(1e9)}
+
+    def restore_pays(self, gained_tokens: int, blob_bytes: int, tier: str) -> bool:
+        restore_s = blob_bytes / self.restore_bytes_s[tier].value
+        return restore_s < gained_tokens / self.prefill_tok_s.value
+
+    def snapshot(self) -> dict[str, float]:
+        return {
+            "prefillTokPerS": round(self.prefill_tok_s.value, 1),
+            "restoreL2MBPerS": round(self.restore_bytes_s["L2"].value / 1e6, 1),
+            "restoreL3MBPerS": round(self.restore_bytes_s["L3"].value / 1e6, 1),
+        }
+
+
+class PrefixCache:
+    def __init__(self, engine: Engine, store: KVStore) -> None:
+        self.engine = engine
+        self.store = store
+        self.costs = CostModel()
+        self.live_label = ""  # the session whose turn filled the live context
+        # The entry this turn's ``apply`` restored, until its first decode
+        # succeeds: a state that loads but cannot be decoded on is discarded.
+        self.restored: CacheEntry | None = None
+        self.counters = {"hitL1": 0, "hitL2": 0, "hitL3": 0, "miss": 0, "parkedOnPath": 0}
+
+    # -- planning ----------------------------------------------------------------
+    def plan(self, tokens: list[int]) -> CachePlan:
+        limit = len(tokens) - 1  # the last prompt token is always evaluated
+        live = self.engine.cached_prefix(tokens)
+        match, entry = self.store.best(tokens)
+        from_entry = min(match.length, limit)
+        if (
+            entry is not None
+            and from_entry > live
+            and self.costs.restore_pays(from_entry - live, entry.blob_bytes, entry.tier)
+        ):
+            cached, tier = from_entry, entry.tier
+        else:
+            entry, cached = None, min(live, limit)
+            tier = "L1" if cached else "none"
+        return CachePlan(cached, tier, entry, self._divergence(tokens, live, match))
+
+    def _divergence(self, tokens: list[int], live: int, match: Match) -> Divergence | None:
+        """Where the prompt leaves the longest cached sequence, if one goes on past it."""
+        longest = max(live, match.length)
+        if longest == 0 or longest >= len(tokens):
+            return None
+        live_tokens = self.engine.live_tokens
+        if live == longest and len(live_tokens) > live:
+            return Divergence(live, tuple(live_tokens), "L1", self.live_label)
+        if match.length == longest:
+            for key in sorted(match.keys):
+                entry = self.store.entries.get(key)
+                if entry is not None and len(entry.tokens) > longest:
+                    return Divergence(longest, entry.tokens, entry.tier, entry.label)
+        return None
+
+    # -- carrying it out -------------------------------------------------------
+    def apply(self, plan: CachePlan, tokens: list[int]) -> CachePlan:
+        """Make the live context hold ``plan.cached`` tokens of ``tokens``.
+
+        Returns the plan that was carried out: a corrupt or refused blob is
+        discarded and replanned around, with a notice saying so.
+        """
+        entry = plan.entry
+        self.restored = None
+        if entry is None:
+            plan.parked = self._park_live_before_dropping(keep=plan.cached)
+            self._count(plan.tier)
+            return plan
+        # Pinned: parking the live state first must not evict what we restore.
+        with self.store.pinned(entry):
+            plan.parked = self._park_live_before_dropping(keep=0)
+            started = time.perf_counter()
+            try:
+                self.engine.restore(entry.tokens, self.store.fetch(entry), keep=plan.cached)
+            except CacheCorruptError as exc:
+                return self._replan(
+                    plan, tokens, f"discarded a corrupt cache entry ({exc.message})"
+                )
+            except ModelError as exc:
+                self.store.discard(entry, exc.message)
+                return self._replan(plan, tokens, f"discarded a cache entry ({exc.message})")
+        elapsed = time.perf_counter() - started
+        self.costs.restore_bytes_s[plan.tier].observe(entry.blob_bytes, elapsed)
+        self.live_label = entry.label
+        self.restored = entry
+        self._count(plan.tier)
+        return plan
+
+    def decoded(self) -> None:
+        """The turn's first decode on the restored state worked: it is trusted now."""
+        self.restored = None
+
+    def discard_restored(self, reason: str) -> str | None:
+        """The first decode on a restored state failed: discard the entry and
+        start cold; the notice to show, or None if nothing was restored."""
+        entry, self.restored = self.restored, None
+        if entry is None:
+            return None
+        self.store.discard(entry, reason)
+        self.engine.reset()
+        self.live_label = ""
+        notice = f"discarded a cache entry whose first decode failed ({reason}); prefilling instead"
+        log.warning("%s", notice)
+        return notice
+
+    def _replan(self, failed: CachePlan, tokens: list[int], notice: str) -> CachePlan:
+        log.warning("%s; planning again", notice)
+        fallback = self.plan(tokens)
+        fallback.notices = [*failed.notices, f"{notice}; prefilling instead"]
+        done = self.apply(fallback, tokens)
+        done.parked += failed.parked
+        return done
+
+    def _count(self, tier: str) -> None:
+        self.counters["miss" if tier == "none" else f"hit{tier}"] += 1
+
+    def _park_live_before_dropping(self, *, keep: int) -> int:
+        """Park the live sequence if the plan drops tokens no tier holds; tokens parked."""
+        live = len(self.engine.live_tokens)
+        if live > keep and self.checkpoint():
+            self.counters["parkedOnPath"] += 1
+            return live
+        return 0
+
+    def checkpoint(self) -> bool:
+        """Park the live sequence in L2 (and, via the writer, L3); True if it did."""
+        live = tuple(self.engine.live_tokens)
+        if not live or self.store.covers(live):
+            return False
+        tokens, blob = self.engine.snapshot(lambda size: self.store.buffer_for(live, size))
+        self.store.add(tokens, blob, self.live_label)
+        return True
+
+    def clear(self) -> dict[str, Any]:
+        """Drop every tier, the live context included: the next turn starts cold."""
+        self.engine.reset()
+        self.live_label = ""
+        return self.store.clear()
+
+    def observe_prefill(self, tokens: int, seconds: float) -> None:
+        # Short prefills are mostly fixed per-call overhead, not the rate.
+        if tokens >= 32:
+            self.costs.prefill_tok_s.observe(tokens, seconds)
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.store.stats(), **self.counters, "costModel": self.costs.snapshot()}

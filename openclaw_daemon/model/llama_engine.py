@@ -1,0 +1,336 @@
+"""The model engine: the ONLY module that imports llama_cpp.
+
+One ``Engine`` holds one loaded model and one llama context (L1, the live KV
+cache). It keeps the ids its KV cache holds, so a new prompt only prefills what
+follows the longest common prefix. Prefill runs in batches so callers get
+progress; a cancel also stops the batch in flight (llama.cpp's abort callback,
+checked between graph nodes: ~6 ms, where waiting for a 256-token batch 6k
+tokens deep took 2.6 s on 2 cores). llama.cpp then drops the aborted batch's
+positions, so the KV cache holds exactly the batches before it. Decode yields
+one token at a time.
+
+Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._init_sampler`` and
+``Llama.input_ids`` are internal there, and these names moved in 0.3.10, 0.3.17
+and 0.3.23.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+from openclaw_daemon.config import check_gguf
+from openclaw_daemon.model.chat_template import ChatTemplate
+from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
+
+log = logging.getLogger("openclawd.engine")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0
+    seed: int | None = None
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    name: str
+    n_ctx: int
+    n_ctx_train: int
+    n_params: int
+    size_bytes: int
+    gpu_offload: bool
+    chat_template: str | None
+
+
+class Engine:
+    """A loaded model with one live sequence. Not thread-safe: one worker drives it."""
+
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int = 0) -> None:
+        check_gguf(model_path)
+        threads = n_threads or os.cpu_count() or 1
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        try:
+            self.llama = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_batch=512,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=-1 if gpu else 0,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        model = self.llama._model
+        metadata = self.llama.metadata
+        self.info = ModelInfo(
+            path=str(model_path),
+            name=metadata.get("general.name") or model_path.stem,
+            n_ctx=self.llama.n_ctx(),
+            n_ctx_train=model.n_ctx_train(),
+            n_params=model.n_params(),
+            size_bytes=model_path.stat().st_size,
+            gpu_offload=gpu,
+            chat_template=metadata.get("tokenizer.chat_template"),
+        )
+        self._vocab = model.vocab
+        self.add_bos = bool(model.add_bos_token())
+        self.template = ChatTemplate(
+            self.info.chat_template,
+            bos_token=self._token_text(model.token_bos()),
+            eos_token=self._token_text(model.token_eos()),
+        )
+        self.lock = threading.Lock()
+        self._grammars: dict[str, LlamaGrammar] = {}
+        # While a prefill runs, its cancel predicate; the callback below polls it
+        # from llama.cpp's compute thread (the worker, which released the GIL).
+        # It is installed only during prefill: llama.cpp calls it at every graph
+        # node (~600 a batch), and each call takes the GIL.
+        self._abort_when: Callable[[], bool] | None = None
+        self._aborted = False
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_callback = llama_cpp.ggml_abort_callback(0)  # NULL: never called
+
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        when = self._abort_when
+        try:
+            self._aborted = bool(when is not None and when())
+        except Exception:  # an exception must not cross into C: keep computing
+            log.exception("abort check failed")
+            self._aborted = False
+        return self._aborted
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llama._model.token_get_text(token)
+
+    # -- tokens ----------------------------------------------------------------
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
+        """Ids of ``text``. Only the chat template's own markup may pass ``special``:
+        otherwise a file or web page spelling ``<|im_end|>`` would become the real
+        control token and could forge a turn (docs/recovery.md)."""
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes:
+        """Bytes of ``tokens``; ``special`` also spells control tokens like <|im_end|>."""
+        return bytes(self.llama.detokenize(tokens, special=special))
+
+    @staticmethod
+    def schema_to_gbnf(schema: str, prop_order: list[str]) -> str:
+        """llama.cpp's JSON-schema-to-GBNF converter (pure Python, in llama-cpp-python)."""
+        return str(json_schema_to_gbnf(schema, prop_order=prop_order))
+
+    def _grammar(self, gbnf: str) -> LlamaGrammar:
+        """A compiled GBNF grammar (cached: the same tool set compiles to the same text)."""
+        compiled = self._grammars.get(gbnf)
+        if compiled is None:
+            try:
+                compiled = LlamaGrammar.from_string(gbnf, verbose=False)
+            except ValueError as exc:
+                raise ModelError(f"llama.cpp rejected the tool-call grammar: {exc}") from exc
+            self._grammars[gbnf] = compiled
+        return compiled
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # -- the live sequence (L1) -------------------------------------------------
+    @property
+    def live_tokens(self) -> list[int]:
+        return [int(t) for t in self.llama.input_ids[: self.llama.n_tokens]]
+
+    def cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the live KV cache already holds."""
+        live = self.llama.input_ids[: self.llama.n_tokens]
+        count = 0
+        for cached, wanted in zip(live, tokens, strict=False):
+            if cached != wanted:
+                break
+            count += 1
+        return count
+
+    def prefill(
+        self,
+        tokens: list[int],
+        *,
+        batch_size: int,
+        on_progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Make the KV cache hold exactly ``tokens``; returns the tokens reused.
+
+        The last prompt token is always evaluated so its logits exist to sample
+        from, even when the whole prompt was cached.
+        """
+        if not tokens:
+            raise ModelError("cannot prefill an empty prompt")
+        if len(tokens) > self.info.n_ctx:
+            raise KvSlotError(
+                f"the prompt is {len(tokens)} tokens but the context window holds {self.info.n_ctx}"
+            )
+        reused = min(self.cached_prefix(tokens), len(tokens) - 1)
+        self.truncate(reused)
+        todo = tokens[reused:]
+        done = 0
+        self._abort_when = cancelled
+        ctx = self.llama._ctx.ctx
+        llama_cpp.llama_set_abort_callback(ctx, self._abort_callback, None)
+        try:
+            for start in range(0, len(todo), batch_size):
+                if cancelled():
+                    raise CancelledError("the turn was cancelled during prefill")
+                chunk = todo[start : start + batch_size]
+                self._eval(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, len(todo))
+        finally:
+            llama_cpp.llama_set_abort_callback(ctx, self._no_abort_callback, None)
+            self._abort_when = None
+        return reused
+
+    def truncate(self, keep: int) -> None:
+        """Drop every live token from position ``keep`` on."""
+        if keep < self.llama.n_tokens:
+            self.llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+            self.llama.n_tokens = keep
+
+    # -- parking and restoring the sequence (L2/L3 blobs) ------------------------
+    def fingerprint(self) -> dict[str, object]:
+        """What a saved KV blob depends on: the same model file, context and KV type."""
+        stat = Path(self.info.path).stat()
+        return {
+            "modelPath": self.info.path,
+            "modelBytes": stat.st_size,
+            "modelMtimeNs": stat.st_mtime_ns,
+            "nCtx": self.info.n_ctx,
+            "kvType": "f16",
+            "llamaCpp": llama_cpp.__version__,
+        }
+
+    def snapshot(self, allocate: Callable[[int], memoryview]) -> tuple[tuple[int, ...], memoryview]:
+        """The live tokens and their KV state (``llama_state_seq_get_data``),
+        copied into a writable buffer of the given size from ``allocate``."""
+        ctx = self.llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        blob = allocate(size)
+        target = np.frombuffer(blob, dtype=np.uint8)
+        written = llama_cpp.llama_state_seq_get_data(
+            ctx, target.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, 0
+        )
+        if written != size:
+            raise ModelError(f"llama.cpp saved {written} of {size} bytes of the KV state")
+        return tuple(self.live_tokens), blob
+
+    def restore(self, tokens: tuple[int, ...], blob: bytes | memoryview, *, keep: int) -> None:
+        """Load a snapshot, then trim it to its first ``keep`` tokens."""
+        self.reset()
+        # A pointer into the blob's own memory: no copy, even for immutable bytes.
+        data = np.frombuffer(blob, dtype=np.uint8)
+        loaded = llama_cpp.llama_state_seq_set_data(
+            self.llama._ctx.ctx, data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), data.size, 0
+        )
+        if loaded == 0:
+            self.reset()
+            raise ModelError("llama.cpp refused the saved KV state")
+        # A blob can load cleanly yet hold other cells than its header lists
+        # tokens: trusting the header then fails every later decode of the
+        # session (positions past the cells). The cells must be 0..len-1.
+        memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+        cells = llama_cpp.llama_memory_seq_pos_max(memory, 0) + 1
+        first = llama_cpp.llama_memory_seq_pos_min(memory, 0)
+        if cells != len(tokens) or (cells and first != 0):
+            self.reset()
+            raise ModelError(
+                f"the saved KV state holds {max(cells, 0)} cells but its header lists "
+                f"{len(tokens)} tokens"
+            )
+        self.llama.input_ids[: len(tokens)] = tokens
+        self.llama.n_tokens = len(tokens)
+        self.truncate(keep)
+
+    def _eval(self, tokens: list[int]) -> None:
+        self._aborted = False
+        try:
+            self.llama.eval(tokens)
+        except RuntimeError as exc:
+            if self._aborted:
+                # llama.cpp removed the batch's positions and ``n_tokens`` did not
+                # move: the cache holds what it held before this batch.
+                self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
+                raise CancelledError("the turn was cancelled during prefill") from exc
+            if str(exc) == "llama_decode returned 1":
+                # No KV slot for the batch: the window is full. llama.cpp applied
+                # none of it, so the cache keeps the prefix before it (a fork
+                # of that prefix, as a compaction makes, still reuses it).
+                self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
+                raise KvSlotError(
+                    f"the context window is full: no KV slot for {len(tokens)} more tokens "
+                    f"after {self.llama.n_tokens} of {self.info.n_ctx}"
+                ) from exc
+            # A failed decode leaves the cache in an unknown state; start clean.
+            self.reset()
+            raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc
+
+    def reset(self) -> None:
+        with contextlib.suppress(Exception):
+            self.llama._ctx.kv_cache_clear()
+        self.llama.n_tokens = 0
+
+    def generate(
+        self,
+        params: SamplingParams,
+        *,
+        max_tokens: int,
+        cancelled: Callable[[], bool] = lambda: False,
+        grammar: str | None = None,
+    ) -> Iterator[int]:
+        """Sample up to ``max_tokens`` ids after a ``prefill``.
+
+        Each yielded id is evaluated just before the next is sampled, so when
+        the generator ends (end of generation, ``max_tokens``, or the consumer
+        stopping on a stop string) the cache holds every yielded id but the last.
+        """
+        if params.seed is not None:
+            self.llama.set_seed(params.seed)
+        sampler = self.llama._init_sampler(
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+            grammar=self._grammar(grammar) if grammar else None,
+        )
+        room = self.llama.n_ctx() - self.llama.n_tokens
+        pending: int | None = None
+        for _ in range(min(max_tokens, room)):
+            # Evaluate the previous id only when another is wanted: the last id
+            # of a reply never needs its logits.
+            if pending is not None:
+                self._eval([pending])
+            if cancelled():
+                raise CancelledError("the turn was cancelled during decode")
+            token = int(sampler.sample(self.llama._ctx, -1))
+            yield token
+            if self.is_end_of_generation(token):
+                return
+            pending = token

@@ -1,0 +1,381 @@
+"""Request type -> handler, for one connection.
+
+Every request stream ends with exactly one terminal frame. A turn is relayed
+from the model worker to the socket here: its events are forwarded as they
+come, and a client that hangs up or sends ``cancel`` (or a turn that passes
+its timeout) stops the generation at the next token or prefill batch. After
+the ``done`` frame, the CLI reports its own spans; the turn's trace record is
+stored and counted then (see ``turn_record``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openclaw_daemon.observability import turn_record
+from openclaw_daemon.observability.metrics import Metrics
+from openclaw_daemon.observability.tracing import Trace, TurnLog
+from openclaw_daemon.serve.scheduler import Scheduler
+from openclaw_daemon.serve.transport import Connection
+from openclaw_daemon.turn.pipeline import TurnContext, TurnPipeline
+from openclaw_daemon.wire import frames as protocol
+from openclaw_daemon.wire import requests
+from openclaw_daemon.wire.errors import (
+    BadRequestError,
+    CancelledError,
+    OpenClawError,
+    TurnTimeoutError,
+)
+
+log = logging.getLogger("openclawd.handlers")
+_POLL_S = 0.02  # how often a running turn checks for a hang-up, cancel or timeout
+# Put on a turn's event queue when its job ends, so the relay wakes at once
+# instead of at its next poll.
+_JOB_ENDED: protocol.Message = {"type": "_job_ended"}
+# How long a finished turn waits for the CLI's trace report. The CLI sends it
+# right after printing the reply; a client that never does (killed, or piped
+# into a slow reader) only delays the stored record, never the next turn.
+_REPORT_WAIT_S = 5.0
+# Background compaction and prefill ahead start only after this long without
+# a turn. Between back-to-back turns (a script, a benchmark) they would be
+# preempted at once, and having moved the live context to another session,
+# make the next turn wait and restore it (measured: +30-540 ms a turn).
+BACKGROUND_QUIET_S = 2.0
+# ...but with turns that never pause for that long, prefill ahead runs anyway
+# after this: a turn stops it mid-batch within milliseconds. A compaction has
+# no such deadline: its first step restores the session's state (a 150 MB
+# copy, or a disk read) that no turn can interrupt, and under a stream of
+# turns every attempt paid the next turn ~250 ms only to be preempted. A
+# session that overflows first is compacted on the overflow path instead.
+BACKGROUND_AT_MOST_S = 60.0
+# A lane wait shorter than this is lock bookkeeping, not another turn.
+_LANE_NOTICE_S = 0.001
+
+
+@dataclass
+class DaemonState:
+    """What handlers share: the pipeline, the scheduler and daemon facts."""
+
+    pipeline: TurnPipeline
+    scheduler: Scheduler
+    status: Callable[[], dict[str, Any]]
+    request_shutdown: Callable[[], None]
+    cache_stats: Callable[[], dict[str, Any]]
+    cache_clear: Callable[[], dict[str, Any]]
+    turn_log: TurnLog
+    memory: Callable[[], dict[str, int]]
+    gauges: Callable[[], list[tuple[str, float, dict[str, str]]]]
+    metrics: Metrics = field(default_factory=Metrics)
+    prefill_ahead: bool = True
+    started_at: float = field(default_factory=time.time)
+
+
+class Handlers:
+    def __init__(self, state: DaemonState) -> None:
+        self.state = state
+
+    def __call__(self, connection: Connection) -> None:
+        try:
+            protocol.check_hello(connection.receive_opening("hello"))
+        except OpenClawError as exc:
+            connection.send(protocol.error_frame(exc))
+            return
+        # Where the time of a slow connect went (see cli.connect in the trace).
+        connection.send(
+            protocol.hello(
+                "openclawd",
+                pid=os.getpid(),
+                acceptedClock=connection.accepted_at,
+                helloClock=time.perf_counter(),
+            )
+        )
+        try:
+            request = connection.receive_opening("request")
+        except OpenClawError as exc:
+            connection.send(protocol.error_frame(exc))
+            return
+        if request is None:
+            return
+        self.dispatch(request, connection)
+
+    def dispatch(self, request: protocol.Message, connection: Connection) -> None:
+        handler = {
+            "turn": self.turn,
+            "status": self.status,
+            "stop": self.stop,
+            "ping": self.ping,
+            "cache": self.cache,
+            "compact": self.compact,
+            "metrics": self.metrics,
+            "tape": self.tape,
+        }.get(request["type"])
+        try:
+            if handler is None:
+                raise BadRequestError(f"{request['type']!r} is not a request")
+            handler(request, connection)
+        except OpenClawError as exc:
+            connection.send(protocol.error_frame(exc))
+        except Exception as exc:  # a bug: report it, keep serving
+            log.exception("request %s failed", request.get("type"))
+            connection.send(protocol.error_frame(OpenClawError(f"internal error: {exc!r}")))
+
+    def ping(self, request: protocol.Message, connection: Connection) -> None:
+        connection.send({"type": "done", "result": {"pong": True}})
+
+    def status(self, request: protocol.Message, connection: Connection) -> None:
+        connection.send({"type": "done", "result": self.state.status()})
+
+    def cache(self, request: protocol.Message, connection: Connection) -> None:
+        if requests.parse_cache(request).action == "stats":
+            result = self.state.cache_stats()
+        else:
+            # On the model worker: a clear must not race a turn restoring a blob.
+            result = self.state.scheduler.submit(
+                self.state.cache_clear, label="cache clear"
+            ).result()
+        connection.send({"type": "done", "result": result})
+
+    def metrics(self, request: protocol.Message, connection: Connection) -> None:
+        text = self.state.metrics.render(self.state.gauges())
+        connection.send({"type": "done", "result": {"text": text}})
+
+    def stop(self, request: protocol.Message, connection: Connection) -> None:
+        # Ask for shutdown first (it removes the status file), then reply, so a
+        # client that sees "done" never finds a stale status file.
+        self.state.request_shutdown()
+        connection.send({"type": "done", "result": {"stopping": True, "pid": os.getpid()}})
+
+    def turn(self, raw: protocol.Message, connection: Connection) -> None:
+        # Every field checked here, before the turn takes a lane or the model.
+        options = requests.parse_turn(raw)
+        request = options.as_request()
+        events: queue.Queue[protocol.Message] = queue.Queue()
+        cancel = threading.Event()
+        trace = Trace(listener=lambda span: events.put({"type": "phase", **span}))
+        context = TurnContext(
+            trace=trace,
+            emit=events.put,
+            cancelled=cancel.is_set,
+            received_at=trace.origin,
+            turn_id=turn_record.new_turn_id(),
+        )
+        timeout = options.timeout_s
+        deadline = time.monotonic() + timeout if timeout else None
+        session_key = f"{options.agent_id}/{options.session_id or ''}"
+        scheduler = self.state.scheduler
+        waiting_since = trace.clock()
+        with scheduler.lane(session_key):
+            # Another turn of this session held its lane (it runs before ours).
+            same_session = trace.clock() - waiting_since > _LANE_NOTICE_S
+
+            def run() -> dict[str, Any]:
+                behind = scheduler.waited_behind
+                context.waited_behind = [f"turn:{session_key}"] * same_session + behind
+                return self.state.pipeline.run(request, context)
+
+            future = scheduler.submit(run, label=f"turn:{session_key}")
+            future.add_done_callback(lambda _: events.put(_JOB_ENDED))
+            timed_out = self._relay(connection, events, future, cancel, deadline)
+        self._drain(connection, events)
+        try:
+            result = future.result()
+        except CancelledError as exc:
+            failure: OpenClawError = exc
+            if timed_out:
+                failure = TurnTimeoutError(
+                    f"the turn took longer than --timeout {timeout:g} s and was stopped",
+                    hint="Raise --timeout, or lower --max-tokens.",
+                )
+            self._fail(request, context, connection, failure)
+            return
+        except OpenClawError as exc:
+            self._fail(request, context, connection, exc)
+            return
+        connection.send({"type": "done", "result": result})
+        # Park the session's KV state once the worker is idle (off this turn's path).
+        self.state.scheduler.submit_idle("park", self.state.pipeline.park)
+        self._schedule_compactions()
+        self._store_trace(result, connection)
+
+    def _store_trace(self, result: dict[str, Any], connection: Connection) -> None:
+        """Wait for the CLI's span report, then store and count the turn's record.
+
+        A bad report (or any other frame) gets an error frame; the daemon-side
+        record is stored anyway.
+        """
+        report, problem = None, None
+        message = connection.receive_within(_REPORT_WAIT_S)
+        if message is not None:
+            try:
+                report = turn_record.check_report(message, turn_id=result["turnId"])
+            except OpenClawError as exc:
+                problem = exc
+        record = turn_record.build(result, report, memory=self.state.memory())
+        self._keep(record)
+        if problem is not None:
+            connection.send(protocol.error_frame(problem))
+        elif report is not None:
+            connection.send({"type": "done", "result": {"stored": record["turnId"]}})
+
+    def _fail(
+        self,
+        request: protocol.Message,
+        context: TurnContext,
+        connection: Connection,
+        error: OpenClawError,
+    ) -> None:
+        """End a failed turn: store its trace (it is the one worth reading), then
+        send the error, naming the turn so the CLI can show that trace."""
+        try:
+            record = turn_record.build_failed(
+                request,
+                context.trace,
+                turn_id=context.turn_id,
+                session_key=context.session_key,
+                status=error.code,
+                error=error.message,
+                model=self.state.pipeline.engine.info.name,
+                memory=self.state.memory(),
+            )
+            self._keep(record)
+        except Exception:  # a bug in the record must not replace the turn's own error
+            log.exception("could not store the trace of failed turn %s", context.turn_id)
+        connection.send(protocol.error_frame(error, turn_id=context.turn_id))
+
+    def _keep(self, record: dict[str, Any]) -> None:
+        try:
+            self.state.turn_log.append(record)
+        except OSError as exc:  # a full disk must not fail the turn that already answered
+            log.warning("could not store the trace of turn %s: %s", record["turnId"], exc)
+        self.state.metrics.observe_turn(record)
+
+    def _schedule_compactions(self) -> None:
+        """Compact sessions past their threshold, then prefill them ahead, in idle time.
+
+        Both are preemptible: a turn arriving meanwhile goes first, and the job
+        is queued again (resuming from what the cache holds by then).
+        """
+        pipeline, scheduler = self.state.pipeline, self.state.scheduler
+        while pipeline.due_for_compaction:
+            key, (ref, store) = pipeline.due_for_compaction.popitem()
+
+            def compact(ref: Any = ref, store: Any = store, key: str = key) -> None:
+                try:
+                    pipeline.compactor.compact(ref, store, cancelled=scheduler.busy)
+                except CancelledError:
+                    # No deadline (see BACKGROUND_AT_MOST_S): only a quiet moment.
+                    scheduler.submit_idle(
+                        f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S
+                    )
+                    return
+                except OpenClawError as exc:  # e.g. one huge turn: nothing older to cut
+                    log.info("not compacting %s: %s", ref.session_id, exc.message)
+                    return
+                self._schedule_prefill_ahead(ref)
+
+            scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
+
+    def _schedule_prefill_ahead(self, ref: Any, *, quiet_s: float = BACKGROUND_QUIET_S) -> None:
+        pipeline, scheduler = self.state.pipeline, self.state.scheduler
+        if not self.state.prefill_ahead:
+            return  # OPENCLAW_PREFILL_AHEAD=0: the baseline that pays at the next turn
+
+        def prefill() -> None:
+            if not pipeline.compactor.prefill_ahead(ref, scheduler.busy):
+                scheduler.submit_idle(
+                    f"prefill-ahead:{ref.key}",
+                    prefill,
+                    after_quiet_s=BACKGROUND_QUIET_S,
+                    at_most_s=BACKGROUND_AT_MOST_S,
+                )
+
+        scheduler.submit_idle(
+            f"prefill-ahead:{ref.key}",
+            prefill,
+            after_quiet_s=quiet_s,
+            at_most_s=BACKGROUND_AT_MOST_S,
+        )
+
+    def compact(self, request: protocol.Message, connection: Connection) -> None:
+        """``openclaw sessions compact``: summarise now, prefill the new layout ahead."""
+        options = requests.parse_compact(request)
+        compactor = self.state.pipeline.compactor
+        ref, result = self._session_job(
+            options.agent_id,
+            options.session_id,
+            "sessions compact",
+            lambda ref, store: compactor.compact(ref, store, instructions=options.instructions),
+        )
+        # Asked for explicitly: prefill the new layout as soon as the daemon is idle.
+        self._schedule_prefill_ahead(ref, quiet_s=0.0)
+        connection.send({"type": "done", "result": result})
+
+    def tape(self, request: protocol.Message, connection: Connection) -> None:
+        """``openclaw sessions check-tape``: the tape against the transcript."""
+        options = requests.parse_session(request)
+        _ref, result = self._session_job(
+            options.agent_id,
+            options.session_id,
+            "sessions check-tape",
+            self.state.pipeline.check_tape,
+        )
+        connection.send({"type": "done", "result": result})
+
+    def _session_job(
+        self, agent_id: str, session_id: str, label: str, job: Callable[[Any, Any], dict[str, Any]]
+    ) -> tuple[Any, dict[str, Any]]:
+        """Run ``job(ref, store)`` for one stored session on the model worker, in
+        the lane of its session id. (A turn of the agent's main session locks
+        ``<agent>/`` instead: the mismatch issue 14 names, not fixed here.)"""
+        from openclaw_sessions.store import SessionStore
+
+        store = SessionStore(self.state.pipeline.paths.agent_sessions_dir(agent_id), agent_id)
+        ref = store.find(session_id)
+        with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
+            future = self.state.scheduler.submit(
+                lambda: job(ref, store), label=f"{label}:{ref.key}"
+            )
+            return ref, future.result()
+
+    def _relay(
+        self,
+        connection: Connection,
+        events: queue.Queue[protocol.Message],
+        future: Any,
+        cancel: threading.Event,
+        deadline: float | None,
+    ) -> bool:
+        """Forward events until the job ends; returns True if it timed out."""
+        timed_out = False
+        while not future.done():
+            with contextlib.suppress(queue.Empty):
+                event = events.get(timeout=_POLL_S)
+                if event is not _JOB_ENDED:
+                    connection.send(event)
+            if cancel.is_set():
+                continue
+            polled = connection.poll_client()
+            if polled is True or (isinstance(polled, dict) and polled.get("type") == "cancel"):
+                log.info("client went away or cancelled; stopping the turn")
+                cancel.set()
+            elif deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                cancel.set()
+        return timed_out
+
+    def _drain(self, connection: Connection, events: queue.Queue[protocol.Message]) -> None:
+        while True:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                return
+            if event is not _JOB_ENDED:
+                connection.send(event)

@@ -1,0 +1,213 @@
+"""Per-session lanes, the one model worker, and idle-time background jobs.
+
+Two turns on the same session never interleave: each holds its session's lane
+for the whole turn. Turns of different sessions queue, bounded, for the single
+model worker thread that owns the engine; a full queue answers "busy". Idle
+jobs (parking the live KV state) run on the same worker only when no turn is
+waiting, so a foreground turn always goes first; a newer idle job of the same
+name replaces a pending one. An idle job may also ask for a quiet period (no
+turn for that many seconds), so long background work (compaction) does not
+start between back-to-back turns only to be preempted and move the live
+context away from the session that is still being used.
+
+The worker remembers what it ran and when, so a turn can say what it waited
+behind (``waited_behind``): another session's turn, or a named background job.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any
+
+from openclaw_daemon.wire.errors import DaemonBusyError
+
+log = logging.getLogger("openclawd.scheduler")
+_STOP = object()
+_WAKE = object()
+
+
+class Scheduler:
+    def __init__(self, *, max_queue: int = 32, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._lanes: dict[str, threading.Lock] = {}
+        self._lanes_lock = threading.Lock()
+        # name -> (job, quiet seconds it needs, clock time after which it runs anyway)
+        self._idle: dict[str, tuple[Callable[[], Any], float, float]] = {}
+        self._idle_lock = threading.Lock()
+        self.idle_runs = 0
+        self._running = False
+        self._wake_pending = False
+        self._last_end = clock()
+        # (start, end, label) of the worker's recent jobs; the current one ends at inf.
+        self._ran: deque[tuple[float, float, str]] = deque(maxlen=64)
+        # Set on the worker thread just before a submitted job starts: the labels
+        # of the jobs that ran (or were running) since it was submitted.
+        self.waited_behind: list[str] = []
+        self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
+        self._worker.start()
+
+    @contextmanager
+    def lane(self, key: str) -> Iterator[None]:
+        with self._lanes_lock:
+            lock = self._lanes.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def submit(self, job: Callable[[], Any], *, label: str = "a request") -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            self._jobs.put_nowait((job, future, label, self.clock()))
+        except queue.Full:
+            raise DaemonBusyError(
+                f"the daemon is busy: {self._jobs.maxsize} turns are already queued",
+                hint="Retry in a moment.",
+            ) from None
+        return future
+
+    def submit_idle(
+        self,
+        name: str,
+        job: Callable[[], Any],
+        *,
+        after_quiet_s: float = 0.0,
+        at_most_s: float = float("inf"),
+    ) -> None:
+        """Run ``job`` on the worker once no turn is waiting and none has ended
+        for ``after_quiet_s`` seconds, or, with turns that never pause, once
+        ``at_most_s`` seconds have passed (so background work cannot starve)."""
+        with self._idle_lock:
+            self._idle[name] = (job, after_quiet_s, self.clock() + at_most_s)
+            wake, self._wake_pending = not self._wake_pending, True
+        # Wake a worker blocked on an empty queue (one wake at a time, so wakes
+        # never fill the queue); if the queue is full, it is busy anyway and
+        # looks at idle jobs when it drains, so the next submit must wake it.
+        if wake:
+            try:
+                self._jobs.put_nowait(_WAKE)
+            except queue.Full:
+                with self._idle_lock:
+                    self._wake_pending = False
+
+    def busy(self) -> bool:
+        """True while a turn runs or waits: background work should hold off."""
+        return self._running or self.queued > 0
+
+    def working(self) -> bool:
+        """True while the worker runs anything (a turn, or an idle job) or a turn waits."""
+        return self.busy() or bool(self._ran and self._ran[-1][1] == float("inf"))
+
+    def quiet_for(self) -> float:
+        """Seconds since the last turn ended; 0 while one runs or waits."""
+        return 0.0 if self.busy() else self.clock() - self._last_end
+
+    @property
+    def queued(self) -> int:
+        with self._jobs.mutex:
+            # A queued stop counts: background work yields to it as to a turn.
+            return sum(1 for item in self._jobs.queue if item is not _WAKE)
+
+    def _next_idle(self, *, at_stop: bool = False) -> tuple[str, Callable[[], Any] | None, float]:
+        """The first idle job that may run now (name, job), or None and how long until one may.
+
+        At stop only the jobs that need no quiet period (parking) may run.
+        """
+        with self._idle_lock:
+            now = self.clock()
+            quiet = now - self._last_end
+            wait = float("inf")
+            for name, (job, need, deadline) in self._idle.items():
+                ready = need == 0 if at_stop else quiet >= need or now >= deadline
+                if ready:
+                    del self._idle[name]
+                    return name, job, 0.0
+                if not at_stop:
+                    wait = min(wait, need - quiet, deadline - now)
+            return "", None, max(wait, 0.001)
+
+    def _run_idle(self, *, wait: list[float] | None = None, at_stop: bool = False) -> bool:
+        """Run one idle job; False if none may run (``wait`` gets how long until one may).
+
+        At stop only the jobs that need no quiet period (parking) run: a
+        compaction can wait for the next daemon.
+        """
+        name, job, until = self._next_idle(at_stop=at_stop)
+        if wait is not None:
+            wait[:] = [until]
+        if job is None:
+            return False
+        started = self.clock()
+        try:
+            with self._running_as(name):
+                job()
+            self.idle_runs += 1
+            # What background work cost, for reading a slow lane.wait against the log.
+            log.info("background %s took %.0f ms", name, (self.clock() - started) * 1000.0)
+        except Exception:  # background work must never take the worker down
+            log.exception("idle job failed")
+        return True
+
+    @contextmanager
+    def _running_as(self, label: str) -> Iterator[None]:
+        started = self.clock()
+        self._ran.append((started, float("inf"), label))
+        try:
+            yield
+        finally:
+            self._ran[-1] = (started, self.clock(), label)
+
+    def _behind(self, submitted_at: float) -> list[str]:
+        """Labels of the jobs that ended after ``submitted_at``, oldest first."""
+        return [label for _, end, label in self._ran if end > submitted_at]
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                wait: list[float] = []
+                if self._run_idle(wait=wait):
+                    continue
+                try:  # sleep until a job arrives or a quiet-period job may start
+                    item = self._jobs.get(timeout=None if wait[0] == float("inf") else wait[0])
+                except queue.Empty:
+                    continue
+            if item is _WAKE:
+                with self._idle_lock:
+                    self._wake_pending = False
+                continue
+            if item is _STOP:
+                while self._run_idle(at_stop=True):  # finish parking before the daemon exits
+                    pass
+                return
+            job, future, label, submitted_at = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            self._running = True
+            self.waited_behind = self._behind(submitted_at)
+            try:
+                with self._running_as(label):
+                    result = job()
+                future.set_result(result)
+            except BaseException as exc:  # the job's error belongs to its caller
+                future.set_exception(exc)
+            finally:
+                self._running = False
+                self._last_end = self.clock()
+
+    def shutdown(self, timeout: float = 60.0) -> None:
+        self._jobs.put(_STOP)
+        self._worker.join(timeout)
+        if not self._worker.is_alive():
+            # A turn that ended just before the stop may have queued its idle
+            # job after the worker drained them: run it here (the worker is
+            # gone, so nothing else drives the engine).
+            while self._run_idle(at_stop=True):
+                pass

@@ -1,0 +1,283 @@
+"""The daemon process: load the model once, serve the socket until stopped.
+
+``openclawd`` (or ``python -m openclaw_daemon.serve.server``) runs in the foreground;
+the CLI starts it detached, with output going to the daemon log. It writes a
+status file with its pid and socket once it is ready to serve, and removes it,
+with the socket, when it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from openclaw_daemon import config, state_dirs
+from openclaw_daemon.model import memory_budget
+from openclaw_daemon.model.gguf import arch_value, read_metadata
+from openclaw_daemon.observability.metrics import Metrics
+from openclaw_daemon.observability.tracing import TurnLog
+from openclaw_daemon.serve.handlers import DaemonState, Handlers
+from openclaw_daemon.serve.scheduler import Scheduler
+from openclaw_daemon.serve.transport import UnixServer
+from openclaw_daemon.tools.spec import TOOLS_BY_NAME
+from openclaw_daemon.wire import frames as protocol
+from openclaw_daemon.wire.errors import ModelError, OpenClawError
+
+log = logging.getLogger("openclawd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="openclawd", description="OpenClaw edge daemon")
+    parser.add_argument("--model", help="GGUF model path (default: OPENCLAW_MODEL or embedded)")
+    parser.add_argument("--n-ctx", type=int, default=None, help="context window in tokens")
+    parser.add_argument("--cache-ram", default=None, help="RAM cache budget, e.g. 1G")
+    parser.add_argument("--cache-disk", default=None, help="disk cache budget, e.g. 4G")
+    return parser.parse_args(argv)
+
+
+def predict_memory(
+    model_path: Path, n_ctx: int, ram_budget: int, *, freed: int = 0
+) -> dict[str, int]:
+    """Predict peak memory from the GGUF header; refuse what will not fit.
+
+    ``freed`` is memory that will be returned first: a restart counts the
+    running daemon's resident set as available, since it stops before the new
+    one loads.
+    """
+    import psutil
+
+    config.check_gguf(model_path)
+    try:
+        prediction = memory_budget.predict(
+            read_metadata(model_path),
+            model_bytes=model_path.stat().st_size,
+            n_ctx=n_ctx,
+            ram_cache_budget=ram_budget,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"could not load {model_path}: its GGUF metadata has unexpected values ({exc})"
+        ) from exc
+    available = psutil.virtual_memory().available + freed
+    memory_budget.check_fits(prediction, available, n_ctx=n_ctx)
+    return prediction
+
+
+def training_context(model_path: Path) -> int:
+    """The context length the model was trained with (0 if its header does not say)."""
+    try:
+        return int(arch_value(read_metadata(model_path), "context_length", 0) or 0)
+    except (TypeError, ValueError, OpenClawError):
+        return 0
+
+
+def n_ctx_warning(model_path: Path, n_ctx: int) -> str:
+    """A warning when ``n_ctx`` exceeds the model's training context, else ''."""
+    trained = training_context(model_path)
+    if trained and n_ctx > trained:
+        return (
+            f"warning: n_ctx {n_ctx} is above the {trained} tokens {model_path.name} was "
+            "trained with; replies past that length may degrade"
+        )
+    return ""
+
+
+def memory_now() -> dict[str, int]:
+    """Resident and peak resident bytes of this process."""
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+    rss = psutil.Process().memory_info().rss
+    # The two are counted a little differently; the peak is never below now.
+    return {"rss": rss, "peak": max(peak_bytes, rss)}
+
+
+class Daemon:
+    def __init__(self, model_path: Path, n_ctx: int, *, cache_ram: int, cache_disk: int) -> None:
+        from openclaw_daemon.cache.kv_store import KVStore
+        from openclaw_daemon.cache.prefix_cache import PrefixCache
+        from openclaw_daemon.model.llama_engine import Engine  # the one llama_cpp import
+        from openclaw_daemon.turn.pipeline import TurnPipeline
+
+        self.paths = config.resolve_paths()
+        state_dirs.prepare(self.paths)
+        warning = n_ctx_warning(model_path, n_ctx)
+        if warning:
+            log.warning("%s", warning)
+        self.memory_prediction = predict_memory(model_path, n_ctx, cache_ram)
+        started = time.monotonic()
+        self.engine = Engine(model_path, n_ctx=n_ctx, n_threads=config.threads_setting())
+        log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
+        state_dirs.ensure_private_dir(self.paths.cache_dir)
+        self.scheduler = Scheduler()
+        self.store = KVStore(
+            self.paths.cache_dir,
+            self.engine.fingerprint(),
+            ram_budget=cache_ram,
+            disk_budget=cache_disk,
+            quiet_for=self.scheduler.quiet_for,
+            worker_busy=self.scheduler.working,
+        )
+        self.store.load_disk_index()
+        self.cache = PrefixCache(self.engine, self.store)
+        self.pipeline = TurnPipeline(
+            self.engine,
+            self.paths,
+            prefill_batch=config.prefill_batch_setting(),
+            cache=self.cache,
+        )
+        self.started_at = time.time()
+        memory_now()  # imports psutil now, not in the first turn's trace report
+        self.state = DaemonState(
+            pipeline=self.pipeline,
+            scheduler=self.scheduler,
+            status=self.status,
+            request_shutdown=self.request_shutdown,
+            cache_stats=self.cache_stats,
+            cache_clear=self.cache.clear,
+            turn_log=TurnLog(self.paths.turns_file),
+            metrics=Metrics(tool_names=frozenset(TOOLS_BY_NAME)),
+            memory=memory_now,
+            gauges=self.gauges,
+            prefill_ahead=config.prefill_ahead_setting(),
+        )
+        self.server = UnixServer(
+            self.paths.socket,
+            Handlers(self.state),
+            max_connections=config.max_connections_setting(),
+            hello_timeout=config.hello_timeout_setting(),
+        )
+        self._stopped = threading.Event()
+
+    def status(self) -> dict[str, Any]:
+        info = self.engine.info
+        memory = memory_now()
+        return {
+            "pid": os.getpid(),
+            "protocolVersion": protocol.PROTOCOL_VERSION,
+            "model": info.name,
+            "modelPath": info.path,
+            "modelBytes": info.size_bytes,
+            "nCtx": info.n_ctx,
+            "gpuOffload": info.gpu_offload,
+            "uptimeS": round(time.time() - self.started_at, 1),
+            "rssBytes": memory["rss"],
+            "peakRssBytes": memory["peak"],
+            "memoryPredicted": self.memory_prediction,
+            "sessions": len(self.pipeline.tapes),
+            "turnsServed": self.pipeline.turns_served,
+            "queued": self.scheduler.queued,
+            "cache": self.cache_stats(),
+            "compaction": {
+                **self.pipeline.compactor.counters,
+                "reserveTokens": self.pipeline.compactor.settings.reserve,
+                "keepRecentTokens": self.pipeline.compactor.settings.keep_recent,
+            },
+            "socket": str(self.paths.socket),
+            "stateDir": str(self.paths.state_dir),
+            "logFile": str(self.paths.log_file),
+        }
+
+    def gauges(self) -> list[tuple[str, float, dict[str, str]]]:
+        """Point-in-time values for ``openclaw metrics``."""
+        memory = memory_now()
+        cache = self.store.stats()
+        return [
+            ("openclaw_daemon_up", 1.0, {}),
+            ("openclaw_daemon_start_time_seconds", self.started_at, {}),
+            ("openclaw_resident_memory_bytes", memory["rss"], {}),
+            ("openclaw_peak_resident_memory_bytes", memory["peak"], {}),
+            ("openclaw_cache_bytes", cache["ramBytes"], {"tier": "L2"}),
+            ("openclaw_cache_bytes", cache["diskBytes"], {"tier": "L3"}),
+            ("openclaw_cache_entries", cache["ramEntries"], {"tier": "L2"}),
+            ("openclaw_cache_entries", cache["diskEntries"], {"tier": "L3"}),
+            ("openclaw_compactions_total", self.pipeline.compactor.counters["compactions"], {}),
+            ("openclaw_live_sessions", len(self.pipeline.tapes), {}),
+            ("openclaw_model_info", 1.0, {"model": self.engine.info.name}),
+        ]
+
+    def cache_stats(self) -> dict[str, Any]:
+        return {**self.cache.stats(), "idleCheckpoints": self.scheduler.idle_runs}
+
+    def write_status_file(self) -> None:
+        data = {
+            "pid": os.getpid(),
+            "socket": str(self.paths.socket),
+            "model": self.engine.info.path,
+            "startedAt": self.started_at,
+        }
+        tmp = self.paths.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.paths.status_file)
+
+    def remove_status_file(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.status_file.unlink()
+
+    def request_shutdown(self) -> None:
+        self.remove_status_file()
+        self.server.shutdown()
+
+    def serve(self) -> None:
+        self.write_status_file()
+        log.info("serving on %s (pid %d)", self.paths.socket, os.getpid())
+        try:
+            self.server.serve_forever()
+        finally:
+            self.remove_status_file()
+            self.server.close()
+            # Park the live session and finish disk writes, so a restart resumes warm.
+            self.scheduler.shutdown()
+            self.store.close()
+            log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        model_path = config.resolve_model_path(args.model)
+        daemon = Daemon(
+            model_path,
+            args.n_ctx or config.n_ctx_setting(),
+            cache_ram=config.cache_ram_setting(args.cache_ram),
+            cache_disk=config.cache_disk_setting(args.cache_disk),
+        )
+    except OSError as exc:
+        error = state_dirs.as_state_dir_error(exc)
+        if error is None:
+            raise
+        print(f"openclawd: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        return 2
+    except OpenClawError as exc:
+        print(f"openclawd: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        daemon.request_shutdown()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

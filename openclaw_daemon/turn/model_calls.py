@@ -1,0 +1,188 @@
+"""One model call of a turn: prefill the prompt (with progress), decode the reply
+(streamed), each as a trace span.
+
+A turn with tools makes several calls; each extends the live KV state, so
+every call after the first prefills only what the previous step appended.
+Text from a ``<tool_call>`` on is not streamed to the user: it is the call,
+reported as ``tool`` frames instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from openclaw_daemon.model.tape import PromptPlan
+from openclaw_daemon.model.text_stream import TextStream
+from openclaw_daemon.tools.spec import CALL_OPEN, RESULT_TAGS
+from openclaw_daemon.wire.errors import OpenClawError
+
+if TYPE_CHECKING:
+    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.observability.tracing import Trace
+
+
+@dataclass
+class Generation:
+    text: str
+    ids: list[int]
+    stop_reason: str
+    first_token_at: float | None
+
+
+@dataclass
+class CallContext:
+    trace: Trace
+    emit: Callable[[dict[str, Any]], None]
+    cancelled: Callable[[], bool]
+    index: int  # which model call of the turn, from 0
+
+
+class ModelCalls:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        prefill_batch: int,
+        observe_prefill: Callable[[int, float], None],
+    ) -> None:
+        self.engine = engine
+        self.prefill_batch = prefill_batch
+        self.observe_prefill = observe_prefill
+        # What the last interrupted decode had generated (its text was streamed
+        # to the user), for the turn to store; None if no decode was cut short.
+        self.partial: Generation | None = None
+
+    def prefill(self, plan: PromptPlan, call: CallContext) -> int:
+        """Prefill what the live state lacks of ``plan``; returns the tokens reused."""
+        clock = call.trace.clock
+        start = clock()
+        progress = [0]
+
+        def on_progress(done: int, total: int) -> None:
+            progress[0] = done
+            elapsed = clock() - start
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / rate if rate > 0 else 0.0
+            call.emit(
+                {
+                    "type": "progress",
+                    "phase": "prefill",
+                    "done": done,
+                    "total": total,
+                    "rate": round(rate, 1),
+                    "eta_s": round(eta, 2),
+                }
+            )
+
+        try:
+            reused = self.engine.prefill(
+                plan.tokens,
+                batch_size=self.prefill_batch,
+                on_progress=on_progress,
+                cancelled=call.cancelled,
+            )
+        except OpenClawError as exc:
+            # A timed-out or cancelled turn keeps the time it spent here in its
+            # trace. The live context holds the reused prefix plus the whole
+            # batches done (an aborted batch leaves nothing).
+            call.trace.add(
+                "model.prefill",
+                start,
+                clock(),
+                call=call.index,
+                tokens=progress[0],
+                cachedTokens=max(0, len(self.engine.live_tokens) - progress[0]),
+                interrupted=exc.code,
+            )
+            raise
+        end = clock()
+        prefilled = len(plan.tokens) - reused
+        self.observe_prefill(prefilled, end - start)
+        call.trace.add(
+            "model.prefill",
+            start,
+            end,
+            call=call.index,
+            tokens=prefilled,
+            cachedTokens=reused,
+            tokPerS=round(prefilled / (end - start), 1) if end > start else None,
+        )
+        return reused
+
+    def decode(
+        self,
+        request: dict[str, Any],
+        max_tokens: int,
+        call: CallContext,
+        *,
+        grammar: str | None,
+        hide_calls: bool,
+    ) -> Generation:
+        from openclaw_daemon.model.llama_engine import SamplingParams
+
+        params = SamplingParams(
+            temperature=float(request.get("temperature") or 0.0),
+            seed=request.get("seed"),
+        )
+        stops = [str(s) for s in request.get("stop") or []]
+        # Tool responses are the runtime's to write; a small model imitating
+        # one has finished its reply.
+        stream = TextStream(stops + list(RESULT_TAGS) if hide_calls else stops)
+        # A second filter only for what the user sees: it stops at a tool call.
+        shown = TextStream([CALL_OPEN] if hide_calls else [])
+        clock = call.trace.clock
+        start = clock()
+        first_token_at: float | None = None
+        ids: list[int] = []
+        stop_reason = "length"
+        self.partial = None
+        tokens = self.engine.generate(
+            params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
+        )
+        try:
+            for token in tokens:
+                if first_token_at is None:
+                    first_token_at = clock()
+                if self.engine.is_end_of_generation(token):
+                    stop_reason = "stop"
+                    break
+                ids.append(token)
+                self._show(shown, stream.push(self.engine.detokenize([token])), call)
+                if stream.stopped:
+                    stop_reason = "stop"
+                    break
+        except OpenClawError as exc:
+            self.partial = Generation(stream.text, ids, exc.code, first_token_at)
+            call.trace.add(
+                "model.decode",
+                start,
+                clock(),
+                call=call.index,
+                tokens=len(ids),
+                interrupted=exc.code,
+            )
+            raise
+        self._show(shown, stream.finish(), call)
+        self._emit(shown.finish(), call)
+        end = clock()
+        call.trace.add(
+            "model.decode",
+            start,
+            end,
+            call=call.index,
+            tokens=len(ids),
+            firstTokenMs=round(call.trace.offset_ms(first_token_at), 3) if first_token_at else None,
+            tokPerS=round(len(ids) / (end - start), 1) if ids and end > start else None,
+        )
+        return Generation(stream.text, ids, stop_reason, first_token_at)
+
+    def _show(self, shown: TextStream, piece: str, call: CallContext) -> None:
+        if piece and not shown.stopped:
+            self._emit(shown.push(piece.encode("utf-8")), call)
+
+    @staticmethod
+    def _emit(text: str, call: CallContext) -> None:
+        if text:
+            call.emit({"type": "token", "text": text})

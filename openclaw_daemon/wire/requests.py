@@ -1,0 +1,264 @@
+"""Parse every request's fields once, at the socket boundary, into typed options.
+
+A frame that decoded as msgpack can still carry anything: a list for a
+string, NaN for a number, a NUL byte in a path, a 10 MB stop string. Each
+request type has one parser here; it checks every field's type, range and
+length and raises ``BadRequestError`` naming the field, so nothing below the
+handlers ever sees an unchecked value (and a bad turn is refused before any
+prefill runs). Unknown extra fields are ignored, for forward compatibility.
+
+Standard library only (plus the error hierarchy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from openclaw_daemon.wire import ids
+from openclaw_daemon.wire.errors import BadRequestError
+
+# Limits. A frame is at most 16 MiB (protocol.MAX_FRAME_BYTES); these keep any
+# one field far below what would tie up the model worker or the disk.
+MAX_MESSAGE_CHARS = 1_000_000
+MAX_SYSTEM_CHARS = 200_000
+MAX_INSTRUCTIONS_CHARS = 20_000
+MAX_ID_CHARS = 128
+MAX_KEY_CHARS = 512  # a session key: agent:<agentId>:<rest>
+MAX_PATH_CHARS = 4096
+MAX_NAME_CHARS = 64
+MAX_STOPS = 16
+MAX_STOP_CHARS = 256
+MAX_ALLOW = 8
+MAX_ENV_ENTRIES = 4096
+MAX_ENV_KEY_CHARS = 1024
+MAX_ENV_VALUE_CHARS = 128 * 1024
+MAX_TOKENS_LIMIT = 1 << 20
+MAX_STEPS_LIMIT = 64
+MAX_TEMPERATURE = 100.0
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_SEED = (1 << 32) - 1  # llama.cpp takes a uint32 seed
+
+
+def _fail(name: str, problem: str) -> BadRequestError:
+    return BadRequestError(f"bad request field {name!r}: {problem}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def text(
+    message: dict[str, Any],
+    name: str,
+    *,
+    limit: int,
+    default: str | None = None,
+    required: bool = False,
+) -> str | None:
+    """A string field: no NUL byte, at most ``limit`` characters."""
+    value = message.get(name)
+    if value is None:
+        if required:
+            raise _fail(name, "is required")
+        return default
+    if not isinstance(value, str):
+        raise _fail(name, f"must be a string, not {_type_name(value)}")
+    if len(value) > limit:
+        raise _fail(name, f"is {len(value)} characters long; the limit is {limit}")
+    if "\x00" in value:
+        raise _fail(name, "contains a NUL byte")
+    return value
+
+
+def integer(
+    message: dict[str, Any], name: str, *, low: int, high: int, default: int | None = None
+) -> int | None:
+    """An integer field (a bool or a float is refused) within [low, high]."""
+    value = message.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, f"must be an integer, not {_type_name(value)}")
+    if not low <= value <= high:
+        raise _fail(name, f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def number(
+    message: dict[str, Any],
+    name: str,
+    *,
+    low: float,
+    high: float,
+    default: float | None = None,
+    positive: bool = False,
+) -> float | None:
+    """A finite number within [low, high] (an int is accepted; a bool is not)."""
+    value = message.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(name, f"must be a number, not {_type_name(value)}")
+    as_float = float(value) if abs(value) < 1e300 else math.inf
+    if not math.isfinite(as_float):
+        raise _fail(name, "must be a finite number")
+    if not low <= as_float <= high or (positive and as_float <= 0):
+        raise _fail(name, f"must be {'above' if positive else 'at least'} {low} and at most {high}")
+    return as_float
+
+
+def text_list(
+    message: dict[str, Any], name: str, *, count: int, limit: int, allow_empty: bool = True
+) -> list[str]:
+    value = message.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(name, f"must be a list of strings, not {_type_name(value)}")
+    if len(value) > count:
+        raise _fail(name, f"has {len(value)} items; the limit is {count}")
+    items = []
+    for index, item in enumerate(value):
+        label = f"{name}[{index}]"
+        checked = text({label: item}, label, limit=limit, required=True)
+        assert checked is not None
+        if not checked and not allow_empty:
+            raise _fail(f"{name}[{index}]", "must not be empty")
+        items.append(checked)
+    return items
+
+
+def string_map(message: dict[str, Any], name: str) -> dict[str, str]:
+    value = message.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(name, f"must be a map of strings, not {_type_name(value)}")
+    if len(value) > MAX_ENV_ENTRIES:
+        raise _fail(name, f"has {len(value)} entries; the limit is {MAX_ENV_ENTRIES}")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        k = text({f"{name} key": key}, f"{name} key", limit=MAX_ENV_KEY_CHARS, required=True)
+        assert k is not None
+        if not k or "=" in k:
+            raise _fail(f"{name} key", f"{k[:40]!r} is not a variable name")
+        label = f"{name}[{k[:40]}]"
+        v = text({label: item}, label, limit=MAX_ENV_VALUE_CHARS, required=True)
+        assert v is not None
+        result[k] = v
+    return result
+
+
+# -- ids ------------------------------------------------------------------------
+# Ids become path components: the wire layer bounds their length, and
+# ``openclaw_daemon.wire.ids`` applies OpenClaw's naming rules and normalisation.
+def _agent_id(message: dict[str, Any]) -> str:
+    raw = text(message, "agent_id", limit=MAX_ID_CHARS)
+    return ids.agent_id(raw, field="agent_id")
+
+
+def _session_id(message: dict[str, Any]) -> str | None:
+    raw = text(message, "session_id", limit=MAX_ID_CHARS)
+    return ids.optional_session_id(raw, field="session_id")
+
+
+def _session_ref(message: dict[str, Any]) -> str:
+    raw = text(message, "session_id", limit=MAX_KEY_CHARS, required=True)
+    return ids.session_ref(raw, field="session_id")
+
+
+# -- request types ----------------------------------------------------------------
+@dataclass(frozen=True)
+class TurnOptions:
+    """A ``turn`` request, every field checked (see protocol.TurnRequest)."""
+
+    message: str
+    agent_id: str = "main"
+    session_id: str | None = None
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    timeout_s: float | None = None
+    system: str | None = None
+    tool_choice: str | None = None
+    max_steps: int | None = None
+    allow: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    exec_timeout: float | None = None
+    request_id: str | None = None  # a retry with the same id replays the stored turn
+
+    def as_request(self) -> dict[str, Any]:
+        """The checked fields as the dict the turn pipeline reads."""
+        return {"type": "turn", **{name: getattr(self, name) for name in self.__dataclass_fields__}}
+
+
+def parse_turn(message: dict[str, Any]) -> TurnOptions:
+    text_ = text(message, "message", limit=MAX_MESSAGE_CHARS, required=True)
+    assert text_ is not None
+    if not text_.strip():
+        raise BadRequestError("the turn has no message text", hint="Pass one with -m TEXT.")
+    return TurnOptions(
+        message=text_,
+        agent_id=_agent_id(message),
+        session_id=_session_id(message),
+        max_tokens=integer(message, "max_tokens", low=1, high=MAX_TOKENS_LIMIT),
+        temperature=number(message, "temperature", low=0.0, high=MAX_TEMPERATURE, default=0.0)
+        or 0.0,
+        seed=integer(message, "seed", low=0, high=MAX_SEED),
+        stop=text_list(message, "stop", count=MAX_STOPS, limit=MAX_STOP_CHARS, allow_empty=False),
+        cwd=text(message, "cwd", limit=MAX_PATH_CHARS),
+        timeout_s=number(message, "timeout_s", low=0.0, high=MAX_TIMEOUT_S, positive=True),
+        system=text(message, "system", limit=MAX_SYSTEM_CHARS),
+        tool_choice=text(message, "tool_choice", limit=MAX_NAME_CHARS),
+        max_steps=integer(message, "max_steps", low=1, high=MAX_STEPS_LIMIT),
+        allow=text_list(message, "allow", count=MAX_ALLOW, limit=MAX_NAME_CHARS),
+        env=string_map(message, "env"),
+        exec_timeout=number(message, "exec_timeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
+        request_id=text(message, "request_id", limit=MAX_ID_CHARS),
+    )
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    action: str
+
+
+def parse_cache(message: dict[str, Any]) -> CacheOptions:
+    action = text(message, "action", limit=MAX_NAME_CHARS, required=True)
+    if action not in ("stats", "clear"):
+        raise BadRequestError(
+            f"bad request field 'action': unknown cache action {action!r}",
+            hint="Use stats or clear.",
+        )
+    return CacheOptions(action)
+
+
+@dataclass(frozen=True)
+class CompactOptions:
+    agent_id: str
+    session_id: str
+    instructions: str | None
+
+
+def parse_compact(message: dict[str, Any]) -> CompactOptions:
+    return CompactOptions(
+        agent_id=_agent_id(message),
+        session_id=_session_ref(message),
+        instructions=text(message, "instructions", limit=MAX_INSTRUCTIONS_CHARS),
+    )
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """A request about one stored session (``tape``)."""
+
+    agent_id: str
+    session_id: str
+
+
+def parse_session(message: dict[str, Any]) -> SessionOptions:
+    return SessionOptions(agent_id=_agent_id(message), session_id=_session_ref(message))

@@ -1,0 +1,185 @@
+"""Scheduler: one worker runs jobs in order, lanes serialize a session, a full queue is busy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from openclaw_daemon.serve.scheduler import Scheduler
+from openclaw_daemon.wire.errors import DaemonBusyError
+
+
+def test_jobs_run_one_at_a_time_in_submission_order() -> None:
+    scheduler = Scheduler(max_queue=8)
+    running = []
+    order = []
+
+    def job(n: int) -> int:
+        running.append(n)
+        assert len(running) == 1
+        time.sleep(0.01)
+        order.append(n)
+        running.remove(n)
+        return n * 2
+
+    futures = [scheduler.submit(lambda n=n: job(n)) for n in range(5)]
+    assert [f.result(timeout=5) for f in futures] == [0, 2, 4, 6, 8]
+    assert order == [0, 1, 2, 3, 4]
+    scheduler.shutdown()
+
+
+def test_full_queue_answers_busy() -> None:
+    scheduler = Scheduler(max_queue=1)
+    release = threading.Event()
+    first = scheduler.submit(release.wait)
+    time.sleep(0.05)  # let the worker take the first job
+    scheduler.submit(lambda: None)
+    with pytest.raises(DaemonBusyError, match="busy"):
+        scheduler.submit(lambda: None)
+    release.set()
+    assert first.result(timeout=5) is True
+    scheduler.shutdown()
+
+
+def test_same_lane_never_interleaves_but_other_lanes_do_not_wait() -> None:
+    scheduler = Scheduler()
+    events: list[str] = []
+    inside = threading.Event()
+
+    def hold(lane: str, tag: str, wait: float) -> None:
+        with scheduler.lane(lane):
+            events.append(f"{tag}+")
+            inside.set()
+            time.sleep(wait)
+            events.append(f"{tag}-")
+
+    a = threading.Thread(target=hold, args=("s1", "a", 0.2))
+    a.start()
+    inside.wait(2)
+    b = threading.Thread(target=hold, args=("s1", "b", 0))
+    c = threading.Thread(target=hold, args=("s2", "c", 0))
+    b.start()
+    c.start()
+    for thread in (a, b, c):
+        thread.join(5)
+    assert events.index("a-") < events.index("b+")
+    assert events.index("c-") < events.index("a-")
+    scheduler.shutdown()
+
+
+def test_idle_jobs_wait_for_queued_turns_coalesce_and_run_at_shutdown() -> None:
+    scheduler = Scheduler()
+    order: list[str] = []
+    release = threading.Event()
+    first = scheduler.submit(lambda: (release.wait(5), order.append("turn 1")))
+    time.sleep(0.05)  # the worker is inside turn 1
+    assert scheduler.busy()
+    scheduler.submit_idle("park", lambda: order.append("stale park"))
+    scheduler.submit_idle("park", lambda: order.append("park"))  # replaces the pending one
+    second = scheduler.submit(lambda: order.append("turn 2"))
+    release.set()
+    first.result(timeout=5)
+    second.result(timeout=5)
+    assert wait_until(lambda: "park" in order)
+    # A queued turn goes before idle work; the newer idle job replaced the older.
+    assert order == ["turn 1", "turn 2", "park"]
+    assert not scheduler.busy()
+    scheduler.submit_idle("late", lambda: order.append("late"))
+    scheduler.shutdown()
+    assert order[-1] == "late"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_quiet_idle_jobs_wait_for_their_quiet_period_or_their_deadline() -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    ran: list[str] = []
+    scheduler.submit(lambda: None).result(timeout=5)  # a turn ends at t=0
+    scheduler.submit_idle("compact", lambda: ran.append("compact"), after_quiet_s=0.3)
+    scheduler.submit_idle("park", lambda: ran.append("park"))  # no quiet needed
+    assert wait_until(lambda: ran == ["park"])
+    # Back-to-back turns keep the quiet job waiting...
+    for _ in range(3):
+        clock.now += 0.2
+        scheduler.submit(lambda: None).result(timeout=5)
+    time.sleep(0.5)  # the worker re-checks at least every 0.3 s
+    assert ran == ["park"]
+    # ...until the daemon has been quiet for its period.
+    clock.now += 0.35
+    assert wait_until(lambda: ran == ["park", "compact"])
+    # With turns that never pause, a deadline still runs it.
+    scheduler.submit_idle("prefill", lambda: ran.append("prefill"), after_quiet_s=0.3, at_most_s=1)
+    for _ in range(6):
+        clock.now += 0.2
+        scheduler.submit(lambda: None).result(timeout=5)
+    assert wait_until(lambda: ran[-1] == "prefill")
+    scheduler.shutdown()
+
+
+def test_at_stop_only_jobs_without_a_quiet_period_run() -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    ran: list[str] = []
+    release = threading.Event()
+    scheduler.submit(lambda: release.wait(5))  # the worker is busy: nothing idle runs yet
+    scheduler.submit_idle("compact", lambda: ran.append("compact"), after_quiet_s=0.3)
+    scheduler.submit_idle("park", lambda: ran.append("park"))
+    clock.now += 10  # the compaction's quiet period has passed, but a stop is coming
+    stopper = threading.Thread(target=scheduler.shutdown)
+    stopper.start()
+    time.sleep(0.05)
+    release.set()
+    stopper.join(5)
+    assert ran == ["park"]
+
+
+def test_a_job_learns_what_it_waited_behind() -> None:
+    scheduler = Scheduler()
+    scheduler.submit(lambda: None, label="turn:main/early").result(timeout=5)
+    release = threading.Event()
+    started = threading.Event()
+
+    def background() -> None:
+        started.set()
+        release.wait(5)
+
+    scheduler.submit_idle("prefill-ahead:agent:main:s1", background)
+    assert started.wait(5)
+    # Background work is not a turn (busy) but the worker is working (disk writes wait).
+    assert scheduler.working() and not scheduler.busy()
+    seen: dict[str, list[str]] = {}
+    # Queued while the background job runs, then behind another turn.
+    first = scheduler.submit(
+        lambda: seen.setdefault("a", list(scheduler.waited_behind)), label="turn:main/a"
+    )
+    second = scheduler.submit(
+        lambda: seen.setdefault("b", list(scheduler.waited_behind)), label="turn:main/b"
+    )
+    release.set()
+    first.result(timeout=5), second.result(timeout=5)
+    # The turn that ended before they were queued is not what they waited for.
+    assert seen["a"] == ["prefill-ahead:agent:main:s1"]
+    assert seen["b"] == ["prefill-ahead:agent:main:s1", "turn:main/a"]
+    # Nothing running or queued: no wait to explain.
+    assert scheduler.submit(lambda: list(scheduler.waited_behind)).result(timeout=5) == []
+    assert wait_until(lambda: not scheduler.working())
+    scheduler.shutdown()
