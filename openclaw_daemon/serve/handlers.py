@@ -364,7 +364,8 @@ class Handlers:
             with contextlib.suppress(queue.Empty):
                 event = events.get(timeout=_POLL_S)
                 if event is not _JOB_ENDED:
-                    connection.send(_stream_frame(event))
+                    # The pipeline emits messages' stream frames (its emit is untyped).
+                    connection.send(cast(StreamFrame, event))
             if cancel.is_set():
                 continue
             polled = connection.poll_client()
@@ -383,11 +384,4 @@ class Handlers:
             except queue.Empty:
                 return
             if event is not _JOB_ENDED:
-                connection.send(_stream_frame(event))
-
-
-def _stream_frame(event: Mapping[str, Any]) -> StreamFrame:
-    """A turn event as the frame it is: the pipeline emits ``token``,
-    ``progress``, ``tool`` and ``notice`` frames (``messages``' shapes) and the
-    trace ``phase`` frames; its ``emit`` is typed as a plain map for now."""
-    return cast(StreamFrame, event)
+                connection.send(cast(StreamFrame, event))

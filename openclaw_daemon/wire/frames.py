@@ -1,4 +1,4 @@
-"""The wire contract between the CLI and the daemon: the one place it is defined.
+"""The wire between the CLI and the daemon: framing, the version, the type sets.
 
 Framing: a 4-byte big-endian length, then a msgpack map of at most
 ``MAX_FRAME_BYTES``. Every message is a map with a string ``type``.

@@ -184,3 +184,14 @@ def test_a_bad_field_is_named_as_it_is_spelled_on_the_wire() -> None:
         requests.parse_turn({"type": "turn", "message": "hi", "maxTokens": 1.5})
     with pytest.raises(BadRequestError, match="agentId"):
         requests.parse_turn({"type": "turn", "message": "hi", "agentId": "../etc"})
+
+
+def test_the_standalone_fuzzer_speaks_this_version_and_knows_the_old_keys() -> None:
+    from tests import wire_fuzz
+
+    assert wire_fuzz.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
+    assert set(wire_fuzz.V5_KEYS) == set(requests._V5_KEYS)
+    for old, value in wire_fuzz.V5_KEYS.items():
+        # Each is a good value under its new name: only the spelling is wrong.
+        good = {"type": "turn", "message": "hi", requests._V5_KEYS[old]: value}
+        requests.parse_turn(good)
