@@ -3,6 +3,8 @@
 Thin by design: it imports the protocol, config and client modules of
 ``openclaw_daemon`` and nothing heavier until a command needs it; it never
 imports llama_cpp. ``BOOT`` anchors the turn trace at the process's real start.
+``wants_json`` is here because both ``main`` and the agent command need it and
+this package init is loaded anyway: a module of its own would cost every start.
 """
 
 from __future__ import annotations
@@ -26,3 +28,9 @@ def _process_age_s() -> float:
 
 # perf_counter() value at the moment the process started (approximately).
 BOOT = time.perf_counter() - _process_age_s()
+
+
+def wants_json(argv: list[str]) -> bool:
+    """``--json`` among the options (not after ``--``, where it would be text)."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in head

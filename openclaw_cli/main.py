@@ -1,66 +1,27 @@
 """``openclaw`` entry point: the fast ``agent`` path and the one top-level error handler.
 
 ``openclaw agent`` runs in loops and scripts, so it is dispatched here before
-typer is imported (see ``agent_args``); every other command goes through the
-typer app in ``commands``. User errors print one clear line and exit non-zero;
-tracebacks are for bugs. With ``--json`` every failure also prints exactly one
-JSON document on stdout: a failed turn its OpenClaw envelope (``agent_cmd``),
-anything else ``{"ok": false, "error": {"type", "message"}}`` (usage errors
-from argparse or click included), so a script never reads an empty stdout.
+typer is imported (``commands.agent.run_agent_argv``); every other command goes
+through the typer app in ``commands.registry``, imported only then. Nothing
+else of the CLI imports this module (the registry reaches the agent command
+through ``commands.agent``), so the import graph has no cycle through it.
+User errors print one clear line and exit non-zero; tracebacks are for bugs.
+With ``--json`` every failure also prints exactly one JSON document on stdout:
+a failed turn its OpenClaw envelope (``agent_cmd``), anything else ``{"ok":
+false, "error": {"type", "message"}}`` (usage errors from argparse or click
+included), so a script never reads an empty stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from typing import Any
 
+from openclaw_cli import wants_json
 from openclaw_daemon.wire.errors import OpenClawError
-
-_USAGE_PREFIX = "error: "
-
-
-def wants_json(argv: list[str]) -> bool:
-    """``--json`` among the options (not after ``--``, where it would be text)."""
-    head = argv[: argv.index("--")] if "--" in argv else argv
-    return "--json" in head
-
-
-@contextlib.contextmanager
-def _usage_errors_as_json(enabled: bool) -> Iterator[None]:
-    """argparse prints a usage error to stderr and exits 2: with ``--json`` the
-    same error also goes to stdout as one ``ok: false`` document."""
-    if not enabled:
-        yield
-        return
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            yield
-    except SystemExit as exc:
-        sys.stderr.write(captured.getvalue())
-        if exc.code not in (0, None):
-            from openclaw_cli.views import render
-
-            lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-            message = lines[-1] if lines else "bad arguments"
-            message = message.split(_USAGE_PREFIX, 1)[-1] if _USAGE_PREFIX in message else message
-            render.print_json_failure("usage", message, "See: openclaw agent --help")
-        raise
-    sys.stderr.write(captured.getvalue())
-
-
-def run_agent_argv(argv: list[str]) -> int:
-    from openclaw_cli.agent_args import parse_agent_args
-    from openclaw_cli.commands.agent import run_agent
-
-    with _usage_errors_as_json(wants_json(argv)):
-        options = parse_agent_args(argv)
-    return run_agent(options)
 
 
 def report(exc: OpenClawError, *, json_out: bool = False) -> int:
@@ -118,6 +79,8 @@ def run() -> None:
     json_out = wants_json(argv)
     try:
         if argv[:1] == ["agent"]:
+            from openclaw_cli.commands.agent import run_agent_argv
+
             exit_now(run_agent_argv(argv[1:]))
         _run_app(json_out)
     except OpenClawError as exc:

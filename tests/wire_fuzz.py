@@ -4,7 +4,8 @@
 oversized or non-msgpack frame, a message with a missing or mistyped
 ``type``, a bad protocol version, or a valid hello followed by a request with
 exactly one bad field (wrong type, NaN or infinity, negative or enormous
-number, NUL byte, path-like id, huge string). Every input is invalid, so none
+number, NUL byte, path-like id, huge string), or a good turn that spells one
+key the version-5 way (``max_tokens``). Every input is invalid, so none
 of them may start the model: a turn with a bad field must be refused before
 its prefill. Each input is classified by how the daemon answered it: an
 ``error`` frame, a deliberate close (EOF without an error), or nothing within
@@ -30,13 +31,25 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6  # openclaw_daemon.wire.frames (this file stands alone)
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 # Longer than the daemon's hello deadline (5 s): an input it answers only at
 # that deadline still counts as answered.
 ANSWER_TIMEOUT_S = 15.0
 
 Frame = bytes
+# Protocol 5's request keys, each with a value that would be good under its
+# version-6 name: the daemon must refuse them, not ignore them.
+V5_KEYS: dict[str, Any] = {
+    "agent_id": "fuzz",
+    "session_id": "fuzz-v5",
+    "max_tokens": 1,
+    "timeout_s": 30.0,
+    "tool_choice": "none",
+    "max_steps": 1,
+    "exec_timeout": 5.0,
+    "request_id": "fuzz-v5",
+}
 
 
 def _frame(body: bytes) -> Frame:
@@ -105,19 +118,19 @@ class _Inputs:
         rng = self.rng
         strings = {
             "message": [self.huge_string(1_000_000), "", " ", "hi\x00", 5, [b"x"], {"k": "v"}],
-            "agent_id": [self.path_like(), 7, ["main"], "a" * 300, "ab\x00", {"x": 1}],
-            "session_id": [self.path_like(), 3.5, ["s"], "s" * 300, "s\x00", {"x": 1}],
+            "agentId": [self.path_like(), 7, ["main"], "a" * 300, "ab\x00", {"x": 1}],
+            "sessionId": [self.path_like(), 3.5, ["s"], "s" * 300, "s\x00", {"x": 1}],
             "cwd": [f"/tmp/{self.marker}\x00", 1, ["/"], "/" * 5000, {"x": 1}],
             "system": ["s\x00", 1.5, [1], self.huge_string(200_000), {"x": 1}],
-            "tool_choice": ["auto\x00", 1, ["auto"], "t" * 100, {"x": 1}],
+            "toolChoice": ["auto\x00", 1, ["auto"], "t" * 100, {"x": 1}],
         }
         numbers = {
-            "max_tokens": [0, -5, 2**40, 2**64 - 1, 1.5, math.nan, "abc", True, [1], None],
+            "maxTokens": [0, -5, 2**40, 2**64 - 1, 1.5, math.nan, "abc", True, [1], None],
             "temperature": [math.nan, math.inf, -1.0, 1e308, "abc", True, [0.5], {"t": 1}],
             "seed": [-1, 2**33, 2**64 - 1, 1.5, math.nan, "abc", True, [1]],
-            "timeout_s": [0, -1.0, math.nan, math.inf, 1e300, "abc", True, [1]],
-            "max_steps": [0, -3, 10**6, 1.5, math.nan, "abc", True, [1]],
-            "exec_timeout": [0.0, -2, math.nan, math.inf, 1e300, "abc", [1]],
+            "timeoutS": [0, -1.0, math.nan, math.inf, 1e300, "abc", True, [1]],
+            "maxSteps": [0, -3, 10**6, 1.5, math.nan, "abc", True, [1]],
+            "execTimeout": [0.0, -2, math.nan, math.inf, 1e300, "abc", [1]],
         }
         lists = {
             "stop": ["abc", 5, [1, 2], ["a\x00"], ["x" * 1000], [""], ["s"] * 100, {"a": 1}],
@@ -127,7 +140,7 @@ class _Inputs:
         choices = strings.get(field) or numbers.get(field) or lists.get(field)
         assert choices is not None, field
         value = rng.choice(choices)
-        if value is None and field == "max_tokens":
+        if value is None and field == "maxTokens":
             value = math.nan
         return value
 
@@ -135,13 +148,13 @@ class _Inputs:
         return {
             "type": "turn",
             "message": "hi",
-            "agent_id": "fuzz",
-            "max_tokens": 1,
+            "agentId": "fuzz",
+            "maxTokens": 1,
             "temperature": 0.0,
             "stop": [],
             "cwd": tempfile.gettempdir(),
-            "tool_choice": "none",
-            "max_steps": 1,
+            "toolChoice": "none",
+            "maxSteps": 1,
             "allow": [],
             "env": {"PATH": "/usr/bin"},
         }
@@ -175,7 +188,7 @@ class _Inputs:
     def bad_hello(self) -> list[bytes]:
         rng = self.rng
         version = rng.choice(
-            [5.0, "5", True, None, -1, 0, 4, 6, 2**63 - 1, [5], {"v": 5}, math.nan, b"5", "5\x00"]
+            [6.0, "6", True, None, -1, 0, 5, 7, 2**63 - 1, [6], {"v": 6}, math.nan, b"6", "6\x00"]
         )
         kind = rng.choice(["missing", "list", "map", "int", "nul", "version", "other"])
         message: dict[Any, Any] = {"version": PROTOCOL_VERSION, "client": "fuzz"}
@@ -204,17 +217,17 @@ class _Inputs:
             name = rng.choice(
                 [
                     "message",
-                    "agent_id",
-                    "session_id",
+                    "agentId",
+                    "sessionId",
                     "cwd",
                     "system",
-                    "tool_choice",
-                    "max_tokens",
+                    "toolChoice",
+                    "maxTokens",
                     "temperature",
                     "seed",
-                    "timeout_s",
-                    "max_steps",
-                    "exec_timeout",
+                    "timeoutS",
+                    "maxSteps",
+                    "execTimeout",
                     "stop",
                     "allow",
                     "env",
@@ -223,16 +236,22 @@ class _Inputs:
             request[name] = self.bad_for(name)
             if rng.random() < 0.1:
                 del request["message"]
+        elif family < 0.65:
+            # Protocol 5's snake_case spelling of a key, with a good value:
+            # refused by name, never run without the limit it meant to set.
+            request = self.base_turn()
+            old, value = rng.choice(list(V5_KEYS.items()))
+            request[old] = value
         elif family < 0.7:
             request = {"type": "cache", "action": rng.choice([self.bad_value(), "drop", None])}
         elif family < 0.8:
             request = {
                 "type": "compact",
-                "agent_id": rng.choice([self.path_like(), self.bad_value()]),
-                "session_id": rng.choice([self.path_like(), self.bad_value(), "nope"]),
+                "agentId": rng.choice([self.path_like(), self.bad_value()]),
+                "sessionId": rng.choice([self.path_like(), self.bad_value(), "nope"]),
             }
             if rng.random() < 0.5:
-                request["agent_id"] = "fuzz"
+                request["agentId"] = "fuzz"
                 request["instructions"] = rng.choice([self.bad_value(), "x" * 30_000])
         elif family < 0.9:
             request = {

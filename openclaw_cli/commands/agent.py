@@ -5,6 +5,10 @@ The reply goes to stdout as it is decoded; progress and notices go to stderr.
 ``durationMs``, ``agentMeta`` (session, model, usage) and ``trace``. After the
 reply, the CLI reports its own spans so the daemon stores the turn's whole
 trace (``openclaw trace``); ``--trace`` draws it.
+
+The frames are ``wire.messages``' TypedDicts (the request a ``TurnRequest``,
+the result a ``TurnResult``), imported for annotations only: they cost this
+hot path nothing.
 """
 
 from __future__ import annotations
@@ -14,15 +18,21 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from openclaw_cli import BOOT, daemon_control
-from openclaw_cli.agent_args import AgentOptions
+from openclaw_cli import BOOT, daemon_control, wants_json
+from openclaw_cli.agent_args import AgentOptions, parse_agent_args
 from openclaw_cli.views import render
 from openclaw_daemon import config
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.wire.errors import BadRequestError, OpenClawError, TurnTimeoutError
+
+if TYPE_CHECKING:
+    from openclaw_daemon.observability.turn_record import TraceRecord
+    from openclaw_daemon.wire.client import DaemonClient
+    from openclaw_daemon.wire.messages import ClientSpan, ReportRequest, TurnRequest, TurnResult
 
 # The CLI's own deadline waits this much longer than --timeout, so the
 # daemon's timeout error (which stops the turn cleanly) normally arrives first.
@@ -36,13 +46,17 @@ def _ms(at: float) -> float:
     return round((at - BOOT) * 1000.0, 3)
 
 
-def _span(name: str, start: float, end: float, **attrs: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "startMs": _ms(start),
-        "durationMs": round((end - start) * 1000.0, 3),
-        **attrs,
-    }
+def _span(name: str, start: float, end: float, **attrs: float) -> ClientSpan:
+    span = {"name": name, "startMs": _ms(start), "durationMs": round((end - start) * 1000.0, 3)}
+    return cast("ClientSpan", {**span, **attrs})
+
+
+def run_agent_argv(argv: list[str]) -> int:
+    """``openclaw agent ARGS``, from ``main.run`` (before typer is imported) or
+    from the typer app's listing of the command."""
+    with render.usage_errors_as_json(wants_json(argv)):
+        options = parse_agent_args(argv)
+    return run_agent(options)
 
 
 def run_agent(options: AgentOptions) -> int:
@@ -80,7 +94,7 @@ def run_agent(options: AgentOptions) -> int:
             _show_failed_turn(exc, options, "".join(shown), paths)
             raise
         render_at = time.perf_counter()
-        report: dict[str, Any] = {}
+        report: ReportRequest | None = None
         try:
             _finish_reply(result, options)
             spans.append(_span("cli.render", render_at, time.perf_counter()))
@@ -95,13 +109,13 @@ def run_agent(options: AgentOptions) -> int:
         finally:
             # After the reply is out, or its reader gone (``| head``): the daemon
             # stores the turn's trace record, with the CLI's spans if they are done.
-            if not report:
+            if report is None:
                 spans.append(_span("cli.render", render_at, time.perf_counter()))
                 report = _client_report(
                     result, spans, (connected_at, sent_at, render_at), first_token_at
                 )
             with contextlib.suppress(OpenClawError):
-                client.call({"type": "report", **report}, timeout=_REPORT_TIMEOUT_S)
+                client.call(report, timeout=_REPORT_TIMEOUT_S)
     if options.trace:
         from openclaw_cli.views import trace_view
 
@@ -109,7 +123,7 @@ def run_agent(options: AgentOptions) -> int:
     return 0
 
 
-def _finish_reply(result: dict[str, Any], options: AgentOptions) -> None:
+def _finish_reply(result: TurnResult, options: AgentOptions) -> None:
     """End the streamed reply with a newline, or say that there was none."""
     if not options.json and result["text"] and not result["text"].endswith("\n"):
         sys.stdout.write("\n")
@@ -123,11 +137,11 @@ def _finish_reply(result: dict[str, Any], options: AgentOptions) -> None:
 
 
 def _client_report(
-    result: dict[str, Any],
-    spans: list[dict[str, Any]],
+    result: TurnResult,
+    spans: list[ClientSpan],
     marks: tuple[float, float, float],
     first_token_at: float | None,
-) -> dict[str, Any]:
+) -> ReportRequest:
     """What the daemon needs to put its spans and ours on one timeline.
 
     Besides the CLI's own phases, two spans cover the hand-offs: preparing and
@@ -149,6 +163,7 @@ def _client_report(
     ordered = sorted([*spans, *handoffs], key=lambda span: span["startMs"])
     end = spans[-1]["startMs"] + spans[-1]["durationMs"]
     return {
+        "type": "report",
         "turnId": result.get("turnId", ""),
         "spans": ordered,
         "wallMs": round(end, 3),
@@ -157,7 +172,7 @@ def _client_report(
     }
 
 
-def _connect_detail(info: dict[str, Any], start: float, end: float) -> dict[str, float]:
+def _connect_detail(info: Mapping[str, Any], start: float, end: float) -> dict[str, float]:
     """When the daemon accepted the connection and sent its hello, as offsets into
     the connect span: a slow connect is then either a late accept or a late hello."""
     accepted, hello = info.get("acceptedClock"), info.get("helloClock")
@@ -171,7 +186,7 @@ def _connect_detail(info: dict[str, Any], start: float, end: float) -> dict[str,
     }
 
 
-def _check_model(daemon_info: dict[str, Any], model: str | None, paths: config.Paths) -> None:
+def _check_model(daemon_info: Mapping[str, Any], model: str | None, paths: config.Paths) -> None:
     """A running daemon serves one model; say so instead of silently using another."""
     if model is None:
         return
@@ -184,40 +199,44 @@ def _check_model(daemon_info: dict[str, Any], model: str | None, paths: config.P
         )
 
 
-def _stream_turn(
-    client: Any, options: AgentOptions, progress: render.Progress, shown: list[str]
-) -> tuple[dict[str, Any], float, float | None]:
-    request = {
+def turn_request(options: AgentOptions) -> TurnRequest:
+    """The ``turn`` frame for these options (docs/protocol.md)."""
+    return {
         "type": "turn",
         # One id per invocation; a script retrying a turn whose reply it never
         # got sets OPENCLAW_REQUEST_ID, and the daemon answers a committed one
         # from the transcript instead of running it twice (docs/recovery.md).
-        "request_id": os.environ.get("OPENCLAW_REQUEST_ID") or uuid.uuid4().hex,
+        "requestId": os.environ.get("OPENCLAW_REQUEST_ID") or uuid.uuid4().hex,
         "message": options.message,
-        "agent_id": options.agent_id,
-        "session_id": options.session_id,
-        "max_tokens": options.max_tokens,
+        "agentId": options.agent_id,
+        "sessionId": options.session_id,
+        "maxTokens": options.max_tokens,
         "temperature": options.temperature,
         "seed": options.seed,
         "stop": list(options.stop),
         "cwd": str(Path.cwd()),
-        "timeout_s": options.timeout,
+        "timeoutS": options.timeout,
         "system": options.system,
-        "tool_choice": options.tool_choice,
-        "max_steps": options.max_steps,
+        "toolChoice": options.tool_choice,
+        "maxSteps": options.max_steps,
         "allow": list(options.allow),
-        "exec_timeout": options.exec_timeout,
+        "execTimeout": options.exec_timeout,
         # exec runs with the caller's environment, not the daemon's.
         "env": dict(os.environ),
     }
+
+
+def _stream_turn(
+    client: DaemonClient, options: AgentOptions, progress: render.Progress, shown: list[str]
+) -> tuple[TurnResult, float, float | None]:
+    request = turn_request(options)
     deadline = options.timeout + _TIMEOUT_GRACE_S if options.timeout else None
     sent_at = time.perf_counter()
     first_token_at: float | None = None
-    result: dict[str, Any] = {}
+    result: TurnResult | None = None
     try:
         for frame in client.request(request, timeout=deadline):
-            kind = frame["type"]
-            if kind == "token":
+            if frame["type"] == "token":
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                     progress.stop()
@@ -225,15 +244,16 @@ def _stream_turn(
                 if not options.json:
                     sys.stdout.write(frame["text"])
                     sys.stdout.flush()
-            elif kind == "progress":
+            elif frame["type"] == "progress":
                 progress.prefill(frame["done"], frame["total"], frame["rate"])
-            elif kind == "notice":
+            elif frame["type"] == "notice":
                 render.notice(frame["text"])
-            elif kind == "tool":
+            elif frame["type"] == "tool":
                 progress.stop()
                 render.tool_event(frame)
-            elif kind == "done":
-                result = frame["result"]
+            elif frame["type"] == "done":
+                # A turn's done frame carries the TurnResult (docs/protocol.md).
+                result = cast("TurnResult", frame["result"])
     except (KeyboardInterrupt, TurnTimeoutError, BrokenPipeError):
         # A closed stdout (``| head -1``) means nobody reads the rest: stop the
         # turn like Ctrl-C, instead of decoding up to --max-tokens for nobody.
@@ -261,7 +281,7 @@ def _show_failed_turn(
         stored = TurnLog(paths.turns_file).read(limit=20)
         record = next((r for r in reversed(stored) if r.get("turnId") == error.turn_id), None)
     if options.json:
-        trace = {key: record.get(key) for key in _TRACE_KEYS} if record else None
+        trace = _trace_of(record) if record else None
         render.print_json(
             {
                 "payloads": [{"text": partial, "mediaUrl": None}] if partial else [],
@@ -307,7 +327,12 @@ _TRACE_KEYS = (
 )
 
 
-def _envelope(result: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def _trace_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's fields ``--json`` shows as ``meta.trace``."""
+    return {key: record.get(key) for key in _TRACE_KEYS}
+
+
+def _envelope(result: TurnResult, record: TraceRecord) -> dict[str, Any]:
     return {
         "payloads": [{"text": result["text"], "mediaUrl": None}],
         "meta": {
@@ -327,12 +352,12 @@ def _envelope(result: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "stopReason": result["stopReason"],
             # Set when this was a retry of a committed turn: its stored reply.
             "replayed": result.get("replayed"),
-            "trace": {key: record[key] for key in _TRACE_KEYS},
+            "trace": _trace_of(record),
         },
     }
 
 
-def _print_trace_summary(result: dict[str, Any], record: dict[str, Any]) -> None:
+def _print_trace_summary(result: TurnResult, record: TraceRecord) -> None:
     usage = result["usage"]
     ttft = f"{record['ttftMs']:.0f} ms" if record["ttftMs"] is not None else "n/a"
     render.notice(

@@ -2,7 +2,8 @@
 
 Command bodies import what they need when they run. ``openclaw_cli.main.run``
 handles errors for all commands and dispatches ``agent`` without importing
-this module (see ``agent_args``).
+this module (see ``agent_args``). This module never imports ``main``: the
+import graph runs one way, main -> registry.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def agent(ctx: typer.Context) -> None:
     """Run one agent turn and stream the reply (see: openclaw agent --help)."""
     # Normally ``run()`` dispatches ``agent`` before typer is imported; this
     # entry keeps the command listed and working when typer is invoked directly.
-    from openclaw_cli.main import run_agent_argv
+    from openclaw_cli.commands.agent import run_agent_argv
 
     raise typer.Exit(run_agent_argv(list(ctx.args)))
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openclaw_cli.views import render
 from openclaw_daemon import config
 from openclaw_daemon.wire import ids
 from openclaw_sessions.prompt import message_text
 from openclaw_sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from openclaw_daemon.wire.messages import CompactRequest, TapeRequest
 
 
 def _store(agent_id: str) -> SessionStore:
@@ -95,10 +98,10 @@ def compact_session(
     progress = render.Progress(enabled=not json_out)
     client, _spawned = daemon_control.connect_or_start(paths, waiting=progress.waiting)
     progress.stop()
-    request = {
+    request: CompactRequest = {
         "type": "compact",
-        "agent_id": agent_id,
-        "session_id": session_id,
+        "agentId": agent_id,
+        "sessionId": session_id,
         "instructions": instructions,
     }
     with client:
@@ -141,7 +144,7 @@ def check_tape(session_id: str | None, agent_id: str, *, json_out: bool) -> int:
     for index, sid in enumerate(session_ids):
         # One request per connection (docs/protocol.md): a fresh one after the first.
         with client if index == 0 else DaemonClient(paths.socket) as connection:
-            request = {"type": "tape", "agent_id": agent_id, "session_id": sid}
+            request: TapeRequest = {"type": "tape", "agentId": agent_id, "sessionId": sid}
             results.append(connection.call(request, timeout=300))
     if not session_ids:
         client.close()

@@ -6,9 +6,15 @@ draw, so piped and scripted runs never pay for it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from openclaw_daemon.wire.messages import ToolFrame
 
 # Set once a JSON document went to stdout: a ``--json`` failure after it must
 # not print a second one (``main`` prints ``{"ok": false, ...}`` otherwise).
@@ -112,7 +118,7 @@ def notice(text: str) -> None:
     sys.stderr.flush()
 
 
-def tool_event(frame: dict[str, Any]) -> None:
+def tool_event(frame: ToolFrame) -> None:
     """One line per tool call start and end, on stderr."""
     if frame.get("phase") == "start":
         args = json.dumps(frame.get("arguments", {}), ensure_ascii=False)
@@ -124,3 +130,28 @@ def tool_event(frame: dict[str, Any]) -> None:
     notice(
         f"[tool] {frame['name']} {status} ({frame.get('durationMs', 0):.0f} ms{cached}) {preview}"
     )
+
+
+_USAGE_PREFIX = "error: "
+
+
+@contextlib.contextmanager
+def usage_errors_as_json(enabled: bool) -> Iterator[None]:
+    """argparse prints a usage error to stderr and exits 2: with ``--json`` the
+    same error also goes to stdout as one ``ok: false`` document."""
+    if not enabled:
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exc:
+        sys.stderr.write(captured.getvalue())
+        if exc.code not in (0, None):
+            lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+            message = lines[-1] if lines else "bad arguments"
+            message = message.split(_USAGE_PREFIX, 1)[-1] if _USAGE_PREFIX in message else message
+            print_json_failure("usage", message, "See: openclaw agent --help")
+        raise
+    sys.stderr.write(captured.getvalue())

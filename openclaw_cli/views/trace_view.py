@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -43,7 +44,7 @@ def stderr_console() -> Console:
     return Console(file=sys.stderr, highlight=False)
 
 
-def headline(record: dict[str, Any]) -> str:
+def headline(record: Mapping[str, Any]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("at", 0)))
     ttft = record.get("ttftMs")
     # The first token the user saw (for a tool turn, of the answer after the tools).
@@ -62,7 +63,7 @@ def headline(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def short_session(record: dict[str, Any]) -> str:
+def short_session(record: Mapping[str, Any]) -> str:
     """The session as users name it (``main``, or what ``--session-id`` gave)."""
     key = str(record.get("sessionKey") or "")
     agent = f"agent:{record.get('agentId', 'main')}:"
@@ -72,7 +73,7 @@ def short_session(record: dict[str, Any]) -> str:
     return str(record.get("sessionId"))
 
 
-def cache_line(record: dict[str, Any]) -> str:
+def cache_line(record: Mapping[str, Any]) -> str:
     cache = record.get("cache") or {}
     usage = record.get("usage") or {}
     tokens = (
@@ -151,7 +152,7 @@ def axis(wall_ms: float, width: int) -> Text:
     return Text("".join(line), style="dim")
 
 
-def chart(record: dict[str, Any], width: int, *, plain: bool = False) -> Table:
+def chart(record: Mapping[str, Any], width: int, *, plain: bool = False) -> Table:
     wall = float(record["wallMs"])
     rows = [
         (
@@ -196,7 +197,7 @@ def legend(*, plain: bool = False) -> Text:
     return text
 
 
-def print_chart(record: dict[str, Any], *, console: Console | None = None) -> None:
+def print_chart(record: Mapping[str, Any], *, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     # Without colour the scopes differ by glyph instead.
     plain = console.color_system is None

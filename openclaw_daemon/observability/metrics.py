@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,7 @@ class Metrics:
         with self._lock:
             self.histograms.setdefault(key, Histogram()).observe(value)
 
-    def observe_turn(self, record: dict[str, Any]) -> None:
+    def observe_turn(self, record: Mapping[str, Any]) -> None:
         """Count one stored turn record (see ``turn_record``).
 
         The client-side histograms (turn time, first token, residual) take only

@@ -9,7 +9,9 @@ and ``openclaw stats`` and ``metrics`` aggregate. Without a report (a killed
 or older client) the record keeps the daemon's timeline alone.
 
 The record's fields are a stable, documented format (docs/tracing.md,
-``SCHEMA``). Standard library only: the CLI uses ``timeline`` too.
+``SCHEMA``), typed once here as ``TraceRecord`` and built only by ``build``
+and ``build_failed``. Standard library only (and the wire types): the CLI
+uses ``timeline`` and ``build`` too.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from openclaw_daemon.observability.tracing import WORK_SCOPES, Span, Trace, covered_ms, scope_of
 from openclaw_daemon.wire.errors import BadRequestError
+
+if TYPE_CHECKING:  # the CLI's agent path imports this module: annotations cost nothing
+    from openclaw_daemon.wire.messages import ClientSpan, ReportRequest, TurnResult, Usage
 
 SCHEMA = 1
 CLIENT_SPANS = frozenset(
@@ -32,12 +38,55 @@ _MAX_MS = 7 * 86400 * 1000.0  # a week: anything longer is not a turn
 _CLIENT_SPAN_DETAILS = frozenset({"acceptedMs", "helloMs"})
 
 
+class Accounting(TypedDict):
+    """Where a turn's wall time went (``accounting``)."""
+
+    coveredMs: float
+    coverage: float
+    modelAndToolMs: float
+    residualMs: float
+
+
+class _RecordKeys(Accounting):
+    schema: int
+    turnId: str
+    status: str  # "ok", or the error code the turn ended with
+    at: float  # wall-clock seconds
+    sessionId: str
+    sessionKey: str
+    agentId: str
+    model: str
+    origin: str  # "process start" (with the CLI's report) or "request received"
+    wallMs: float
+    ttftMs: float | None
+    daemonTtftMs: float | None
+    daemonMs: float
+    spawned: bool
+    stopReason: str | None
+    usage: Usage
+    modelCalls: int
+    tools: list[str]
+    cache: dict[str, Any]
+    compaction: dict[str, Any] | None
+    rssBytes: int | None
+    peakRssBytes: int | None
+    spans: list[Span]
+
+
+class TraceRecord(_RecordKeys, total=False):
+    """One stored turn (a line of ``$STATE/traces/turns.jsonl``; docs/tracing.md)."""
+
+    error: str  # a failed turn's error message
+
+
 def new_turn_id() -> str:
     return secrets.token_hex(6)
 
 
 def timeline(
-    daemon_spans: list[Span], client_spans: list[Span], daemon_offset_ms: float
+    daemon_spans: Sequence[Mapping[str, Any]],
+    client_spans: Sequence[ClientSpan],
+    daemon_offset_ms: float,
 ) -> list[Span]:
     """Every span on the client's timeline (ms from process start), in start order."""
     shifted = []
@@ -50,7 +99,7 @@ def timeline(
     return sorted(merged, key=lambda span: (span["startMs"], -span["durationMs"]))
 
 
-def accounting(spans: list[Span], wall_ms: float) -> dict[str, float]:
+def accounting(spans: list[Span], wall_ms: float) -> Accounting:
     """How much of the wall time the spans cover, and the framework residual.
 
     The residual is the wall time not spent in the model or in tools: what the
@@ -80,7 +129,7 @@ def _number(value: Any, what: str, *, minimum: float = 0.0) -> float:
     return float(value)
 
 
-def check_report(message: dict[str, Any], *, turn_id: str | None = None) -> dict[str, Any]:
+def check_report(message: Mapping[str, Any], *, turn_id: str | None = None) -> ReportRequest:
     """Validate the CLI's ``report`` frame; BadRequestError names what is wrong."""
     if message.get("type") != "report":
         raise BadRequestError(
@@ -91,7 +140,7 @@ def check_report(message: dict[str, Any], *, turn_id: str | None = None) -> dict
     spans = message.get("spans")
     if not isinstance(spans, list) or len(spans) > _MAX_CLIENT_SPANS:
         raise BadRequestError("the trace report needs a list of at most 16 spans")
-    checked = []
+    checked: list[ClientSpan] = []
     for span in spans:
         name = span.get("name") if isinstance(span, dict) else None
         if not isinstance(name, str) or name not in CLIENT_SPANS:
@@ -103,19 +152,22 @@ def check_report(message: dict[str, Any], *, turn_id: str | None = None) -> dict
             for key, value in span.items()
             if key in _CLIENT_SPAN_DETAILS and value is not None
         }
-        checked.append(
-            {
-                "name": name,
-                "startMs": _number(span.get("startMs"), "span start"),
-                "durationMs": _number(span.get("durationMs"), "span duration"),
-                **extra,
-            }
-        )
+        checked_span: ClientSpan = {
+            "name": name,
+            "startMs": _number(span.get("startMs"), "span start"),
+            "durationMs": _number(span.get("durationMs"), "span duration"),
+        }
+        if "acceptedMs" in extra:
+            checked_span["acceptedMs"] = extra["acceptedMs"]
+        if "helloMs" in extra:
+            checked_span["helloMs"] = extra["helloMs"]
+        checked.append(checked_span)
     ttft = message.get("ttftMs")
     wall = _number(message.get("wallMs"), "wallMs")
     if wall <= 0:
         raise BadRequestError("the trace report's wallMs must be positive")
     return {
+        "type": "report",
         "turnId": str(message.get("turnId") or ""),
         "spans": checked,
         "wallMs": wall,
@@ -125,10 +177,10 @@ def check_report(message: dict[str, Any], *, turn_id: str | None = None) -> dict
 
 
 def build(
-    result: dict[str, Any], client: dict[str, Any] | None, *, memory: dict[str, int]
-) -> dict[str, Any]:
+    result: TurnResult, client: ReportRequest | None, *, memory: Mapping[str, int]
+) -> TraceRecord:
     """The stored record of a finished turn (``result`` is the turn's ``done`` result)."""
-    daemon_spans: list[Span] = result["spans"]
+    daemon_spans = result["spans"]
     if client is not None:
         spans = timeline(daemon_spans, client["spans"], client["daemonOffsetMs"])
         wall, ttft, origin = client["wallMs"], client["ttftMs"], "process start"
@@ -137,7 +189,7 @@ def build(
         wall, ttft, origin = float(result["daemonMs"]), result.get("ttftMs"), "request received"
     steps = result.get("steps") or []
     cache = result.get("cache") or {}
-    return {
+    record: TraceRecord = {
         "schema": SCHEMA,
         "turnId": result["turnId"],
         "status": "ok",
@@ -163,10 +215,11 @@ def build(
         "peakRssBytes": memory.get("peak"),
         "spans": spans,
     }
+    return record
 
 
 def build_failed(
-    request: dict[str, Any],
+    request: Mapping[str, Any],
     trace: Trace,
     *,
     turn_id: str,
@@ -174,8 +227,8 @@ def build_failed(
     status: str,
     error: str,
     model: str,
-    memory: dict[str, int],
-) -> dict[str, Any]:
+    memory: Mapping[str, int],
+) -> TraceRecord:
     """The record of a turn that ended in an error (a timeout, a cancel, a full
     context): the daemon's spans up to that point, no client report. Usage and
     the cache outcome are what the spans say was done before it stopped."""
@@ -186,7 +239,7 @@ def build_failed(
     ]
     wall = trace.offset_ms()
     agent = str(request.get("agent_id") or "main")
-    return {
+    record: TraceRecord = {
         "schema": SCHEMA,
         "turnId": turn_id,
         "status": status,
@@ -213,6 +266,7 @@ def build_failed(
         "peakRssBytes": memory.get("peak"),
         "spans": spans,
     }
+    return record
 
 
 def _tokens(spans: list[Span], name: str) -> int:
@@ -233,20 +287,21 @@ def usage_buckets(prefilled: int, cached: int, output: int) -> dict[str, int]:
     }
 
 
-def prompt_tokens(usage: dict[str, Any]) -> int:
+def prompt_tokens(usage: Mapping[str, Any]) -> int:
     """The prompt's tokens, from any record: ``total - output``. Records written
     before the buckets were split counted every prompt token in ``input`` too,
     so adding the buckets would count those twice; this reads both right."""
     return int(usage.get("total", 0)) - int(usage.get("output", 0))
 
 
-def usage_from_spans(spans: list[Span]) -> dict[str, int]:
+def usage_from_spans(spans: list[Span]) -> Usage:
     """A failed turn's usage, as far as it got, summed over its model calls as a
     finished turn's is: what each reused, prefilled and decoded."""
     cached = sum(
         int(span.get("cachedTokens") or 0) for span in spans if span["name"] == "model.prefill"
     )
-    return usage_buckets(_tokens(spans, "model.prefill"), cached, _tokens(spans, "model.decode"))
+    usage = usage_buckets(_tokens(spans, "model.prefill"), cached, _tokens(spans, "model.decode"))
+    return cast("Usage", usage)
 
 
 def cache_from_spans(spans: list[Span]) -> dict[str, Any]:

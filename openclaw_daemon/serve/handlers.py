@@ -6,6 +6,9 @@ come, and a client that hangs up or sends ``cancel`` (or a turn that passes
 its timeout) stops the generation at the next token or prefill batch. After
 the ``done`` frame, the CLI reports its own spans; the turn's trace record is
 stored and counted then (see ``turn_record``).
+
+Every frame sent here is one of ``wire.messages``' TypedDicts; a request is
+read only through its ``wire.requests`` parser.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.metrics import Metrics
@@ -27,13 +30,14 @@ from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import Connection
 from openclaw_daemon.turn.pipeline import TurnContext, TurnPipeline
 from openclaw_daemon.wire import frames as protocol
-from openclaw_daemon.wire import requests
+from openclaw_daemon.wire import messages, requests
 from openclaw_daemon.wire.errors import (
     BadRequestError,
     CancelledError,
     OpenClawError,
     TurnTimeoutError,
 )
+from openclaw_daemon.wire.messages import StreamFrame, TurnResult
 
 log = logging.getLogger("openclawd.handlers")
 _POLL_S = 0.02  # how often a running turn checks for a hang-up, cancel or timeout
@@ -128,10 +132,10 @@ class Handlers:
             connection.send(protocol.error_frame(OpenClawError(f"internal error: {exc!r}")))
 
     def ping(self, request: protocol.Message, connection: Connection) -> None:
-        connection.send({"type": "done", "result": {"pong": True}})
+        connection.send(messages.done({"pong": True}))
 
     def status(self, request: protocol.Message, connection: Connection) -> None:
-        connection.send({"type": "done", "result": self.state.status()})
+        connection.send(messages.done(self.state.status()))
 
     def cache(self, request: protocol.Message, connection: Connection) -> None:
         if requests.parse_cache(request).action == "stats":
@@ -141,25 +145,25 @@ class Handlers:
             result = self.state.scheduler.submit(
                 self.state.cache_clear, label="cache clear"
             ).result()
-        connection.send({"type": "done", "result": result})
+        connection.send(messages.done(result))
 
     def metrics(self, request: protocol.Message, connection: Connection) -> None:
         text = self.state.metrics.render(self.state.gauges())
-        connection.send({"type": "done", "result": {"text": text}})
+        connection.send(messages.done({"text": text}))
 
     def stop(self, request: protocol.Message, connection: Connection) -> None:
         # Ask for shutdown first (it removes the status file), then reply, so a
         # client that sees "done" never finds a stale status file.
         self.state.request_shutdown()
-        connection.send({"type": "done", "result": {"stopping": True, "pid": os.getpid()}})
+        connection.send(messages.done({"stopping": True, "pid": os.getpid()}))
 
     def turn(self, raw: protocol.Message, connection: Connection) -> None:
         # Every field checked here, before the turn takes a lane or the model.
         options = requests.parse_turn(raw)
         request = options.as_request()
-        events: queue.Queue[protocol.Message] = queue.Queue()
+        events: queue.Queue[Mapping[str, Any]] = queue.Queue()
         cancel = threading.Event()
-        trace = Trace(listener=lambda span: events.put({"type": "phase", **span}))
+        trace = Trace(listener=lambda span: events.put(messages.phase(span)))
         context = TurnContext(
             trace=trace,
             emit=events.put,
@@ -186,7 +190,8 @@ class Handlers:
             timed_out = self._relay(connection, events, future, cancel, deadline)
         self._drain(connection, events)
         try:
-            result = future.result()
+            # The pipeline builds a TurnResult (the one place is turn.pipeline).
+            result = cast(TurnResult, future.result())
         except CancelledError as exc:
             failure: OpenClawError = exc
             if timed_out:
@@ -199,13 +204,13 @@ class Handlers:
         except OpenClawError as exc:
             self._fail(request, context, connection, exc)
             return
-        connection.send({"type": "done", "result": result})
+        connection.send(messages.done(result))
         # Park the session's KV state once the worker is idle (off this turn's path).
         self.state.scheduler.submit_idle("park", self.state.pipeline.park)
         self._schedule_compactions()
         self._store_trace(result, connection)
 
-    def _store_trace(self, result: dict[str, Any], connection: Connection) -> None:
+    def _store_trace(self, result: TurnResult, connection: Connection) -> None:
         """Wait for the CLI's span report, then store and count the turn's record.
 
         A bad report (or any other frame) gets an error frame; the daemon-side
@@ -223,7 +228,7 @@ class Handlers:
         if problem is not None:
             connection.send(protocol.error_frame(problem))
         elif report is not None:
-            connection.send({"type": "done", "result": {"stored": record["turnId"]}})
+            connection.send(messages.done({"stored": record["turnId"]}))
 
     def _fail(
         self,
@@ -250,7 +255,7 @@ class Handlers:
             log.exception("could not store the trace of failed turn %s", context.turn_id)
         connection.send(protocol.error_frame(error, turn_id=context.turn_id))
 
-    def _keep(self, record: dict[str, Any]) -> None:
+    def _keep(self, record: turn_record.TraceRecord) -> None:
         try:
             self.state.turn_log.append(record)
         except OSError as exc:  # a full disk must not fail the turn that already answered
@@ -316,7 +321,7 @@ class Handlers:
         )
         # Asked for explicitly: prefill the new layout as soon as the daemon is idle.
         self._schedule_prefill_ahead(ref, quiet_s=0.0)
-        connection.send({"type": "done", "result": result})
+        connection.send(messages.done(result))
 
     def tape(self, request: protocol.Message, connection: Connection) -> None:
         """``openclaw sessions check-tape``: the tape against the transcript."""
@@ -327,7 +332,7 @@ class Handlers:
             "sessions check-tape",
             self.state.pipeline.check_tape,
         )
-        connection.send({"type": "done", "result": result})
+        connection.send(messages.done(result))
 
     def _session_job(
         self, agent_id: str, session_id: str, label: str, job: Callable[[Any, Any], dict[str, Any]]
@@ -348,7 +353,7 @@ class Handlers:
     def _relay(
         self,
         connection: Connection,
-        events: queue.Queue[protocol.Message],
+        events: queue.Queue[Mapping[str, Any]],
         future: Any,
         cancel: threading.Event,
         deadline: float | None,
@@ -359,7 +364,8 @@ class Handlers:
             with contextlib.suppress(queue.Empty):
                 event = events.get(timeout=_POLL_S)
                 if event is not _JOB_ENDED:
-                    connection.send(event)
+                    # The pipeline emits messages' stream frames (its emit is untyped).
+                    connection.send(cast(StreamFrame, event))
             if cancel.is_set():
                 continue
             polled = connection.poll_client()
@@ -371,11 +377,11 @@ class Handlers:
                 cancel.set()
         return timed_out
 
-    def _drain(self, connection: Connection, events: queue.Queue[protocol.Message]) -> None:
+    def _drain(self, connection: Connection, events: queue.Queue[Mapping[str, Any]]) -> None:
         while True:
             try:
                 event = events.get_nowait()
             except queue.Empty:
                 return
             if event is not _JOB_ENDED:
-                connection.send(event)
+                connection.send(cast(StreamFrame, event))

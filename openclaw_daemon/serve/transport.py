@@ -7,7 +7,9 @@ bounded number of threads); one more is answered with a ``busy`` error frame
 and closed at once. A new connection has ``hello_timeout`` seconds to send its
 hello, then ``REQUEST_TIMEOUT_S`` (or longer) to send its request.
 Readiness is polled with ``selectors``, never with ``select()``, which
-cannot take a descriptor above 1023.
+cannot take a descriptor above 1023. What it sends is typed
+(``wire.messages.DaemonFrame``); what it receives is a decoded map that the
+handlers parse (``wire.requests``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from openclaw_daemon.wire.errors import (
     PermissionDeniedError,
     ProtocolError,
 )
+from openclaw_daemon.wire.messages import DaemonFrame
 
 log = logging.getLogger("openclawd.transport")
 LISTEN_BACKLOG = 1024
@@ -174,8 +177,8 @@ class Connection:
             with contextlib.suppress(OSError):
                 self.sock.settimeout(None)
 
-    def send(self, message: protocol.Message) -> bool:
-        """Send a frame; False if the client has gone away."""
+    def send(self, message: DaemonFrame) -> bool:
+        """Send a frame (only the daemon's typed frames); False if the client has gone away."""
         if self.closed:
             return False
         data = protocol.encode(message)

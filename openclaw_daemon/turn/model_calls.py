@@ -72,7 +72,7 @@ class ModelCalls:
                     "done": done,
                     "total": total,
                     "rate": round(rate, 1),
-                    "eta_s": round(eta, 2),
+                    "etaS": round(eta, 2),
                 }
             )
 

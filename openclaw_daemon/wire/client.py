@@ -1,8 +1,10 @@
 """Client side of the Unix socket, used by the CLI.
 
 Connects, exchanges hellos, sends one request and yields the stream until its
-terminal frame, turning ``error`` frames back into typed errors. Standard
-library plus ``protocol`` only: it is on the CLI's start-up path.
+terminal frame, turning ``error`` frames back into typed errors. What it
+sends is a typed request and what it yields a typed daemon frame
+(``messages``, imported for annotations only). Standard library plus
+``frames`` only: it is on the CLI's start-up path.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from openclaw_daemon.wire import frames as protocol
 from openclaw_daemon.wire.errors import (
@@ -23,6 +26,9 @@ from openclaw_daemon.wire.errors import (
     TurnTimeoutError,
     error_from_wire,
 )
+
+if TYPE_CHECKING:
+    from openclaw_daemon.wire.messages import DoneFrame, ErrorFrame, Request, StreamFrame
 
 
 class DaemonClient:
@@ -37,7 +43,7 @@ class DaemonClient:
         # deadline (5 s by default): wait that long before reporting "busy".
         self.busy_wait = busy_wait
         self.sock: socket.socket | None = None
-        self.daemon_info: protocol.Message = {}
+        self.daemon_info: Mapping[str, Any] = {}  # the daemon's hello
 
     def __enter__(self) -> DaemonClient:
         self.connect()
@@ -85,7 +91,8 @@ class DaemonClient:
             self._send(protocol.hello("openclaw-cli", pid=os.getpid()))
         reply = self._receive(deadline=time.monotonic() + self.connect_timeout)
         if reply is not None and reply.get("type") == "error":
-            raise error_from_wire(reply["code"], reply["message"], reply.get("hint", ""))
+            refusal = cast("ErrorFrame", reply)
+            raise error_from_wire(refusal["code"], refusal["message"], refusal.get("hint", ""))
         self.daemon_info = protocol.check_hello(reply)
 
     def close(self) -> None:
@@ -95,8 +102,8 @@ class DaemonClient:
             self.sock = None
 
     def request(
-        self, message: protocol.Message, *, timeout: float | None = None
-    ) -> Iterator[protocol.Message]:
+        self, message: Request, *, timeout: float | None = None
+    ) -> Iterator[StreamFrame | DoneFrame]:
         """Send one request; yield its stream frames, return after ``done``.
 
         Raises the typed error from an ``error`` frame, DaemonUnavailableError if
@@ -113,27 +120,30 @@ class DaemonClient:
                 )
             kind = frame["type"]
             if kind == "error":
-                error = error_from_wire(frame["code"], frame["message"], frame.get("hint", ""))
-                error.turn_id = str(frame.get("turnId") or "")
+                failed = cast("ErrorFrame", frame)
+                error = error_from_wire(failed["code"], failed["message"], failed.get("hint", ""))
+                error.turn_id = str(failed.get("turnId") or "")
                 raise error
-            yield frame
+            # frames.read_frame checked the type is known; the daemon builds
+            # every frame as the TypedDict its type names.
+            yield cast("StreamFrame | DoneFrame", frame)
             if kind == "done":
                 return
 
-    def call(self, message: protocol.Message, *, timeout: float | None = 30.0) -> protocol.Message:
+    def call(self, message: Request, *, timeout: float | None = 30.0) -> dict[str, Any]:
         """A request whose only interesting frame is its ``done`` result."""
-        done: protocol.Message = {}
+        result: dict[str, Any] = {}
         for frame in self.request(message, timeout=timeout):
             if frame["type"] == "done":
-                done = frame
-        return dict(done.get("result") or {})
+                result = dict(frame.get("result") or {})
+        return result
 
     def cancel(self) -> None:
         """Best effort: the daemon may already have ended the stream."""
         with contextlib.suppress(OpenClawError):
             self._send({"type": "cancel"})
 
-    def _send(self, message: protocol.Message) -> None:
+    def _send(self, message: Request) -> None:
         assert self.sock is not None
         try:
             self.sock.sendall(protocol.encode(message))

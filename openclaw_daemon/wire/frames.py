@@ -1,4 +1,4 @@
-"""The wire contract between the CLI and the daemon: the one place it is defined.
+"""The wire between the CLI and the daemon: framing, the version, the type sets.
 
 Framing: a 4-byte big-endian length, then a msgpack map of at most
 ``MAX_FRAME_BYTES``. Every message is a map with a string ``type``.
@@ -15,24 +15,32 @@ the turn's trace record and answers ``done`` (or ``error`` for a bad report).
 A turn that fails ends with an ``error`` frame carrying ``turnId``: its trace
 record (daemon side) is stored by then.
 
-Imports msgpack and the standard library only: the CLI pays for this module on
-every start.
+The message shapes (a TypedDict per ``type``) are in ``messages``, imported
+here for annotations only. Imports msgpack and the standard library only: the
+CLI pays for this module on every start.
+
+Version 6 spells every request key in camelCase, as frames and results were
+already (``agentId``, ``maxTokens``); a version-5 peer is refused at the hello.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 
 from openclaw_daemon.wire.errors import OpenClawError, ProtocolError, VersionMismatchError
 
-PROTOCOL_VERSION = 5
+if TYPE_CHECKING:
+    from openclaw_daemon.wire.messages import ErrorFrame, Hello
+
+PROTOCOL_VERSION = 6
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
+# The ``type`` tags, one per TypedDict in ``messages`` (a unit test checks).
 # Requests, client -> daemon.
 REQUEST_TYPES = frozenset(
     {
@@ -54,164 +62,30 @@ STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice
 TERMINAL_TYPES = frozenset({"done", "error"})
 KNOWN_TYPES = REQUEST_TYPES | STREAM_TYPES | TERMINAL_TYPES
 
+# A decoded frame before it is checked against its type: the receiving side
+# parses it (``requests``) or reads it as the TypedDict its ``type`` names.
 Message = dict[str, Any]
 
 
-class Hello(TypedDict):
-    """First frame both ways. ``version`` must equal PROTOCOL_VERSION."""
-
-    type: Literal["hello"]
-    version: int
-    client: str  # daemon side: "openclawd"; fields below only from the daemon
+def hello(client: str, **extra: Any) -> Hello:
+    """Our hello; ``extra`` is ``pid`` (both sides) and the daemon's clocks."""
+    return cast("Hello", {"type": "hello", "version": PROTOCOL_VERSION, "client": client, **extra})
 
 
-class TurnRequest(TypedDict, total=False):
-    """One agent turn. ``message`` is the user's text."""
-
-    type: Literal["turn"]
-    message: str
-    agent_id: str
-    session_id: str | None
-    max_tokens: int
-    temperature: float
-    seed: int | None
-    stop: list[str]
-    cwd: str
-    timeout_s: float | None
-    system: str | None  # replaces the default system prompt (the cached head)
-    tool_choice: str  # auto | none | required | a tool name
-    max_steps: int  # most model calls in the turn
-    allow: list[str]  # tools that change things the user permits: write, edit, exec
-    env: dict[str, str]  # the CLI caller's environment, for exec
-    exec_timeout: float | None  # a cap on every exec command of the turn, seconds
-    # Idempotency: a committed turn of the session with this id is answered
-    # from the transcript (``result.replayed``), not run again.
-    request_id: str
-
-
-class ReportRequest(TypedDict, total=False):
-    """After a turn's ``done``: the CLI's spans (``cli.boot``, ``cli.connect`` or
-    ``daemon.spawn``, ``cli.render``) in ms from its process start, its wall time,
-    its time to first token, and where the daemon's trace origin falls on that
-    timeline. The daemon stores the merged record (docs/tracing.md)."""
-
-    type: Literal["report"]
-    turnId: str
-    spans: list[dict[str, Any]]
-    wallMs: float
-    ttftMs: float | None
-    daemonOffsetMs: float
-
-
-class MetricsRequest(TypedDict):
-    """The daemon's counters, histograms and gauges; ``done`` carries
-    ``{"text": ...}`` in Prometheus text exposition format 0.0.4."""
-
-    type: Literal["metrics"]
-
-
-class CacheRequest(TypedDict):
-    """``action`` "stats" (counters, tiers, budgets) or "clear" (drop L2 and L3)."""
-
-    type: Literal["cache"]
-    action: Literal["stats", "clear"]
-
-
-class CompactRequest(TypedDict, total=False):
-    """Compact a session now: its older turns become a summary (generated on a
-    fork of its cached prompt), and the new layout is prefilled ahead."""
-
-    type: Literal["compact"]
-    agent_id: str
-    session_id: str
-    instructions: str | None  # extra guidance for the summary
-
-
-class TapeRequest(TypedDict, total=False):
-    """Check a session: does the token tape its next turn would extend spell
-    exactly its transcript's render? (``tape_check.compare``'s fields.)"""
-
-    type: Literal["tape"]
-    agent_id: str
-    session_id: str
-
-
-class TokenFrame(TypedDict):
-    """A piece of the reply's text, streamed as it is decoded."""
-
-    type: Literal["token"]
-    text: str
-
-
-class ProgressFrame(TypedDict):
-    """Prefill progress: ``done`` of ``total`` prompt tokens, rate tok/s, eta s."""
-
-    type: Literal["progress"]
-    phase: str
-    done: int
-    total: int
-    rate: float
-    eta_s: float
-
-
-class PhaseFrame(TypedDict):
-    """A finished trace span: name, start offset and duration in ms."""
-
-    type: Literal["phase"]
-    name: str
-    start_ms: float
-    duration_ms: float
-
-
-class ToolFrame(TypedDict, total=False):
-    """A tool call started (``phase`` "start": name, arguments) or ended ("end":
-    isError, durationMs, cached, and a short preview of the result)."""
-
-    type: Literal["tool"]
-    phase: Literal["start", "end"]
-    id: str
-    name: str
-    arguments: dict[str, Any]
-    isError: bool
-    durationMs: float
-    cached: bool
-    preview: str
-
-
-class NoticeFrame(TypedDict):
-    type: Literal["notice"]
-    text: str
-
-
-class DoneFrame(TypedDict, total=False):
-    """Terminal success frame. For a turn: the reply, usage and trace."""
-
-    type: Literal["done"]
-    result: dict[str, Any]
-
-
-class ErrorFrame(TypedDict):
-    """Terminal failure frame: an ``OpenClawError`` code plus text for people."""
-
-    type: Literal["error"]
-    code: str
-    message: str
-    hint: str
-
-
-def hello(client: str, **extra: Any) -> Message:
-    return {"type": "hello", "version": PROTOCOL_VERSION, "client": client, **extra}
-
-
-def error_frame(exc: OpenClawError, *, turn_id: str = "") -> Message:
+def error_frame(exc: OpenClawError, *, turn_id: str = "") -> ErrorFrame:
     """A typed error; a failed turn's also names the turn, whose trace is stored."""
-    frame: Message = {"type": "error", "code": exc.code, "message": exc.message, "hint": exc.hint}
+    frame: ErrorFrame = {
+        "type": "error",
+        "code": exc.code,
+        "message": exc.message,
+        "hint": exc.hint,
+    }
     if turn_id:
         frame["turnId"] = turn_id
     return frame
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Mapping[str, Any]) -> bytes:
     """Serialise one message to a length-prefixed frame."""
     if not isinstance(message.get("type"), str):
         raise ProtocolError("a message needs a string 'type'")
@@ -264,7 +138,7 @@ def read_frame(read_exactly: Callable[[int], bytes]) -> Message | None:
     return decode_body(body)
 
 
-def check_hello(message: Message | None) -> Message:
+def check_hello(message: Message | None) -> Hello:
     """Validate the peer's hello; raise VersionMismatchError if versions differ."""
     if message is None or message.get("type") != "hello":
         raise ProtocolError("expected a hello frame first")
@@ -277,4 +151,4 @@ def check_hello(message: Message | None) -> Message:
             f"we speak {PROTOCOL_VERSION}",
             hint="Restart the daemon so both sides run the same version: openclaw daemon restart",
         )
-    return message
+    return cast("Hello", message)

@@ -5,7 +5,12 @@ string, NaN for a number, a NUL byte in a path, a 10 MB stop string. Each
 request type has one parser here; it checks every field's type, range and
 length and raises ``BadRequestError`` naming the field, so nothing below the
 handlers ever sees an unchecked value (and a bad turn is refused before any
-prefill runs). Unknown extra fields are ignored, for forward compatibility.
+prefill runs). Unknown extra fields are ignored, for forward compatibility,
+except the snake_case keys of protocol version 5 (``max_tokens``...): silently
+ignoring one would run a turn without the limit its sender asked for.
+
+The wire keys are camelCase (``messages.TurnRequest``); the options'
+attributes are snake_case Python (``TurnOptions.max_tokens``).
 
 Standard library only (plus the error hierarchy).
 """
@@ -13,13 +18,14 @@ Standard library only (plus the error hierarchy).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from openclaw_daemon.wire import ids
 from openclaw_daemon.wire.errors import BadRequestError
 
-# Limits. A frame is at most 16 MiB (protocol.MAX_FRAME_BYTES); these keep any
+# Limits. A frame is at most 16 MiB (frames.MAX_FRAME_BYTES); these keep any
 # one field far below what would tie up the model worker or the disk.
 MAX_MESSAGE_CHARS = 1_000_000
 MAX_SYSTEM_CHARS = 200_000
@@ -50,7 +56,7 @@ def _type_name(value: Any) -> str:
 
 
 def text(
-    message: dict[str, Any],
+    message: Mapping[str, Any],
     name: str,
     *,
     limit: int,
@@ -73,7 +79,7 @@ def text(
 
 
 def integer(
-    message: dict[str, Any], name: str, *, low: int, high: int, default: int | None = None
+    message: Mapping[str, Any], name: str, *, low: int, high: int, default: int | None = None
 ) -> int | None:
     """An integer field (a bool or a float is refused) within [low, high]."""
     value = message.get(name)
@@ -87,7 +93,7 @@ def integer(
 
 
 def number(
-    message: dict[str, Any],
+    message: Mapping[str, Any],
     name: str,
     *,
     low: float,
@@ -110,7 +116,7 @@ def number(
 
 
 def text_list(
-    message: dict[str, Any], name: str, *, count: int, limit: int, allow_empty: bool = True
+    message: Mapping[str, Any], name: str, *, count: int, limit: int, allow_empty: bool = True
 ) -> list[str]:
     value = message.get(name)
     if value is None:
@@ -130,7 +136,7 @@ def text_list(
     return items
 
 
-def string_map(message: dict[str, Any], name: str) -> dict[str, str]:
+def string_map(message: Mapping[str, Any], name: str) -> dict[str, str]:
     value = message.get(name)
     if value is None:
         return {}
@@ -154,25 +160,25 @@ def string_map(message: dict[str, Any], name: str) -> dict[str, str]:
 # -- ids ------------------------------------------------------------------------
 # Ids become path components: the wire layer bounds their length, and
 # ``openclaw_daemon.wire.ids`` applies OpenClaw's naming rules and normalisation.
-def _agent_id(message: dict[str, Any]) -> str:
-    raw = text(message, "agent_id", limit=MAX_ID_CHARS)
-    return ids.agent_id(raw, field="agent_id")
+def _agent_id(message: Mapping[str, Any]) -> str:
+    raw = text(message, "agentId", limit=MAX_ID_CHARS)
+    return ids.agent_id(raw, field="agentId")
 
 
-def _session_id(message: dict[str, Any]) -> str | None:
-    raw = text(message, "session_id", limit=MAX_ID_CHARS)
-    return ids.optional_session_id(raw, field="session_id")
+def _session_id(message: Mapping[str, Any]) -> str | None:
+    raw = text(message, "sessionId", limit=MAX_ID_CHARS)
+    return ids.optional_session_id(raw, field="sessionId")
 
 
-def _session_ref(message: dict[str, Any]) -> str:
-    raw = text(message, "session_id", limit=MAX_KEY_CHARS, required=True)
-    return ids.session_ref(raw, field="session_id")
+def _session_ref(message: Mapping[str, Any]) -> str:
+    raw = text(message, "sessionId", limit=MAX_KEY_CHARS, required=True)
+    return ids.session_ref(raw, field="sessionId")
 
 
 # -- request types ----------------------------------------------------------------
 @dataclass(frozen=True)
 class TurnOptions:
-    """A ``turn`` request, every field checked (see protocol.TurnRequest)."""
+    """A ``turn`` request, every field checked (``messages.TurnRequest`` on the wire)."""
 
     message: str
     agent_id: str = "main"
@@ -192,11 +198,37 @@ class TurnOptions:
     request_id: str | None = None  # a retry with the same id replays the stored turn
 
     def as_request(self) -> dict[str, Any]:
-        """The checked fields as the dict the turn pipeline reads."""
+        """The checked fields as the dict the turn pipeline reads today (its
+        snake_case keys, not the wire's); goes once the pipeline reads these
+        attributes instead."""
         return {"type": "turn", **{name: getattr(self, name) for name in self.__dataclass_fields__}}
 
 
-def parse_turn(message: dict[str, Any]) -> TurnOptions:
+# Version 5's request keys. A v5 client is refused at its hello already; these
+# catch a script that bumped the version and kept the old spelling.
+_V5_KEYS = {
+    "agent_id": "agentId",
+    "session_id": "sessionId",
+    "max_tokens": "maxTokens",
+    "timeout_s": "timeoutS",
+    "tool_choice": "toolChoice",
+    "max_steps": "maxSteps",
+    "exec_timeout": "execTimeout",
+    "request_id": "requestId",
+}
+
+
+def _refuse_v5_keys(message: Mapping[str, Any]) -> None:
+    for old, new in _V5_KEYS.items():
+        if old in message:
+            raise BadRequestError(
+                f"bad request field {old!r}: protocol version 6 spells it {new!r}",
+                hint="Request keys are camelCase since protocol version 6 (docs/protocol.md).",
+            )
+
+
+def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
+    _refuse_v5_keys(message)
     text_ = text(message, "message", limit=MAX_MESSAGE_CHARS, required=True)
     assert text_ is not None
     if not text_.strip():
@@ -205,20 +237,20 @@ def parse_turn(message: dict[str, Any]) -> TurnOptions:
         message=text_,
         agent_id=_agent_id(message),
         session_id=_session_id(message),
-        max_tokens=integer(message, "max_tokens", low=1, high=MAX_TOKENS_LIMIT),
+        max_tokens=integer(message, "maxTokens", low=1, high=MAX_TOKENS_LIMIT),
         temperature=number(message, "temperature", low=0.0, high=MAX_TEMPERATURE, default=0.0)
         or 0.0,
         seed=integer(message, "seed", low=0, high=MAX_SEED),
         stop=text_list(message, "stop", count=MAX_STOPS, limit=MAX_STOP_CHARS, allow_empty=False),
         cwd=text(message, "cwd", limit=MAX_PATH_CHARS),
-        timeout_s=number(message, "timeout_s", low=0.0, high=MAX_TIMEOUT_S, positive=True),
+        timeout_s=number(message, "timeoutS", low=0.0, high=MAX_TIMEOUT_S, positive=True),
         system=text(message, "system", limit=MAX_SYSTEM_CHARS),
-        tool_choice=text(message, "tool_choice", limit=MAX_NAME_CHARS),
-        max_steps=integer(message, "max_steps", low=1, high=MAX_STEPS_LIMIT),
+        tool_choice=text(message, "toolChoice", limit=MAX_NAME_CHARS),
+        max_steps=integer(message, "maxSteps", low=1, high=MAX_STEPS_LIMIT),
         allow=text_list(message, "allow", count=MAX_ALLOW, limit=MAX_NAME_CHARS),
         env=string_map(message, "env"),
-        exec_timeout=number(message, "exec_timeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
-        request_id=text(message, "request_id", limit=MAX_ID_CHARS),
+        exec_timeout=number(message, "execTimeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
+        request_id=text(message, "requestId", limit=MAX_ID_CHARS),
     )
 
 
@@ -227,7 +259,7 @@ class CacheOptions:
     action: str
 
 
-def parse_cache(message: dict[str, Any]) -> CacheOptions:
+def parse_cache(message: Mapping[str, Any]) -> CacheOptions:
     action = text(message, "action", limit=MAX_NAME_CHARS, required=True)
     if action not in ("stats", "clear"):
         raise BadRequestError(
@@ -244,7 +276,8 @@ class CompactOptions:
     instructions: str | None
 
 
-def parse_compact(message: dict[str, Any]) -> CompactOptions:
+def parse_compact(message: Mapping[str, Any]) -> CompactOptions:
+    _refuse_v5_keys(message)
     return CompactOptions(
         agent_id=_agent_id(message),
         session_id=_session_ref(message),
@@ -260,5 +293,6 @@ class SessionOptions:
     session_id: str
 
 
-def parse_session(message: dict[str, Any]) -> SessionOptions:
+def parse_session(message: Mapping[str, Any]) -> SessionOptions:
+    _refuse_v5_keys(message)
     return SessionOptions(agent_id=_agent_id(message), session_id=_session_ref(message))

@@ -96,8 +96,8 @@ def test_prefill_progress_frames_count_up_to_the_total(cli: Cli) -> None:
             {
                 "type": "turn",
                 "message": "one two three " * 250,
-                "session_id": "progress",
-                "max_tokens": 2,
+                "sessionId": "progress",
+                "maxTokens": 2,
             }
         )
     )
@@ -111,7 +111,7 @@ def test_prefill_progress_frames_count_up_to_the_total(cli: Cli) -> None:
     assert len(progress) >= 3
     done = [f["done"] for f in progress]
     assert done == sorted(done) and done[-1] == progress[-1]["total"]
-    assert all(f["rate"] > 0 and f["eta_s"] >= 0 for f in progress)
+    assert all(f["rate"] > 0 and f["etaS"] >= 0 for f in progress)
     usage = frames[-1]["result"]["usage"]
     assert progress[-1]["total"] == usage["input"]  # the prefilled, uncached tokens
 

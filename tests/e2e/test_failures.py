@@ -78,8 +78,8 @@ def test_client_disconnect_mid_stream_cancels_and_daemon_keeps_serving(cli: Cli)
             {
                 "type": "turn",
                 "message": "Write a very long story about the sea.",
-                "session_id": "cut",
-                "max_tokens": 4000,
+                "sessionId": "cut",
+                "maxTokens": 4000,
             }
         )
     )

@@ -82,7 +82,7 @@ def test_agent_ids_are_case_insensitive(warm_cli: Cli) -> None:
     assert listed["agentId"] == "ops" and listed["count"] == 1
 
 
-@pytest.mark.parametrize("field", ["agent_id", "session_id"])
+@pytest.mark.parametrize("field", ["agentId", "sessionId"])
 def test_raw_clients_cannot_make_the_daemon_write_outside_the_state_dir(
     warm_cli: Cli, field: str
 ) -> None:
@@ -90,13 +90,13 @@ def test_raw_clients_cannot_make_the_daemon_write_outside_the_state_dir(
     outside = Path(tempfile.mkdtemp(prefix="oc-outside-", dir="/tmp"))
     before = every_path(warm_cli.state_dir)
     # Absolute, and relative paths that resolve into ``outside`` from agents/
-    # (for agent_id) or from agents/main/sessions/ (for session_id).
+    # (for agentId) or from agents/main/sessions/ (for sessionId).
     relative = ["../../" + outside.name, "../../../../" + outside.name + "/evil"]
     bad_values = [str(outside / "evil"), *relative, "..", "../../x", "a\x00b", "a/b", " "]
     try:
         for value in bad_values:
             for kind in ("turn", "compact"):
-                request = {"type": kind, "message": "hi", "max_tokens": 2, field: value}
+                request = {"type": kind, "message": "hi", "maxTokens": 2, field: value}
                 frame = raw_request(warm_cli, request)
                 assert frame["type"] == "error" and frame["code"] == "bad_request", (value, frame)
                 assert field in frame["message"], frame

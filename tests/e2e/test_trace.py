@@ -246,7 +246,7 @@ def test_a_bad_trace_report_is_refused_and_the_turn_still_stored(traced: Traced)
 
         sock.sendall(protocol.encode(protocol.hello("test")))
         assert protocol.read_frame(read)["type"] == "hello"  # type: ignore[index]
-        turn = {"type": "turn", "message": "Hi.", "session_id": SESSION, "max_tokens": 4}
+        turn = {"type": "turn", "message": "Hi.", "sessionId": SESSION, "maxTokens": 4}
         sock.sendall(protocol.encode(turn))
         while True:
             frame = protocol.read_frame(read)

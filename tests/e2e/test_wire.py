@@ -41,20 +41,20 @@ from tests.conftest import Cli
 GOOD_TURN = {
     "type": "turn",
     "message": "hi",
-    "agent_id": "main",
-    "session_id": None,
-    "max_tokens": 8,
+    "agentId": "main",
+    "sessionId": None,
+    "maxTokens": 8,
     "temperature": 0.0,
     "seed": None,
     "stop": ["\n\n"],
     "cwd": "/tmp",
-    "timeout_s": None,
+    "timeoutS": None,
     "system": None,
-    "tool_choice": "auto",
-    "max_steps": 6,
+    "toolChoice": "auto",
+    "maxSteps": 6,
     "allow": ["write"],
     "env": {"PATH": "/usr/bin"},
-    "exec_timeout": None,
+    "execTimeout": None,
 }
 
 
@@ -70,15 +70,15 @@ def test_a_good_turn_parses_to_typed_options() -> None:
         ("message", ["hi"]),
         ("message", "a\x00b"),
         ("message", "x" * (requests.MAX_MESSAGE_CHARS + 1)),
-        ("agent_id", 7),
-        ("agent_id", "../../etc"),
-        ("session_id", ["s"]),
-        ("session_id", "s\x00"),
-        ("session_id", ""),
-        ("max_tokens", 1.5),
-        ("max_tokens", True),
-        ("max_tokens", -1),
-        ("max_tokens", 10**30),
+        ("agentId", 7),
+        ("agentId", "../../etc"),
+        ("sessionId", ["s"]),
+        ("sessionId", "s\x00"),
+        ("sessionId", ""),
+        ("maxTokens", 1.5),
+        ("maxTokens", True),
+        ("maxTokens", -1),
+        ("maxTokens", 10**30),
         ("temperature", math.nan),
         ("temperature", math.inf),
         ("temperature", "abc"),
@@ -91,17 +91,17 @@ def test_a_good_turn_parses_to_typed_options() -> None:
         ("stop", ["s"] * 100),
         ("cwd", "/tmp\x00x"),
         ("cwd", 5),
-        ("timeout_s", math.nan),
-        ("timeout_s", 0),
+        ("timeoutS", math.nan),
+        ("timeoutS", 0),
         ("system", {"a": 1}),
-        ("tool_choice", ["auto"]),
-        ("max_steps", 0),
+        ("toolChoice", ["auto"]),
+        ("maxSteps", 0),
         ("allow", 3),
         ("allow", [["write"]]),
         ("env", ["PATH"]),
         ("env", {"A": 1}),
         ("env", {"A": "b\x00"}),
-        ("exec_timeout", -1.0),
+        ("execTimeout", -1.0),
     ],
 )
 def test_a_bad_turn_field_is_refused_naming_it(field: str, value: Any) -> None:
@@ -113,9 +113,9 @@ def test_a_bad_turn_field_is_refused_naming_it(field: str, value: Any) -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        {"type": "compact", "agent_id": ["x"], "session_id": "s"},
-        {"type": "compact", "agent_id": "main", "session_id": "a/../b"},
-        {"type": "compact", "agent_id": "main", "session_id": "s", "instructions": 5},
+        {"type": "compact", "agentId": ["x"], "sessionId": "s"},
+        {"type": "compact", "agentId": "main", "sessionId": "a/../b"},
+        {"type": "compact", "agentId": "main", "sessionId": "s", "instructions": 5},
         {"type": "cache", "action": ["stats"]},
         {"type": "cache"},
     ],
@@ -282,8 +282,10 @@ def test_fuzzing_the_socket_answers_everything_and_leaves_no_trace(warm_cli: Cli
     ("flag_field", "value", "expect"),
     [
         ("version", 5.0, "version_mismatch"),
+        ("version", 5, "version_mismatch"),  # a protocol-5 client, which spoke snake_case
+        ("max_tokens", 2, "bad_request"),  # protocol 5's spelling, refused by name
         ("type", ["turn"], "protocol"),
-        ("max_tokens", "abc", "bad_request"),
+        ("maxTokens", "abc", "bad_request"),
         ("temperature", math.nan, "bad_request"),
         ("cwd", "/tmp\x00", "bad_request"),
     ],
@@ -294,14 +296,18 @@ def test_the_daemon_answers_a_bad_field_with_its_error_code(
     socket_path, _ = _daemon_paths(warm_cli)
     sock = _connect(socket_path)
     with contextlib.closing(sock):
-        hello: dict[str, Any] = {"type": "hello", "version": 5, "client": "t"}
+        hello: dict[str, Any] = {
+            "type": "hello",
+            "version": protocol.PROTOCOL_VERSION,
+            "client": "t",
+        }
         if flag_field == "version":
             hello["version"] = value
         sock.sendall(_pack(hello))
         frame = _read_frame(sock)
         if flag_field != "version":
             assert frame is not None and frame["type"] == "hello"
-            request = {**GOOD_TURN, "max_tokens": 2}
+            request = {**GOOD_TURN, "maxTokens": 2}
             request[flag_field] = value
             sock.sendall(_pack(request))
             frame = _read_frame(sock)

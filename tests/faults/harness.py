@@ -150,23 +150,24 @@ class Harness:
 
 
 def turn_request(message: str, session: str, **over: Any) -> dict[str, Any]:
-    """A ``turn`` frame as the CLI builds it (docs/protocol.md)."""
+    """A ``turn`` frame as the CLI builds it (docs/protocol.md); ``over`` takes
+    the wire's camelCase keys (``maxTokens=48``)."""
     request: dict[str, Any] = {
         "type": "turn",
         "message": message,
-        "agent_id": "main",
-        "session_id": session,
-        "max_tokens": 8,
+        "agentId": "main",
+        "sessionId": session,
+        "maxTokens": 8,
         "temperature": 0.0,
         "seed": 1,
         "stop": [],
         "cwd": "/tmp",
-        "timeout_s": None,
+        "timeoutS": None,
         "system": None,
-        "tool_choice": "auto",
-        "max_steps": 2,
+        "toolChoice": "auto",
+        "maxSteps": 2,
         "allow": [],
-        "exec_timeout": 10.0,
+        "execTimeout": 10.0,
         "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
     }
     request.update(over)

@@ -175,7 +175,7 @@ def kill_in_decode(c: Campaign, session: str) -> tuple[str, _Killer, float]:
             if seen[0] >= after_tokens:
                 killer.kill()
 
-    request = turn_request(message, session, max_tokens=48)
+    request = turn_request(message, session, maxTokens=48)
     return message, _stream(c.harness, request, on_frame), float(after_tokens)
 
 
@@ -190,11 +190,11 @@ def kill_in_tool(c: Campaign, session: str) -> tuple[str, _Killer, float]:
     request = turn_request(
         message,
         session,
-        tool_choice="exec",
+        toolChoice="exec",
         allow=["exec"],
-        max_tokens=48,
+        maxTokens=48,
         cwd=str(c.harness.state_dir),
-        exec_timeout=10.0,
+        execTimeout=10.0,
     )
     return message, _stream(c.harness, request, on_frame), delay
 
@@ -239,7 +239,7 @@ def kill_in_compaction(c: Campaign, session: str) -> tuple[str, _Killer, float]:
     for _ in range(3):
         c.normal_turn(session, "compaction setup " + filler(c.rng, 200))
     delay = c.rng.uniform(0.1, 2.5)
-    request = {"type": "compact", "agent_id": "main", "session_id": session, "instructions": None}
+    request = {"type": "compact", "agentId": "main", "sessionId": session, "instructions": None}
 
     killer = _Killer(c.harness)
     killer.state = "compaction"
