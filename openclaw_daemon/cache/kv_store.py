@@ -181,9 +181,10 @@ class KVStore:
             self.ram.store(entry, blob)
             self.disk.store(entry, blob)
             for old in superseded:
-                dropped = self.entries[old]
-                self._forget(old)
-                self.disk.drop(dropped)
+                dropped = self.entries.get(old)
+                if dropped is not None:
+                    self._forget(old)
+                    self.disk.drop(dropped)
             self._evict_ram()
         return entry
 
