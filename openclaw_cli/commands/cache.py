@@ -9,6 +9,7 @@ from typing import Any
 from openclaw_cli import daemon_control
 from openclaw_cli.views import render
 from openclaw_daemon import config
+from openclaw_daemon.wire.messages import TIERS
 
 _SUFFIX = ".kvc"  # kv_files.SUFFIX, without importing the daemon's cache modules
 
@@ -47,7 +48,7 @@ def stats(*, json_out: bool) -> None:
         render.print_json(info)
         return
     mib = 2**20
-    hits = {tier: info[f"hit{tier}"] for tier in ("L1", "L2", "L3")}
+    hits = {tier: info[f"hit{tier}"] for tier in TIERS if tier != "none"}
     turns = sum(hits.values()) + info["miss"]
     rows = [
         ("dir", info["dir"]),

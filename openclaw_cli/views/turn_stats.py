@@ -17,8 +17,8 @@ from typing import Any
 
 from openclaw_daemon.observability.turn_record import prompt_tokens
 from openclaw_daemon.wire.errors import BadRequestError
+from openclaw_daemon.wire.messages import TIERS
 
-TIERS = ("L1", "L2", "L3", "none")
 PERCENTILES = (50, 90, 99)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

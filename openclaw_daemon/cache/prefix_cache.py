@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from openclaw_daemon.cache.kv_store import CacheEntry, KVStore
+from openclaw_daemon.cache.base import DISK, RAM, CacheEntry
+from openclaw_daemon.cache.kv_store import KVStore
 from openclaw_daemon.cache.prefix_index import Match
 from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
+from openclaw_daemon.wire.messages import ParkedTier, Tier
 
 if TYPE_CHECKING:
     from openclaw_daemon.model.llama_engine import Engine
@@ -36,14 +38,14 @@ class Divergence:
 
     position: int
     cached: tuple[int, ...]
-    source: str  # "L1", "L2" or "L3"
+    source: Tier  # never "none": something was cached
     label: str  # the session that cached it
 
 
 @dataclass
 class CachePlan:
     cached: int  # prompt tokens that will not be prefilled
-    tier: str  # "L1", "L2", "L3" or "none"
+    tier: Tier
     entry: CacheEntry | None
     divergence: Divergence | None
     notices: list[str] = field(default_factory=list)
@@ -66,18 +68,18 @@ class CostModel:
 
     def __init__(self) -> None:
         self.prefill_tok_s = _Rate(150.0)
-        self.restore_bytes_s = {"L2": _Rate(4e9), "L3": _Rate(1e9)}
+        self.restore_bytes_s: dict[ParkedTier, _Rate] = {RAM: _Rate(4e9), DISK: _Rate(1e9)}
 
-    def restore_pays(self, gained_tokens: int, blob_bytes: int, tier: str) -> bool:
+    def restore_pays(self, gained_tokens: int, blob_bytes: int, tier: ParkedTier) -> bool:
         restore_s = blob_bytes / self.restore_bytes_s[tier].value
         return restore_s < gained_tokens / self.prefill_tok_s.value
 
     def snapshot(self) -> dict[str, float]:
-        return {
-            "prefillTokPerS": round(self.prefill_tok_s.value, 1),
-            "restoreL2MBPerS": round(self.restore_bytes_s["L2"].value / 1e6, 1),
-            "restoreL3MBPerS": round(self.restore_bytes_s["L3"].value / 1e6, 1),
+        restore = {
+            f"restore{tier}MBPerS": round(rate.value / 1e6, 1)
+            for tier, rate in self.restore_bytes_s.items()
         }
+        return {"prefillTokPerS": round(self.prefill_tok_s.value, 1), **restore}
 
 
 class PrefixCache:
@@ -97,6 +99,7 @@ class PrefixCache:
         live = self.engine.cached_prefix(tokens)
         match, entry = self.store.best(tokens)
         from_entry = min(match.length, limit)
+        tier: Tier
         if (
             entry is not None
             and from_entry > live
@@ -118,7 +121,7 @@ class PrefixCache:
             return Divergence(live, tuple(live_tokens), "L1", self.live_label)
         if match.length == longest:
             for key in sorted(match.keys):
-                entry = self.store.entries.get(key)
+                entry = self.store.entry_for(key)
                 if entry is not None and len(entry.tokens) > longest:
                     return Divergence(longest, entry.tokens, entry.tier, entry.label)
         return None
@@ -137,7 +140,7 @@ class PrefixCache:
             self._count(plan.tier)
             return plan
         # Pinned: parking the live state first must not evict what we restore.
-        with self.store.pinned(entry):
+        with self.store.tier_of(entry).pinned(entry):
             plan.parked = self._park_live_before_dropping(keep=0)
             started = time.perf_counter()
             try:
@@ -150,7 +153,8 @@ class PrefixCache:
                 self.store.discard(entry, exc.message)
                 return self._replan(plan, tokens, f"discarded a cache entry ({exc.message})")
         elapsed = time.perf_counter() - started
-        self.costs.restore_bytes_s[plan.tier].observe(entry.blob_bytes, elapsed)
+        parked = cast(ParkedTier, plan.tier)  # planned from an entry: L2 or L3
+        self.costs.restore_bytes_s[parked].observe(entry.blob_bytes, elapsed)
         self.live_label = entry.label
         self.restored = entry
         self._count(plan.tier)
@@ -181,7 +185,7 @@ class PrefixCache:
         done.parked += failed.parked
         return done
 
-    def _count(self, tier: str) -> None:
+    def _count(self, tier: Tier) -> None:
         self.counters["miss" if tier == "none" else f"hit{tier}"] += 1
 
     def _park_live_before_dropping(self, *, keep: int) -> int:

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openclaw_daemon.wire.messages import TIERS
+
 Labels = tuple[tuple[str, str], ...]
-TIERS = ("L1", "L2", "L3", "none")
 
 # Seconds; spans from a sub-millisecond tokenize to a cold multi-minute prefill.
 TIME_BUCKETS = (

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from openclaw_daemon.cache import anon_memory
-from openclaw_daemon.cache.kv_store import BufferPool
+from openclaw_daemon.cache.buffers import BufferPool
 
 SIZE = 64 << 20
 

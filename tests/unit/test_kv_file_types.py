@@ -71,7 +71,7 @@ def test_start_up_discards_fifos_symlinks_and_renamed_files(tmp_path: Path) -> N
     store.close()
     assert error is None
     assert list(store.entries) == [kv_files.chain_key(store.dir.name, good)]
-    assert store.counters["discarded"] == 3
+    assert store.stats()["discarded"] == 3
     assert sorted(p.name for p in store.dir.iterdir()) == [good_name]
     assert outside.exists()  # the symlink went, not its target
-    assert any("named for other tokens" in p for p in store.problems)
+    assert any("named for other tokens" in p for p in store.stats()["problems"])

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from openclaw_daemon.cache import kv_files, kv_store
+from openclaw_daemon.cache import disk_tier, kv_files
+from openclaw_daemon.cache.buffers import BufferPool
 from openclaw_daemon.cache.kv_store import KVStore
 from openclaw_daemon.model import memory_budget
 from openclaw_daemon.wire.errors import CacheCorruptError, ResourceError
@@ -156,17 +157,17 @@ def test_memory_prediction_and_refusal() -> None:
 def test_superseded_snapshot_buffers_are_reused(tmp_path: Path) -> None:
     store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30)
     store.load_disk_index()
-    first = store.pool.take(1000)
+    first = store.ram.pool.take(1000)
     first[:] = blob(1000, 1)
     store.add((1, 2), first, "s")
-    second = store.pool.take(1100)  # the session grew: its next snapshot
+    second = store.ram.pool.take(1100)  # the session grew: its next snapshot
     second[:] = blob(1100, 2)
     store.add((1, 2, 3), second, "s")  # supersedes the first
     assert store.flush()
-    third = store.pool.take(1200)
+    third = store.ram.pool.take(1200)
     assert third.obj is first.obj  # recycled: headroom covered the growth
-    assert (store.pool.allocated, store.pool.reused) == (2, 1)
-    assert store.pool.spare_bytes == 0
+    assert (store.ram.pool.allocated, store.ram.pool.reused) == (2, 1)
+    assert store.ram.pool.spare_bytes == 0
     # The entry still holding the second buffer is untouched.
     _, entry = store.best([1, 2, 3])
     assert entry is not None and bytes(store.fetch(entry)) == blob(1100, 2)
@@ -177,10 +178,10 @@ def test_superseded_snapshot_buffers_are_reused(tmp_path: Path) -> None:
 def test_a_snapshot_reuses_the_buffer_of_the_entry_it_supersedes(tmp_path: Path) -> None:
     store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30)
     store.load_disk_index()
-    first = store.pool.take(1000)
+    first = store.ram.pool.take(1000)
     first[:] = blob(1000, 1)
     store.add((1, 2), first, "s")
-    other = store.pool.take(1000)
+    other = store.ram.pool.take(1000)
     other[:] = blob(1000, 3)
     store.add((7, 8), other, "t")
     assert store.flush()
@@ -188,7 +189,7 @@ def test_a_snapshot_reuses_the_buffer_of_the_entry_it_supersedes(tmp_path: Path)
     with store.pinned(store.best([7, 8])[1]):  # ...never into one being restored
         assert store.buffer_for((7, 8, 9), 1000).obj is not other.obj
     second = store.buffer_for((1, 2, 3), 1100)
-    assert second.obj is first.obj and store.pool.allocated == 3
+    assert second.obj is first.obj and store.ram.pool.allocated == 3
     assert store.best([1, 2])[1] is None  # that entry is gone from every tier
     second[:] = blob(1100, 2)
     store.add((1, 2, 3), second, "s")
@@ -201,14 +202,14 @@ def test_a_snapshot_reuses_the_buffer_of_the_entry_it_supersedes(tmp_path: Path)
 
 def park(store: KVStore, tokens: tuple[int, ...], fill: int, size: int = 1000) -> memoryview:
     """A snapshot parked as the daemon parks one: in a pooled buffer."""
-    buffer = store.pool.take(size)
+    buffer = store.ram.pool.take(size)
     buffer[:] = blob(size, fill)
     store.add(tokens, buffer, "s")
     return buffer
 
 
 def test_a_new_session_over_budget_reuses_the_lru_entrys_buffer(tmp_path: Path) -> None:
-    capacity = kv_store.BufferPool.capacity_for(1000)
+    capacity = BufferPool.capacity_for(1000)
     store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
     store.load_disk_index()
     oldest = park(store, (1, 1), 1)
@@ -216,7 +217,7 @@ def test_a_new_session_over_budget_reuses_the_lru_entrys_buffer(tmp_path: Path) 
     assert store.flush()  # both on disk: either may leave RAM
     # A third session supersedes nothing; a fresh buffer would exceed the budget.
     third = store.buffer_for((3, 3), 1000)
-    assert third.obj is oldest.obj and store.pool.allocated == 2
+    assert third.obj is oldest.obj and store.ram.pool.allocated == 2
     _, evicted = store.best([1, 1])
     assert evicted is not None and evicted.tier == "L3"
     assert bytes(store.fetch(evicted)) == blob(1000, 1)  # from its file, intact
@@ -229,13 +230,13 @@ def test_a_new_session_over_budget_reuses_the_lru_entrys_buffer(tmp_path: Path) 
 
 
 def test_a_fitting_spare_is_reused_and_costs_no_parked_session(tmp_path: Path) -> None:
-    capacity = kv_store.BufferPool.capacity_for(1000)
+    capacity = BufferPool.capacity_for(1000)
     store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
     store.load_disk_index()
     park(store, (1, 1), 1)
-    store.pool.give(store.pool.take(1000))  # a spare, as an eviction leaves one
-    assert store.flush() and store.pool.spare_bytes == capacity
-    spare = store.pool._spares[0]
+    store.ram.pool.give(store.ram.pool.take(1000))  # a spare, as an eviction leaves one
+    assert store.flush() and store.ram.pool.spare_bytes == capacity
+    spare = store.ram.pool._spares[0]
     assert store.buffer_for((3, 3), 1000).obj is spare
     _, entry = store.best([1, 1])
     assert entry is not None and entry.tier == "L2"  # not pushed out for room it had
@@ -244,9 +245,9 @@ def test_a_fitting_spare_is_reused_and_costs_no_parked_session(tmp_path: Path) -
 
 
 def test_a_session_outgrowing_its_buffer_does_not_push_out_another(tmp_path: Path) -> None:
-    small = kv_store.BufferPool.capacity_for(1000)
+    small = BufferPool.capacity_for(1000)
     grown_size = small + 1  # past the old buffer's headroom: a fresh one is needed
-    grown = kv_store.BufferPool.capacity_for(grown_size)
+    grown = BufferPool.capacity_for(grown_size)
     store = KVStore(tmp_path, FP, ram_budget=small + grown, disk_budget=1 << 30)
     store.load_disk_index()
     park(store, (1, 1), 1)
@@ -264,7 +265,7 @@ def test_a_session_outgrowing_its_buffer_does_not_push_out_another(tmp_path: Pat
 
 
 def test_an_unwritten_lru_entry_keeps_its_buffer(tmp_path: Path) -> None:
-    capacity = kv_store.BufferPool.capacity_for(1000)
+    capacity = BufferPool.capacity_for(1000)
     store = KVStore(
         tmp_path, FP, ram_budget=capacity, disk_budget=1 << 30, quiet_for=lambda: 0.0
     )  # turns never pause: nothing reaches the disk
@@ -301,7 +302,7 @@ def test_disk_writes_hold_while_turns_run(tmp_path: Path) -> None:
 def test_a_write_past_its_deadline_goes_on_between_turns_never_during_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kv_store, "_MAX_WRITE_DELAY_S", 0.0)  # every write is overdue
+    monkeypatch.setattr(disk_tier, "_MAX_WRITE_DELAY_S", 0.0)  # every write is overdue
     worker = {"busy": True}
     store = KVStore(
         tmp_path,
@@ -327,12 +328,12 @@ def test_an_entry_being_restored_is_not_evicted_by_parking(tmp_path: Path) -> No
     store = KVStore(tmp_path, FP, ram_budget=300, disk_budget=1 << 20, quiet_for=lambda: 0.0)
     store.load_disk_index()
     old = store.add((1, 1), blob(200, 1), "a")
-    store._closing = True  # let the held writes through
+    store.disk._closing = True  # let the held writes through
     assert store.flush()
-    store._closing = False
+    store.disk._closing = False
     with store.pinned(old):
         store.add((2, 2), blob(200, 2), "b")  # the park that precedes a restore
-        store._closing = True
+        store.disk._closing = True
         assert store.flush()
         assert old.blob is not None  # over budget, but pinned: still in RAM
         assert bytes(store.fetch(old)) == blob(200, 1)
@@ -350,12 +351,12 @@ def test_a_buffer_dropped_mid_write_goes_back_to_the_pool_once(tmp_path: Path) -
     )
     store.load_disk_index()
     given: list[int] = []
-    real_give = store.pool.give
-    store.pool.give = lambda b: (given.append(id(b.obj)), real_give(b))  # type: ignore[method-assign]
-    first = store.pool.take(2 * kv_files.CHUNK_BYTES)
+    real_give = store.ram.pool.give
+    store.ram.pool.give = lambda b: (given.append(id(b.obj)), real_give(b))  # type: ignore[method-assign]
+    first = store.ram.pool.take(2 * kv_files.CHUNK_BYTES)
     store.add((1, 2), first, "s")
     assert not store.flush(timeout=0.2)  # the writer holds it, paused by the turn
-    store.add((1, 2, 3), store.pool.take(10), "s")  # supersedes it mid-write
+    store.add((1, 2, 3), store.ram.pool.take(10), "s")  # supersedes it mid-write
     turn_running = False
     assert store.flush()
     assert given.count(id(first.obj)) == 1

@@ -18,7 +18,7 @@ MAX_LINES = 400
 KNOWN_CYCLES = [
     ["openclaw_daemon.turn.compactor", "openclaw_daemon.turn.pipeline"],
 ]
-KNOWN_LONG = {"openclaw_daemon.cache.kv_store", "openclaw_daemon.turn.pipeline"}
+KNOWN_LONG = {"openclaw_daemon.turn.pipeline"}
 
 # Lower layers never import higher ones. A module's layer is the longest prefix
 # listed here. The CLI sits on top: it may import anything, the daemon never it.
