@@ -3,13 +3,13 @@
 The head (the system prompt plus the tool definitions) is byte-identical on
 every turn of every session, so its tokens stay cached. Per-turn content
 (time, retrieved context, memory) belongs in the user turn, never in the head.
+How tool calls and results read is the model's tool-call format's: it is
+passed in (``ToolText``), since sessions sit below the tools layer.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from openclaw_sessions.compaction import SUMMARY_PREFIX, active_messages
 from openclaw_sessions.store import Entry
@@ -41,9 +41,16 @@ def head(system_prompt: str, tools_section: str) -> str:
     return f"{tools_section}\n\n{system_prompt}" if tools_section else system_prompt
 
 
-def _default_call_text(call: dict[str, Any]) -> str:
-    body = json.dumps({"name": call.get("name"), "arguments": call.get("arguments", {})})
-    return f"<tool_call>\n{body}\n</tool_call>"
+class ToolText(Protocol):
+    """How tool calls and results are written into the template's messages
+    (``openclaw_daemon.tools.formats.ToolFormat`` provides it)."""
+
+    @property
+    def result_role(self) -> str: ...
+
+    def render_call(self, call_id: str, name: str, arguments: dict[str, Any]) -> str: ...
+
+    def render_result(self, content: str) -> str: ...
 
 
 SUMMARY_ACK = "Understood."
@@ -67,10 +74,8 @@ def results_message(texts: list[str], role: str) -> dict[str, str]:
 def chat_messages(
     entries: list[Entry],
     *,
+    tool_text: ToolText,
     system_prompt: str = SYSTEM_PROMPT,
-    call_text: Callable[[dict[str, Any]], str] = _default_call_text,
-    result_text: Callable[[str], str] = lambda text: text,
-    result_role: str = "tool",
 ) -> list[dict[str, str]]:
     """Template messages for a transcript: the head, then user, assistant and tool turns."""
     messages = [{"role": "system", "content": system_prompt}]
@@ -82,10 +87,10 @@ def chat_messages(
         message = entry.get("message", {})
         role = message.get("role")
         if role == "toolResult":
-            results.append(result_text(message_text(message)))
+            results.append(tool_text.render_result(message_text(message)))
             continue
         if results:
-            messages.append(results_message(results, result_role))
+            messages.append(results_message(results, tool_text.result_role))
             results = []
         if role == "user":
             messages.append({"role": "user", "content": message_text(message)})
@@ -95,12 +100,12 @@ def chat_messages(
             messages.append({"role": "assistant", "content": message["rawText"]})
         elif role == "assistant":
             calls = [
-                call_text(block)
+                tool_text.render_call(block.get("id", ""), block["name"], block["arguments"])
                 for block in message.get("content", [])
                 if isinstance(block, dict) and block.get("type") == "toolCall"
             ]
             text = "\n".join(filter(None, [message_text(message), *calls]))
             messages.append({"role": "assistant", "content": text})
     if results:
-        messages.append(results_message(results, result_role))
+        messages.append(results_message(results, tool_text.result_role))
     return messages

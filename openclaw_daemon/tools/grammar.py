@@ -1,7 +1,8 @@
 """GBNF that makes even a 135M model emit well-formed tool calls.
 
 ``tool_choice`` = "required" (some tool) or a tool's name constrains the reply
-to one or more ``<tool_call>`` blocks whose JSON matches the tools' schemas;
+to one or more calls (in the model's tool-call format: its ``call_schema`` and
+``wrap_grammar``) whose arguments match the tools' schemas;
 "auto" and "none" leave decoding free (calls are still parsed strictly). The
 schemas are sanitized first: llama.cpp's converter rejects or explodes on
 unanchored ``pattern`` and huge ``maxLength``. The JSON-schema conversion
@@ -16,7 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from openclaw_daemon.tools.spec import CALL_CLOSE, CALL_OPEN, TOOLS, TOOLS_BY_NAME, ToolSpec
+from openclaw_daemon.tools.formats.base import ToolFormat
+from openclaw_daemon.tools.spec import TOOLS, TOOLS_BY_NAME, ToolSpec
 from openclaw_daemon.wire.errors import BadRequestError
 
 CHOICES = ("auto", "none", "required")
@@ -88,19 +90,15 @@ def _arguments(tool: ToolSpec, files: list[str], urls: list[str]) -> dict[str, A
     return schema
 
 
-def _call_schema(tools: list[ToolSpec], files: list[str], urls: list[str]) -> dict[str, Any]:
+def _call_schema(
+    tool_format: ToolFormat, tools: list[ToolSpec], files: list[str], urls: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The schema of one call to any of ``tools``, and its keys in the format's order."""
     alternatives = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": tool.name},
-                "arguments": _arguments(tool, files, urls),
-            },
-            "required": ["name", "arguments"],
-        }
-        for tool in tools
+        tool_format.call_schema(tool.name, _arguments(tool, files, urls)) for tool in tools
     ]
-    return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+    order = list(alternatives[0].get("properties", {}))
+    return (alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}), order
 
 
 SchemaToGbnf = Callable[[str, list[str]], str]  # (schema JSON, property order) -> GBNF
@@ -122,6 +120,8 @@ def grammar_for(
     schema_to_gbnf: SchemaToGbnf,
     files: list[str] | None = None,
     urls: list[str] | None = None,
+    *,
+    tool_format: ToolFormat,
 ) -> str | None:
     """GBNF for ``choice``, or None when decoding stays free.
 
@@ -133,10 +133,6 @@ def grammar_for(
         return None
     tools = [TOOLS_BY_NAME[choice]] if choice in TOOLS_BY_NAME else list(TOOLS)
     listed = files if files and len(files) <= MAX_LISTED_FILES else []
-    schema = _call_schema(tools, listed, urls or [])
-    body = schema_to_gbnf(json.dumps(schema), ["name", "arguments"])
-    # The converter names its start rule "root"; ours wraps it in the call tags.
-    body = re.sub(r"^root ::=", "call ::=", body, flags=re.MULTILINE)
-    block = f'"{CALL_OPEN}\\n" call "\\n{CALL_CLOSE}"'
-    more = MAX_CALLS_PER_STEP - 1
-    return f'root ::= {block} ("\\n" {block}){{0,{more}}}\n{body}'
+    schema, order = _call_schema(tool_format, tools, listed, urls or [])
+    call = schema_to_gbnf(json.dumps(schema), order)
+    return tool_format.wrap_grammar(call, MAX_CALLS_PER_STEP)

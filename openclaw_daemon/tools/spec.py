@@ -1,24 +1,16 @@
-"""Tool definitions and the tool-call text format (Hermes / Qwen style, for ChatML models).
+"""Tool definitions, their argument checks, and a parsed call, in no model's syntax.
 
-The definitions are rendered once into the system prompt, byte-identical on
-every turn, so they live in the cached head. A call is a JSON object inside
-``<tool_call>`` tags; a result goes back as a ``tool`` message wrapped in
-``<tool_response>`` tags. Parsing is strict: a malformed call is reported to
-the model as an error result, never guessed at.
+How the definitions read in the head, and how calls and results read in the
+model's text, is a tool-call format's (``tools/formats``). The definitions are
+rendered once into the system prompt, byte-identical on every turn, so they
+live in the cached head.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
-
-CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
-RESULT_TAGS = ("<tool_response>", "</tool_response>")
-_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -142,19 +134,6 @@ def check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> str | None:
     return None
 
 
-def tools_prompt(tools: tuple[ToolSpec, ...] = TOOLS) -> str:
-    """The tools section of the system prompt (the format Qwen 2.5 and Hermes use)."""
-    lines = "\n".join(json.dumps(t.definition(), separators=(", ", ": ")) for t in tools)
-    return (
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        "You are provided with function signatures within <tools></tools> XML tags:\n"
-        f"<tools>\n{lines}\n</tools>\n\n"
-        "For each function call, return a json object with function name and arguments "
-        "within <tool_call></tool_call> XML tags:\n"
-        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
-    )
-
-
 @dataclass
 class ToolCall:
     id: str
@@ -169,50 +148,10 @@ class ParsedReply:
     calls: list[ToolCall] = field(default_factory=list)
 
 
-def parse_reply(text: str, call_id_prefix: str) -> ParsedReply:
-    """Split a reply into its text and its tool calls, strictly.
-
-    An exact repeat of an earlier call in the same reply is dropped: small
-    models repeat themselves, and running the same call twice helps nobody.
-    """
-    calls: list[ToolCall] = []
-    seen: set[str] = set()
-    for match in _CALL_RE.finditer(text):
-        call = _parse_call(match.group(1), f"{call_id_prefix}_{len(calls)}")
-        signature = json.dumps([call.name, call.arguments, call.error], sort_keys=True)
-        if signature not in seen:
-            seen.add(signature)
-            calls.append(call)
-    if CALL_OPEN in _CALL_RE.sub("", text):
-        calls.append(
-            ToolCall(f"{call_id_prefix}_{len(calls)}", "?", {}, "unterminated <tool_call>")
-        )
-    return ParsedReply(_CALL_RE.sub("", text).split(CALL_OPEN)[0].strip(), calls)
-
-
-def _parse_call(body: str, call_id: str) -> ToolCall:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        return ToolCall(call_id, "?", {}, f"the tool call is not valid JSON: {exc}")
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return ToolCall(call_id, "?", {}, 'a tool call needs {"name": ..., "arguments": {...}}')
-    arguments = data.get("arguments", {})
-    if isinstance(arguments, str):  # some models double-encode
-        with contextlib.suppress(ValueError):
-            arguments = json.loads(arguments)
-    if not isinstance(arguments, dict):
-        return ToolCall(call_id, data["name"], {}, "tool arguments must be a JSON object")
-    if data["name"] not in TOOLS_BY_NAME:
+def known_call(call_id: str, name: str, arguments: dict[str, Any]) -> ToolCall:
+    """A parsed call, marked as an error when no tool has its name (every
+    format's parser reports an unknown tool the same way)."""
+    if name not in TOOLS_BY_NAME:
         known = ", ".join(TOOLS_BY_NAME)
-        return ToolCall(call_id, data["name"], arguments, f"unknown tool; known tools: {known}")
-    return ToolCall(call_id, data["name"], arguments)
-
-
-def format_call(call: ToolCall) -> str:
-    body = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
-    return f"{CALL_OPEN}\n{body}\n{CALL_CLOSE}"
-
-
-def format_result(content: str) -> str:
-    return f"{RESULT_TAGS[0]}\n{content}\n{RESULT_TAGS[1]}"
+        return ToolCall(call_id, name, arguments, f"unknown tool; known tools: {known}")
+    return ToolCall(call_id, name, arguments)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from openclaw_daemon.tools.spec import CALL_OPEN
 from openclaw_daemon.wire.errors import CancelledError, OpenClawError, TurnTimeoutError
 
 # OpenClaw's stopReason for a reply the user stopped, or a deadline did.
@@ -30,10 +29,10 @@ def stop_reason(error: OpenClawError) -> str:
     return "aborted" if error.code in _ABORTS else "error"
 
 
-def shown_text(text: str) -> str:
+def shown_text(text: str, call_open: str) -> str:
     """The part of an interrupted reply the user saw: up to any tool call (the
     stream hides calls, and an interrupted one was never run)."""
-    return text.split(CALL_OPEN)[0]
+    return text.split(call_open)[0]
 
 
 def worth_keeping(steps: list[Any]) -> bool:

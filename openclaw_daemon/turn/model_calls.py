@@ -3,8 +3,8 @@
 
 A turn with tools makes several calls; each extends the live KV state, so
 every call after the first prefills only what the previous step appended.
-Text from a ``<tool_call>`` on is not streamed to the user: it is the call,
-reported as ``tool`` frames instead.
+Text from a call's opening tag (the model's tool-call format's) on is not
+streamed to the user: it is the call, reported as ``tool`` frames instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon.model.tape import PromptPlan
 from openclaw_daemon.model.text_stream import TextStream
-from openclaw_daemon.tools.spec import CALL_OPEN, RESULT_TAGS
+from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.wire.errors import OpenClawError
 
 if TYPE_CHECKING:
@@ -46,8 +46,10 @@ class ModelCalls:
         *,
         prefill_batch: int,
         observe_prefill: Callable[[int, float], None],
+        tags: CallTags,
     ) -> None:
         self.engine = engine
+        self.tags = tags
         self.prefill_batch = prefill_batch
         self.observe_prefill = observe_prefill
         # What the last interrupted decode had generated (its text was streamed
@@ -129,9 +131,9 @@ class ModelCalls:
         stops = [str(s) for s in request.get("stop") or []]
         # Tool responses are the runtime's to write; a small model imitating
         # one has finished its reply.
-        stream = TextStream(stops + list(RESULT_TAGS) if hide_calls else stops)
+        stream = TextStream(stops + self.tags.result_stops if hide_calls else stops)
         # A second filter only for what the user sees: it stops at a tool call.
-        shown = TextStream([CALL_OPEN] if hide_calls else [])
+        shown = TextStream([self.tags.call_open] if hide_calls else [])
         clock = call.trace.clock
         start = clock()
         first_token_at: float | None = None

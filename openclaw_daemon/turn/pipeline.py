@@ -23,6 +23,7 @@ from openclaw_daemon.model.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.observability.tracing import Trace
 from openclaw_daemon.observability.turn_record import usage_buckets
 from openclaw_daemon.tools import exec_tool
+from openclaw_daemon.tools.formats import format_for
 from openclaw_daemon.tools.grammar import (
     MAX_LISTED_FILES,
     check_choice,
@@ -31,16 +32,7 @@ from openclaw_daemon.tools.grammar import (
     urls_in,
 )
 from openclaw_daemon.tools.runner import ToolContext, ToolOutcome, ToolRunner
-from openclaw_daemon.tools.spec import (
-    CALL_OPEN,
-    PERMISSIONS,
-    ParsedReply,
-    ToolCall,
-    format_call,
-    format_result,
-    parse_reply,
-    tools_prompt,
-)
+from openclaw_daemon.tools.spec import PERMISSIONS, TOOLS, ParsedReply, ToolCall
 from openclaw_daemon.tools.workspace import list_files
 from openclaw_daemon.turn import interrupted, replay, tape_check, window
 from openclaw_daemon.turn.compactor import Compactor
@@ -101,19 +93,19 @@ class TurnPipeline:
         self.engine = engine
         self.paths = paths
         self.cache = cache
+        self.tool_format = format_for(engine.template)
         self.calls = ModelCalls(
-            engine, prefill_batch=prefill_batch, observe_prefill=cache.observe_prefill
+            engine,
+            prefill_batch=prefill_batch,
+            observe_prefill=cache.observe_prefill,
+            tags=self.tool_format.tags,
         )
         self.builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
         self.tools = ToolRunner(
             tokenize=lambda text: engine.tokenize(text, add_bos=False),
             detokenize=lambda ids: engine.detokenize(ids).decode("utf-8", errors="replace"),
         )
-        self.tools_section = tools_prompt()
-        # Templates that know the tool role wrap results themselves; those that
-        # refuse it (e.g. Gemma's) get the results as a user message.
-        self.wrap_result = "tool_response" not in engine.template.source
-        self.result_role = "tool" if _renders_tool_role(engine) else "user"
+        self.tools_section = self.tool_format.prompt_section(TOOLS)
         self.tapes: dict[str, TokenTape] = {}  # by session key
         self.saved_tapes = TapeStore(
             paths.state_dir / "cache" / "tapes",
@@ -289,14 +281,14 @@ class TurnPipeline:
             parsed = (
                 ParsedReply(generation.text)
                 if choice == "none"
-                else parse_reply(generation.text, f"call_{new_entry_id()[:8]}")
+                else self.tool_format.parse(generation.text, f"call_{new_entry_id()[:8]}")
             )
             raw = generation.text
             if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
                 # A call cut off by --max-tokens is not a call: drop it, say so,
                 # and keep it out of the tape and the transcript alike.
                 parsed.calls.pop()
-                raw = raw[: raw.rfind(CALL_OPEN)]
+                raw = raw[: raw.rfind(self.tool_format.tags.call_open)]
                 ctx.emit(
                     {
                         "type": "notice",
@@ -320,8 +312,9 @@ class TurnPipeline:
                 return steps
             step.outcomes = self._run_tools(parsed.calls, tools, ctx)
             with ctx.trace.span("prompt.results") as span:
-                texts = [self._result_text(o.content) for o in step.outcomes]
-                plan = self.builder.plan_turn(tape, [results_message(texts, self.result_role)])
+                texts = [self.tool_format.render_result(o.content) for o in step.outcomes]
+                role = self.tool_format.result_role
+                plan = self.builder.plan_turn(tape, [results_message(texts, role)])
                 span["tokens"] = plan.appended
             if not window.admits(len(plan.tokens), self.engine.info.n_ctx, max_tokens):
                 ctx.emit({"type": "notice", "text": "the context window is full; stopping"})
@@ -331,7 +324,7 @@ class TurnPipeline:
     def _interrupted_step(self, plan: PromptPlan, reused: int, error: OpenClawError) -> Step:
         """The model call a stop cut short, with what it had generated (maybe nothing)."""
         partial = self.calls.partial or Generation("", [], error.code, None)
-        shown = interrupted.shown_text(partial.text)
+        shown = interrupted.shown_text(partial.text, self.tool_format.tags.call_open)
         generation = Generation(
             shown, partial.ids, interrupted.stop_reason(error), partial.first_token_at
         )
@@ -342,7 +335,9 @@ class TurnPipeline:
     def _grammar(self, choice: str, tools: ToolContext, request: dict[str, Any]) -> str | None:
         files = list_files(tools.workspace, MAX_LISTED_FILES)
         urls = urls_in(str(request.get("message") or ""))
-        return grammar_for(choice, self.engine.schema_to_gbnf, files, urls)
+        return grammar_for(
+            choice, self.engine.schema_to_gbnf, files, urls, tool_format=self.tool_format
+        )
 
     def _run_tools(
         self, calls: list[ToolCall], tools: ToolContext, ctx: TurnContext
@@ -384,17 +379,8 @@ class TurnPipeline:
             )
         return outcomes
 
-    def _result_text(self, content: str) -> str:
-        return format_result(content) if self.wrap_result else content
-
     def _messages(self, entries: list[dict[str, Any]], system: str) -> list[dict[str, str]]:
-        return chat_messages(
-            entries,
-            system_prompt=system,
-            call_text=lambda c: format_call(ToolCall(c.get("id", ""), c["name"], c["arguments"])),
-            result_text=self._result_text,
-            result_role=self.result_role,
-        )
+        return chat_messages(entries, system_prompt=system, tool_text=self.tool_format)
 
     # -- phases ----------------------------------------------------------------
     def _tape_for(
@@ -523,7 +509,7 @@ class TurnPipeline:
                     records[-1]["id"],
                     # What the user was shown: without its calls (a cut-off one too).
                     text=step.parsed.text
-                    if CALL_OPEN in step.generation.text
+                    if self.tool_format.tags.call_open in step.generation.text
                     else step.generation.text,
                     tool_calls=calls,
                     raw_text=step.raw,
@@ -628,7 +614,7 @@ class TurnPipeline:
             # Without its calls, run or cut off by --max-tokens and dropped (the
             # stream hid them too); a reply with no call block is shown as generated.
             "text": final.parsed.text
-            if CALL_OPEN in final.generation.text
+            if self.tool_format.tags.call_open in final.generation.text
             else final.generation.text,
             "stopReason": final.generation.stop_reason,
             **self._session_fields(ref),
@@ -642,19 +628,6 @@ class TurnPipeline:
             "originClock": trace.origin,
             "at": time.time(),
         }
-
-
-def _renders_tool_role(engine: Engine) -> bool:
-    probe = [
-        {"role": "system", "content": "s"},
-        {"role": "user", "content": "u"},
-        {"role": "assistant", "content": "a"},
-        {"role": "tool", "content": "t"},
-    ]
-    try:
-        return "t" in engine.template.render(probe, add_generation_prompt=True)
-    except ModelError:
-        return False
 
 
 def total_usage(steps: list[Step]) -> dict[str, int]:

@@ -101,11 +101,12 @@ def test_snapshot_restore_and_trim_give_the_same_logits_as_a_cold_prefill(engine
 def test_the_head_is_byte_identical_across_turns_and_sessions(engine: Engine) -> None:
     """Volatile content never enters the head: its tokens are the same for every
     session and turn, and they open every prompt."""
-    from openclaw_daemon.tools.spec import tools_prompt
+    from openclaw_daemon.tools.formats import format_for
+    from openclaw_daemon.tools.spec import TOOLS
     from openclaw_sessions.prompt import head
 
     builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
-    system = head(SYSTEM_PROMPT, tools_prompt())
+    system = head(SYSTEM_PROMPT, format_for(engine.template).prompt_section(TOOLS))
     head_tokens = builder.from_messages([{"role": "system", "content": system}]).tokens
     prompts = []
     for words in ("First session, first turn.", "Another session, today is Monday."):

@@ -1,4 +1,4 @@
-"""Tools without a model: parsing, grammar, confinement, permissions, parallel steps, limits."""
+"""Tools without a model: grammar, confinement, permissions, parallel steps, limits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 
 from openclaw_daemon.model.llama_engine import Engine
 from openclaw_daemon.tools import web_fetch, workspace
+from openclaw_daemon.tools.formats.hermes import HermesFormat
 from openclaw_daemon.tools.grammar import check_choice, constrains, grammar_for, sanitize, urls_in
 from openclaw_daemon.tools.runner import ToolContext, ToolRunner
-from openclaw_daemon.tools.spec import TOOLS_BY_NAME, ToolCall, parse_reply
+from openclaw_daemon.tools.spec import TOOLS_BY_NAME, ToolCall
 from openclaw_daemon.wire.errors import BadRequestError, ToolError
 
 
@@ -23,36 +24,19 @@ def runner(**kwargs: object) -> ToolRunner:
     )
 
 
-def test_replies_parse_strictly() -> None:
-    reply = parse_reply(
-        'Let me look.\n<tool_call>\n{"name": "read", "arguments": {"path": "a"}}\n</tool_call>\n'
-        '<tool_call>{"name": "read", "arguments": {"path": "a"}}</tool_call>'
-        '<tool_call>{"name": "nope", "arguments": {}}</tool_call>'
-        "<tool_call>{not json}</tool_call><tool_call>{",
-        "c",
-    )
-    assert reply.text == "Let me look."
-    assert [(c.name, c.error is None) for c in reply.calls] == [
-        ("read", True),  # the exact repeat was dropped
-        ("nope", False),
-        ("?", False),
-        ("?", False),
-    ]
-    assert "unknown tool" in str(reply.calls[1].error)
-    assert "unterminated" in str(reply.calls[3].error)
-    assert parse_reply("just text", "c").calls == []
-
-
 def test_grammar_choices_and_constraints() -> None:
-    assert grammar_for("auto", Engine.schema_to_gbnf) is None
-    assert grammar_for("none", Engine.schema_to_gbnf) is None
-    named = grammar_for("read", Engine.schema_to_gbnf, ["a.txt", "b.txt"])
+    hermes = HermesFormat()
+    assert grammar_for("auto", Engine.schema_to_gbnf, tool_format=hermes) is None
+    assert grammar_for("none", Engine.schema_to_gbnf, tool_format=hermes) is None
+    named = grammar_for("read", Engine.schema_to_gbnf, ["a.txt", "b.txt"], tool_format=hermes)
     assert named is not None and '"\\"a.txt\\""' in named and "exec" not in named
-    required = grammar_for("required", Engine.schema_to_gbnf, urls=["http://h/x"])
+    required = grammar_for(
+        "required", Engine.schema_to_gbnf, urls=["http://h/x"], tool_format=hermes
+    )
     assert required is not None and "{0,3}" in required and "http://h/x" in required
     # A search query is bounded in the grammar (a looping model must close it),
     # while the schema the model reads in the cached head is left as it is.
-    searched = grammar_for("search", Engine.schema_to_gbnf)
+    searched = grammar_for("search", Engine.schema_to_gbnf, tool_format=hermes)
     assert searched is not None
     query_rule = next(line for line in searched.splitlines() if line.startswith("arguments-query"))
     assert query_rule.count("(char") == 80
