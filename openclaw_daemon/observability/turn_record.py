@@ -21,6 +21,7 @@ from typing import Any
 
 from openclaw_daemon.observability.tracing import WORK_SCOPES, Span, Trace, covered_ms, scope_of
 from openclaw_daemon.wire.errors import BadRequestError
+from openclaw_daemon.wire.messages import Usage
 
 SCHEMA = 1
 CLIENT_SPANS = frozenset(
@@ -166,11 +167,12 @@ def build(
 
 
 def build_failed(
-    request: dict[str, Any],
     trace: Trace,
     *,
     turn_id: str,
+    session_id: str,
     session_key: str,
+    agent_id: str,
     status: str,
     error: str,
     model: str,
@@ -185,16 +187,15 @@ def build_failed(
         for span in timeline(trace.spans, [], 0.0)
     ]
     wall = trace.offset_ms()
-    agent = str(request.get("agent_id") or "main")
     return {
         "schema": SCHEMA,
         "turnId": turn_id,
         "status": status,
         "error": error,
         "at": time.time(),
-        "sessionId": str(request.get("session_id") or "main"),
+        "sessionId": session_id,
         "sessionKey": session_key,
-        "agentId": agent,
+        "agentId": agent_id,
         "model": model,
         "origin": "request received",
         "wallMs": round(wall, 3),
@@ -219,7 +220,7 @@ def _tokens(spans: list[Span], name: str) -> int:
     return sum(int(span.get("tokens") or 0) for span in spans if span["name"] == name)
 
 
-def usage_buckets(prefilled: int, cached: int, output: int) -> dict[str, int]:
+def usage_buckets(prefilled: int, cached: int, output: int) -> Usage:
     """OpenClaw's usage buckets: every prompt token in exactly one of ``input``
     (prefilled), ``cacheRead`` (reused from the KV cache) and ``cacheWrite``
     (always 0 here, see docs/usage.md); ``total`` is prompt plus output."""
@@ -240,7 +241,7 @@ def prompt_tokens(usage: dict[str, Any]) -> int:
     return int(usage.get("total", 0)) - int(usage.get("output", 0))
 
 
-def usage_from_spans(spans: list[Span]) -> dict[str, int]:
+def usage_from_spans(spans: list[Span]) -> Usage:
     """A failed turn's usage, as far as it got, summed over its model calls as a
     finished turn's is: what each reused, prefilled and decoded."""
     cached = sum(

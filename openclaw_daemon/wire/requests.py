@@ -191,10 +191,6 @@ class TurnOptions:
     exec_timeout: float | None = None
     request_id: str | None = None  # a retry with the same id replays the stored turn
 
-    def as_request(self) -> dict[str, Any]:
-        """The checked fields as the dict the turn pipeline reads."""
-        return {"type": "turn", **{name: getattr(self, name) for name in self.__dataclass_fields__}}
-
 
 def parse_turn(message: dict[str, Any]) -> TurnOptions:
     text_ = text(message, "message", limit=MAX_MESSAGE_CHARS, required=True)
