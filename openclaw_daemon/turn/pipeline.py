@@ -203,7 +203,7 @@ class TurnPipeline:
             turn.store,
             turn.ref,
             turn.entries,
-            str(turn.user["content"]),
+            turn.settings.message,
             steps,
             request_id=turn.request_id,
             info=self.engine.info,
