@@ -58,6 +58,8 @@ class ModelInfo:
     size_bytes: int
     gpu_offload: bool
     chat_template: str | None
+    n_vocab: int  # ids are 0..n_vocab-1 (a saved tape with others is refused)
+    bos_id: int  # the beginning-of-sequence id, -1 if the model has none
 
 
 class Engine:
@@ -90,6 +92,8 @@ class Engine:
             size_bytes=model_path.stat().st_size,
             gpu_offload=gpu,
             chat_template=metadata.get("tokenizer.chat_template"),
+            n_vocab=self.llama.n_vocab(),
+            bos_id=model.token_bos(),
         )
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from openclaw_daemon.observability.tracing import WORK_SCOPES, Span, Trace, covered_ms, scope_of
 from openclaw_daemon.wire.errors import BadRequestError
+from openclaw_daemon.wire.messages import Usage
 
 if TYPE_CHECKING:  # the CLI's agent path imports this module: annotations cost nothing
     from openclaw_daemon.wire.messages import ClientSpan, ReportRequest, TurnResult, Usage
@@ -219,11 +220,12 @@ def build(
 
 
 def build_failed(
-    request: Mapping[str, Any],
     trace: Trace,
     *,
     turn_id: str,
+    session_id: str,
     session_key: str,
+    agent_id: str,
     status: str,
     error: str,
     model: str,
@@ -238,16 +240,15 @@ def build_failed(
         for span in timeline(trace.spans, [], 0.0)
     ]
     wall = trace.offset_ms()
-    agent = str(request.get("agent_id") or "main")
     record: TraceRecord = {
         "schema": SCHEMA,
         "turnId": turn_id,
         "status": status,
         "error": error,
         "at": time.time(),
-        "sessionId": str(request.get("session_id") or "main"),
+        "sessionId": session_id,
         "sessionKey": session_key,
-        "agentId": agent,
+        "agentId": agent_id,
         "model": model,
         "origin": "request received",
         "wallMs": round(wall, 3),
@@ -273,7 +274,7 @@ def _tokens(spans: list[Span], name: str) -> int:
     return sum(int(span.get("tokens") or 0) for span in spans if span["name"] == name)
 
 
-def usage_buckets(prefilled: int, cached: int, output: int) -> dict[str, int]:
+def usage_buckets(prefilled: int, cached: int, output: int) -> Usage:
     """OpenClaw's usage buckets: every prompt token in exactly one of ``input``
     (prefilled), ``cacheRead`` (reused from the KV cache) and ``cacheWrite``
     (always 0 here, see docs/usage.md); ``total`` is prompt plus output."""

@@ -23,12 +23,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from openclaw_daemon.config import Paths
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import Trace, TurnLog
+from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import Connection
-from openclaw_daemon.turn.pipeline import TurnContext, TurnPipeline
+from openclaw_daemon.turn.compactor import Compactor
+from openclaw_daemon.turn.context import TurnContext
+from openclaw_daemon.turn.pipeline import TurnPipeline
+from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.wire import frames as protocol
 from openclaw_daemon.wire import messages, requests
 from openclaw_daemon.wire.errors import (
@@ -38,6 +43,7 @@ from openclaw_daemon.wire.errors import (
     TurnTimeoutError,
 )
 from openclaw_daemon.wire.messages import StreamFrame, TurnResult
+from openclaw_sessions.store import SessionRef, SessionStore
 
 log = logging.getLogger("openclawd.handlers")
 _POLL_S = 0.02  # how often a running turn checks for a hang-up, cancel or timeout
@@ -66,9 +72,13 @@ _LANE_NOTICE_S = 0.001
 
 @dataclass
 class DaemonState:
-    """What handlers share: the pipeline, the scheduler and daemon facts."""
+    """What handlers share: the turn's parts, the scheduler and daemon facts."""
 
     pipeline: TurnPipeline
+    compactor: Compactor
+    tapes: SessionTapes
+    paths: Paths
+    model_name: str
     scheduler: Scheduler
     status: Callable[[], dict[str, Any]]
     request_shutdown: Callable[[], None]
@@ -160,7 +170,6 @@ class Handlers:
     def turn(self, raw: protocol.Message, connection: Connection) -> None:
         # Every field checked here, before the turn takes a lane or the model.
         options = requests.parse_turn(raw)
-        request = options.as_request()
         events: queue.Queue[Mapping[str, Any]] = queue.Queue()
         cancel = threading.Event()
         trace = Trace(listener=lambda span: events.put(messages.phase(span)))
@@ -173,17 +182,19 @@ class Handlers:
         )
         timeout = options.timeout_s
         deadline = time.monotonic() + timeout if timeout else None
-        session_key = f"{options.agent_id}/{options.session_id or ''}"
+        agent = options.agent_id
+        store = SessionStore(self.state.paths.agent_sessions_dir(agent), agent)
+        session_key = session_lane(store, options.session_id)
         scheduler = self.state.scheduler
         waiting_since = trace.clock()
         with scheduler.lane(session_key):
             # Another turn of this session held its lane (it runs before ours).
             same_session = trace.clock() - waiting_since > _LANE_NOTICE_S
 
-            def run() -> dict[str, Any]:
+            def run() -> TurnResult:
                 behind = scheduler.waited_behind
                 context.waited_behind = [f"turn:{session_key}"] * same_session + behind
-                return self.state.pipeline.run(request, context)
+                return self.state.pipeline.run(options, context)
 
             future = scheduler.submit(run, label=f"turn:{session_key}")
             future.add_done_callback(lambda _: events.put(_JOB_ENDED))
@@ -199,14 +210,14 @@ class Handlers:
                     f"the turn took longer than --timeout {timeout:g} s and was stopped",
                     hint="Raise --timeout, or lower --max-tokens.",
                 )
-            self._fail(request, context, connection, failure)
+            self._fail(options, session_key, context, connection, failure)
             return
         except OpenClawError as exc:
-            self._fail(request, context, connection, exc)
+            self._fail(options, session_key, context, connection, exc)
             return
         connection.send(messages.done(result))
         # Park the session's KV state once the worker is idle (off this turn's path).
-        self.state.scheduler.submit_idle("park", self.state.pipeline.park)
+        self.state.scheduler.submit_idle("park", self.state.tapes.park)
         self._schedule_compactions()
         self._store_trace(result, connection)
 
@@ -232,22 +243,25 @@ class Handlers:
 
     def _fail(
         self,
-        request: protocol.Message,
+        options: requests.TurnOptions,
+        session_key: str,
         context: TurnContext,
         connection: Connection,
         error: OpenClawError,
     ) -> None:
         """End a failed turn: store its trace (it is the one worth reading), then
         send the error, naming the turn so the CLI can show that trace."""
+        ref = context.session  # None if it failed before (a bad workspace, say)
         try:
             record = turn_record.build_failed(
-                request,
                 context.trace,
                 turn_id=context.turn_id,
-                session_key=context.session_key,
+                session_id=ref.session_id if ref else options.session_id or "",
+                session_key=ref.key if ref else session_key,
+                agent_id=options.agent_id,
                 status=error.code,
                 error=error.message,
-                model=self.state.pipeline.engine.info.name,
+                model=self.state.model_name,
                 memory=self.state.memory(),
             )
             self._keep(record)
@@ -268,13 +282,13 @@ class Handlers:
         Both are preemptible: a turn arriving meanwhile goes first, and the job
         is queued again (resuming from what the cache holds by then).
         """
-        pipeline, scheduler = self.state.pipeline, self.state.scheduler
-        while pipeline.due_for_compaction:
-            key, (ref, store) = pipeline.due_for_compaction.popitem()
+        compactor, scheduler = self.state.compactor, self.state.scheduler
+        for ref, store in compactor.take_due():
+            key = ref.key
 
-            def compact(ref: Any = ref, store: Any = store, key: str = key) -> None:
+            def compact(ref: SessionRef = ref, store: SessionStore = store, key: str = key) -> None:
                 try:
-                    pipeline.compactor.compact(ref, store, cancelled=scheduler.busy)
+                    compactor.compact(ref, store, cancelled=scheduler.busy)
                 except CancelledError:
                     # No deadline (see BACKGROUND_AT_MOST_S): only a quiet moment.
                     scheduler.submit_idle(
@@ -288,13 +302,15 @@ class Handlers:
 
             scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
 
-    def _schedule_prefill_ahead(self, ref: Any, *, quiet_s: float = BACKGROUND_QUIET_S) -> None:
-        pipeline, scheduler = self.state.pipeline, self.state.scheduler
+    def _schedule_prefill_ahead(
+        self, ref: SessionRef, *, quiet_s: float = BACKGROUND_QUIET_S
+    ) -> None:
+        compactor, scheduler = self.state.compactor, self.state.scheduler
         if not self.state.prefill_ahead:
             return  # OPENCLAW_PREFILL_AHEAD=0: the baseline that pays at the next turn
 
         def prefill() -> None:
-            if not pipeline.compactor.prefill_ahead(ref, scheduler.busy):
+            if not compactor.prefill_ahead(ref, scheduler.busy):
                 scheduler.submit_idle(
                     f"prefill-ahead:{ref.key}",
                     prefill,
@@ -312,7 +328,7 @@ class Handlers:
     def compact(self, request: protocol.Message, connection: Connection) -> None:
         """``openclaw sessions compact``: summarise now, prefill the new layout ahead."""
         options = requests.parse_compact(request)
-        compactor = self.state.pipeline.compactor
+        compactor = self.state.compactor
         ref, result = self._session_job(
             options.agent_id,
             options.session_id,
@@ -330,21 +346,22 @@ class Handlers:
             options.agent_id,
             options.session_id,
             "sessions check-tape",
-            self.state.pipeline.check_tape,
+            self.state.tapes.check_tape,
         )
         connection.send(messages.done(result))
 
     def _session_job(
-        self, agent_id: str, session_id: str, label: str, job: Callable[[Any, Any], dict[str, Any]]
-    ) -> tuple[Any, dict[str, Any]]:
+        self,
+        agent_id: str,
+        session_id: str,
+        label: str,
+        job: Callable[[SessionRef, SessionStore], dict[str, Any]],
+    ) -> tuple[SessionRef, dict[str, Any]]:
         """Run ``job(ref, store)`` for one stored session on the model worker, in
-        the lane of its session id. (A turn of the agent's main session locks
-        ``<agent>/`` instead: the mismatch issue 14 names, not fixed here.)"""
-        from openclaw_sessions.store import SessionStore
-
-        store = SessionStore(self.state.pipeline.paths.agent_sessions_dir(agent_id), agent_id)
+        the session's lane (the one its turns take)."""
+        store = SessionStore(self.state.paths.agent_sessions_dir(agent_id), agent_id)
         ref = store.find(session_id)
-        with self.state.scheduler.lane(f"{agent_id}/{ref.session_id}"):
+        with self.state.scheduler.lane(session_lane(store, ref.key)):
             future = self.state.scheduler.submit(
                 lambda: job(ref, store), label=f"{label}:{ref.key}"
             )

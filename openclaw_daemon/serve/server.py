@@ -110,7 +110,7 @@ class Daemon:
         from openclaw_daemon.cache.kv_store import KVStore
         from openclaw_daemon.cache.prefix_cache import PrefixCache
         from openclaw_daemon.model.llama_engine import Engine  # the one llama_cpp import
-        from openclaw_daemon.turn.pipeline import TurnPipeline
+        from openclaw_daemon.turn.assemble import turn_services
 
         self.paths = config.resolve_paths()
         state_dirs.prepare(self.paths)
@@ -133,16 +133,18 @@ class Daemon:
         )
         self.store.load_disk_index()
         self.cache = PrefixCache(self.engine, self.store)
-        self.pipeline = TurnPipeline(
-            self.engine,
-            self.paths,
-            prefill_batch=config.prefill_batch_setting(),
-            cache=self.cache,
+        turns = turn_services(
+            self.engine, self.paths, prefill_batch=config.prefill_batch_setting(), cache=self.cache
         )
+        self.pipeline, self.compactor, self.tapes = turns.pipeline, turns.compactor, turns.tapes
         self.started_at = time.time()
         memory_now()  # imports psutil now, not in the first turn's trace report
         self.state = DaemonState(
             pipeline=self.pipeline,
+            compactor=self.compactor,
+            tapes=self.tapes,
+            paths=self.paths,
+            model_name=self.engine.info.name,
             scheduler=self.scheduler,
             status=self.status,
             request_shutdown=self.request_shutdown,
@@ -177,14 +179,14 @@ class Daemon:
             "rssBytes": memory["rss"],
             "peakRssBytes": memory["peak"],
             "memoryPredicted": self.memory_prediction,
-            "sessions": len(self.pipeline.tapes),
+            "sessions": len(self.tapes),
             "turnsServed": self.pipeline.turns_served,
             "queued": self.scheduler.queued,
             "cache": self.cache_stats(),
             "compaction": {
-                **self.pipeline.compactor.counters,
-                "reserveTokens": self.pipeline.compactor.settings.reserve,
-                "keepRecentTokens": self.pipeline.compactor.settings.keep_recent,
+                **self.compactor.counters,
+                "reserveTokens": self.compactor.settings.reserve,
+                "keepRecentTokens": self.compactor.settings.keep_recent,
             },
             "socket": str(self.paths.socket),
             "stateDir": str(self.paths.state_dir),
@@ -204,8 +206,8 @@ class Daemon:
             ("openclaw_cache_bytes", cache["diskBytes"], {"tier": self.store.disk.name}),
             ("openclaw_cache_entries", cache["ramEntries"], {"tier": self.store.ram.name}),
             ("openclaw_cache_entries", cache["diskEntries"], {"tier": self.store.disk.name}),
-            ("openclaw_compactions_total", self.pipeline.compactor.counters["compactions"], {}),
-            ("openclaw_live_sessions", len(self.pipeline.tapes), {}),
+            ("openclaw_compactions_total", self.compactor.counters["compactions"], {}),
+            ("openclaw_live_sessions", len(self.tapes), {}),
             ("openclaw_model_info", 1.0, {"model": self.engine.info.name}),
         ]
 

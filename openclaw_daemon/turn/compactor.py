@@ -23,18 +23,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from openclaw_daemon.cache.prefix_cache import PrefixCache
 from openclaw_daemon.model.chat_template import ChatMessage
-from openclaw_daemon.model.tape import PromptPlan, TokenTape
+from openclaw_daemon.model.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.observability.tracing import Trace
 from openclaw_daemon.turn import window
-from openclaw_daemon.turn.model_calls import CallContext
+from openclaw_daemon.turn.model_calls import CallContext, CallOptions, ModelCalls
+from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.wire.errors import BadRequestError, CancelledError, ContextOverflowError
 from openclaw_sessions.compaction import CompactionSettings, plan_compaction
 from openclaw_sessions.prompt import message_text, summary_messages
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id, now_iso
 
 if TYPE_CHECKING:
-    from openclaw_daemon.turn.pipeline import TurnPipeline
+    from openclaw_daemon.model.llama_engine import Engine
 
 log = logging.getLogger("openclawd.compactor")
 
@@ -50,6 +52,8 @@ INSTRUCTION = (
     "the user's goals, the facts and decisions, and the files and results that matter."
 )
 SUMMARY_MAX_TOKENS = 192
+# A summary is greedy: the same session compacts to the same summary.
+SUMMARY_CALL = CallOptions(temperature=0.0)
 # Tokens a clipped message's markup and cut marker take beyond its text.
 CLIP_MARKUP = 24
 
@@ -67,9 +71,23 @@ class _Summary:
 
 
 class Compactor:
-    def __init__(self, pipeline: TurnPipeline) -> None:
-        self.pipeline = pipeline
-        self.settings = CompactionSettings.for_window(pipeline.engine.info.n_ctx)
+    """Compacts sessions: on request, when a turn overflows, and in idle time for
+    the sessions a turn left past the threshold (``due``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache: PrefixCache,
+        tapes: SessionTapes,
+        builder: TapeBuilder,
+        calls: ModelCalls,
+    ) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.tapes = tapes
+        self.builder = builder
+        self.calls = calls
+        self.settings = CompactionSettings.for_window(engine.info.n_ctx)
         self.counters = {
             "compactions": 0,
             "prefilledAhead": 0,
@@ -79,6 +97,20 @@ class Compactor:
         # Per session: what its last compaction cost and saved, reported (then
         # dropped) with the session's next turn.
         self.reports: dict[str, dict[str, Any]] = {}
+        # Sessions whose last turn crossed the compaction threshold, for the
+        # daemon to compact (and prefill ahead) once it is idle.
+        self.due: dict[str, tuple[SessionRef, SessionStore]] = {}
+
+    def after_turn(self, ref: SessionRef, store: SessionStore, tokens: int) -> None:
+        """Note a session a turn left at ``tokens``: past the threshold, it is due."""
+        if self.settings.needs_compaction(tokens):
+            self.due[ref.key] = (ref, store)
+
+    def take_due(self) -> list[tuple[SessionRef, SessionStore]]:
+        """The sessions due for compaction, each handed out once."""
+        # Newest first, as they were popped before.
+        due, self.due = list(reversed(self.due.values())), {}
+        return due
 
     def compact(
         self,
@@ -93,11 +125,10 @@ class Compactor:
     ) -> dict[str, Any]:
         """Summarise the session's older turns on a fork of its cached prompt and
         record the compaction; the new layout is prefilled later (``prefill_ahead``)."""
-        pipeline = self.pipeline
         trace = trace or Trace()
         entries = store.load_entries(ref)
-        system = pipeline.session_head(ref)
-        tape, _ = pipeline._tape_for(ref, entries, system)
+        system = self.tapes.session_head(ref)
+        tape, _ = self.tapes.tape_for(ref, entries, system)
         plan = plan_compaction(
             entries, self._tokens, self.settings.keep_recent, keep_last_turn=not overflow
         )
@@ -110,29 +141,7 @@ class Compactor:
         started = time.perf_counter()
         made = self._summarise(tape, {"role": "user", "content": instruction}, call)
         summary = made.text.strip() or "(no summary)"
-        compaction = {
-            "type": "compaction",
-            "id": new_entry_id(),
-            "parentId": last_entry_id(entries),
-            "timestamp": now_iso(),
-            "summary": summary,
-            "firstKeptEntryId": plan.first_kept_id,
-            "tokensBefore": len(tape.tokens),
-        }
-        messages = pipeline._messages([*entries, compaction], system)
-        new_tape = pipeline.builder.from_messages(messages)
-        new_tape.last_entry_id = str(compaction["id"])
-        compaction["tokensAfter"] = after = len(new_tape.tokens)
-        if after >= len(tape.tokens):
-            # A compaction that does not shrink the session only adds a summary.
-            raise BadRequestError(
-                f"compacting session {ref.session_id} would not shrink it "
-                f"({len(tape.tokens)} -> {after} tokens); nothing was written"
-            )
-        store.append(ref, [compaction])
-        # ``sessions list`` shows the session's size: now the compacted layout's.
-        store.touch(ref, totalTokens=compaction["tokensAfter"])
-        pipeline.adopt_tape(ref, new_tape)
+        compaction = self._write(ref, store, entries, system, tape, summary, plan.first_kept_id)
         self.counters["compactions"] += 1
         summary_ms = round((time.perf_counter() - started) * 1000.0, 1)
         self.reports[ref.key] = {
@@ -161,6 +170,42 @@ class Compactor:
             "summaryMs": summary_ms,
         }
 
+    def _write(
+        self,
+        ref: SessionRef,
+        store: SessionStore,
+        entries: list[dict[str, Any]],
+        system: str,
+        tape: TokenTape,
+        summary: str,
+        first_kept_id: str | None,
+    ) -> dict[str, Any]:
+        """Record the compaction entry and adopt the new layout as the session's
+        tape; BadRequestError (nothing written) if it would not shrink the session."""
+        compaction: dict[str, Any] = {
+            "type": "compaction",
+            "id": new_entry_id(),
+            "parentId": last_entry_id(entries),
+            "timestamp": now_iso(),
+            "summary": summary,
+            "firstKeptEntryId": first_kept_id,
+            "tokensBefore": len(tape.tokens),
+        }
+        new_tape = self.tapes.rebuild([*entries, compaction], system)
+        new_tape.last_entry_id = str(compaction["id"])
+        compaction["tokensAfter"] = after = len(new_tape.tokens)
+        if after >= len(tape.tokens):
+            # A compaction that does not shrink the session only adds a summary.
+            raise BadRequestError(
+                f"compacting session {ref.session_id} would not shrink it "
+                f"({len(tape.tokens)} -> {after} tokens); nothing was written"
+            )
+        store.append(ref, [compaction])
+        # ``sessions list`` shows the session's size: now the compacted layout's.
+        store.touch(ref, totalTokens=compaction["tokensAfter"])
+        self.tapes.adopt_tape(ref, new_tape)
+        return compaction
+
     def compact_to_fit(
         self,
         ref: SessionRef,
@@ -174,7 +219,6 @@ class Compactor:
     ) -> tuple[list[dict[str, Any]], TokenTape, PromptPlan]:
         """The overflow path of a turn: compact, then plan the turn again on the
         compacted layout; ContextOverflowError if it still leaves no room."""
-        pipeline = self.pipeline
         with trace.span("session.compact", trigger="overflow") as span:
             try:
                 report = self.compact(ref, store, overflow=True, cancelled=cancelled, trace=trace)
@@ -187,8 +231,9 @@ class Compactor:
             span["tokensAfter"] = report["tokensAfter"]
             span["summaryChunks"] = report["summaryChunks"]
             entries = store.load_entries(ref)
-            tape = pipeline.tapes[ref.key]
-            plan = pipeline.builder.plan_turn(tape, [user])
+            tape = self.tapes.get(ref)
+            assert tape is not None  # the compaction adopted its new layout
+            plan = self.builder.plan_turn(tape, [user])
         emit(
             {
                 "type": "notice",
@@ -196,7 +241,7 @@ class Compactor:
                 f"{report['tokensBefore']} -> {report['tokensAfter']} tokens",
             }
         )
-        n_ctx = pipeline.engine.info.n_ctx
+        n_ctx = self.engine.info.n_ctx
         if not window.admits(len(plan.tokens), n_ctx, max_tokens):
             raise ContextOverflowError(
                 f"the prompt is {len(plan.tokens)} tokens even after compaction; the model's "
@@ -209,9 +254,8 @@ class Compactor:
     def _summarise(self, tape: TokenTape, instruction: ChatMessage, call: CallContext) -> _Summary:
         """The summary of everything on ``tape``: one fork of it if that leaves room
         for the instruction and the summary, else chunk by chunk (``window``)."""
-        pipeline = self.pipeline
-        builder = pipeline.builder
-        n_ctx = pipeline.engine.info.n_ctx
+        builder = self.builder
+        n_ctx = self.engine.info.n_ctx
         fork = builder.plan_turn(tape, [instruction])
         if len(fork.tokens) + SUMMARY_MAX_TOKENS <= n_ctx:
             return self._summary_call(fork, call, _Summary())
@@ -248,17 +292,16 @@ class Compactor:
 
     def _summary_call(self, fork: PromptPlan, call: CallContext, made: _Summary) -> _Summary:
         """One summary generated on ``fork``; its costs added to ``made``'s."""
-        pipeline = self.pipeline
-        room = pipeline.engine.info.n_ctx - len(fork.tokens)
+        n_ctx = self.engine.info.n_ctx
+        room = n_ctx - len(fork.tokens)
         if room < window.MIN_REPLY_ROOM:
             raise ContextOverflowError(
-                f"no room for a summary: its prompt is {len(fork.tokens)} tokens of "
-                f"{pipeline.engine.info.n_ctx}"
+                f"no room for a summary: its prompt is {len(fork.tokens)} tokens of {n_ctx}"
             )
-        decision = pipeline.cache.apply(pipeline.cache.plan(fork.tokens), fork.tokens)
-        reused = pipeline.calls.prefill(fork, call)
-        generation = pipeline.calls.decode(
-            {"temperature": 0.0},
+        decision = self.cache.apply(self.cache.plan(fork.tokens), fork.tokens)
+        reused = self.calls.prefill(fork, call)
+        generation = self.calls.decode(
+            SUMMARY_CALL,
             min(SUMMARY_MAX_TOKENS, room),
             call,
             grammar=None,
@@ -276,7 +319,7 @@ class Compactor:
 
     def _clip(self, message: ChatMessage, budget: int) -> ChatMessage:
         """``message`` with its text cut to ``budget`` tokens, marked as cut."""
-        engine = self.pipeline.engine
+        engine = self.engine
         ids = engine.tokenize(str(message["content"]), add_bos=False)[: max(1, budget)]
         text = engine.detokenize(ids).decode("utf-8", errors="ignore")
         return {**message, "content": text + " [...cut to fit the context window]"}
@@ -310,7 +353,7 @@ class Compactor:
             if isinstance(b, dict) and b.get("type") == "toolCall"
         ]
         text = message_text(message) + "".join(str(c.get("arguments")) for c in calls)
-        return len(self.pipeline.engine.tokenize(text, add_bos=False)) + 5  # + role markup
+        return len(self.engine.tokenize(text, add_bos=False)) + 5  # + role markup
 
     def prefill_ahead(self, ref: SessionRef, should_stop: Callable[[], bool]) -> bool:
         """Prefill the session's (compacted) tape and park it; False if preempted.
@@ -318,32 +361,31 @@ class Compactor:
         A preempted job leaves its progress in the live context, which is
         parked before anything overwrites it, so the next attempt resumes.
         """
-        pipeline = self.pipeline
-        tape = pipeline.tapes.get(ref.key)
+        tape = self.tapes.get(ref)
         if tape is None or not tape.tokens:
             return True
         tokens = tape.tokens
         started = time.perf_counter()
-        plan = pipeline.cache.plan(tokens)
+        plan = self.cache.plan(tokens)
         # The cost model decides: prefill ahead only what would make the next
         # turn wait noticeably (measured prefill rate).
-        expected_s = (len(tokens) - plan.cached) / pipeline.cache.costs.prefill_tok_s.value
+        expected_s = (len(tokens) - plan.cached) / self.cache.costs.prefill_tok_s.value
         if expected_s < MIN_PREFILL_AHEAD_S:
             self.counters["prefillAheadSkipped"] += 1
             return True
-        pipeline.cache.apply(plan, tokens)
+        self.cache.apply(plan, tokens)
         try:
-            reused = pipeline.engine.prefill(
+            reused = self.engine.prefill(
                 tokens,
-                batch_size=min(pipeline.calls.prefill_batch, BACKGROUND_PREFILL_BATCH),
+                batch_size=min(self.calls.prefill_batch, BACKGROUND_PREFILL_BATCH),
                 cancelled=should_stop,
             )
         except CancelledError:
             log.info("prefill ahead of %s preempted by a turn; will resume", ref.session_id)
             self.counters["prefillAheadPreempted"] += 1
             return False
-        pipeline.cache.live_label = ref.session_id
-        pipeline.cache.checkpoint()
+        self.cache.live_label = ref.session_id
+        self.cache.checkpoint()
         self.counters["prefilledAhead"] += 1
         report = self.reports.get(ref.key)
         if report is not None:

@@ -31,6 +31,16 @@ class Generation:
     first_token_at: float | None
 
 
+@dataclass(frozen=True)
+class CallOptions:
+    """How one model call samples: a turn's from its checked request, the
+    compactor's its own (a summary is greedy)."""
+
+    temperature: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
 @dataclass
 class CallContext:
     trace: Trace
@@ -115,7 +125,7 @@ class ModelCalls:
 
     def decode(
         self,
-        request: dict[str, Any],
+        options: CallOptions,
         max_tokens: int,
         call: CallContext,
         *,
@@ -124,11 +134,8 @@ class ModelCalls:
     ) -> Generation:
         from openclaw_daemon.model.llama_engine import SamplingParams
 
-        params = SamplingParams(
-            temperature=float(request.get("temperature") or 0.0),
-            seed=request.get("seed"),
-        )
-        stops = [str(s) for s in request.get("stop") or []]
+        params = SamplingParams(temperature=options.temperature, seed=options.seed)
+        stops = list(options.stop)
         # Tool responses are the runtime's to write; a small model imitating
         # one has finished its reply.
         stream = TextStream(stops + self.tags.result_stops if hide_calls else stops)

@@ -317,7 +317,7 @@ class TurnResult(SessionFields, total=False):
     ttftMs: float | None
     cache: dict[str, Any] | None  # the cache report (cache.cache_report)
     compaction: dict[str, Any] | None
-    replayed: bool
+    replayed: dict[str, Any]  # a retry: the stored turn's first entry id, usage and steps
     spans: list[dict[str, Any]]
     daemonMs: float
     originClock: float  # the daemon's perf_counter at the trace origin

@@ -197,12 +197,6 @@ class TurnOptions:
     exec_timeout: float | None = None
     request_id: str | None = None  # a retry with the same id replays the stored turn
 
-    def as_request(self) -> dict[str, Any]:
-        """The checked fields as the dict the turn pipeline reads today (its
-        snake_case keys, not the wire's); goes once the pipeline reads these
-        attributes instead."""
-        return {"type": "turn", **{name: getattr(self, name) for name in self.__dataclass_fields__}}
-
 
 # Version 5's request keys. A v5 client is refused at its hello already; these
 # catch a script that bumped the version and kept the old spelling.

@@ -61,7 +61,7 @@ GOOD_TURN = {
 def test_a_good_turn_parses_to_typed_options() -> None:
     options = requests.parse_turn(GOOD_TURN)
     assert options.max_tokens == 8 and options.stop == ["\n\n"] and options.agent_id == "main"
-    assert options.as_request()["env"] == {"PATH": "/usr/bin"}
+    assert options.env == {"PATH": "/usr/bin"} and options.allow == ["write"]
 
 
 @pytest.mark.parametrize(

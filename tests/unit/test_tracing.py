@@ -148,10 +148,11 @@ def test_a_failed_turn_keeps_its_daemon_spans() -> None:
     trace.add("cache.restore", 0.011, 0.012, tier="L2", tokens=590)  # the applied prefix
     trace.add("model.prefill", 0.012, 0.5, tokens=40, cachedTokens=590, interrupted="cancelled")
     record = turn_record.build_failed(
-        {"session_id": "work", "agent_id": "main"},
         trace,
         turn_id="feed00000000",
+        session_id="work",
         session_key="agent:main:explicit:work",
+        agent_id="main",
         status="timeout",
         error="took too long",
         model="tiny",

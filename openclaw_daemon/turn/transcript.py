@@ -1,0 +1,39 @@
+"""A session's transcript as this model's chat messages.
+
+Tool calls and results are written in the model's tool-call format
+(``tools.formats``, chosen from its template), which also says the role
+results go in. The tape registry, the agent loop and the compactor share one
+``Transcript``, so a rebuilt tape and a live one render a session the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from openclaw_daemon.model.chat_template import ChatMessage
+from openclaw_daemon.tools.formats import ToolFormat, format_for
+from openclaw_daemon.tools.spec import TOOLS
+from openclaw_sessions.prompt import chat_messages, head, results_message
+
+if TYPE_CHECKING:
+    from openclaw_daemon.model.llama_engine import Engine
+
+
+class Transcript:
+    def __init__(self, engine: Engine) -> None:
+        self.format: ToolFormat = format_for(engine.template)
+        self.tools_section = self.format.prompt_section(TOOLS)
+
+    def head(self, system: str) -> str:
+        """The system message of a session whose system prompt is ``system``."""
+        return head(system, self.tools_section)
+
+    def result_text(self, content: str) -> str:
+        return self.format.render_result(content)
+
+    def results(self, contents: list[str]) -> ChatMessage:
+        """One message with every tool result of a step."""
+        return results_message([self.result_text(c) for c in contents], self.format.result_role)
+
+    def messages(self, entries: list[dict[str, Any]], system: str) -> list[dict[str, str]]:
+        return chat_messages(entries, system_prompt=system, tool_text=self.format)
