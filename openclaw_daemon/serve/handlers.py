@@ -27,6 +27,7 @@ from openclaw_daemon.config import Paths
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import Trace, TurnLog
+from openclaw_daemon.serve import background
 from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import Connection
@@ -54,18 +55,6 @@ _JOB_ENDED: protocol.Message = {"type": "_job_ended"}
 # right after printing the reply; a client that never does (killed, or piped
 # into a slow reader) only delays the stored record, never the next turn.
 _REPORT_WAIT_S = 5.0
-# Background compaction and prefill ahead start only after this long without
-# a turn. Between back-to-back turns (a script, a benchmark) they would be
-# preempted at once, and having moved the live context to another session,
-# make the next turn wait and restore it (measured: +30-540 ms a turn).
-BACKGROUND_QUIET_S = 2.0
-# ...but with turns that never pause for that long, prefill ahead runs anyway
-# after this: a turn stops it mid-batch within milliseconds. A compaction has
-# no such deadline: its first step restores the session's state (a 150 MB
-# copy, or a disk read) that no turn can interrupt, and under a stream of
-# turns every attempt paid the next turn ~250 ms only to be preempted. A
-# session that overflows first is compacted on the overflow path instead.
-BACKGROUND_AT_MOST_S = 60.0
 # A lane wait shorter than this is lock bookkeeping, not another turn.
 _LANE_NOTICE_S = 0.001
 
@@ -218,7 +207,9 @@ class Handlers:
         connection.send(messages.done(result))
         # Park the session's KV state once the worker is idle (off this turn's path).
         self.state.scheduler.submit_idle("park", self.state.tapes.park)
-        self._schedule_compactions()
+        background.schedule_compactions(
+            self.state.compactor, self.state.scheduler, prefill_ahead=self.state.prefill_ahead
+        )
         self._store_trace(result, connection)
 
     def _store_trace(self, result: TurnResult, connection: Connection) -> None:
@@ -276,55 +267,6 @@ class Handlers:
             log.warning("could not store the trace of turn %s: %s", record["turnId"], exc)
         self.state.metrics.observe_turn(record)
 
-    def _schedule_compactions(self) -> None:
-        """Compact sessions past their threshold, then prefill them ahead, in idle time.
-
-        Both are preemptible: a turn arriving meanwhile goes first, and the job
-        is queued again (resuming from what the cache holds by then).
-        """
-        compactor, scheduler = self.state.compactor, self.state.scheduler
-        for ref, store in compactor.take_due():
-            key = ref.key
-
-            def compact(ref: SessionRef = ref, store: SessionStore = store, key: str = key) -> None:
-                try:
-                    compactor.compact(ref, store, cancelled=scheduler.busy)
-                except CancelledError:
-                    # No deadline (see BACKGROUND_AT_MOST_S): only a quiet moment.
-                    scheduler.submit_idle(
-                        f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S
-                    )
-                    return
-                except OpenClawError as exc:  # e.g. one huge turn: nothing older to cut
-                    log.info("not compacting %s: %s", ref.session_id, exc.message)
-                    return
-                self._schedule_prefill_ahead(ref)
-
-            scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
-
-    def _schedule_prefill_ahead(
-        self, ref: SessionRef, *, quiet_s: float = BACKGROUND_QUIET_S
-    ) -> None:
-        compactor, scheduler = self.state.compactor, self.state.scheduler
-        if not self.state.prefill_ahead:
-            return  # OPENCLAW_PREFILL_AHEAD=0: the baseline that pays at the next turn
-
-        def prefill() -> None:
-            if not compactor.prefill_ahead(ref, scheduler.busy):
-                scheduler.submit_idle(
-                    f"prefill-ahead:{ref.key}",
-                    prefill,
-                    after_quiet_s=BACKGROUND_QUIET_S,
-                    at_most_s=BACKGROUND_AT_MOST_S,
-                )
-
-        scheduler.submit_idle(
-            f"prefill-ahead:{ref.key}",
-            prefill,
-            after_quiet_s=quiet_s,
-            at_most_s=BACKGROUND_AT_MOST_S,
-        )
-
     def compact(self, request: protocol.Message, connection: Connection) -> None:
         """``openclaw sessions compact``: summarise now, prefill the new layout ahead."""
         options = requests.parse_compact(request)
@@ -336,7 +278,10 @@ class Handlers:
             lambda ref, store: compactor.compact(ref, store, instructions=options.instructions),
         )
         # Asked for explicitly: prefill the new layout as soon as the daemon is idle.
-        self._schedule_prefill_ahead(ref, quiet_s=0.0)
+        if self.state.prefill_ahead:
+            background.schedule_prefill_ahead(
+                self.state.compactor, self.state.scheduler, ref, quiet_s=0.0
+            )
         connection.send(messages.done(result))
 
     def tape(self, request: protocol.Message, connection: Connection) -> None:
