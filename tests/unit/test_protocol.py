@@ -138,16 +138,6 @@ def test_the_cli_s_turn_request_parses_to_the_options_it_was_built_from() -> Non
     assert options.request_id == request["requestId"]
 
 
-def test_as_request_keeps_the_dict_the_pipeline_reads_today() -> None:
-    options = requests.parse_turn(
-        {"type": "turn", "message": "hi", "maxTokens": 5, "sessionId": "s", "requestId": "r"}
-    )
-    legacy = options.as_request()
-    assert legacy["type"] == "turn"
-    assert (legacy["max_tokens"], legacy["session_id"], legacy["request_id"]) == (5, "s", "r")
-    assert legacy["agent_id"] == "main" and legacy["allow"] == [] and legacy["env"] == {}
-
-
 @pytest.mark.parametrize(
     ("old", "new", "value"),
     [

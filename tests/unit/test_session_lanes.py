@@ -162,7 +162,7 @@ def test_a_main_session_turn_and_its_compaction_take_one_lane(
     compact_connection = FakeConnection()
     compact = threading.Thread(
         target=handlers.dispatch,
-        args=({"type": "compact", "session_id": target}, compact_connection),
+        args=({"type": "compact", "sessionId": target}, compact_connection),
     )
     try:
         turn.start()
