@@ -25,7 +25,7 @@ from openclaw_daemon.cache.prefix_index import Match
 from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import KVEngine
 
 log = logging.getLogger("openclawd.cache")
 
@@ -81,7 +81,7 @@ class CostModel:
 
 
 class PrefixCache:
-    def __init__(self, engine: Engine, store: KVStore) -> None:
+    def __init__(self, engine: KVEngine, store: KVStore) -> None:
         self.engine = engine
         self.store = store
         self.costs = CostModel()

@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
@@ -30,38 +29,16 @@ import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.config import check_gguf
+from openclaw_daemon.model.base import KVEngine, ModelInfo, ProgressCallback, SamplingParams
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
 
-ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.0
-    seed: int | None = None
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    path: str
-    name: str
-    n_ctx: int
-    n_ctx_train: int
-    n_params: int
-    size_bytes: int
-    gpu_offload: bool
-    chat_template: str | None
-
 
 class Engine:
-    """A loaded model with one live sequence. Not thread-safe: one worker drives it."""
+    """A loaded model with one live sequence (a ``base.KVEngine``). Not thread-safe:
+    one worker drives it."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int = 0) -> None:
         check_gguf(model_path)
@@ -90,6 +67,8 @@ class Engine:
             size_bytes=model_path.stat().st_size,
             gpu_offload=gpu,
             chat_template=metadata.get("tokenizer.chat_template"),
+            n_vocab=self.llama.n_vocab(),
+            bos_id=model.token_bos(),
         )
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())
@@ -334,3 +313,11 @@ class Engine:
             if self.is_end_of_generation(token):
                 return
             pending = token
+
+
+def _implements(engine: Engine) -> KVEngine:
+    """mypy checks here that ``Engine`` implements the engine interface."""
+    return engine
+
+
+__all__ = ["Engine", "ModelInfo", "SamplingParams"]  # the last two re-exported from ``base``

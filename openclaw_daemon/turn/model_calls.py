@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from openclaw_daemon.model.base import SamplingParams
 from openclaw_daemon.model.tape import PromptPlan
 from openclaw_daemon.model.text_stream import TextStream
 from openclaw_daemon.tools.spec import CALL_OPEN, RESULT_TAGS
 from openclaw_daemon.wire.errors import OpenClawError
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import ModelEngine
     from openclaw_daemon.observability.tracing import Trace
 
 
@@ -42,7 +43,7 @@ class CallContext:
 class ModelCalls:
     def __init__(
         self,
-        engine: Engine,
+        engine: ModelEngine,
         *,
         prefill_batch: int,
         observe_prefill: Callable[[int, float], None],
@@ -120,8 +121,6 @@ class ModelCalls:
         grammar: str | None,
         hide_calls: bool,
     ) -> Generation:
-        from openclaw_daemon.model.llama_engine import SamplingParams
-
         params = SamplingParams(
             temperature=float(request.get("temperature") or 0.0),
             seed=request.get("seed"),

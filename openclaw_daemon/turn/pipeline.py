@@ -58,7 +58,7 @@ from openclaw_sessions.prompt import SYSTEM_PROMPT, chat_messages, head, results
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import ModelEngine
 
 PROVIDER = "openclaw-edge"
 API = "llama.cpp"
@@ -96,7 +96,7 @@ class Step:
 
 class TurnPipeline:
     def __init__(
-        self, engine: Engine, paths: Paths, *, prefill_batch: int, cache: PrefixCache
+        self, engine: ModelEngine, paths: Paths, *, prefill_batch: int, cache: PrefixCache
     ) -> None:
         self.engine = engine
         self.paths = paths
@@ -118,7 +118,7 @@ class TurnPipeline:
         self.saved_tapes = TapeStore(
             paths.state_dir / "cache" / "tapes",
             cache.store.dir.name,
-            n_vocab=engine.llama.n_vocab(),
+            n_vocab=engine.info.n_vocab,
         )
         # Tapes changed since the last park, with what ``TapeStore.save`` needs.
         self._unsaved: dict[str, tuple[SessionRef, TokenTape, str]] = {}
@@ -611,7 +611,7 @@ class TurnPipeline:
         rendered = self.engine.template.render(
             self._messages(entries, system), add_generation_prompt=False
         )
-        bos = self.engine.llama.token_bos() if self.engine.add_bos else None
+        bos = self.engine.info.bos_id if self.engine.add_bos else None
         report = tape_check.compare(
             lambda ids: self.engine.detokenize(ids, special=True), tape.tokens, rendered, bos_id=bos
         )
@@ -644,7 +644,7 @@ class TurnPipeline:
         }
 
 
-def _renders_tool_role(engine: Engine) -> bool:
+def _renders_tool_role(engine: ModelEngine) -> bool:
     probe = [
         {"role": "system", "content": "s"},
         {"role": "user", "content": "u"},
