@@ -1,0 +1,73 @@
+"""Compaction on the fake model, through the daemon's socket: the summary is a fork of
+the cached prompt, the new layout is prefilled ahead, and the next turn is a cache hit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openclaw_daemon.model.fake import FakeEngine
+from openclaw_daemon.serve.server import Daemon
+from openclaw_daemon.turn.compactor import INSTRUCTION
+from tests.conftest import wait_for
+from tests.unit.fake_daemon import daemon_on, result_of, send
+
+N_CTX = 16384
+
+
+def _status(daemon: Daemon) -> dict[str, Any]:
+    return result_of(send(daemon, "status"))
+
+
+def test_compaction_forks_the_cached_prompt_and_the_next_turn_is_a_cache_hit() -> None:
+    engine = FakeEngine(n_ctx=N_CTX)
+    long_reply = "A long first answer. " * 40
+    engine.enqueue(long_reply, "Second.", "Third.")
+    with daemon_on(engine) as daemon:
+        first = result_of(send(daemon, "turn", message="first question " * 40))
+        session = first["sessionId"]
+        result_of(send(daemon, "turn", message="second question", session_id=session))
+        result_of(send(daemon, "turn", message="third question", session_id=session))
+        live_before = tuple(engine.live_tokens)
+
+        engine.enqueue("They asked three questions.")
+        compacted = result_of(send(daemon, "compact", session_id=session))
+        # The summary prompt extends the session's cached one: only the instruction
+        # (and the last reply's trailer) was prefilled.
+        summary_call = engine.calls[-1]
+        assert summary_call.prompt[: len(live_before)] == live_before
+        instruction = engine.tokenize(
+            f"<|im_end|>\n<|im_start|>user\n{INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n",
+            add_bos=False,
+            special=True,
+        )
+        assert compacted["summaryPrefillTokens"] == len(instruction)
+        assert compacted["summaryCachedTokens"] == len(live_before)
+        assert compacted["summaryCacheTier"] == "L1"
+        assert compacted["summary"] == "They asked three questions."
+        assert compacted["summarizedEntries"] == 2  # the first turn: its question and answer
+        assert compacted["tokensAfter"] < compacted["tokensBefore"]
+
+        # Once idle, the daemon prefills the new layout ahead and parks it.
+        assert wait_for(lambda: _status(daemon)["compaction"]["prefilledAhead"] == 1, timeout=10)
+        laid_out = engine.prefills[-1].prompt
+        assert len(laid_out) == compacted["tokensAfter"]
+        assert engine.kv.snapshots[-1] == laid_out
+
+        engine.enqueue("Fourth.")
+        fourth = result_of(send(daemon, "turn", message="fourth question", session_id=session))
+    new = engine.tokenize(
+        "<|im_start|>user\nfourth question<|im_end|>\n<|im_start|>assistant\n",
+        add_bos=False,
+        special=True,
+    )
+    assert fourth["text"] == "Fourth."
+    assert fourth["cache"]["tier"] == "L1"
+    assert fourth["usage"]["cacheRead"] == compacted["tokensAfter"]
+    assert fourth["usage"]["input"] == len(new)
+    report = fourth["compaction"]
+    assert report["tokensAfter"] == compacted["tokensAfter"]
+    assert report["prefillAheadTokens"] > 0
+    # The summary is in the prompt the model answered from; the first turn is not.
+    seen = engine.detokenize(list(engine.calls[-1].prompt), special=True).decode()
+    assert "They asked three questions." in seen
+    assert "first question" not in seen and "third question" in seen
