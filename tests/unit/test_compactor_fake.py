@@ -1,5 +1,6 @@
-"""Compaction on the fake model, through the daemon's socket: the summary is a fork of
-the cached prompt, the new layout is prefilled ahead, and the next turn is a cache hit."""
+"""Compaction on the fake model. Asked for over the daemon's socket: the summary is a
+fork of the cached prompt, the new layout is prefilled ahead, and the next turn is a
+cache hit. On overflow, inside the turn: compacted on a fork, then answered."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 from openclaw_daemon.model.fake import FakeEngine
 from openclaw_daemon.serve.server import Daemon
 from openclaw_daemon.turn.compactor import INSTRUCTION
-from tests.conftest import wait_for
-from tests.unit.fake_daemon import daemon_on, result_of, send
+from tests.conftest import transcript, wait_for
+from tests.unit.fake_daemon import daemon_on, pipeline_on, result_of, send
 
 N_CTX = 16384
 
@@ -71,3 +72,33 @@ def test_compaction_forks_the_cached_prompt_and_the_next_turn_is_a_cache_hit() -
     seen = engine.detokenize(list(engine.calls[-1].prompt), special=True).decode()
     assert "They asked three questions." in seen
     assert "first question" not in seen and "third question" in seen
+
+
+def test_a_turn_that_overflows_compacts_on_a_fork_and_answers() -> None:
+    summary = "Earlier: two questions."
+    engine = FakeEngine(["r1 " * 50, "r2 " * 50, summary, "Answer three."], n_ctx=3500)
+    with pipeline_on(engine) as harness:
+        first = harness.turn("q1 " * 50)
+        session = first["sessionId"]
+        harness.turn("q2 " * 50, session_id=session)
+        live_before = tuple(engine.live_tokens)
+        third = harness.turn("q3 " * 200, session_id=session)
+        notices = [e["text"] for e in harness.events if e["type"] == "notice"]
+    # 3,008 tokens held + a 600-token message do not fit 3,500 with room to reply.
+    assert len(live_before) + 600 > 3500
+    assert third["text"] == "Answer three."
+    assert any(n.startswith("compacted the session to fit") for n in notices)
+    # The summary was generated on a fork of the cached prompt (nothing re-prefilled)...
+    summary_prefill = engine.prefills[2]
+    assert summary_prefill.prompt[: len(live_before)] == live_before
+    assert summary_prefill.reused == len(live_before)
+    # ...and the answer's prompt is the new layout: the head still cached, the
+    # summary where the first turn was, the second turn kept verbatim.
+    seen = engine.detokenize(list(engine.calls[-1].prompt), special=True).decode()
+    assert summary in seen and "q1" not in seen and "q2 q2" in seen
+    divergence = third["cache"]["divergence"]
+    assert divergence["segment"] == "message 1 (user)"
+    assert third["usage"]["cacheRead"] == divergence["position"] > 2000
+    entries = transcript(third["sessionFile"])
+    (compaction,) = [e for e in entries if e.get("type") == "compaction"]
+    assert compaction["summary"] == summary
