@@ -92,3 +92,15 @@ def test_a_cache_clear_makes_the_next_turn_cold(engine: FakeEngine, daemon: Daem
     assert second["cache"]["tier"] == "none"
     assert second["usage"]["cacheRead"] == 0
     assert engine.prefills[-1].reused == 0
+
+
+def test_check_tape_finds_the_tape_spells_the_transcript(
+    engine: FakeEngine, daemon: Daemon
+) -> None:
+    engine.enqueue("One.", "Two.")
+    first = result_of(send(daemon, "turn", message="first"))
+    result_of(send(daemon, "turn", message="second", session_id=first["sessionId"]))
+    report = result_of(send(daemon, "tape", session_id=first["sessionId"]))
+    assert report["tape"] == "memory"
+    assert report["tapeMatchesTranscript"] is True
+    assert report["tapeTokens"] == len(engine.live_tokens) + 2  # + the last reply's trailer
