@@ -42,7 +42,8 @@ def pin_prefill_rate(cache: PrefixCache, tok_s: float = PREFILL_TOK_S) -> None:
 
 def wire_request(kind: str, **fields: Any) -> dict[str, Any]:
     """A request frame as the CLI sends it; ``fields`` are named as in the wire's
-    request parsers (``openclaw_daemon.wire.requests``)."""
+    request parsers (``openclaw_daemon.wire.requests``). Tests pass them in
+    snake_case; should the wire's spelling change, map the keys here."""
     return {"type": kind, **fields}
 
 

@@ -56,7 +56,7 @@ def test_a_second_turn_over_the_socket_reuses_the_first(engine: FakeEngine, daem
 def test_a_bad_request_gets_an_error_frame_and_the_daemon_keeps_serving(
     engine: FakeEngine, daemon: Daemon
 ) -> None:
-    with pytest.raises(BadRequestError, match="'max_tokens'"):
+    with pytest.raises(BadRequestError, match="bad request field .*must be an integer"):
         send(daemon, "turn", message="hi", max_tokens="many")
     with pytest.raises(ProtocolError, match="unknown message type 'launch'"):
         send(daemon, "launch")
