@@ -14,12 +14,12 @@ from openclaw_daemon.cache.prefix_cache import CachePlan, Divergence
 from openclaw_daemon.model.chat_template import ChatMessage, ChatTemplate
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import ModelEngine
 
 _SNIPPET_TOKENS = 8
 
 
-def _text(engine: Engine, tokens: tuple[int, ...] | list[int]) -> str:
+def _text(engine: ModelEngine, tokens: tuple[int, ...] | list[int]) -> str:
     return engine.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
 
 
@@ -40,7 +40,7 @@ def _message_at(
 
 
 def describe_divergence(
-    engine: Engine,
+    engine: ModelEngine,
     template: ChatTemplate,
     messages: list[ChatMessage],
     tokens: list[int],
@@ -80,7 +80,7 @@ def summary(report: dict[str, Any]) -> str:
 
 
 def build(
-    engine: Engine,
+    engine: ModelEngine,
     template: ChatTemplate,
     messages: list[ChatMessage],
     tokens: list[int],

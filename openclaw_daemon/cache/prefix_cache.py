@@ -27,7 +27,7 @@ from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
 from openclaw_daemon.wire.messages import ParkedTier, Tier
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import KVEngine
 
 log = logging.getLogger("openclawd.cache")
 
@@ -83,7 +83,7 @@ class CostModel:
 
 
 class PrefixCache:
-    def __init__(self, engine: Engine, store: KVStore) -> None:
+    def __init__(self, engine: KVEngine, store: KVStore) -> None:
         self.engine = engine
         self.store = store
         self.costs = CostModel()

@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
@@ -30,40 +29,16 @@ import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.config import check_gguf
+from openclaw_daemon.model.base import KVEngine, ModelInfo, ProgressCallback, SamplingParams
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
 
-ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.0
-    seed: int | None = None
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    path: str
-    name: str
-    n_ctx: int
-    n_ctx_train: int
-    n_params: int
-    size_bytes: int
-    gpu_offload: bool
-    chat_template: str | None
-    n_vocab: int  # ids are 0..n_vocab-1 (a saved tape with others is refused)
-    bos_id: int  # the beginning-of-sequence id, -1 if the model has none
-
 
 class Engine:
-    """A loaded model with one live sequence. Not thread-safe: one worker drives it."""
+    """A loaded model with one live sequence (a ``base.KVEngine``). Not thread-safe:
+    one worker drives it."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int = 0) -> None:
         check_gguf(model_path)
@@ -338,3 +313,11 @@ class Engine:
             if self.is_end_of_generation(token):
                 return
             pending = token
+
+
+def _implements(engine: Engine) -> KVEngine:
+    """mypy checks here that ``Engine`` implements the engine interface."""
+    return engine
+
+
+__all__ = ["Engine", "ModelInfo", "SamplingParams"]  # the last two re-exported from ``base``

@@ -24,6 +24,7 @@ from typing import Any
 
 from openclaw_daemon import config, state_dirs
 from openclaw_daemon.model import memory_budget
+from openclaw_daemon.model.base import EngineFactory, EngineSpec, LoadedEngine
 from openclaw_daemon.model.gguf import arch_value, read_metadata
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import TurnLog
@@ -105,21 +106,43 @@ def memory_now() -> dict[str, int]:
     return {"rss": rss, "peak": max(peak_bytes, rss)}
 
 
+def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
+    """The default engine factory: check the GGUF fits in memory, then load it
+    with llama.cpp."""
+    from openclaw_daemon.model.llama_engine import Engine  # the one llama_cpp import
+
+    warning = n_ctx_warning(spec.model_path, spec.n_ctx)
+    if warning:
+        log.warning("%s", warning)
+    prediction = predict_memory(spec.model_path, spec.n_ctx, spec.ram_cache_budget)
+    engine = Engine(spec.model_path, n_ctx=spec.n_ctx, n_threads=config.threads_setting())
+    return LoadedEngine(engine, prediction)
+
+
 class Daemon:
-    def __init__(self, model_path: Path, n_ctx: int, *, cache_ram: int, cache_disk: int) -> None:
+    """The composition root: builds the engine (through ``engine_factory``, so a
+    test can run the whole daemon in-process on a fake), the cache, the
+    pipeline, the scheduler and the socket server."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        n_ctx: int,
+        *,
+        cache_ram: int,
+        cache_disk: int,
+        engine_factory: EngineFactory = load_llama_engine,
+    ) -> None:
         from openclaw_daemon.cache.kv_store import KVStore
         from openclaw_daemon.cache.prefix_cache import PrefixCache
-        from openclaw_daemon.model.llama_engine import Engine  # the one llama_cpp import
         from openclaw_daemon.turn.assemble import turn_services
 
         self.paths = config.resolve_paths()
         state_dirs.prepare(self.paths)
-        warning = n_ctx_warning(model_path, n_ctx)
-        if warning:
-            log.warning("%s", warning)
-        self.memory_prediction = predict_memory(model_path, n_ctx, cache_ram)
         started = time.monotonic()
-        self.engine = Engine(model_path, n_ctx=n_ctx, n_threads=config.threads_setting())
+        loaded = engine_factory(EngineSpec(model_path, n_ctx, cache_ram))
+        self.engine = loaded.engine
+        self.memory_prediction = loaded.memory_prediction
         log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
         state_dirs.ensure_private_dir(self.paths.cache_dir)
         self.scheduler = Scheduler()

@@ -29,7 +29,7 @@ from openclaw_daemon.wire.messages import Usage
 from openclaw_sessions.store import new_entry_id
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import ModelEngine
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Step:
 class AgentLoop:
     def __init__(
         self,
-        engine: Engine,
+        engine: ModelEngine,
         calls: ModelCalls,
         builder: TapeBuilder,
         transcript: Transcript,

@@ -23,7 +23,7 @@ from openclaw_daemon.turn.tape_store import TapeStore
 from openclaw_daemon.turn.transcript import Transcript
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import KVEngine
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class TurnServices:
 
 
 def turn_services(
-    engine: Engine, paths: Paths, *, prefill_batch: int, cache: PrefixCache
+    engine: KVEngine, paths: Paths, *, prefill_batch: int, cache: PrefixCache
 ) -> TurnServices:
     transcript = Transcript(engine)
     calls = ModelCalls(

@@ -36,7 +36,7 @@ from openclaw_sessions.prompt import message_text, summary_messages
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id, now_iso
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import KVEngine
 
 log = logging.getLogger("openclawd.compactor")
 
@@ -76,7 +76,7 @@ class Compactor:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: KVEngine,
         cache: PrefixCache,
         tapes: SessionTapes,
         builder: TapeBuilder,

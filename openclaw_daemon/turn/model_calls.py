@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from openclaw_daemon.model.base import SamplingParams
 from openclaw_daemon.model.tape import PromptPlan
 from openclaw_daemon.model.text_stream import TextStream
 from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.wire.errors import OpenClawError
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import ModelEngine
     from openclaw_daemon.observability.tracing import Trace
 
 
@@ -52,7 +53,7 @@ class CallContext:
 class ModelCalls:
     def __init__(
         self,
-        engine: Engine,
+        engine: ModelEngine,
         *,
         prefill_batch: int,
         observe_prefill: Callable[[int, float], None],
@@ -132,8 +133,6 @@ class ModelCalls:
         grammar: str | None,
         hide_calls: bool,
     ) -> Generation:
-        from openclaw_daemon.model.llama_engine import SamplingParams
-
         params = SamplingParams(temperature=options.temperature, seed=options.seed)
         stops = list(options.stop)
         # Tool responses are the runtime's to write; a small model imitating

@@ -17,7 +17,7 @@ from openclaw_sessions.entries import assistant_entry, tool_result_entry, user_e
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import ModelInfo
+    from openclaw_daemon.model.base import ModelInfo
 
 
 def persist_turn(

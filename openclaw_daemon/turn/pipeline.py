@@ -36,7 +36,7 @@ from openclaw_daemon.wire.requests import TurnOptions
 from openclaw_sessions.store import SessionRef, SessionStore
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import KVEngine
 
 
 @dataclass
@@ -59,7 +59,7 @@ class _Turn:
 class TurnPipeline:
     def __init__(
         self,
-        engine: Engine,
+        engine: KVEngine,
         paths: Paths,
         *,
         cache: PrefixCache,

@@ -17,7 +17,7 @@ from openclaw_daemon.wire.messages import SessionFields, StepResult, TurnResult,
 from openclaw_sessions.store import SessionRef
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import ModelInfo
+    from openclaw_daemon.model.base import ModelInfo
 
 PROVIDER = "openclaw-edge"
 API = "llama.cpp"

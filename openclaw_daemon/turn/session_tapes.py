@@ -21,13 +21,13 @@ from openclaw_sessions.prompt import SYSTEM_PROMPT
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import KVEngine
 
 
 class SessionTapes:
     def __init__(
         self,
-        engine: Engine,
+        engine: KVEngine,
         builder: TapeBuilder,
         transcript: Transcript,
         saved: TapeStore,

@@ -16,11 +16,11 @@ from openclaw_daemon.tools.spec import TOOLS
 from openclaw_sessions.prompt import chat_messages, head, results_message
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.llama_engine import Engine
+    from openclaw_daemon.model.base import ModelEngine
 
 
 class Transcript:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ModelEngine) -> None:
         self.format: ToolFormat = format_for(engine.template)
         self.tools_section = self.format.prompt_section(TOOLS)
 

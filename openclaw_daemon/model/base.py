@@ -1,0 +1,171 @@
+"""The engine interface: what the daemon asks of a model, as ``typing.Protocol``s.
+
+Two capabilities, kept apart so an engine can offer only the first:
+
+- ``ModelEngine``, the model call. Token ids in: ``prefill`` makes the
+  engine's one live sequence hold a prompt (reusing what it already holds,
+  reporting progress per batch), ``generate`` streams the reply's ids; plus
+  the tokenizer, the chat template and the model's facts (``ModelInfo``).
+  Usage is counted by the caller from what these return (``prefill`` says how
+  many prompt tokens it reused, ``generate`` yields every output id).
+- ``KVControl``, control of the live KV state: compare a prompt with it,
+  trim, clear, snapshot into a caller's buffer, restore, and the fingerprint
+  a saved snapshot depends on. The prefix cache (L1/L2/L3) needs it; an engine
+  without it (an HTTP upstream) would keep its own cache.
+
+``KVEngine`` is both, which is what the daemon runs on today. The llama.cpp
+engine (``llama_engine``) implements it, and so does the fake (``fake``) the
+unit tests drive. ``EngineFactory`` is how the server gets one: injected,
+defaulting to loading llama.cpp (``serve.server.load_llama_engine``).
+
+Standard library only (plus the chat template type): no llama_cpp here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from openclaw_daemon.model.chat_template import ChatTemplate
+
+# done, total: prompt tokens evaluated so far in this prefill, and to do.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0
+    seed: int | None = None
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    name: str
+    n_ctx: int
+    n_ctx_train: int
+    n_params: int
+    size_bytes: int
+    gpu_offload: bool
+    chat_template: str | None
+    n_vocab: int  # ids are 0..n_vocab-1 (a saved tape with others is refused)
+    bos_id: int  # the beginning-of-sequence id, -1 if the model has none
+
+
+@runtime_checkable
+class ModelEngine(Protocol):
+    """One loaded model with one live sequence. Not thread-safe: one worker drives it."""
+
+    info: ModelInfo
+    template: ChatTemplate
+    add_bos: bool  # whether a prompt starts with ``info.bos_id``
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]:
+        """Ids of ``text``; ``special`` parses control-token spellings (markup only)."""
+        ...
+
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes:
+        """Bytes of ``tokens``; ``special`` also spells control tokens."""
+        ...
+
+    def is_end_of_generation(self, token: int) -> bool: ...
+
+    def schema_to_gbnf(self, schema: str, prop_order: list[str]) -> str:
+        """A JSON schema as the grammar text ``generate`` takes."""
+        ...
+
+    @property
+    def live_tokens(self) -> list[int]:
+        """The ids the live sequence holds, in order."""
+        ...
+
+    def prefill(
+        self,
+        tokens: list[int],
+        *,
+        batch_size: int,
+        on_progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Make the live sequence hold exactly ``tokens``; returns the tokens reused.
+
+        The last token is always evaluated (its logits are sampled from).
+        Raises CancelledError (between batches), KvSlotError (the window is
+        full; the sequence keeps the batches before) or ModelError.
+        """
+        ...
+
+    def generate(
+        self,
+        params: SamplingParams,
+        *,
+        max_tokens: int,
+        cancelled: Callable[[], bool] = lambda: False,
+        grammar: str | None = None,
+    ) -> Iterator[int]:
+        """Sample up to ``max_tokens`` ids after a ``prefill``; the last may be
+        an end-of-generation id. When the iterator ends, the live sequence holds
+        every yielded id but the last."""
+        ...
+
+
+@runtime_checkable
+class KVControl(Protocol):
+    """Control of the live sequence's KV state, for the prefix cache."""
+
+    def cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the live sequence already holds."""
+        ...
+
+    def truncate(self, keep: int) -> None:
+        """Drop every live token from position ``keep`` on."""
+        ...
+
+    def reset(self) -> None:
+        """Empty the live sequence."""
+        ...
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a saved snapshot depends on (model file, context, KV type)."""
+        ...
+
+    def snapshot(self, allocate: Callable[[int], memoryview]) -> tuple[tuple[int, ...], memoryview]:
+        """The live tokens and their KV state, written into ``allocate(size)``."""
+        ...
+
+    def restore(self, tokens: tuple[int, ...], blob: bytes | memoryview, *, keep: int) -> None:
+        """Load a snapshot of ``tokens``, then trim it to ``keep``; ModelError
+        (and an empty sequence) if the state is refused or does not match."""
+        ...
+
+
+@runtime_checkable
+class KVEngine(ModelEngine, KVControl, Protocol):
+    """A model call with KV control: what the daemon's prefix cache runs on."""
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the daemon asks an engine factory for."""
+
+    model_path: Path
+    n_ctx: int
+    ram_cache_budget: int  # bytes: a memory check counts the RAM cache tier too
+
+
+@dataclass(frozen=True)
+class LoadedEngine:
+    """What a factory made: the engine, and the memory it was predicted to take
+    (``status`` reports it; empty when the factory predicts nothing)."""
+
+    engine: KVEngine
+    memory_prediction: dict[str, int]
+
+
+EngineFactory = Callable[[EngineSpec], LoadedEngine]

@@ -1,0 +1,101 @@
+"""Cache planning on the fake model's KV: cold, L1, L2 (parked in RAM), L3 (disk), and a
+divergence in the middle of the prompt, which trims the live sequence there."""
+
+from __future__ import annotations
+
+from openclaw_daemon.model.fake import FakeEngine
+from tests.unit.fake_daemon import pipeline_on
+
+N_CTX = 16384
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def test_switching_sessions_parks_the_live_one_in_l2_and_restores_it() -> None:
+    engine = FakeEngine(["Answer A.", "Answer B.", "Answer A2."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        a1 = harness.turn("question for A")
+        a_live = tuple(engine.live_tokens)
+        b1 = harness.turn("question for B", session_id="session-b")
+        b_live = tuple(engine.live_tokens)
+        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
+    assert a1["cache"]["tier"] == "none"
+    # B shares the head with A: L1 up to where they part; A is parked first.
+    assert b1["cache"]["tier"] == "L1"
+    assert b1["cache"]["parkedTokens"] == len(a_live)
+    assert engine.kv.snapshots[0] == a_live
+    # Back to A: its parked state is restored whole from RAM (B parked first).
+    assert a2["cache"]["tier"] == "L2"
+    assert engine.kv.snapshots[1] == b_live
+    assert engine.kv.restores == [(a_live, len(a_live))]
+    assert a2["usage"]["cacheRead"] == len(a_live)
+    assert engine.prefills[2].reused == len(a_live)
+
+
+def test_a_state_parked_on_disk_is_restored_from_l3_by_the_next_daemon() -> None:
+    first = FakeEngine(["Answer A."], n_ctx=N_CTX)
+    with pipeline_on(first) as harness:
+        a1 = harness.turn("question for A")
+        a_live = tuple(first.live_tokens)
+        harness.tapes.park()  # what the daemon does once idle: L2, then L3 by the writer
+    assert first.kv.snapshots == [a_live]
+    # A new daemon: same model (fingerprint), same state dir, nothing in RAM.
+    second = FakeEngine(["Answer A2."], n_ctx=N_CTX)
+    with pipeline_on(second) as harness:
+        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
+    assert a2["cache"]["tier"] == "L3"
+    assert second.kv.restores == [(a_live, len(a_live))]
+    assert a2["usage"]["cacheRead"] == len(a_live)
+    assert second.prefills[0].reused == len(a_live)
+
+
+def test_a_divergence_in_the_middle_trims_the_live_sequence_there() -> None:
+    engine = FakeEngine(["Answer A.", "Answer B."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        a1 = harness.turn("tell me about apples")
+        a_live = tuple(engine.live_tokens)
+        b1 = harness.turn("tell me about bananas", session_id="session-b")
+    b_prompt = engine.prefills[1].prompt
+    position = _common_prefix(a_live, b_prompt)
+    # Past the shared head, inside the new user message ("tell me about " is shared too).
+    head = engine.detokenize(list(b_prompt[:position]), special=True).decode()
+    assert head.endswith("<|im_start|>user\ntell me about ")
+    assert engine.kv.trims == [(position, len(a_live))]
+    assert b1["usage"]["cacheRead"] == position
+    assert b1["usage"]["input"] == len(b_prompt) - position
+    divergence = b1["cache"]["divergence"]
+    assert divergence["position"] == position
+    assert divergence["segment"] == "new user message"
+    assert divergence["cachedFrom"] == "L1"
+    assert divergence["cachedSession"] == a1["sessionId"]
+    assert (divergence["prompt"][:2], divergence["cached"][:2]) == ("ba", "ap")
+
+
+def test_a_refused_l2_state_is_discarded_and_the_turn_prefills_instead() -> None:
+    engine = FakeEngine(["Answer A.", "Answer B.", "Answer A2."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        a1 = harness.turn("question for A")
+        a_live = tuple(engine.live_tokens)
+        harness.turn("question for B", session_id="session-b")
+        b_live = tuple(engine.live_tokens)
+        (parked,) = [e for e in harness.store.entries.values() if e.tokens == a_live]
+        assert parked.blob is not None
+        parked.blob[:8] = b"garbage!"  # the state no longer loads
+        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
+        assert all(e.tokens != a_live for e in harness.store.entries.values())
+    assert a2["text"] == "Answer A2."
+    assert any("discarded a cache entry" in n for n in a2["cache"]["notices"])
+    # Planned again around it: B's state (parked before the failed restore),
+    # trimmed to the head the sessions share; the rest of A is prefilled.
+    shared = _common_prefix(a_live, b_live)
+    assert engine.kv.restores == [(b_live, shared)]
+    assert a2["cache"]["tier"] == "L2"
+    assert a2["usage"]["cacheRead"] == shared
+    assert engine.prefills[-1].reused == shared
