@@ -41,12 +41,14 @@ def preflight(
 ) -> None:
     """Refuse a configuration that will not fit, and warn about a long n_ctx, before
     anything is stopped or spawned (the daemon checks again when it starts)."""
-    from openclaw_daemon.serve import server  # no llama_cpp: the engine is imported lazily
+    from openclaw_daemon.model import admission  # reads the GGUF header only
 
     model_path = Path(_model_arg(model) or config.resolve_model_path())
     effective = n_ctx or config.n_ctx_setting()
-    server.predict_memory(model_path, effective, config.cache_ram_setting(cache_ram), freed=freed)
-    warning = server.n_ctx_warning(model_path, effective)
+    admission.predict_memory(
+        model_path, effective, config.cache_ram_setting(cache_ram), freed=freed
+    )
+    warning = admission.n_ctx_warning(model_path, effective)
     if warning:
         render.notice(warning)
 

@@ -23,9 +23,8 @@ from types import FrameType
 from typing import Any
 
 from openclaw_daemon import config, state_dirs
-from openclaw_daemon.model import memory_budget
+from openclaw_daemon.model.admission import n_ctx_warning, predict_memory
 from openclaw_daemon.model.base import EngineFactory, EngineSpec, LoadedEngine
-from openclaw_daemon.model.gguf import arch_value, read_metadata
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import TurnLog
 from openclaw_daemon.serve.handlers import DaemonState, Handlers
@@ -33,7 +32,7 @@ from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import UnixServer
 from openclaw_daemon.tools.spec import TOOLS_BY_NAME
 from openclaw_daemon.wire import frames as protocol
-from openclaw_daemon.wire.errors import ModelError, OpenClawError
+from openclaw_daemon.wire.errors import OpenClawError
 
 log = logging.getLogger("openclawd")
 
@@ -45,53 +44,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-ram", default=None, help="RAM cache budget, e.g. 1G")
     parser.add_argument("--cache-disk", default=None, help="disk cache budget, e.g. 4G")
     return parser.parse_args(argv)
-
-
-def predict_memory(
-    model_path: Path, n_ctx: int, ram_budget: int, *, freed: int = 0
-) -> dict[str, int]:
-    """Predict peak memory from the GGUF header; refuse what will not fit.
-
-    ``freed`` is memory that will be returned first: a restart counts the
-    running daemon's resident set as available, since it stops before the new
-    one loads.
-    """
-    import psutil
-
-    config.check_gguf(model_path)
-    try:
-        prediction = memory_budget.predict(
-            read_metadata(model_path),
-            model_bytes=model_path.stat().st_size,
-            n_ctx=n_ctx,
-            ram_cache_budget=ram_budget,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ModelError(
-            f"could not load {model_path}: its GGUF metadata has unexpected values ({exc})"
-        ) from exc
-    available = psutil.virtual_memory().available + freed
-    memory_budget.check_fits(prediction, available, n_ctx=n_ctx)
-    return prediction
-
-
-def training_context(model_path: Path) -> int:
-    """The context length the model was trained with (0 if its header does not say)."""
-    try:
-        return int(arch_value(read_metadata(model_path), "context_length", 0) or 0)
-    except (TypeError, ValueError, OpenClawError):
-        return 0
-
-
-def n_ctx_warning(model_path: Path, n_ctx: int) -> str:
-    """A warning when ``n_ctx`` exceeds the model's training context, else ''."""
-    trained = training_context(model_path)
-    if trained and n_ctx > trained:
-        return (
-            f"warning: n_ctx {n_ctx} is above the {trained} tokens {model_path.name} was "
-            "trained with; replies past that length may degrade"
-        )
-    return ""
 
 
 def memory_now() -> dict[str, int]:

@@ -59,7 +59,12 @@ def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            # ``from pkg import sub`` imports the submodule; ``from mod import name``
+            # the module (a package's init runs too, but inits are docstrings only).
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                for a in node.names
+            ]
         else:
             continue
         for name in names:
@@ -161,3 +166,37 @@ def test_no_module_is_over_the_line_guide() -> None:
         if (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert set(long) == KNOWN_LONG, long
+
+
+# What the CLI may use of the daemon's packages: the contract, the paths, the
+# trace records it renders, and the memory check `daemon start` runs before it
+# spawns. Nothing that loads a model, a cache or a turn.
+CLI_MAY_IMPORT = (
+    "openclaw_daemon.wire",
+    "openclaw_daemon.config",
+    "openclaw_daemon.state_dirs",
+    "openclaw_daemon.observability",
+    "openclaw_daemon.model.admission",
+    "openclaw_sessions",
+)
+
+
+def test_the_cli_imports_only_the_contract_and_light_modules() -> None:
+    beyond = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph().items()
+        if source.startswith("openclaw_cli")
+        for target in targets
+        if not target.startswith("openclaw_cli")
+        and not any(target == p or target.startswith(p + ".") for p in CLI_MAY_IMPORT)
+    )
+    assert beyond == []
+
+
+def test_package_inits_import_nothing_of_the_project() -> None:
+    """Importing a submodule runs every init above it: an import in one would be
+    paid by every module below (the CLI's start included) and hide edges here."""
+    modules = project_modules()
+    for name, path in modules.items():
+        if path.name == "__init__.py":
+            assert imports_of(path, modules) == set(), name
