@@ -3,24 +3,12 @@ format is chosen (``format_for``).
 
 To add a family: write ``<family>.py`` beside ``hermes.py`` implementing
 ``base.ToolFormat`` (tests in tests/unit/test_tool_formats.py show what it must
-do), and add its test on the template to ``format_for``, above the fallback.
+do), and add its test on the template to ``choose.format_for``, above the fallback.
 """
 
 from __future__ import annotations
 
-from openclaw_daemon.model.chat_template import ChatTemplate
-from openclaw_daemon.tools.formats import hermes
 from openclaw_daemon.tools.formats.base import CallTags, ToolFormat
+from openclaw_daemon.tools.formats.choose import format_for
 
 __all__ = ["CallTags", "ToolFormat", "format_for"]
-
-
-def format_for(template: ChatTemplate) -> ToolFormat:
-    """The tool-call format of the model whose chat template is ``template``.
-
-    Families are told apart by what their template spells (e.g. a future
-    ``if "[TOOL_CALLS]" in template.source: return mistral.for_template(template)``).
-    Hermes is the fallback: it is what ChatML models (SmolLM2, Qwen, Hermes) are
-    tuned on, and SmolLM2's template names no tool syntax at all.
-    """
-    return hermes.for_template(template)
