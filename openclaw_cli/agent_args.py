@@ -85,14 +85,8 @@ def _permissions(text: str) -> list[str]:
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="openclaw agent",
-        description="Run one agent turn on the local daemon and stream the reply to stdout. "
-        "The first turn starts the daemon if it is not running.",
-        epilog="Progress and notices go to stderr. Exit codes: 0 ok, 1 error, 2 usage, "
-        "124 timeout, 130 interrupted, 141 stdout closed (the turn is cancelled).",
-    )
+def _add_turn_arguments(parser: argparse.ArgumentParser) -> None:
+    """The message, where the turn runs (session, agent), the output form and the deadline."""
     parser.add_argument("-m", "--message", required=True, help="the user message for this turn")
     parser.add_argument(
         "--local",
@@ -110,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=_positive_float, metavar="SECONDS", help="give up after this long"
     )
+
+
+def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the model generates: length, sampling, stops, the model and the system prompt."""
     parser.add_argument(
         "--max-tokens",
         type=_positive_int,
@@ -142,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="system prompt for this turn instead of the default; a system prompt that "
         "changes between turns is re-prefilled in full (openclaw doctor explains it)",
     )
+
+
+def _add_tool_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which tools the model may call, how often, and for how long."""
     parser.add_argument(
         "--tool-choice",
         default="auto",
@@ -174,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill any exec tool command after this long (default: 30)",
     )
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is printed to stderr after the reply."""
     parser.add_argument(
         "--verbose",
         choices=("on", "off"),
@@ -186,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the turn's phase chart (as `openclaw trace last` draws it) to stderr "
         "after the reply",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openclaw agent",
+        description="Run one agent turn on the local daemon and stream the reply to stdout. "
+        "The first turn starts the daemon if it is not running.",
+        epilog="Progress and notices go to stderr. Exit codes: 0 ok, 1 error, 2 usage, "
+        "124 timeout, 130 interrupted, 141 stdout closed (the turn is cancelled).",
+    )
+    # --help lists the options in the order they are added.
+    _add_turn_arguments(parser)
+    _add_sampling_arguments(parser)
+    _add_tool_arguments(parser)
+    _add_report_arguments(parser)
     return parser
 
 

@@ -69,6 +69,29 @@ def run_agent(options: AgentOptions) -> int:
         config.check_gguf(model_path)
         model = str(model_path)
     progress = render.Progress(enabled=not options.json)
+    client, spans, connected_at = _connect(paths, model, progress)
+    with client:
+        _check_model(client.daemon_info, model, paths)
+        shown: list[str] = []  # the reply's text as it streamed, for a failed turn
+        try:
+            result, sent_at, first_token_at = _stream_turn(client, options, progress, shown)
+        except OpenClawError as exc:
+            _show_failed_turn(exc, options, "".join(shown), paths)
+            raise
+        record = _reply_and_report(
+            client, result, options, spans, (connected_at, sent_at), first_token_at
+        )
+    if options.trace:
+        from openclaw_cli.views import trace_view
+
+        trace_view.print_chart(record, console=trace_view.stderr_console())
+    return 0
+
+
+def _connect(
+    paths: config.Paths, model: str | None, progress: render.Progress
+) -> tuple[DaemonClient, list[ClientSpan], float]:
+    """Connect, starting the daemon if need be: the client, the CLI's spans, and when."""
     connect_at = time.perf_counter()
     client, spawned = daemon_control.connect_or_start(
         paths, command=daemon_control.server_command(model=model), waiting=progress.waiting
@@ -85,42 +108,39 @@ def run_agent(options: AgentOptions) -> int:
             **_connect_detail(client.daemon_info, connect_at, connected_at),
         ),
     ]
-    with client:
-        _check_model(client.daemon_info, model, paths)
-        shown: list[str] = []  # the reply's text as it streamed, for a failed turn
-        try:
-            result, sent_at, first_token_at = _stream_turn(client, options, progress, shown)
-        except OpenClawError as exc:
-            _show_failed_turn(exc, options, "".join(shown), paths)
-            raise
-        render_at = time.perf_counter()
-        report: ReportRequest | None = None
-        try:
-            _finish_reply(result, options)
-            spans.append(_span("cli.render", render_at, time.perf_counter()))
-            report = _client_report(
-                result, spans, (connected_at, sent_at, render_at), first_token_at
-            )
-            record = turn_record.build(result, report, memory={})
-            if options.json:
-                render.print_json(_envelope(result, record))
-            elif options.verbose:
-                _print_trace_summary(result, record)
-        finally:
-            # After the reply is out, or its reader gone (``| head``): the daemon
-            # stores the turn's trace record, with the CLI's spans if they are done.
-            if report is None:
-                spans.append(_span("cli.render", render_at, time.perf_counter()))
-                report = _client_report(
-                    result, spans, (connected_at, sent_at, render_at), first_token_at
-                )
-            with contextlib.suppress(OpenClawError):
-                client.call(report, timeout=_REPORT_TIMEOUT_S)
-    if options.trace:
-        from openclaw_cli.views import trace_view
+    return client, spans, connected_at
 
-        trace_view.print_chart(record, console=trace_view.stderr_console())
-    return 0
+
+def _reply_and_report(
+    client: DaemonClient,
+    result: TurnResult,
+    options: AgentOptions,
+    spans: list[ClientSpan],
+    marks: tuple[float, float],
+    first_token_at: float | None,
+) -> TraceRecord:
+    """Finish the reply (--json, --verbose), send the CLI's spans; the turn's record."""
+    render_at = time.perf_counter()
+    times = (*marks, render_at)  # connected, request sent, reply rendering
+    report: ReportRequest | None = None
+    try:
+        _finish_reply(result, options)
+        spans.append(_span("cli.render", render_at, time.perf_counter()))
+        report = _client_report(result, spans, times, first_token_at)
+        record = turn_record.build(result, report, memory={})
+        if options.json:
+            render.print_json(_envelope(result, record))
+        elif options.verbose:
+            _print_trace_summary(result, record)
+    finally:
+        # After the reply is out, or its reader gone (``| head``): the daemon
+        # stores the turn's trace record, with the CLI's spans if they are done.
+        if report is None:
+            spans.append(_span("cli.render", render_at, time.perf_counter()))
+            report = _client_report(result, spans, times, first_token_at)
+        with contextlib.suppress(OpenClawError):
+            client.call(report, timeout=_REPORT_TIMEOUT_S)
+    return record
 
 
 def _finish_reply(result: TurnResult, options: AgentOptions) -> None:

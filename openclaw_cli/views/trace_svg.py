@@ -40,10 +40,21 @@ def _text(x: float, y: float, body: str, extra: str = "") -> str:
 def render(record: dict[str, Any]) -> str:
     spans = record["spans"]
     wall = max(float(record["wallMs"]), 1e-3)
-    plot_w = _WIDTH - _LABEL_W - _RIGHT_PAD
-    scale = plot_w / wall
+    scale = (_WIDTH - _LABEL_W - _RIGHT_PAD) / wall  # px per ms
     notes = cache_line(record).splitlines()
-    height = _TOP + len(spans) * _ROW_H + 52 + 16 * len(notes)
+    rows_end = _TOP + len(spans) * _ROW_H
+    height = rows_end + 52 + 16 * len(notes)
+    out = _header(record, height)
+    out += _axis(wall, scale, rows_end)
+    for row, span in enumerate(spans):
+        out += _span_row(_TOP + row * _ROW_H, span, scale)
+    out += _legend_and_notes(rows_end + 24, notes)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _header(record: dict[str, Any], height: int) -> list[str]:
+    """The SVG's opening, its title, a white page and the headline lines."""
     out = [
         "<?xml version='1.0' encoding='UTF-8'?>",
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{_WIDTH}' height='{height}' "
@@ -54,47 +65,58 @@ def render(record: dict[str, Any]) -> str:
     for index, line in enumerate(headline(record).splitlines()):
         weight = "font-weight='bold'" if index == 0 else ""
         out.append(_text(12, 20 + 16 * index, line, f"xml:space='preserve' {weight}"))
+    return out
+
+
+def _axis(wall: float, scale: float, rows_end: int) -> list[str]:
+    """The millisecond ticks above the rows, each with a grid line down to the last row."""
+    out = []
     axis_y = _TOP - 10
     step = nice_step(wall)
     tick = 0.0
     while tick <= wall + 1e-9:
         x = _LABEL_W + tick * scale
         out.append(
-            f"<line x1='{x:.1f}' y1='{axis_y}' x2='{x:.1f}' y2='{_TOP + len(spans) * _ROW_H}' "
-            "stroke='#e4e4e4'/>"
+            f"<line x1='{x:.1f}' y1='{axis_y}' x2='{x:.1f}' y2='{rows_end}' stroke='#e4e4e4'/>"
         )
         out.append(_text(x, axis_y - 4, f"{tick:,.0f}", "text-anchor='middle' fill='#666'"))
         tick += step
     out.append(_text(_WIDTH - _RIGHT_PAD, axis_y - 18, "ms", "text-anchor='end' fill='#666'"))
-    for row, span in enumerate(spans):
-        y = _TOP + row * _ROW_H
-        colour = SCOPE_COLOURS.get(span.get("scope", ""), "#888")
-        tokens = span_tokens(span)
-        out.append(f"<g class='span' data-name='{escape(span['name'])}'>")
-        out.append(_text(12, y + 15, span["name"], f"fill='{colour}'"))
+    return out
+
+
+def _span_row(y: int, span: dict[str, Any], scale: float) -> list[str]:
+    """One span: its name, duration and tokens on the left, its bar, the first-token mark."""
+    colour = SCOPE_COLOURS.get(span.get("scope", ""), "#888")
+    tokens = span_tokens(span)
+    out = [
+        f"<g class='span' data-name='{escape(span['name'])}'>",
+        _text(12, y + 15, span["name"], f"fill='{colour}'"),
+        _text(_LABEL_W - 80, y + 15, f"{span['durationMs']:,.1f} ms", "text-anchor='end'"),
+    ]
+    if tokens:
+        out.append(_text(_LABEL_W - 12, y + 15, f"{tokens} tok", "text-anchor='end' fill='#666'"))
+    x = _LABEL_W + float(span["startMs"]) * scale
+    w = max(1.5, float(span["durationMs"]) * scale)
+    out.append(
+        f"<rect x='{x:.2f}' y='{y + 4}' width='{w:.2f}' height='{_ROW_H - 8}' "
+        f"fill='{colour}'><title>{escape(span['name'])}: start {span['startMs']:,.1f} ms, "
+        f"{span['durationMs']:,.1f} ms</title></rect>"
+    )
+    mark = span.get("firstTokenMs")
+    if mark is not None:
+        mx = _LABEL_W + float(mark) * scale
         out.append(
-            _text(_LABEL_W - 80, y + 15, f"{span['durationMs']:,.1f} ms", "text-anchor='end'")
+            f"<path d='M{mx - 5:.1f},{y + 1} L{mx + 5:.1f},{y + 1} L{mx:.1f},{y + 9} Z' "
+            "fill='#d62728'><title>first token</title></path>"
         )
-        if tokens:
-            out.append(
-                _text(_LABEL_W - 12, y + 15, f"{tokens} tok", "text-anchor='end' fill='#666'")
-            )
-        x = _LABEL_W + float(span["startMs"]) * scale
-        w = max(1.5, float(span["durationMs"]) * scale)
-        out.append(
-            f"<rect x='{x:.2f}' y='{y + 4}' width='{w:.2f}' height='{_ROW_H - 8}' "
-            f"fill='{colour}'><title>{escape(span['name'])}: start {span['startMs']:,.1f} ms, "
-            f"{span['durationMs']:,.1f} ms</title></rect>"
-        )
-        mark = span.get("firstTokenMs")
-        if mark is not None:
-            mx = _LABEL_W + float(mark) * scale
-            out.append(
-                f"<path d='M{mx - 5:.1f},{y + 1} L{mx + 5:.1f},{y + 1} L{mx:.1f},{y + 9} Z' "
-                "fill='#d62728'><title>first token</title></path>"
-            )
-        out.append("</g>")
-    y = _TOP + len(spans) * _ROW_H + 24
+    out.append("</g>")
+    return out
+
+
+def _legend_and_notes(y: int, notes: list[str]) -> list[str]:
+    """The scope colours and the first-token mark explained, then the cache notes."""
+    out = []
     x = 12.0
     for scope, colour in SCOPE_COLOURS.items():
         out.append(f"<rect x='{x:.1f}' y='{y - 10}' width='12' height='12' fill='{colour}'/>")
@@ -105,5 +127,4 @@ def render(record: dict[str, Any]) -> str:
     out.append(_text(x + 16, y, "first token"))
     for index, line in enumerate(notes):
         out.append(_text(12, y + 24 + 16 * index, line, "xml:space='preserve'"))
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return out

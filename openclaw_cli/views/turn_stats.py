@@ -144,96 +144,124 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+_Tip = tuple[float, str]  # (what it costs, in ms, for sorting; what to do about it)
+
+
 def suggestions(records: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
     """What the data says to change, most costly first; nothing when nothing stands out."""
-    n = len(records)
-    if not n:
+    if not records:
         return []
-    tips: list[tuple[float, str]] = []
-    system = [
+    system = _system_prompt_changes(records)
+    found = (
+        _system_prompt_tip(records, system),
+        _spawn_tip(records),
+        _lane_wait_tip(records),
+        _cache_miss_tip(records, summary, system),
+        _boot_tip(records, summary),
+        _tool_time_tip(records, summary),
+    )
+    tips = [tip for tip in found if tip is not None]
+    return [text for _, text in sorted(tips, key=lambda tip: -tip[0])]
+
+
+def _system_prompt_changes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns whose prefix diverged from the cache in the system message."""
+    return [
         r
         for r in records
         if ((r.get("cache") or {}).get("divergence") or {}).get("segment") == "system message"
     ]
-    if system:
-        cost = sum(_prefill_ms(r) for r in system)
-        tips.append(
-            (
-                cost,
-                f"the system prompt changed in {len(system)} of {n} turns, re-prefilling "
-                f"{cost / 1000:,.1f} s in all; keep it byte-identical and move volatile "
-                "content (dates, retrieved snippets) to the user turn",
-            )
-        )
+
+
+def _system_prompt_tip(records: list[dict[str, Any]], system: list[dict[str, Any]]) -> _Tip | None:
+    if not system:
+        return None
+    cost = sum(_prefill_ms(r) for r in system)
+    return (
+        cost,
+        f"the system prompt changed in {len(system)} of {len(records)} turns, re-prefilling "
+        f"{cost / 1000:,.1f} s in all; keep it byte-identical and move volatile "
+        "content (dates, retrieved snippets) to the user turn",
+    )
+
+
+def _spawn_tip(records: list[dict[str, Any]]) -> _Tip | None:
     spawned = [r for r in records if r.get("spawned")]
-    if spawned:
-        cost = sum(
-            s["durationMs"] for r in spawned for s in r["spans"] if s["name"] == "daemon.spawn"
-        )
-        tips.append(
-            (
-                cost,
-                f"{len(spawned)} of {n} turns had to start the daemon first "
-                f"({cost / 1000:,.1f} s in all); keep it running with `openclaw daemon start`",
-            )
-        )
+    if not spawned:
+        return None
+    cost = sum(s["durationMs"] for r in spawned for s in r["spans"] if s["name"] == "daemon.spawn")
+    return (
+        cost,
+        f"{len(spawned)} of {len(records)} turns had to start the daemon first "
+        f"({cost / 1000:,.1f} s in all); keep it running with `openclaw daemon start`",
+    )
+
+
+def _lane_wait_tip(records: list[dict[str, Any]]) -> _Tip | None:
     waits = _spans(records, "lane.wait")
+    if not (waits and max(s["durationMs"] for s in waits) >= 500):
+        return None
     waited = sum(s["durationMs"] for s in waits)
-    if waits and max(s["durationMs"] for s in waits) >= 500:
-        background = sum(s["durationMs"] for s in waits if _behind_background(s))
-        cause = (
-            f"{background / 1000:,.1f} s of it behind background work (parking, "
-            "compaction, prefill ahead), which should stop within milliseconds of a turn "
-            "arriving; `openclaw trace list` finds those turns (lane.wait says behind what), "
-            "and OPENCLAW_PREFILL_AHEAD=0 turns prefill ahead off"
-            if background >= waited / 2
-            else "turns on one daemon run one at a time, so avoid overlapping runs or expect "
-            "the wait"
-        )
-        tips.append(
-            (
-                waited,
-                f"turns waited {waited / 1000:,.1f} s in all for the model (lane.wait), at most "
-                f"{max(s['durationMs'] for s in waits) / 1000:,.1f} s; {cause}",
-            )
-        )
+    background = sum(s["durationMs"] for s in waits if _behind_background(s))
+    cause = (
+        f"{background / 1000:,.1f} s of it behind background work (parking, "
+        "compaction, prefill ahead), which should stop within milliseconds of a turn "
+        "arriving; `openclaw trace list` finds those turns (lane.wait says behind what), "
+        "and OPENCLAW_PREFILL_AHEAD=0 turns prefill ahead off"
+        if background >= waited / 2
+        else "turns on one daemon run one at a time, so avoid overlapping runs or expect the wait"
+    )
+    return (
+        waited,
+        f"turns waited {waited / 1000:,.1f} s in all for the model (lane.wait), at most "
+        f"{max(s['durationMs'] for s in waits) / 1000:,.1f} s; {cause}",
+    )
+
+
+def _cache_miss_tip(
+    records: list[dict[str, Any]], summary: dict[str, Any], system: list[dict[str, Any]]
+) -> _Tip | None:
+    n = len(records)
     misses = summary["cache"]["lookups"]["none"]
-    if n >= 4 and misses / n >= 0.5 and not system:
-        cost = sum(_prefill_ms(r) for r in records if (r.get("cache") or {}).get("tier") == "none")
-        tips.append(
-            (
-                cost,
-                f"{misses} of {n} turns found nothing in the prefix cache; new sessions share "
-                "the cached head only when their system prompt is the same, so reuse one "
-                "(-s TEXT) rather than varying it",
-            )
-        )
+    # A changed system prompt already explains the misses (its own tip says so).
+    if not (n >= 4 and misses / n >= 0.5 and not system):
+        return None
+    cost = sum(_prefill_ms(r) for r in records if (r.get("cache") or {}).get("tier") == "none")
+    return (
+        cost,
+        f"{misses} of {n} turns found nothing in the prefix cache; new sessions share "
+        "the cached head only when their system prompt is the same, so reuse one "
+        "(-s TEXT) rather than varying it",
+    )
+
+
+def _boot_tip(records: list[dict[str, Any]], summary: dict[str, Any]) -> _Tip | None:
     boot = summary["phases"].get("cli.boot", {}).get("p50")
-    if boot is not None and boot > 150:
-        tips.append(
-            (
-                boot * n,
-                f"the CLI took {boot:,.0f} ms to start (p50 of cli.boot); is "
-                "PYTHONDONTWRITEBYTECODE set, or the install on a slow disk? Byte-compiled "
-                "modules start several times faster",
-            )
-        )
+    if not (boot is not None and boot > 150):
+        return None
+    return (
+        boot * len(records),
+        f"the CLI took {boot:,.0f} ms to start (p50 of cli.boot); is "
+        "PYTHONDONTWRITEBYTECODE set, or the install on a slow disk? Byte-compiled "
+        "modules start several times faster",
+    )
+
+
+def _tool_time_tip(records: list[dict[str, Any]], summary: dict[str, Any]) -> _Tip | None:
     tools = summary["phases"]
     tool_ms = sum(v["totalMs"] for k, v in tools.items() if k.startswith("tool."))
     wall_ms = sum(r["wallMs"] for r in records)
-    if wall_ms and tool_ms / wall_ms > 0.3:
-        slowest = max(
-            ((k, v["totalMs"]) for k, v in tools.items() if k.startswith("tool.")),
-            key=lambda item: item[1],
-        )
-        tips.append(
-            (
-                tool_ms,
-                f"tools took {tool_ms / wall_ms:.0%} of the turn time, most of it in "
-                f"{slowest[0]} ({slowest[1] / 1000:,.1f} s)",
-            )
-        )
-    return [text for _, text in sorted(tips, key=lambda tip: -tip[0])]
+    if not (wall_ms and tool_ms / wall_ms > 0.3):
+        return None
+    slowest = max(
+        ((k, v["totalMs"]) for k, v in tools.items() if k.startswith("tool.")),
+        key=lambda item: item[1],
+    )
+    return (
+        tool_ms,
+        f"tools took {tool_ms / wall_ms:.0%} of the turn time, most of it in "
+        f"{slowest[0]} ({slowest[1] / 1000:,.1f} s)",
+    )
 
 
 def _prefill_ms(record: dict[str, Any]) -> float:

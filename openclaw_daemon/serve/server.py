@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon import config, state_dirs
 from openclaw_daemon.model.admission import n_ctx_warning, predict_memory
@@ -33,6 +33,9 @@ from openclaw_daemon.serve.transport import UnixServer
 from openclaw_daemon.tools.spec import TOOLS_BY_NAME
 from openclaw_daemon.wire import frames as protocol
 from openclaw_daemon.wire.errors import OpenClawError
+
+if TYPE_CHECKING:
+    from openclaw_daemon.cache.kv_store import KVStore
 
 log = logging.getLogger("openclawd")
 
@@ -71,6 +74,13 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
     return LoadedEngine(engine, prediction)
 
 
+def _load_engine(engine_factory: EngineFactory, spec: EngineSpec) -> LoadedEngine:
+    started = time.monotonic()
+    loaded = engine_factory(spec)
+    log.info("loaded %s in %.2fs", spec.model_path, time.monotonic() - started)
+    return loaded
+
+
 class Daemon:
     """The composition root: builds the engine (through ``engine_factory``, so a
     test can run the whole daemon in-process on a fake), the cache, the
@@ -85,28 +95,17 @@ class Daemon:
         cache_disk: int,
         engine_factory: EngineFactory = load_llama_engine,
     ) -> None:
-        from openclaw_daemon.cache.kv_store import KVStore
         from openclaw_daemon.cache.prefix_cache import PrefixCache
         from openclaw_daemon.turn.assemble import turn_services
 
         self.paths = config.resolve_paths()
         state_dirs.prepare(self.paths)
-        started = time.monotonic()
-        loaded = engine_factory(EngineSpec(model_path, n_ctx, cache_ram))
+        loaded = _load_engine(engine_factory, EngineSpec(model_path, n_ctx, cache_ram))
         self.engine = loaded.engine
         self.memory_prediction = loaded.memory_prediction
-        log.info("loaded %s in %.2fs", model_path, time.monotonic() - started)
         state_dirs.ensure_private_dir(self.paths.cache_dir)
         self.scheduler = Scheduler()
-        self.store = KVStore(
-            self.paths.cache_dir,
-            self.engine.fingerprint(),
-            ram_budget=cache_ram,
-            disk_budget=cache_disk,
-            quiet_for=self.scheduler.quiet_for,
-            worker_busy=self.scheduler.working,
-        )
-        self.store.load_disk_index()
+        self.store = self._open_store(cache_ram=cache_ram, cache_disk=cache_disk)
         self.cache = PrefixCache(self.engine, self.store)
         turns = turn_services(
             self.engine, self.paths, prefill_batch=config.prefill_batch_setting(), cache=self.cache
@@ -114,7 +113,34 @@ class Daemon:
         self.pipeline, self.compactor, self.tapes = turns.pipeline, turns.compactor, turns.tapes
         self.started_at = time.time()
         memory_now()  # imports psutil now, not in the first turn's trace report
-        self.state = DaemonState(
+        self.state = self._handler_state()
+        self.server = UnixServer(
+            self.paths.socket,
+            Handlers(self.state),
+            max_connections=config.max_connections_setting(),
+            hello_timeout=config.hello_timeout_setting(),
+        )
+        self._stopped = threading.Event()
+
+    def _open_store(self, *, cache_ram: int, cache_disk: int) -> KVStore:
+        """The KV cache's store for this model, with the disk tier's index read back;
+        it defers its background work to the scheduler's quiet moments."""
+        from openclaw_daemon.cache.kv_store import KVStore
+
+        store = KVStore(
+            self.paths.cache_dir,
+            self.engine.fingerprint(),
+            ram_budget=cache_ram,
+            disk_budget=cache_disk,
+            quiet_for=self.scheduler.quiet_for,
+            worker_busy=self.scheduler.working,
+        )
+        store.load_disk_index()
+        return store
+
+    def _handler_state(self) -> DaemonState:
+        """What the request handlers reach: the turn services and this daemon's hooks."""
+        return DaemonState(
             pipeline=self.pipeline,
             compactor=self.compactor,
             tapes=self.tapes,
@@ -131,13 +157,6 @@ class Daemon:
             gauges=self.gauges,
             prefill_ahead=config.prefill_ahead_setting(),
         )
-        self.server = UnixServer(
-            self.paths.socket,
-            Handlers(self.state),
-            max_connections=config.max_connections_setting(),
-            hello_timeout=config.hello_timeout_setting(),
-        )
-        self._stopped = threading.Event()
 
     def status(self) -> dict[str, Any]:
         info = self.engine.info

@@ -134,12 +134,7 @@ class ModelCalls:
         hide_calls: bool,
     ) -> Generation:
         params = SamplingParams(temperature=options.temperature, seed=options.seed)
-        stops = list(options.stop)
-        # Tool responses are the runtime's to write; a small model imitating
-        # one has finished its reply.
-        stream = TextStream(stops + self.tags.result_stops if hide_calls else stops)
-        # A second filter only for what the user sees: it stops at a tool call.
-        shown = TextStream([self.tags.call_open] if hide_calls else [])
+        stream, shown = self._streams(options, hide_calls=hide_calls)
         clock = call.trace.clock
         start = clock()
         first_token_at: float | None = None
@@ -150,6 +145,7 @@ class ModelCalls:
             params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
         )
         try:
+            # The per-token loop: keep extra calls and allocations out of it.
             for token in tokens:
                 if first_token_at is None:
                     first_token_at = clock()
@@ -174,17 +170,18 @@ class ModelCalls:
             raise
         self._show(shown, stream.finish(), call)
         self._emit(shown.finish(), call)
-        end = clock()
-        call.trace.add(
-            "model.decode",
-            start,
-            end,
-            call=call.index,
-            tokens=len(ids),
-            firstTokenMs=round(call.trace.offset_ms(first_token_at), 3) if first_token_at else None,
-            tokPerS=round(len(ids) / (end - start), 1) if ids and end > start else None,
-        )
+        _trace_decode(call, start, clock(), len(ids), first_token_at)
         return Generation(stream.text, ids, stop_reason, first_token_at)
+
+    def _streams(self, options: CallOptions, *, hide_calls: bool) -> tuple[TextStream, TextStream]:
+        """The reply's stop filter, and the filter of what the user is shown."""
+        stops = list(options.stop)
+        # Tool responses are the runtime's to write; a small model imitating
+        # one has finished its reply.
+        stream = TextStream(stops + self.tags.result_stops if hide_calls else stops)
+        # A second filter only for what the user sees: it stops at a tool call.
+        shown = TextStream([self.tags.call_open] if hide_calls else [])
+        return stream, shown
 
     def _show(self, shown: TextStream, piece: str, call: CallContext) -> None:
         if piece and not shown.stopped:
@@ -194,3 +191,18 @@ class ModelCalls:
     def _emit(text: str, call: CallContext) -> None:
         if text:
             call.emit({"type": "token", "text": text})
+
+
+def _trace_decode(
+    call: CallContext, start: float, end: float, tokens: int, first_token_at: float | None
+) -> None:
+    """The span of a decode that finished (a stop, or the token limit)."""
+    call.trace.add(
+        "model.decode",
+        start,
+        end,
+        call=call.index,
+        tokens=tokens,
+        firstTokenMs=round(call.trace.offset_ms(first_token_at), 3) if first_token_at else None,
+        tokPerS=round(tokens / (end - start), 1) if tokens and end > start else None,
+    )

@@ -162,7 +162,8 @@ def test_stats_percentiles_match_the_stored_turns(traced: Traced) -> None:
             assert summary[key][f"p{q}"] == pytest.approx(expected[q - 1], abs=1e-3)
     prefill = [s for r in records for s in r["spans"] if s["name"] == "model.prefill"]
     rate = sum(s["tokens"] for s in prefill) / sum(s["durationMs"] / 1000 for s in prefill)
-    assert summary["prefillTokPerS"] == pytest.approx(rate, rel=1e-3)
+    # stats rounds the rate to 0.1 tok/s: under load (< 50 tok/s) that is more than rel=1e-3.
+    assert summary["prefillTokPerS"] == pytest.approx(rate, rel=1e-3, abs=0.05)
     tiers = [r["cache"]["tier"] for r in records]
     assert summary["cache"]["lookups"]["L1"] == tiers.count("L1") >= 2
     assert summary["peakRssBytes"] == max(r["peakRssBytes"] for r in records) > 0
