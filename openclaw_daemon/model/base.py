@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from openclaw_daemon.model.chat_template import ChatTemplate
+from openclaw_daemon.wire.errors import KvSlotError, ModelError
 
 # done, total: prompt tokens evaluated so far in this prefill, and to do.
 ProgressCallback = Callable[[int, int], None]
@@ -113,6 +114,17 @@ class ModelEngine(Protocol):
         an end-of-generation id. When the iterator ends, the live sequence holds
         every yielded id but the last."""
         ...
+
+
+def check_prefill(tokens: list[int], n_ctx: int) -> None:
+    """The refusals every engine's ``prefill`` starts with: an empty prompt
+    (nothing to sample from) and one longer than the context window."""
+    if not tokens:
+        raise ModelError("cannot prefill an empty prompt")
+    if len(tokens) > n_ctx:
+        raise KvSlotError(
+            f"the prompt is {len(tokens)} tokens but the context window holds {n_ctx}"
+        )
 
 
 @runtime_checkable

@@ -35,9 +35,10 @@ from openclaw_daemon.model.base import (
     ModelInfo,
     ProgressCallback,
     SamplingParams,
+    check_prefill,
 )
 from openclaw_daemon.model.chat_template import ChatTemplate
-from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
+from openclaw_daemon.wire.errors import CancelledError, ModelError
 
 IM_START, IM_END, END_OF_TEXT = 256, 257, 258
 SPECIAL_IDS = {"<|im_start|>": IM_START, "<|im_end|>": IM_END, "<|endoftext|>": END_OF_TEXT}
@@ -190,12 +191,7 @@ class FakeEngine:
         on_progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] = lambda: False,
     ) -> int:
-        if not tokens:
-            raise ModelError("cannot prefill an empty prompt")
-        if len(tokens) > self.info.n_ctx:
-            raise KvSlotError(
-                f"the prompt is {len(tokens)} tokens but the context window holds {self.info.n_ctx}"
-            )
+        check_prefill(tokens, self.info.n_ctx)
         reused = min(self.cached_prefix(tokens), len(tokens) - 1)
         self.truncate(reused)
         todo = tokens[reused:]

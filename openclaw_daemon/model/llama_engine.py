@@ -29,7 +29,13 @@ import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.config import check_gguf
-from openclaw_daemon.model.base import KVEngine, ModelInfo, ProgressCallback, SamplingParams
+from openclaw_daemon.model.base import (
+    KVEngine,
+    ModelInfo,
+    ProgressCallback,
+    SamplingParams,
+    check_prefill,
+)
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
@@ -160,12 +166,7 @@ class Engine:
         The last prompt token is always evaluated so its logits exist to sample
         from, even when the whole prompt was cached.
         """
-        if not tokens:
-            raise ModelError("cannot prefill an empty prompt")
-        if len(tokens) > self.info.n_ctx:
-            raise KvSlotError(
-                f"the prompt is {len(tokens)} tokens but the context window holds {self.info.n_ctx}"
-            )
+        check_prefill(tokens, self.info.n_ctx)
         reused = min(self.cached_prefix(tokens), len(tokens) - 1)
         self.truncate(reused)
         todo = tokens[reused:]
