@@ -50,6 +50,14 @@ class CacheEntry:
     # Not yet offered to the writer: keeps its RAM copy even over budget, so a
     # small RAM budget never keeps an entry out of the disk tier.
     unwritten: bool = False
+    # The shortest length above 0 the state can be restored to (the engine's
+    # ``trim_floor`` when it was taken): it serves prompts sharing at least
+    # that much of it, or all of it.
+    trim_floor: int = 0
+
+    def serves(self, length: int) -> bool:
+        """Whether a restore of this entry can be cut back to ``length`` tokens."""
+        return length > 0 and (length >= len(self.tokens) or length >= self.trim_floor)
 
     @property
     def tier(self) -> ParkedTier:

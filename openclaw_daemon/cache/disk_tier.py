@@ -83,7 +83,7 @@ class DiskTier:
         found = []
         for path in sorted(self.dir.glob(f"*{kv_files.SUFFIX}")):
             try:
-                tokens, blob_bytes = kv_files.read_header(path, self.fingerprint)
+                tokens, blob_bytes, floor = kv_files.read_header(path, self.fingerprint)
                 if path.stem != kv_files.chain_key(self.dir.name, tokens):
                     # Renamed or copied under another entry's key: the index
                     # would serve it for a prompt it does not hold.
@@ -93,7 +93,15 @@ class DiskTier:
                 self.discard_file(path, str(exc))
                 continue
             found.append(
-                CacheEntry(path.stem, tokens, blob_bytes, "disk", on_disk=True, used_at=used_at)
+                CacheEntry(
+                    path.stem,
+                    tokens,
+                    blob_bytes,
+                    "disk",
+                    on_disk=True,
+                    used_at=used_at,
+                    trim_floor=floor,
+                )
             )
         return found
 
@@ -231,7 +239,12 @@ class DiskTier:
             self._write_deadline = time.monotonic() + _MAX_WRITE_DELAY_S
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             kv_files.write_blob(
-                path, self.fingerprint, entry.tokens, blob, pause=lambda: self._pause(entry)
+                path,
+                self.fingerprint,
+                entry.tokens,
+                blob,
+                trim_floor=entry.trim_floor,
+                pause=lambda: self._pause(entry),
             )
             written = True
         except _Abandoned:

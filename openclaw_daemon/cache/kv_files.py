@@ -3,17 +3,18 @@
 A file is::
 
     b"OCKV" | u32 format version | u32 header length | header JSON
-    | n_tokens x int32 token ids | the llama_state_seq_get_data blob
+    | n_tokens x int32 token ids | the engine's state blob
 
-The header carries the model fingerprint, the token count, the blob size and
-a crc32 over tokens + blob. A file that is truncated, corrupt, or made for
-another model, context size or KV type fails ``read_blob``/``read_header``
-with ``CacheCorruptError`` and is never handed to llama.cpp. So does anything
-in the cache dir that is not a regular file: a FIFO, device or symlink is
-refused (``_open_regular``, which opens without blocking), so it can
-neither block the daemon nor point it at someone else's file. A header that
-is consistent but lies about the cells its blob holds passes here; the
-engine checks the restored state against the header's token count.
+The header carries the model fingerprint, the token count, the blob size, the
+shortest length the state can be cut back to (``trimFloor``: 0 for full
+attention; see ``base.KVControl.trim_floor``) and a crc32 over tokens + blob.
+A file that is truncated, corrupt, or made for another model, context size or
+KV type fails ``read_blob``/``read_header`` with ``CacheCorruptError`` and is
+never handed to llama.cpp. So does anything in the cache dir that is not a
+regular file: a FIFO, device or symlink is refused (``_open_regular``, which
+opens without blocking), so it can neither block the daemon nor point it at
+someone else's file. A header that is consistent but lies about the cells its
+blob holds passes here; the engine checks the restored state against the header's token count.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def write_blob(
     tokens: tuple[int, ...],
     blob: Blob,
     *,
+    trim_floor: int = 0,
     pause: Callable[[], None] = lambda: None,
 ) -> int:
     """Write atomically (temp file, then rename); returns the file's size."""
@@ -94,6 +96,7 @@ def write_blob(
             "fingerprint": fingerprint,
             "nTokens": len(tokens),
             "blobBytes": size,
+            "trimFloor": trim_floor,
             "crc32": crc,
         }
     ).encode()
@@ -164,6 +167,8 @@ def _read_header(
         and isinstance(header.get("crc32"), int)
         and 0 <= n_tokens <= _MAX_TOKENS
         and 0 <= blob_bytes <= _MAX_BLOB
+        and isinstance(header.setdefault("trimFloor", 0), int)
+        and 0 <= header["trimFloor"] <= n_tokens
     ):
         raise CacheCorruptError(f"cache file {path.name} has a bad header")
     if header.get("fingerprint") != fingerprint:
@@ -178,11 +183,12 @@ def _read_header(
     return header, tuple(tokens)
 
 
-def read_header(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], int]:
-    """The tokens a file holds and its blob size, checking everything but the crc."""
+def read_header(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], int, int]:
+    """The tokens a file holds, its blob size and trim floor, checking
+    everything but the crc."""
     with _open_regular(path) as handle:
         header, tokens = _read_header(handle, path, fingerprint)
-    return tokens, int(header["blobBytes"])
+    return tokens, int(header["blobBytes"]), int(header["trimFloor"])
 
 
 def read_blob(path: Path, fingerprint: dict[str, Any]) -> tuple[tuple[int, ...], bytes]:

@@ -83,6 +83,31 @@ class KVStore:
             entry = min(usable, key=lambda e: (e.blob is None, e.blob_bytes))
             return match, entry
 
+    def reusable(self, tokens: list[int], limit: int) -> tuple[int, CacheEntry | None, Match]:
+        """The most of ``tokens`` (at most ``limit``) a restore can give, the
+        cheapest entry giving it, and the longest match (for explanations).
+
+        An entry serves the prompt tokens it shares only down to its trim
+        floor: a sliding-window or recurrent state cannot be cut back further.
+        Below that, a shorter entry held whole (a head checkpoint, an earlier
+        turn's state) serves instead."""
+        with self._lock:
+            match = self.index.longest_match(tokens)
+            shared = min(match.length, limit)
+            found = [(shared, self.entries[key]) for key in match.keys]
+            for key in self.index.prefixes_of(tokens):
+                entry = self.entries[key]
+                found.append((min(len(entry.tokens), limit), entry))
+            usable = [(n, entry) for n, entry in found if entry.usable and entry.serves(n)]
+            if not usable:
+                return 0, None, match
+            length = max(n for n, _ in usable)
+            # RAM before disk, then the smallest blob (cheapest to restore).
+            entry = min(
+                (e for n, e in usable if n == length), key=lambda e: (e.blob is None, e.blob_bytes)
+            )
+            return length, entry, match
+
     def entry_for(self, key: str) -> CacheEntry | None:
         with self._lock:
             return self.entries.get(key)
@@ -120,10 +145,21 @@ class KVStore:
         with self._lock:
             match = self.index.longest_match(tokens)
             return match.length == len(tokens) and any(
-                self.entries[key].usable or self.entries[key].writing for key in match.keys
+                (self.entries[key].usable or self.entries[key].writing)
+                and self.entries[key].serves(len(tokens))
+                for key in match.keys
             )
 
-    def buffer_for(self, tokens: tuple[int, ...], size: int) -> memoryview:
+    def _superseded(self, tokens: tuple[int, ...], trim_floor: int) -> list[str]:
+        """Entries a new snapshot of ``tokens`` makes redundant: those holding a
+        prefix of it it can be cut back to (not shorter than its trim floor)."""
+        return [
+            key
+            for key in self.index.prefixes_of(tokens)
+            if len(self.entries[key].tokens) >= trim_floor
+        ]
+
+    def buffer_for(self, tokens: tuple[int, ...], size: int, *, trim_floor: int = 0) -> memoryview:
         """A buffer for the snapshot of ``tokens``.
 
         ``add`` will drop the entries holding a prefix of ``tokens``; the RAM copy
@@ -141,12 +177,12 @@ class KVStore:
         """
         pool = self.ram.pool
         with self._lock:
-            self._recycle_superseded(tokens, size)
+            self._recycle_superseded(tokens, size, trim_floor)
             buffer = pool.reuse(size)
             if buffer is None:
                 # What ``add`` frees of the entries this one supersedes needs no room.
                 freed = self.ram.freed_by_dropping(
-                    [self.entries[key] for key in self.index.prefixes_of(tokens)]
+                    [self.entries[key] for key in self._superseded(tokens, trim_floor)]
                 )
                 self._evict_ram(reserve=max(0, pool.capacity_for(size) - freed))
                 # Taken under the lock: the writer's eviction could drop it otherwise.
@@ -154,10 +190,10 @@ class KVStore:
         # A fresh buffer is faulted in outside the lock (tens of ms for 160 MB).
         return buffer if buffer is not None else pool.allocate(size)
 
-    def _recycle_superseded(self, tokens: tuple[int, ...], size: int) -> None:
+    def _recycle_superseded(self, tokens: tuple[int, ...], size: int, trim_floor: int) -> None:
         """Forget an entry ``tokens`` supersedes whose buffer fits ``size``: its buffer
         becomes the pool's spare, for ``pool.reuse`` to hand out."""
-        for key in self.index.prefixes_of(tokens):
+        for key in self._superseded(tokens, trim_floor):
             entry = self.entries[key]
             capacity = pooled_capacity(entry.blob)
             if capacity is not None and capacity >= size and not entry.writing and not entry.pins:
@@ -165,15 +201,23 @@ class KVStore:
                 self.disk.drop(entry)
                 return
 
-    def add(self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str) -> CacheEntry:
+    def add(
+        self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str, *, trim_floor: int = 0
+    ) -> CacheEntry:
         """Park a snapshot in RAM and queue it for disk. Entries that hold a
-        prefix of it are dropped: this one can be trimmed to serve them."""
+        prefix of it are dropped if it can be cut back to serve them."""
         key = kv_files.chain_key(self.dir.name, tokens)
         entry = CacheEntry(
-            key, tokens, held_bytes(blob), label, used_at=time.time(), unwritten=True
+            key,
+            tokens,
+            held_bytes(blob),
+            label,
+            used_at=time.time(),
+            unwritten=True,
+            trim_floor=trim_floor,
         )
         with self._lock:
-            superseded = [k for k in self.index.prefixes_of(tokens) if k != key]
+            superseded = [k for k in self._superseded(tokens, trim_floor) if k != key]
             self._forget(key)
             self.entries[key] = entry
             self.index.insert(key, tokens)

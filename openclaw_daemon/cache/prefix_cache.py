@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, cast
 from openclaw_daemon.cache.base import DISK, RAM, CacheEntry
 from openclaw_daemon.cache.kv_store import KVStore
 from openclaw_daemon.cache.prefix_index import Match
+from openclaw_daemon.model.base import FULL_MEMORY
 from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
 from openclaw_daemon.wire.messages import ParkedTier, Tier
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.base import KVEngine
+    from openclaw_daemon.model.base import Checkpoint, KVEngine
 
 log = logging.getLogger("openclawd.cache")
 
@@ -96,9 +97,11 @@ class PrefixCache:
     # -- planning ----------------------------------------------------------------
     def plan(self, tokens: list[int]) -> CachePlan:
         limit = len(tokens) - 1  # the last prompt token is always evaluated
-        live = self.engine.cached_prefix(tokens)
-        match, entry = self.store.best(tokens)
-        from_entry = min(match.length, limit)
+        shared_live = self.engine.cached_prefix(tokens)
+        live = min(shared_live, limit)
+        if 0 < live < len(self.engine.live_tokens) and live < self.engine.trim_floor:
+            live = 0  # the live state cannot be cut back that far (a sliding window)
+        from_entry, entry, match = self.store.reusable(tokens, limit)
         tier: Tier
         if (
             entry is not None
@@ -107,9 +110,24 @@ class PrefixCache:
         ):
             cached, tier = from_entry, entry.tier
         else:
-            entry, cached = None, min(live, limit)
+            entry, cached = None, live
             tier = "L1" if cached else "none"
-        return CachePlan(cached, tier, entry, self._divergence(tokens, live, match))
+        plan = CachePlan(cached, tier, entry, self._divergence(tokens, shared_live, match))
+        shared = min(max(shared_live, match.length), limit)
+        if cached < shared and (
+            live < min(shared_live, limit) or from_entry < min(match.length, limit)
+        ):
+            plan.notices.append(self._window_notice(shared, cached))
+        return plan
+
+    def _window_notice(self, shared: int, cached: int) -> str:
+        """Why a prompt sharing ``shared`` cached tokens reuses only ``cached``."""
+        memory = self.engine.info.memory.replace("-", " ")
+        nearest = f"nearest checkpoint at token {cached:,}" if cached else "no checkpoint before it"
+        return (
+            f"{memory}: the cached state shares {shared:,} tokens but cannot be cut back "
+            f"that far; {nearest}"
+        )
 
     def _divergence(self, tokens: list[int], live: int, match: Match) -> Divergence | None:
         """Where the prompt leaves the longest cached sequence, if one goes on past it."""
@@ -201,9 +219,28 @@ class PrefixCache:
         live = tuple(self.engine.live_tokens)
         if not live or self.store.covers(live):
             return False
-        tokens, blob = self.engine.snapshot(lambda size: self.store.buffer_for(live, size))
-        self.store.add(tokens, blob, self.live_label)
+        floor = self.engine.trim_floor
+        tokens, blob = self.engine.snapshot(
+            lambda size: self.store.buffer_for(live, size, trim_floor=floor)
+        )
+        self.store.add(tokens, blob, self.live_label, trim_floor=floor)
         return True
+
+    def boundary_checkpoint(self, tokens: list[int], boundary: int) -> Checkpoint | None:
+        """Where a prefill of ``tokens`` should stop to park its state, for memory
+        that cannot be cut back freely (a sliding window, recurrent layers):
+        at ``boundary`` (the head every session shares), unless a tier already
+        serves it or the live state is past it. A full-attention state parked
+        later serves the head by trimming, so it needs none."""
+        if self.engine.info.memory == FULL_MEMORY or not 0 < boundary < len(tokens) - 1:
+            return None
+        if len(self.engine.live_tokens) >= boundary or self.store.covers(tuple(tokens[:boundary])):
+            return None
+
+        def park() -> None:
+            self.checkpoint()
+
+        return boundary, park
 
     def clear(self) -> dict[str, Any]:
         """Drop every tier, the live context included: the next turn starts cold."""

@@ -33,6 +33,17 @@ from openclaw_daemon.wire.errors import KvSlotError, ModelError
 
 # done, total: prompt tokens evaluated so far in this prefill, and to do.
 ProgressCallback = Callable[[int, int], None]
+# (at, park): park the live state when a prefill has evaluated ``at`` tokens.
+Checkpoint = tuple[int, Callable[[], None]]
+
+
+def batches(start: int, end: int, size: int, checkpoint: Checkpoint | None) -> list[int]:
+    """Where a prefill from ``start`` to ``end`` ends its batches of ``size``:
+    one also ends at the checkpoint, if it lies strictly in between."""
+    stops = list(range(start + size, end, size)) + [end]
+    if checkpoint is not None and start < checkpoint[0] < end and checkpoint[0] not in stops:
+        stops = sorted([*stops, checkpoint[0]])
+    return stops
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,18 @@ class ModelInfo:
     chat_template: str | None
     n_vocab: int  # ids are 0..n_vocab-1 (a saved tape with others is refused)
     bos_id: int  # the beginning-of-sequence id, -1 if the model has none
+    # What a KV state of this model can be cut back to (docs/internals.md,
+    # "Sliding-window and recurrent memory"): FULL_MEMORY states trim to any
+    # length; SLIDING_WINDOW ones keep only the last ``n_swa`` positions in some
+    # layers; RECURRENT and HYBRID ones only exist whole.
+    memory: str = "full"
+    n_swa: int = 0  # the sliding window in tokens, 0 if none
+
+
+FULL_MEMORY = "full"
+SLIDING_WINDOW = "sliding-window"
+RECURRENT = "recurrent"
+HYBRID = "hybrid"
 
 
 @runtime_checkable
@@ -93,10 +116,13 @@ class ModelEngine(Protocol):
         batch_size: int,
         on_progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        checkpoint: Checkpoint | None = None,
     ) -> int:
         """Make the live sequence hold exactly ``tokens``; returns the tokens reused.
 
-        The last token is always evaluated (its logits are sampled from).
+        The last token is always evaluated (its logits are sampled from). With
+        a ``checkpoint`` (at, park), a batch ends at ``at`` tokens and ``park()``
+        runs there, if the prefill crosses it.
         Raises CancelledError (between batches), KvSlotError (the window is
         full; the sequence keeps the batches before) or ModelError.
         """
@@ -135,8 +161,17 @@ class KVControl(Protocol):
         """How many leading ``tokens`` the live sequence already holds."""
         ...
 
-    def truncate(self, keep: int) -> None:
-        """Drop every live token from position ``keep`` on."""
+    @property
+    def trim_floor(self) -> int:
+        """The shortest length above 0 the live state can be cut back to: 0 for
+        full attention, past the positions a sliding window has dropped, the
+        whole state for recurrent memory."""
+        ...
+
+    def truncate(self, keep: int) -> int:
+        """Drop every live token from position ``keep`` on; returns the tokens
+        kept: ``keep``, or 0 when the state cannot be cut there (it is emptied,
+        never left holding positions the model would read wrongly)."""
         ...
 
     def reset(self) -> None:
@@ -153,7 +188,9 @@ class KVControl(Protocol):
 
     def restore(self, tokens: tuple[int, ...], blob: bytes | memoryview, *, keep: int) -> None:
         """Load a snapshot of ``tokens``, then trim it to ``keep``; ModelError
-        (and an empty sequence) if the state is refused or does not match."""
+        (and an empty sequence) if the state is refused, does not match, or
+        cannot be cut back to ``keep`` (the planner asks only for what a
+        snapshot's ``trim_floor`` allowed when it was taken)."""
         ...
 
 

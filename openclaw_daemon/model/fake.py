@@ -28,6 +28,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from openclaw_daemon.model.base import (
+    FULL_MEMORY,
+    SLIDING_WINDOW,
+    Checkpoint,
     EngineFactory,
     EngineSpec,
     KVEngine,
@@ -35,6 +38,7 @@ from openclaw_daemon.model.base import (
     ModelInfo,
     ProgressCallback,
     SamplingParams,
+    batches,
     check_prefill,
 )
 from openclaw_daemon.model.chat_template import ChatTemplate
@@ -45,9 +49,10 @@ SPECIAL_IDS = {"<|im_start|>": IM_START, "<|im_end|>": IM_END, "<|endoftext|>": 
 SPECIAL_TEXT = {token: text for text, token in SPECIAL_IDS.items()}
 N_VOCAB = 259
 _SPECIAL_RE = re.compile("|".join(re.escape(text) for text in SPECIAL_IDS))
-# A snapshot blob: magic, token count, then the ids (the "cells") as int32.
-_BLOB_MAGIC = b"FAKEKV01"
-_HEADER = struct.Struct("<8sI")
+# A snapshot blob: magic, token count, positions lost to the window, then the
+# ids (the "cells") as int32.
+_BLOB_MAGIC = b"FAKEKV02"
+_HEADER = struct.Struct("<8sII")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class FakeEngine:
         n_ctx: int = 4096,
         name: str = "fake-model",
         prefill_delay_s: float = 0.0,
+        memory: str = FULL_MEMORY,
+        n_swa: int = 0,
     ) -> None:
         self.info = ModelInfo(
             path=f"fake:{name}",
@@ -111,6 +118,8 @@ class FakeEngine:
             chat_template=None,
             n_vocab=N_VOCAB,
             bos_id=-1,
+            memory=memory,
+            n_swa=n_swa,
         )
         self.template = ChatTemplate(None, bos_token="", eos_token="<|im_end|>")
         self.add_bos = False
@@ -121,6 +130,11 @@ class FakeEngine:
         self._replies: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()  # a test enqueues while the worker generates
         self._live: list[int] = []
+        # Sliding window, as llama.cpp's cache behaves: once a trimmed sequence
+        # grows again, each new position takes the cell of the oldest masked
+        # one, so the lowest ``_lost`` positions are gone.
+        self._lost = 0
+        self._trimmed = False
         self.enqueue(*(replies or []))
 
     def enqueue(self, *replies: str | Reply) -> None:
@@ -174,14 +188,36 @@ class FakeEngine:
             count += 1
         return count
 
-    def truncate(self, keep: int) -> None:
-        if keep < len(self._live):
-            self.kv.trims.append((keep, len(self._live)))
-            del self._live[keep:]
+    @property
+    def trim_floor(self) -> int:
+        live = len(self._live)
+        if live == 0 or self.info.memory == FULL_MEMORY:
+            return 0
+        if self.info.memory != SLIDING_WINDOW:
+            return live
+        return 0 if self._lost == 0 else min(live, self._lost + self.info.n_swa)
+
+    def truncate(self, keep: int) -> int:
+        live = len(self._live)
+        if keep >= live:
+            return live
+        if 0 < keep < self.trim_floor:
+            self.reset()
+            return 0
+        self.kv.trims.append((keep, live))
+        del self._live[keep:]
+        self._trimmed = True
+        return keep
 
     def reset(self) -> None:
         self.kv.resets += 1
         self._live.clear()
+        self._lost, self._trimmed = 0, False
+
+    def _append(self, ids: list[int]) -> None:
+        self._live += ids
+        if self._trimmed and self.info.n_swa:
+            self._lost = min(self._lost + len(ids), max(0, len(self._live) - self.info.n_swa))
 
     def prefill(
         self,
@@ -190,21 +226,23 @@ class FakeEngine:
         batch_size: int,
         on_progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        checkpoint: Checkpoint | None = None,
     ) -> int:
         check_prefill(tokens, self.info.n_ctx)
-        reused = min(self.cached_prefix(tokens), len(tokens) - 1)
-        self.truncate(reused)
+        reused = self.truncate(min(self.cached_prefix(tokens), len(tokens) - 1))
         todo = tokens[reused:]
         done = 0
         try:
-            for start in range(0, len(todo), batch_size):
+            for stop in batches(reused, len(tokens), batch_size, checkpoint):
                 if cancelled():
                     raise CancelledError("the turn was cancelled during prefill")
                 if self.prefill_delay_s:
                     time.sleep(self.prefill_delay_s)
-                chunk = todo[start : start + batch_size]
-                self._live += chunk
+                chunk = tokens[reused + done : stop]
+                self._append(chunk)
                 done += len(chunk)
+                if checkpoint is not None and stop == checkpoint[0]:
+                    checkpoint[1]()
                 if on_progress is not None:
                     on_progress(done, len(todo))
         except CancelledError as exc:
@@ -233,7 +271,7 @@ class FakeEngine:
             # As llama.cpp: the previous id is evaluated only when another is
             # wanted, so the sequence never holds the reply's last id.
             if pending is not None:
-                self._live.append(pending)
+                self._append([pending])
             if cancelled():
                 raise CancelledError("the turn was cancelled during decode")
             if reply.token_delay_s:
@@ -249,7 +287,9 @@ class FakeEngine:
 
     def snapshot(self, allocate: Callable[[int], memoryview]) -> tuple[tuple[int, ...], memoryview]:
         tokens = tuple(self._live)
-        payload = _HEADER.pack(_BLOB_MAGIC, len(tokens)) + struct.pack(f"<{len(tokens)}i", *tokens)
+        payload = _HEADER.pack(_BLOB_MAGIC, len(tokens), self._lost) + struct.pack(
+            f"<{len(tokens)}i", *tokens
+        )
         blob = allocate(len(payload))
         blob[: len(payload)] = payload
         self.kv.snapshots.append(tokens)
@@ -259,10 +299,10 @@ class FakeEngine:
         self._live.clear()
         data = bytes(blob)
         try:
-            magic, count = _HEADER.unpack_from(data)
+            magic, count, lost = _HEADER.unpack_from(data)
             cells = struct.unpack_from(f"<{count}i", data, _HEADER.size)
         except struct.error:
-            magic, cells = b"", ()
+            magic, cells, lost = b"", (), 0
         if magic != _BLOB_MAGIC:
             raise ModelError("the fake model refused the saved KV state")
         if cells != tokens:
@@ -271,8 +311,9 @@ class FakeEngine:
                 f"{len(tokens)} tokens"
             )
         self.kv.restores.append((tokens, keep))
-        self._live = list(tokens)
-        self.truncate(keep)
+        self._live, self._lost, self._trimmed = list(tokens), lost, lost > 0
+        if self.truncate(keep) != min(keep, len(tokens)):
+            raise ModelError(f"the saved KV state cannot be cut back to {keep} tokens")
 
 
 def factory(engine: FakeEngine) -> EngineFactory:

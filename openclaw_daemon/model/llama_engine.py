@@ -9,6 +9,14 @@ tokens deep took 2.6 s on 2 cores). llama.cpp then drops the aborted batch's
 positions, so the KV cache holds exactly the batches before it. Decode yields
 one token at a time.
 
+Sliding-window and recurrent models (docs/internals.md): a sliding-window
+layer reads only the last ``n_swa`` positions, and llama.cpp reuses the cells
+of older ones once a trimmed sequence grows again, so a state can be cut back
+only to lengths whose window it still holds (``trim_floor``, from the lowest
+position left, the test llama-server makes). Their snapshots are of the whole
+context: a per-sequence save writes only the last window of those layers, so
+a restored one could never be trimmed. Recurrent state exists only whole.
+
 Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._init_sampler`` and
 ``Llama.input_ids`` are internal there, and these names moved in 0.3.10, 0.3.17
 and 0.3.23.
@@ -30,10 +38,16 @@ from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.config import check_gguf
 from openclaw_daemon.model.base import (
+    FULL_MEMORY,
+    HYBRID,
+    RECURRENT,
+    SLIDING_WINDOW,
+    Checkpoint,
     KVEngine,
     ModelInfo,
     ProgressCallback,
     SamplingParams,
+    batches,
     check_prefill,
 )
 from openclaw_daemon.model.chat_template import ChatTemplate
@@ -58,6 +72,10 @@ class Engine:
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=-1 if gpu else 0,
+                # Every layer keeps all n_ctx positions (llama.cpp's default,
+                # set here so it is a decision): a sliding-window cache of only
+                # the window could not be trimmed back past it at all.
+                swa_full=True,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -75,6 +93,8 @@ class Engine:
             chat_template=metadata.get("tokenizer.chat_template"),
             n_vocab=self.llama.n_vocab(),
             bos_id=model.token_bos(),
+            memory=_memory_kind(model.model),
+            n_swa=max(0, int(llama_cpp.llama_model_n_swa(model.model))),
         )
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())
@@ -160,6 +180,7 @@ class Engine:
         batch_size: int,
         on_progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        checkpoint: Checkpoint | None = None,
     ) -> int:
         """Make the KV cache hold exactly ``tokens``; returns the tokens reused.
 
@@ -167,20 +188,21 @@ class Engine:
         from, even when the whole prompt was cached.
         """
         check_prefill(tokens, self.info.n_ctx)
-        reused = min(self.cached_prefix(tokens), len(tokens) - 1)
-        self.truncate(reused)
+        reused = self.truncate(min(self.cached_prefix(tokens), len(tokens) - 1))
         todo = tokens[reused:]
         done = 0
         self._abort_when = cancelled
         ctx = self.llama._ctx.ctx
         llama_cpp.llama_set_abort_callback(ctx, self._abort_callback, None)
         try:
-            for start in range(0, len(todo), batch_size):
+            for stop in batches(reused, len(tokens), batch_size, checkpoint):
                 if cancelled():
                     raise CancelledError("the turn was cancelled during prefill")
-                chunk = todo[start : start + batch_size]
+                chunk = tokens[reused + done : stop]
                 self._eval(chunk)
                 done += len(chunk)
+                if checkpoint is not None and stop == checkpoint[0]:
+                    checkpoint[1]()
                 if on_progress is not None:
                     on_progress(done, len(todo))
         finally:
@@ -188,11 +210,41 @@ class Engine:
             self._abort_when = None
         return reused
 
-    def truncate(self, keep: int) -> None:
-        """Drop every live token from position ``keep`` on."""
-        if keep < self.llama.n_tokens:
-            self.llama._ctx.kv_cache_seq_rm(-1, keep, -1)
-            self.llama.n_tokens = keep
+    @property
+    def trim_floor(self) -> int:
+        live = self.llama.n_tokens
+        if live == 0 or self.info.memory == FULL_MEMORY:
+            return 0
+        if self.info.memory != SLIDING_WINDOW:
+            return live  # recurrent or hybrid: only the whole state
+        lowest = llama_cpp.llama_memory_seq_pos_min(self._memory(), 0)
+        # llama-server's test (server-context.cpp): cutting to ``keep`` needs the
+        # positions from keep - n_swa on.
+        return 0 if lowest <= 0 else min(live, lowest + self.info.n_swa)
+
+    def truncate(self, keep: int) -> int:
+        live = self.llama.n_tokens
+        if keep >= live:
+            return live
+        if 0 < keep < self.trim_floor or not llama_cpp.llama_memory_seq_rm(
+            self._memory(), 0, keep, -1
+        ):
+            # Keeping more would leave positions the window no longer holds
+            # (or memory that refuses a partial cut): start the sequence over.
+            log.info("cannot cut the live state back to %d of %d tokens: cleared", keep, live)
+            self.reset()
+            return 0
+        self.llama.n_tokens = keep
+        return keep
+
+    def _memory(self) -> llama_cpp.llama_memory_t:
+        return llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+
+    def next_logits(self) -> np.ndarray:
+        """The logits the next token is sampled from (a copy), for the reuse
+        equivalence test: the sampler reads the same row."""
+        row = llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(self.info.n_vocab,)).copy()
 
     # -- parking and restoring the sequence (L2/L3 blobs) ------------------------
     def fingerprint(self) -> dict[str, object]:
@@ -205,18 +257,26 @@ class Engine:
             "nCtx": self.info.n_ctx,
             "kvType": "f16",
             "llamaCpp": llama_cpp.__version__,
+            **({"stateLayout": "context"} if self._whole_context_state else {}),
         }
 
+    @property
+    def _whole_context_state(self) -> bool:
+        """Snapshots of the whole context, not of sequence 0: a sequence save
+        drops the positions a sliding window masks (llama_kv_cache::state_write),
+        so a restored one could not be cut back at all."""
+        return self.info.memory == SLIDING_WINDOW
+
     def snapshot(self, allocate: Callable[[int], memoryview]) -> tuple[tuple[int, ...], memoryview]:
-        """The live tokens and their KV state (``llama_state_seq_get_data``),
-        copied into a writable buffer of the given size from ``allocate``."""
-        ctx = self.llama._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        """The live tokens and their KV state, copied into a writable buffer of
+        the given size from ``allocate``."""
+        ctx, whole = self.llama._ctx.ctx, self._whole_context_state
+        size = (llama_cpp.llama_state_get_size(ctx) if whole else
+                llama_cpp.llama_state_seq_get_size(ctx, 0))  # fmt: skip
         blob = allocate(size)
-        target = np.frombuffer(blob, dtype=np.uint8)
-        written = llama_cpp.llama_state_seq_get_data(
-            ctx, target.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, 0
-        )
+        out = np.frombuffer(blob, dtype=np.uint8).ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        written = (llama_cpp.llama_state_get_data(ctx, out, size) if whole else
+                   llama_cpp.llama_state_seq_get_data(ctx, out, size, 0))  # fmt: skip
         if written != size:
             raise ModelError(f"llama.cpp saved {written} of {size} bytes of the KV state")
         return tuple(self.live_tokens), blob
@@ -225,20 +285,21 @@ class Engine:
         """Load a snapshot, then trim it to its first ``keep`` tokens."""
         self.reset()
         # A pointer into the blob's own memory: no copy, even for immutable bytes.
-        data = np.frombuffer(blob, dtype=np.uint8)
-        loaded = llama_cpp.llama_state_seq_set_data(
-            self.llama._ctx.ctx, data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), data.size, 0
-        )
+        data, ctx = np.frombuffer(blob, dtype=np.uint8), self.llama._ctx.ctx
+        src = data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        loaded = (llama_cpp.llama_state_set_data(ctx, src, data.size) if self._whole_context_state
+                  else llama_cpp.llama_state_seq_set_data(ctx, src, data.size, 0))  # fmt: skip
         if loaded == 0:
             self.reset()
             raise ModelError("llama.cpp refused the saved KV state")
         # A blob can load cleanly yet hold other cells than its header lists
         # tokens: trusting the header then fails every later decode of the
-        # session (positions past the cells). The cells must be 0..len-1.
-        memory = llama_cpp.llama_get_memory(self.llama._ctx.ctx)
+        # session (positions past the cells). The cells must end at len-1 and,
+        # for full attention, start at 0 (a window's may start later).
+        memory = self._memory()
         cells = llama_cpp.llama_memory_seq_pos_max(memory, 0) + 1
         first = llama_cpp.llama_memory_seq_pos_min(memory, 0)
-        if cells != len(tokens) or (cells and first != 0):
+        if cells != len(tokens) or (cells and self.info.memory == FULL_MEMORY and first != 0):
             self.reset()
             raise ModelError(
                 f"the saved KV state holds {max(cells, 0)} cells but its header lists "
@@ -246,7 +307,12 @@ class Engine:
             )
         self.llama.input_ids[: len(tokens)] = tokens
         self.llama.n_tokens = len(tokens)
-        self.truncate(keep)
+        floor = self.trim_floor
+        if self.truncate(keep) != min(keep, len(tokens)):
+            raise ModelError(
+                f"the saved KV state cannot be cut back to {keep} tokens "
+                f"({self.info.memory} memory: it holds {len(tokens)}, reusable from {floor})"
+            )
 
     def _eval(self, tokens: list[int]) -> None:
         self._aborted = False
@@ -314,6 +380,14 @@ class Engine:
             if self.is_end_of_generation(token):
                 return
             pending = token
+
+
+def _memory_kind(model: llama_cpp.llama_model_p) -> str:
+    if llama_cpp.llama_model_is_hybrid(model):
+        return HYBRID
+    if llama_cpp.llama_model_is_recurrent(model):
+        return RECURRENT
+    return SLIDING_WINDOW if llama_cpp.llama_model_n_swa(model) > 0 else FULL_MEMORY
 
 
 def _implements(engine: Engine) -> KVEngine:

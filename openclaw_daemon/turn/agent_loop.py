@@ -21,6 +21,7 @@ from openclaw_daemon.tools.spec import ParsedReply, ToolCall
 from openclaw_daemon.tools.workspace import list_files
 from openclaw_daemon.turn import interrupted, window
 from openclaw_daemon.turn.context import TurnContext
+from openclaw_daemon.turn.head_boundary import HeadBoundary
 from openclaw_daemon.turn.model_calls import CallContext, Generation, ModelCalls
 from openclaw_daemon.turn.options import TurnSettings
 from openclaw_daemon.turn.transcript import Transcript
@@ -65,6 +66,7 @@ class AgentLoop:
         self.builder = builder
         self.transcript = transcript
         self.cache = cache
+        self.head = HeadBoundary(engine, builder)
         self.tools = ToolRunner(
             tokenize=lambda text: engine.tokenize(text, add_bos=False),
             detokenize=lambda ids: engine.detokenize(ids).decode("utf-8", errors="replace"),
@@ -171,9 +173,12 @@ class AgentLoop:
 
     def _first_prefill(self, plan: PromptPlan, call: CallContext, ctx: TurnContext) -> int:
         """The turn's first prefill; if it fails on a state just restored from a
-        cache tier, that entry is discarded and the prompt prefilled cold."""
+        cache tier, that entry is discarded and the prompt prefilled cold. On a
+        model whose state cannot be cut back freely, it parks the head on the
+        way (``PrefixCache.boundary_checkpoint``)."""
+        checkpoint = self.cache.boundary_checkpoint(plan.tokens, self.head.of(plan))
         try:
-            reused = self.calls.prefill(plan, call)
+            reused = self.calls.prefill(plan, call, checkpoint)
         except ModelError as exc:
             notice = self.cache.discard_restored(exc.message)
             if notice is None:

@@ -20,7 +20,7 @@ from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.wire.errors import OpenClawError
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.base import ModelEngine
+    from openclaw_daemon.model.base import Checkpoint, ModelEngine
     from openclaw_daemon.observability.tracing import Trace
 
 
@@ -67,8 +67,11 @@ class ModelCalls:
         # to the user), for the turn to store; None if no decode was cut short.
         self.partial: Generation | None = None
 
-    def prefill(self, plan: PromptPlan, call: CallContext) -> int:
-        """Prefill what the live state lacks of ``plan``; returns the tokens reused."""
+    def prefill(
+        self, plan: PromptPlan, call: CallContext, checkpoint: Checkpoint | None = None
+    ) -> int:
+        """Prefill what the live state lacks of ``plan``; returns the tokens reused.
+        A ``checkpoint`` parks the state where it says, on the way."""
         clock = call.trace.clock
         start = clock()
         progress = [0]
@@ -95,6 +98,7 @@ class ModelCalls:
                 batch_size=self.prefill_batch,
                 on_progress=on_progress,
                 cancelled=call.cancelled,
+                checkpoint=checkpoint,
             )
         except OpenClawError as exc:
             # A timed-out or cancelled turn keeps the time it spent here in its
@@ -121,6 +125,7 @@ class ModelCalls:
             tokens=prefilled,
             cachedTokens=reused,
             tokPerS=round(prefilled / (end - start), 1) if end > start else None,
+            **({"checkpointAt": checkpoint[0]} if checkpoint and reused < checkpoint[0] else {}),
         )
         return reused
 

@@ -1,0 +1,39 @@
+"""Where a prompt's head ends, in tokens: the point every session with the same
+system prompt and tools shares, so a checkpoint parked there serves them all.
+
+Needed only for memory that cannot be cut back freely (a sliding window,
+recurrent layers): a full-attention state of any longer session is trimmed to
+the head instead. The head is the render of the system message alone; its
+tokens' common prefix with the prompt is the boundary (a template that folds
+the system prompt into the first user turn, as Gemma's does, still shares
+that much).
+"""
+
+from __future__ import annotations
+
+from openclaw_daemon.model.base import FULL_MEMORY, ModelEngine
+from openclaw_daemon.model.tape import PromptPlan, TapeBuilder
+
+
+class HeadBoundary:
+    def __init__(self, engine: ModelEngine, builder: TapeBuilder) -> None:
+        self.engine = engine
+        self.builder = builder
+        self._head: tuple[str, list[int]] = ("", [])  # the last head seen: turns repeat it
+
+    def of(self, plan: PromptPlan) -> int:
+        """The head's length in ``plan``'s tokens; 0 when none is needed or found."""
+        if self.engine.info.memory == FULL_MEMORY or not plan.messages:
+            return 0
+        head = plan.messages[0]
+        if head.get("role") != "system":
+            return 0
+        text = str(head.get("content", ""))
+        if self._head[0] != text or not self._head[1]:
+            self._head = (text, self.builder.from_messages([head]).tokens)
+        count = 0
+        for ours, theirs in zip(self._head[1], plan.tokens, strict=False):
+            if ours != theirs:
+                break
+            count += 1
+        return count
