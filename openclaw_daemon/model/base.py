@@ -57,6 +57,8 @@ class ModelInfo:
     chat_template: str | None
     n_vocab: int  # ids are 0..n_vocab-1 (a saved tape with others is refused)
     bos_id: int  # the beginning-of-sequence id, -1 if the model has none
+    template_family: str = "chatml"  # gemma, llama3, mistral, chatml or custom
+    template_source: str = "embedded"  # embedded, builtin:NAME (why), file:PATH, override:NAME
 
 
 @runtime_checkable
@@ -169,6 +171,7 @@ class EngineSpec:
     model_path: Path
     n_ctx: int
     ram_cache_budget: int  # bytes: a memory check counts the RAM cache tier too
+    chat_template: str | None = None  # --chat-template NAME|FILE, over the GGUF's own
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,10 @@ class ModelCalls:
             tokens=prefilled,
             cachedTokens=reused,
             tokPerS=round(prefilled / (end - start), 1) if end > start else None,
+            # Which template rendered this prompt, and why (the trace answers
+            # "was this Gemma prompt really Gemma's markup?").
+            templateFamily=self.engine.info.template_family,
+            templateSource=self.engine.info.template_source,
         )
         return reused
 
