@@ -71,7 +71,7 @@ class MistralFormat:
             error = f"the tool calls are not a valid JSON list: {exc}"
             return ParsedReply(before.strip(), [ToolCall(f"{call_id_prefix}_0", "?", {}, error)])
         items = data if isinstance(data, list) else [data]
-        calls = []
+        calls: list[ToolCall] = []
         for item in items:
             call_id = f"{call_id_prefix}_{len(calls)}"
             if isinstance(item, dict):
