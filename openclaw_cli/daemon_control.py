@@ -90,6 +90,7 @@ def server_command(
     n_ctx: int | None = None,
     cache_ram: str | None = None,
     cache_disk: str | None = None,
+    chat_template: str | None = None,
 ) -> list[str]:
     """The daemon's command line; options left unset fall back to its environment."""
     command = [sys.executable, "-m", "openclaw_daemon.serve.server"]
@@ -98,6 +99,7 @@ def server_command(
         ("--n-ctx", n_ctx),
         ("--cache-ram", cache_ram),
         ("--cache-disk", cache_disk),
+        ("--chat-template", chat_template),
     ):
         if value:
             command += [flag, str(value)]

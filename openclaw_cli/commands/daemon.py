@@ -29,6 +29,22 @@ def validate_options(*, model: str | None, cache_ram: str | None, cache_disk: st
             config.parse_size(value, name=name)
 
 
+def chat_template_arg(value: str | None) -> str | None:
+    """--chat-template as the daemon gets it: a builtin's name as it is, a file
+    as an absolute path (the daemon runs in its state dir)."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    if "/" in value or "." in value:
+        raise BadRequestError(
+            f"--chat-template {value!r}: no such file",
+            hint="Give a builtin template's name (chatml, gemma, llama3, mistral) or a Jinja file.",
+        )
+    return value  # a name: the daemon knows its builtins and refuses others
+
+
 def _requested_n_ctx(n_ctx: int | None) -> int | None:
     """--n-ctx, else OPENCLAW_N_CTX if set; None when the user asked for nothing."""
     if n_ctx:
@@ -61,12 +77,17 @@ def start(
     cache_ram: str | None = None,
     cache_disk: str | None = None,
     checked: bool = False,
+    chat_template: str | None = None,
 ) -> None:
     paths = config.resolve_paths()
     config.check_environment()
     validate_options(model=model, cache_ram=cache_ram, cache_disk=cache_disk)
     command = daemon_control.server_command(
-        model=_model_arg(model), n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk
+        model=_model_arg(model),
+        n_ctx=n_ctx,
+        cache_ram=cache_ram,
+        cache_disk=cache_disk,
+        chat_template=chat_template_arg(chat_template),
     )
     running = daemon_control.try_connect(paths)
     if running is not None:
@@ -125,6 +146,7 @@ def restart(
     n_ctx: int | None,
     cache_ram: str | None,
     cache_disk: str | None,
+    chat_template: str | None = None,
 ) -> None:
     """Check the new configuration (memory included) first, then stop and start:
     an impossible option must not leave you with no daemon."""
@@ -145,6 +167,7 @@ def restart(
         cache_ram=cache_ram,
         cache_disk=cache_disk,
         checked=True,
+        chat_template=chat_template,
     )
 
 
@@ -189,6 +212,7 @@ def status(*, json_out: bool) -> int:
         ("kv cache", _cache_line(info["cache"])),
         ("n_ctx", info["nCtx"]),
         ("gpu offload", "yes" if info["gpuOffload"] else "no (CPU)"),
+        ("chat template", f"{info.get('templateFamily')} ({info.get('templateSource')})"),
         ("sessions", info["sessions"]),
         ("turns served", info["turnsServed"]),
         ("socket", info["socket"]),

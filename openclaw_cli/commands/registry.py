@@ -46,6 +46,10 @@ def agent(ctx: typer.Context) -> None:
 
 
 _CACHE_RAM_HELP = "RAM budget for parked KV states, e.g. 1G (default 1G, OPENCLAW_CACHE_RAM)."
+_CHAT_TEMPLATE_HELP = (
+    "Chat template: a builtin (chatml, gemma, llama3, mistral) or a Jinja file, over the "
+    "GGUF's own (OPENCLAW_CHAT_TEMPLATE)."
+)
 _CACHE_DISK_HELP = "Disk budget for saved KV states, e.g. 4G (default 4G, OPENCLAW_CACHE_DISK)."
 
 
@@ -58,6 +62,7 @@ def daemon_start(
     ),
     cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
+    chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli.commands import daemon as daemon_cmd
@@ -68,6 +73,7 @@ def daemon_start(
         foreground=foreground,
         cache_ram=cache_ram,
         cache_disk=cache_disk,
+        chat_template=chat_template,
     )
 
 
@@ -85,11 +91,18 @@ def daemon_restart(
     n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
     cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
+    chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
 ) -> None:
     """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
     from openclaw_cli.commands import daemon as daemon_cmd
 
-    daemon_cmd.restart(model=model, n_ctx=n_ctx, cache_ram=cache_ram, cache_disk=cache_disk)
+    daemon_cmd.restart(
+        model=model,
+        n_ctx=n_ctx,
+        cache_ram=cache_ram,
+        cache_disk=cache_disk,
+        chat_template=chat_template,
+    )
 
 
 @daemon_app.command("status")

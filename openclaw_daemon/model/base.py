@@ -75,6 +75,9 @@ class ModelInfo:
     memory: str = "full"
     n_swa: int = 0  # the sliding window in tokens, 0 if none
 
+    template_family: str = "chatml"  # gemma, llama3, mistral, chatml or custom
+    template_source: str = "embedded"  # embedded, builtin:NAME (why), file:PATH, override:NAME
+
 
 FULL_MEMORY = "full"
 SLIDING_WINDOW = "sliding-window"
@@ -206,6 +209,7 @@ class EngineSpec:
     model_path: Path
     n_ctx: int
     ram_cache_budget: int  # bytes: a memory check counts the RAM cache tier too
+    chat_template: str | None = None  # --chat-template NAME|FILE, over the GGUF's own
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ llama-cpp-python and HF transformers do.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -30,18 +31,47 @@ def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
 
+def _tojson(
+    value: Any,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    """``tojson`` as HF transformers defines it for chat templates: keys in their
+    order, no HTML escaping. Jinja's own sorts keys and escapes ``<``, so a
+    call it renders would not be the JSON the model was trained on."""
+    return json.dumps(
+        value, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
 class ChatTemplate:
     """A compiled chat template plus the special-token strings it refers to."""
 
-    def __init__(self, source: str | None, *, bos_token: str, eos_token: str) -> None:
+    def __init__(
+        self,
+        source: str | None,
+        *,
+        bos_token: str,
+        eos_token: str,
+        label: str = "the model",
+        fallback: str = "",
+    ) -> None:
+        """``label`` names the model and where its template came from, and
+        ``fallback`` says what else the user could choose, for error messages."""
         self.source = source or CHATML_TEMPLATE
+        self.label = label
+        self.fallback = fallback
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        env.filters["tojson"] = _tojson
         try:
             self._template = env.from_string(self.source)
         except jinja2.exceptions.TemplateError as exc:
-            raise ModelError(f"the model's chat template does not compile: {exc}") from exc
+            raise ModelError(
+                f"the chat template of {label} does not compile: {exc}", hint=fallback
+            ) from exc
         self.bos_token = bos_token
         self.eos_token = eos_token
 
@@ -56,4 +86,7 @@ class ChatTemplate:
                 )
             )
         except jinja2.exceptions.TemplateError as exc:
-            raise ModelError(f"the model's chat template failed to render: {exc}") from exc
+            raise ModelError(
+                f"the chat template of {self.label} failed to render: {exc}",
+                hint=self.fallback,
+            ) from exc

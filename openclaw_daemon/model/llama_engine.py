@@ -50,7 +50,7 @@ from openclaw_daemon.model.base import (
     batches,
     check_prefill,
 )
-from openclaw_daemon.model.chat_template import ChatTemplate
+from openclaw_daemon.model.builtin_templates import choose_template, load_template
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
@@ -60,7 +60,9 @@ class Engine:
     """A loaded model with one live sequence (a ``base.KVEngine``). Not thread-safe:
     one worker drives it."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int = 0) -> None:
+    def __init__(
+        self, model_path: Path, *, n_ctx: int, n_threads: int = 0, chat_template: str | None = None
+    ) -> None:
         check_gguf(model_path)
         threads = n_threads or os.cpu_count() or 1
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
@@ -82,27 +84,29 @@ class Engine:
             raise ModelError(f"llama.cpp could not load {model_path}: {exc}") from exc
         model = self.llama._model
         metadata = self.llama.metadata
+        name = metadata.get("general.name") or model_path.stem
+        choice = choose_template(metadata, has_token=self._has_token, override=chat_template)
+        self.template, choice = load_template(
+            choice, name, self._token_text(model.token_bos()), self._token_text(model.token_eos())
+        )
         self.info = ModelInfo(
             path=str(model_path),
-            name=metadata.get("general.name") or model_path.stem,
+            name=name,
             n_ctx=self.llama.n_ctx(),
             n_ctx_train=model.n_ctx_train(),
             n_params=model.n_params(),
             size_bytes=model_path.stat().st_size,
             gpu_offload=gpu,
-            chat_template=metadata.get("tokenizer.chat_template"),
+            chat_template=choice.source,
             n_vocab=self.llama.n_vocab(),
             bos_id=model.token_bos(),
             memory=_memory_kind(model.model),
             n_swa=max(0, int(llama_cpp.llama_model_n_swa(model.model))),
+            template_family=choice.family,
+            template_source=choice.origin,
         )
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())
-        self.template = ChatTemplate(
-            self.info.chat_template,
-            bos_token=self._token_text(model.token_bos()),
-            eos_token=self._token_text(model.token_eos()),
-        )
         self.lock = threading.Lock()
         self._grammars: dict[str, LlamaGrammar] = {}
         # While a prefill runs, its cancel predicate; the callback below polls it
@@ -122,6 +126,10 @@ class Engine:
             log.exception("abort check failed")
             self._aborted = False
         return self._aborted
+
+    def _has_token(self, text: str) -> bool:
+        """Whether ``text`` is one special token of the vocabulary."""
+        return len(self.llama.tokenize(text.encode(), add_bos=False, special=True)) == 1
 
     def _token_text(self, token: int) -> str:
         if token < 0:

@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-ctx", type=int, default=None, help="context window in tokens")
     parser.add_argument("--cache-ram", default=None, help="RAM cache budget, e.g. 1G")
     parser.add_argument("--cache-disk", default=None, help="disk cache budget, e.g. 4G")
+    parser.add_argument(
+        "--chat-template", default=None, help="builtin template NAME or Jinja FILE, over the GGUF's"
+    )
     return parser.parse_args(argv)
 
 
@@ -70,7 +73,12 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
     if warning:
         log.warning("%s", warning)
     prediction = predict_memory(spec.model_path, spec.n_ctx, spec.ram_cache_budget)
-    engine = Engine(spec.model_path, n_ctx=spec.n_ctx, n_threads=config.threads_setting())
+    engine = Engine(
+        spec.model_path,
+        n_ctx=spec.n_ctx,
+        n_threads=config.threads_setting(),
+        chat_template=spec.chat_template,
+    )
     return LoadedEngine(engine, prediction)
 
 
@@ -93,6 +101,7 @@ class Daemon:
         *,
         cache_ram: int,
         cache_disk: int,
+        chat_template: str | None = None,
         engine_factory: EngineFactory = load_llama_engine,
     ) -> None:
         from openclaw_daemon.cache.prefix_cache import PrefixCache
@@ -100,7 +109,9 @@ class Daemon:
 
         self.paths = config.resolve_paths()
         state_dirs.prepare(self.paths)
-        loaded = _load_engine(engine_factory, EngineSpec(model_path, n_ctx, cache_ram))
+        loaded = _load_engine(
+            engine_factory, EngineSpec(model_path, n_ctx, cache_ram, chat_template)
+        )
         self.engine = loaded.engine
         self.memory_prediction = loaded.memory_prediction
         state_dirs.ensure_private_dir(self.paths.cache_dir)
@@ -169,6 +180,8 @@ class Daemon:
             "modelBytes": info.size_bytes,
             "nCtx": info.n_ctx,
             "gpuOffload": info.gpu_offload,
+            "templateFamily": info.template_family,
+            "templateSource": info.template_source,
             "uptimeS": round(time.time() - self.started_at, 1),
             "rssBytes": memory["rss"],
             "peakRssBytes": memory["peak"],
@@ -255,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             args.n_ctx or config.n_ctx_setting(),
             cache_ram=config.cache_ram_setting(args.cache_ram),
             cache_disk=config.cache_disk_setting(args.cache_disk),
+            chat_template=args.chat_template or config.chat_template_setting(),
         )
     except OSError as exc:
         error = state_dirs.as_state_dir_error(exc)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from openclaw_daemon.tools.formats.base import ToolFormat
-from openclaw_daemon.tools.spec import TOOLS, TOOLS_BY_NAME, ToolSpec
+from openclaw_daemon.tools.spec import ARGUMENT_BOUNDS, TOOLS, TOOLS_BY_NAME, ToolSpec
 from openclaw_daemon.wire.errors import BadRequestError
 
 CHOICES = ("auto", "none", "required")
@@ -71,31 +71,90 @@ def urls_in(text: str) -> list[str]:
     return sorted({url.rstrip(".,;:!?)") for url in _URL_RE.findall(text)})
 
 
-# Short-by-nature strings get a length bound in the grammar only (the schemas in
-# the cached head stay as they are). A small model deep in a long prompt can
-# loop inside a string ("1.1.1.1...", measured on a 6.6k-token prompt) until
-# --max-tokens cuts the call off; the bound makes it close the string instead.
-_GRAMMAR_MAX_LENGTH = {("search", "query"): 80, ("search", "path"): 200}
+# Every argument's bounds (spec.ARGUMENT_BOUNDS) go into the grammar only (the
+# schemas in the cached head stay as they are). A small model deep in a long
+# prompt can loop inside a string ("1.1.1.1...", measured on a 6.6k-token
+# prompt) until --max-tokens cuts the call off, or write offset 10^15 (Gemma 3);
+# the bounds make it close the string, and keep numbers in the tool's range.
 
 
-def _arguments(tool: ToolSpec, files: list[str], urls: list[str]) -> dict[str, Any]:
+def _arguments(
+    tool: ToolSpec, files: list[str], urls: list[str], bounds: dict[str, str]
+) -> dict[str, Any]:
     schema = sanitize(tool.parameters)
-    for (name, field), bound in _GRAMMAR_MAX_LENGTH.items():
+    for (name, field), bound in ARGUMENT_BOUNDS.items():
         if tool.name == name:
-            schema["properties"][field] = {**schema["properties"][field], "maxLength": bound}
+            schema["properties"][field] = {**schema["properties"][field], **bound}
     if tool.name in _EXISTING_PATH_TOOLS and files:
         schema["properties"]["path"] = {"enum": files}
     if tool.name == "web_fetch" and urls:
         schema["properties"]["url"] = {"enum": urls}
+    for field, value in schema["properties"].items():
+        rule = bounded_rule(value)
+        if rule is not None:
+            placeholder = f"OPENCLAWBOUND{len(bounds)}"
+            bounds[placeholder] = rule
+            schema["properties"][field] = {"enum": [placeholder]}
     return schema
 
 
+# llama.cpp's JSON-schema converter ignores minimum and maximum (a TODO there),
+# and writes maxLength as nested optionals; so a bounded value is swapped for
+# a placeholder the converter writes as a literal, and the literal replaced by
+# the rule below. A JSON string's character, as the converter spells it:
+_CHAR_RULE = 'bounded-char ::= [^"\\\\] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+
+
+def bounded_rule(schema: dict[str, Any]) -> str | None:
+    """GBNF for a bounded integer, number or string schema; None for others."""
+    if "enum" in schema or "const" in schema:
+        return None
+    kind = schema.get("type")
+    if kind == "integer" and "minimum" in schema and "maximum" in schema:
+        return f"({int_range(int(schema['minimum']), int(schema['maximum']))}) space"
+    if kind == "number" and "maximum" in schema:
+        digits = len(str(int(schema["maximum"])))
+        return f'([0-9]{{1,{digits}}} ("." [0-9]{{1,6}})?) space'
+    if kind == "string" and isinstance(schema.get("maxLength"), int) and "pattern" not in schema:
+        return f'"\\"" bounded-char{{0,{schema["maxLength"]}}} "\\"" space'
+    return None
+
+
+def int_range(low: int, high: int) -> str:
+    """GBNF alternatives matching exactly the decimal integers ``low..high`` (>= 0)."""
+    parts = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        start = low if digits == len(str(low)) else 10 ** (digits - 1)
+        end = high if digits == len(str(high)) else 10**digits - 1
+        if start <= end:
+            parts.append(_same_length(str(start), str(end)))
+    return " | ".join(parts)
+
+
+def _same_length(low: str, high: str) -> str:
+    """Alternatives for ``low..high``, both of the same number of digits."""
+    rest = len(low) - 1
+    if low[1:] == "0" * rest and high[1:] == "9" * rest:
+        return f"[{low[0]}-{high[0]}]" + (f" [0-9]{{{rest}}}" if rest else "")
+    if low[0] == high[0]:
+        return f'"{low[0]}" ({_same_length(low[1:], high[1:])})'
+    parts = [f'"{low[0]}" ({_same_length(low[1:], "9" * rest)})']
+    if int(low[0]) + 1 <= int(high[0]) - 1:
+        parts.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}] [0-9]{{{rest}}}")
+    parts.append(f'"{high[0]}" ({_same_length("0" * rest, high[1:])})')
+    return " | ".join(parts)
+
+
 def _call_schema(
-    tool_format: ToolFormat, tools: list[ToolSpec], files: list[str], urls: list[str]
+    tool_format: ToolFormat,
+    tools: list[ToolSpec],
+    files: list[str],
+    urls: list[str],
+    bounds: dict[str, str],
 ) -> tuple[dict[str, Any], list[str]]:
     """The schema of one call to any of ``tools``, and its keys in the format's order."""
     alternatives = [
-        tool_format.call_schema(tool.name, _arguments(tool, files, urls)) for tool in tools
+        tool_format.call_schema(tool.name, _arguments(tool, files, urls, bounds)) for tool in tools
     ]
     order = list(alternatives[0].get("properties", {}))
     return (alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}), order
@@ -133,6 +192,11 @@ def grammar_for(
         return None
     tools = [TOOLS_BY_NAME[choice]] if choice in TOOLS_BY_NAME else list(TOOLS)
     listed = files if files and len(files) <= MAX_LISTED_FILES else []
-    schema, order = _call_schema(tool_format, tools, listed, urls or [])
+    bounds: dict[str, str] = {}
+    schema, order = _call_schema(tool_format, tools, listed, urls or [], bounds)
     call = schema_to_gbnf(json.dumps(schema), order)
+    for placeholder, rule in bounds.items():
+        call = call.replace(f'"\\"{placeholder}\\""', f"({rule})")
+    if bounds:
+        call += "\n" + _CHAR_RULE
     return tool_format.wrap_grammar(call, MAX_CALLS_PER_STEP)

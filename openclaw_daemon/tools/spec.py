@@ -96,6 +96,28 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
 )
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
+
+# What each tool accepts, as JSON-schema bounds the tool-call grammar enforces
+# (tools/grammar.py), so a small model cannot write a line number of 10^15 or
+# loop inside a string until --max-tokens. Kept out of the definitions above:
+# those are the cached head's bytes, and the tools check the ranges themselves.
+MAX_LINE = 10**9  # workspace.read's own limit
+MAX_PATH = 4096  # workspace.MAX_PATH_CHARS
+MAX_COMMAND = 4096
+MAX_URL = 2048
+_PATH_BOUND = {"maxLength": MAX_PATH}
+ARGUMENT_BOUNDS: dict[tuple[str, str], dict[str, Any]] = {
+    ("read", "path"): _PATH_BOUND,
+    ("read", "offset"): {"minimum": 1, "maximum": MAX_LINE},
+    ("read", "limit"): {"minimum": 0, "maximum": MAX_LINE},
+    ("write", "path"): _PATH_BOUND,
+    ("edit", "path"): _PATH_BOUND,
+    ("exec", "command"): {"maxLength": MAX_COMMAND},
+    ("exec", "timeout"): {"exclusiveMinimum": 0, "maximum": 600},  # exec_tool.MAX_TIMEOUT_S
+    ("search", "query"): {"maxLength": 80},
+    ("search", "path"): {"maxLength": 200},
+    ("web_fetch", "url"): {"maxLength": MAX_URL},
+}
 # Opt-ins that widen a tool's policy rather than permit a tool: web_fetch
 # refuses private and loopback addresses unless the turn allows them.
 PRIVATE_FETCH = "web_fetch:private"

@@ -91,8 +91,10 @@ class AgentLoop:
                 return steps
             step.outcomes = self._run_tools(step.parsed.calls, settings, ctx)
             with ctx.trace.span("prompt.results") as span:
-                message = self.transcript.results([o.content for o in step.outcomes])
-                plan = self.builder.plan_turn(step.tape, [message])
+                results = self.transcript.results(
+                    [o.content for o in step.outcomes], [o.call.id for o in step.outcomes]
+                )
+                plan = self.builder.plan_turn(step.tape, results)
                 span["tokens"] = plan.appended
             if not window.admits(len(plan.tokens), self.engine.info.n_ctx, settings.max_tokens):
                 ctx.emit({"type": "notice", "text": "the context window is full; stopping"})

@@ -126,6 +126,10 @@ class ModelCalls:
             cachedTokens=reused,
             tokPerS=round(prefilled / (end - start), 1) if end > start else None,
             **({"checkpointAt": checkpoint[0]} if checkpoint and reused < checkpoint[0] else {}),
+            # Which template rendered this prompt, and why (the trace answers
+            # "was this Gemma prompt really Gemma's markup?").
+            templateFamily=self.engine.info.template_family,
+            templateSource=self.engine.info.template_source,
         )
         return reused
 

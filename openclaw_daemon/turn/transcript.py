@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from openclaw_daemon.model.chat_template import ChatMessage
 from openclaw_daemon.tools.formats import ToolFormat, format_for
 from openclaw_daemon.tools.spec import TOOLS
-from openclaw_sessions.prompt import chat_messages, head, results_message
+from openclaw_sessions.prompt import chat_messages, head
 
 if TYPE_CHECKING:
     from openclaw_daemon.model.base import ModelEngine
@@ -31,9 +31,9 @@ class Transcript:
     def result_text(self, content: str) -> str:
         return self.format.render_result(content)
 
-    def results(self, contents: list[str]) -> ChatMessage:
-        """One message with every tool result of a step."""
-        return results_message([self.result_text(c) for c in contents], self.format.result_role)
+    def results(self, contents: list[str], call_ids: list[str]) -> list[ChatMessage]:
+        """The message(s) with every tool result of a step, in the format's role."""
+        return list(self.format.results_messages([self.result_text(c) for c in contents], call_ids))
 
     def messages(self, entries: list[dict[str, Any]], system: str) -> list[dict[str, str]]:
         return chat_messages(entries, system_prompt=system, tool_text=self.format)

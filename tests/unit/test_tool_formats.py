@@ -235,3 +235,19 @@ def test_the_grammar_wrap_is_gbnf_llama_cpp_accepts(
         f'("\\n" "<tool_call>\\n" call "\\n</tool_call>"){{0,{MAX_CALLS_PER_STEP - 1}}}'
     )
     assert any(line.startswith("call ::=") for line in gbnf.splitlines())
+
+
+@pytest.mark.parametrize("family", ["llama3", "mistral", "gemma"])
+def test_every_family_s_grammar_is_gbnf_llama_cpp_accepts(
+    family: str, llama_accepts: Callable[[str], bool]
+) -> None:
+    from openclaw_daemon.tools.formats import gemma, llama3, mistral
+
+    chosen: ToolFormat = {
+        "llama3": llama3.FORMAT,
+        "mistral": mistral.FORMAT,
+        "gemma": gemma.FORMAT,
+    }[family]
+    for choice in ["required", "read", "exec"]:
+        gbnf = grammar_for(choice, Engine.schema_to_gbnf, [], [], tool_format=chosen)
+        assert gbnf is not None and llama_accepts(gbnf), (family, choice)

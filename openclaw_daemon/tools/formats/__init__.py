@@ -1,7 +1,8 @@
 """Tool-call formats, one module per model family, and the one place a model's
 format is chosen (``format_for``).
 
-To add a family: write ``<family>.py`` beside ``hermes.py`` implementing
+Families: hermes (Qwen, SmolLM2), llama3, mistral, gemma. To add one: write
+``<family>.py`` beside ``hermes.py`` implementing
 ``base.ToolFormat`` (tests in tests/unit/test_tool_formats.py show what it must
 do), and add its test on the template to ``choose.format_for``, above the fallback.
 """

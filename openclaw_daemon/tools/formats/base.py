@@ -73,3 +73,14 @@ class ToolFormat(Protocol):
     def render_result(self, content: str) -> str:
         """One tool result's text inside the results message."""
         ...
+
+    def results_messages(self, texts: list[str], call_ids: list[str]) -> list[dict[str, str]]:
+        """The messages that carry a step's results (``texts`` from ``render_result``,
+        one per call in ``call_ids``), in the role and shape the template takes."""
+        ...
+
+
+def joined_results(texts: list[str], role: str) -> list[dict[str, str]]:
+    """All of a step's results in one message: templates that insist on
+    alternating roles accept it, and it is how Qwen's template merges them."""
+    return [{"role": role, "content": "\n".join(texts)}]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openclaw_daemon.model.chat_template import ChatTemplate
-from openclaw_daemon.tools.formats.base import CallTags
+from openclaw_daemon.tools.formats.base import CallTags, joined_results
 from openclaw_daemon.tools.spec import ParsedReply, ToolCall, ToolSpec, known_call
 from openclaw_daemon.wire.errors import ModelError
 
@@ -83,6 +83,9 @@ class HermesFormat:
         if not self.wrap_results:
             return content
         return f"{TAGS.result_open}\n{content}\n{TAGS.result_close}"
+
+    def results_messages(self, texts: list[str], call_ids: list[str]) -> list[dict[str, str]]:
+        return joined_results(texts, self.result_role)
 
 
 def parse_call_json(body: str, call_id: str) -> ToolCall:
