@@ -18,7 +18,7 @@ engine (``llama_engine``) implements it, and so does the fake (``fake``) the
 unit tests drive. ``EngineFactory`` is how the server gets one: injected,
 defaulting to loading llama.cpp (``serve.server.load_llama_engine``).
 
-Standard library only (plus the chat template type): no llama_cpp here.
+Standard library only (plus the chat template type and the id rule): no llama_cpp here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from openclaw_daemon import model_names
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import KvSlotError, ModelError
 
@@ -57,6 +58,16 @@ class ModelInfo:
     chat_template: str | None
     n_vocab: int  # ids are 0..n_vocab-1 (a saved tape with others is refused)
     bos_id: int  # the beginning-of-sequence id, -1 if the model has none
+    # The stable id transcripts and results name (``model_names.model_id``);
+    # ``name`` stays the GGUF's display name. Derived from the file name if unset.
+    model_id: str = ""
+    n_layers: int = 0  # llama.cpp offloads up to n_layers + 1 (the output layer)
+    n_gpu_layers: int = 0  # layers offloaded to the GPU
+    gpu_backend: str = "cpu"  # cpu, metal, cuda, vulkan, ...
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            object.__setattr__(self, "model_id", model_names.model_id(Path(self.path).name))
 
 
 @runtime_checkable
@@ -169,6 +180,7 @@ class EngineSpec:
     model_path: Path
     n_ctx: int
     ram_cache_budget: int  # bytes: a memory check counts the RAM cache tier too
+    n_gpu_layers: int | None = None  # None: all when the build can offload, else 0
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from openclaw_daemon.model.base import (
     SamplingParams,
     check_prefill,
 )
+from openclaw_daemon.model.catalog import model_id
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
@@ -46,10 +47,14 @@ class Engine:
     """A loaded model with one live sequence (a ``base.KVEngine``). Not thread-safe:
     one worker drives it."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int = 0) -> None:
+    def __init__(
+        self, model_path: Path, *, n_ctx: int, n_threads: int = 0, n_gpu_layers: int | None = None
+    ) -> None:
         check_gguf(model_path)
         threads = n_threads or os.cpu_count() or 1
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        if n_gpu_layers is None or not gpu:
+            n_gpu_layers = -1 if gpu else 0  # a CPU build offloads nothing, whatever asked
         try:
             self.llama = llama_cpp.Llama(
                 model_path=str(model_path),
@@ -57,13 +62,14 @@ class Engine:
                 n_batch=512,
                 n_threads=threads,
                 n_threads_batch=threads,
-                n_gpu_layers=-1 if gpu else 0,
+                n_gpu_layers=n_gpu_layers,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {model_path}: {exc}") from exc
         model = self.llama._model
         metadata = self.llama.metadata
+        n_layers = int(llama_cpp.llama_model_n_layer(model.model))
         self.info = ModelInfo(
             path=str(model_path),
             name=metadata.get("general.name") or model_path.stem,
@@ -75,6 +81,10 @@ class Engine:
             chat_template=metadata.get("tokenizer.chat_template"),
             n_vocab=self.llama.n_vocab(),
             bos_id=model.token_bos(),
+            model_id=model_id(model_path, metadata),
+            n_layers=n_layers,
+            n_gpu_layers=n_layers + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layers + 1),
+            gpu_backend=_gpu_backend() if gpu else "cpu",
         )
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())
@@ -314,6 +324,13 @@ class Engine:
             if self.is_end_of_generation(token):
                 return
             pending = token
+
+
+def _gpu_backend() -> str:
+    """The GPU backend this llama.cpp was built with, from its system info line."""
+    info = llama_cpp.llama_print_system_info().decode(errors="replace").lower()
+    found = [name for name in ("metal", "cuda", "vulkan", "hip", "sycl") if name in info]
+    return ",".join(found) or "gpu"
 
 
 def _implements(engine: Engine) -> KVEngine:

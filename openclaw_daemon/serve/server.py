@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-ctx", type=int, default=None, help="context window in tokens")
     parser.add_argument("--cache-ram", default=None, help="RAM cache budget, e.g. 1G")
     parser.add_argument("--cache-disk", default=None, help="disk cache budget, e.g. 4G")
+    parser.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload, -1 all")
     return parser.parse_args(argv)
 
 
@@ -69,8 +70,26 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
     warning = n_ctx_warning(spec.model_path, spec.n_ctx)
     if warning:
         log.warning("%s", warning)
-    prediction = predict_memory(spec.model_path, spec.n_ctx, spec.ram_cache_budget)
-    engine = Engine(spec.model_path, n_ctx=spec.n_ctx, n_threads=config.threads_setting())
+    # Before the load the build's offload support is unknown: check as if all
+    # were on the host, then split by what the engine offloaded.
+    requested = max(spec.n_gpu_layers or 0, 0)
+    prediction = predict_memory(
+        spec.model_path, spec.n_ctx, spec.ram_cache_budget, n_gpu_layers=requested
+    )
+    engine = Engine(
+        spec.model_path,
+        n_ctx=spec.n_ctx,
+        n_threads=config.threads_setting(),
+        n_gpu_layers=spec.n_gpu_layers,
+    )
+    if engine.info.n_gpu_layers != requested:
+        prediction = predict_memory(
+            spec.model_path,
+            spec.n_ctx,
+            spec.ram_cache_budget,
+            n_gpu_layers=engine.info.n_gpu_layers,
+            check=False,
+        )
     return LoadedEngine(engine, prediction)
 
 
@@ -93,6 +112,7 @@ class Daemon:
         *,
         cache_ram: int,
         cache_disk: int,
+        n_gpu_layers: int | None = None,
         engine_factory: EngineFactory = load_llama_engine,
     ) -> None:
         from openclaw_daemon.cache.prefix_cache import PrefixCache
@@ -100,7 +120,9 @@ class Daemon:
 
         self.paths = config.resolve_paths()
         state_dirs.prepare(self.paths)
-        loaded = _load_engine(engine_factory, EngineSpec(model_path, n_ctx, cache_ram))
+        loaded = _load_engine(
+            engine_factory, EngineSpec(model_path, n_ctx, cache_ram, n_gpu_layers)
+        )
         self.engine = loaded.engine
         self.memory_prediction = loaded.memory_prediction
         state_dirs.ensure_private_dir(self.paths.cache_dir)
@@ -145,7 +167,7 @@ class Daemon:
             compactor=self.compactor,
             tapes=self.tapes,
             paths=self.paths,
-            model_name=self.engine.info.name,
+            model_name=self.engine.info.model_id,
             scheduler=self.scheduler,
             status=self.status,
             request_shutdown=self.request_shutdown,
@@ -164,11 +186,17 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "protocolVersion": protocol.PROTOCOL_VERSION,
-            "model": info.name,
+            "model": info.model_id,
+            "modelName": info.name,
             "modelPath": info.path,
             "modelBytes": info.size_bytes,
             "nCtx": info.n_ctx,
             "gpuOffload": info.gpu_offload,
+            "offload": {
+                "backend": info.gpu_backend,
+                "layersOffloaded": info.n_gpu_layers,
+                "layersTotal": info.n_layers + 1,  # llama.cpp counts the output layer
+            },
             "uptimeS": round(time.time() - self.started_at, 1),
             "rssBytes": memory["rss"],
             "peakRssBytes": memory["peak"],
@@ -202,7 +230,7 @@ class Daemon:
             ("openclaw_cache_entries", cache["diskEntries"], {"tier": self.store.disk.name}),
             ("openclaw_compactions_total", self.compactor.counters["compactions"], {}),
             ("openclaw_live_sessions", len(self.tapes), {}),
-            ("openclaw_model_info", 1.0, {"model": self.engine.info.name}),
+            ("openclaw_model_info", 1.0, {"model": self.engine.info.model_id}),
         ]
 
     def cache_stats(self) -> dict[str, Any]:
@@ -255,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             args.n_ctx or config.n_ctx_setting(),
             cache_ram=config.cache_ram_setting(args.cache_ram),
             cache_disk=config.cache_disk_setting(args.cache_disk),
+            n_gpu_layers=config.n_gpu_layers_setting(args.n_gpu_layers),
         )
     except OSError as exc:
         error = state_dirs.as_state_dir_error(exc)
