@@ -55,7 +55,7 @@ def test_model_ids_are_lower_case_file_stems_with_the_quantization() -> None:
     assert model_names.model_id("model.gguf", general_name="Llama 3.2 1B", quantization="f16") == (
         "llama-3-2-1b-f16"
     )
-    assert model_names.EMBEDDED_MODEL_NAME == model_names.model_id(config.EMBEDDED_MODEL_FILE)
+    assert model_names.model_id(config.EMBEDDED_MODEL_FILE) == model_names.EMBEDDED_MODEL_NAME
     assert catalog.model_id(Path("/x/gemma.gguf"), GEMMA3) == "gemma-q4_k_m"
 
 
