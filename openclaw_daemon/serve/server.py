@@ -70,8 +70,9 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
     warning = n_ctx_warning(spec.model_path, spec.n_ctx)
     if warning:
         log.warning("%s", warning)
-    # Before the load the build's offload support is unknown: check as if all
-    # were on the host, then split by what the engine offloaded.
+    # Before the load the build's offload support is unknown: check with the
+    # layers asked for (unset: all on the host), then split again by what the
+    # engine actually offloaded (a CPU build offloads none, whatever was asked).
     requested = max(spec.n_gpu_layers or 0, 0)
     prediction = predict_memory(
         spec.model_path, spec.n_ctx, spec.ram_cache_budget, n_gpu_layers=requested
