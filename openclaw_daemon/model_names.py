@@ -152,8 +152,14 @@ def resolve(raw: str, *, registry_file: Path) -> Path:
     if looks_like_path(raw):
         return Path(raw).expanduser().resolve()
     entries = load(registry_file)
-    for match in (lambda e: e.name == raw, lambda e: e.id == raw):
-        found = [e for e in entries if match(e)]
-        if len(found) == 1:
-            return Path(found[0].path)
+    by_name = [e for e in entries if e.name == raw]  # names are unique (``add``)
+    by_id = [e for e in entries if e.id == raw]
+    if by_name or len(by_id) == 1:
+        return Path((by_name or by_id)[0].path)
+    if by_id:  # two files with the same name in different directories
+        raise ModelError(
+            f"{len(by_id)} registered models have the id {raw!r}: "
+            + ", ".join(e.name for e in by_id),
+            hint="Pass one of those names instead.",
+        )
     raise _unknown(raw, entries)

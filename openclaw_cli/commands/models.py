@@ -43,49 +43,52 @@ def _entry(base: dict[str, Any]) -> dict[str, Any]:
         return {**base, "id": base.get("id", ""), "sizeBytes": None, "problem": exc.message}
 
 
-def _default_path() -> str | None:
+def _default_path() -> tuple[str | None, str | None]:
+    """The default model's path, or why there is none (a bad OPENCLAW_MODEL)."""
     try:
-        return str(config.resolve_model_path())
-    except OpenClawError:
-        return None
+        return str(config.resolve_model_path()), None
+    except OpenClawError as exc:
+        return None, f"{config.ENV_MODEL}: {exc.message}"
 
 
-def entries() -> list[dict[str, Any]]:
+def entries() -> tuple[list[dict[str, Any]], str | None]:
     paths = config.resolve_paths()
     listed = [_embedded()] + [
         {"name": e.name, "path": e.path, "id": e.id, "source": "registered"}
         for e in model_names.load(paths.models_file)
     ]
     found = [_entry(b) for b in listed if b is not None] + upstream_models()
-    default = _default_path()
+    default, problem = _default_path()
     if default and not any(e.get("path") == default for e in found):
         # OPENCLAW_MODEL names a file nobody registered: still show what runs.
         found.append(_entry({"name": "", "path": default, "source": "OPENCLAW_MODEL"}))
     for entry in found:
         entry["default"] = entry.get("path") == default
-    return found
+    return found, problem
 
 
 def list_models(*, json_out: bool) -> None:
-    models = entries()
+    models, problem = entries()
     if json_out:
-        render.print_json({"models": models})
+        render.print_json({"models": models, "defaultProblem": problem})
         return
     for entry in models:
         mark = "*" if entry["default"] else " "
         size = f"{entry['sizeBytes'] / MIB:.0f} MiB" if entry["sizeBytes"] else "-"
         sys.stdout.write(
             f"{mark} {entry['name'] or '-':<28} {entry['id']:<30} {size:>9}  "
-            f"{entry['source']:<10} {entry['path']}\n"
+            f"{entry['source']:<14} {entry['path']}\n"
         )
         if entry["problem"]:
             sys.stdout.write(f"    problem: {entry['problem']}\n")
     sys.stdout.write("(* the default: --model, else OPENCLAW_MODEL, else the embedded model)\n")
+    if problem:
+        render.notice(f"no default model: {problem}")
 
 
-def show(model: str, *, n_ctx: int | None, json_out: bool) -> None:
+def show(model: str, *, n_ctx: int | None, n_gpu_layers: int, json_out: bool) -> None:
     path = config.resolve_model_path(model)
-    facts = catalog.model_facts(path, n_ctx=n_ctx)
+    facts = catalog.model_facts(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
     if json_out:
         render.print_json(facts)
         return
@@ -124,7 +127,8 @@ def _rows(facts: dict[str, Any]) -> list[tuple[str, Any]]:
             f"memory @ {n_ctx}",
             f"{memory['peak'] / MIB:.0f} MiB predicted peak (weights "
             f"{memory['weights'] / MIB:.0f}, KV {memory['kvCache'] / MIB:.0f}, compute "
-            f"{memory['compute'] / MIB:.0f}, RAM cache {memory['ramCache'] / MIB:.0f})",
+            f"{memory['compute'] / MIB:.0f}, RAM cache {memory['ramCache'] / MIB:.0f})"
+            + (f", {memory['device'] / MIB:.0f} of it on the GPU" if memory["device"] else ""),
         ),
     ]
 

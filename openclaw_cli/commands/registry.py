@@ -282,12 +282,18 @@ def models_show(
     n_ctx: int | None = typer.Option(
         None, "--n-ctx", min=256, help="Context to predict memory at (default: OPENCLAW_N_CTX)."
     ),
+    n_gpu_layers: int = typer.Option(
+        0,
+        "--n-gpu-layers",
+        min=-1,
+        help="Split the predicted memory as if N layers (-1 all) were on a GPU.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Architecture, context, sliding window, template, KV bytes and memory, from the header."""
     from openclaw_cli.commands import models as models_cmd
 
-    models_cmd.show(model, n_ctx=n_ctx, json_out=json_out)
+    models_cmd.show(model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, json_out=json_out)
 
 
 @models_app.command("add")

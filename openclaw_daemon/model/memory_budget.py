@@ -79,9 +79,11 @@ def offload_split(
     metadata: dict[str, Any], *, n_gpu_layers: int, weights: int, kv: int
 ) -> dict[str, int]:
     """Device bytes for ``n_gpu_layers`` offloaded layers (llama.cpp counts the
-    output layer as one more, after the repeating ones)."""
+    output layer as one more, after the repeating ones); -1 offloads them all."""
     layers = int(arch_value(metadata, "block_count", 0))
-    if n_gpu_layers <= 0 or layers <= 0:
+    if n_gpu_layers < 0:
+        n_gpu_layers = layers + 1
+    if n_gpu_layers == 0 or layers <= 0:
         return {"offloadedLayers": 0, "device": 0}
     offloaded = min(n_gpu_layers, layers + 1)
     device = weights * offloaded // (layers + 1) + kv * min(offloaded, layers) // layers

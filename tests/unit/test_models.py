@@ -119,6 +119,17 @@ def test_a_corrupt_registry_is_a_clear_error(tmp_path: Path) -> None:
         model_names.load(registry)
 
 
+def test_an_id_two_registered_files_share_is_refused_with_their_names(tmp_path: Path) -> None:
+    registry = tmp_path / "models.json"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        path = _gguf(tmp_path / name / "m.Q8_0.gguf")
+        model_names.add(registry, model_names.Entry(name, str(path), "m-q8_0"))
+    with pytest.raises(ModelError, match="2 registered models have the id 'm-q8_0': a, b"):
+        model_names.resolve("m-q8_0", registry_file=registry)
+    assert model_names.resolve("b", registry_file=registry) == tmp_path / "b" / "m.Q8_0.gguf"
+
+
 def test_model_resolves_by_path_name_or_id_in_one_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,9 +211,13 @@ def test_offloaded_layers_move_their_share_to_device_memory() -> None:
     assert half["device"] == 31_000 * 15 // 31 + cpu["kvCache"] // 2
     assert half["host"] + half["device"] == half["peak"] == cpu["peak"]
     every = memory_budget.predict(
-        SMOLLM2, model_bytes=31_000, n_ctx=1024, ram_cache_budget=0, n_gpu_layers=-1 + 100
+        SMOLLM2, model_bytes=31_000, n_ctx=1024, ram_cache_budget=0, n_gpu_layers=-1
     )
     assert every["device"] == 31_000 + cpu["kvCache"]
+    more = memory_budget.predict(
+        SMOLLM2, model_bytes=31_000, n_ctx=1024, ram_cache_budget=0, n_gpu_layers=99
+    )
+    assert more["device"] == every["device"]  # no more layers than the model has
     # a discrete GPU's memory is not RAM: only the host part must fit
     memory_budget.check_fits(every, every["host"], n_ctx=1024, unified_memory=False)
     with pytest.raises(Exception, match="needs about"):
