@@ -32,8 +32,10 @@ SWA_PERIOD_BY_ARCH = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "llama4": 4}
 
 
 def quantization(metadata: dict[str, Any]) -> str:
-    file_type = metadata.get("general.file_type")
-    return FILE_TYPES.get(int(file_type), "") if isinstance(file_type, int) else ""
+    """``general.file_type`` as a file name spells it; an int from ``gguf``, a
+    string from llama-cpp-python's ``Llama.metadata`` (both must give one id)."""
+    file_type = str(metadata.get("general.file_type", ""))
+    return FILE_TYPES.get(int(file_type), "") if file_type.isdigit() else ""
 
 
 def model_id(path: Path, metadata: dict[str, Any]) -> str:

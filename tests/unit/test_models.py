@@ -57,6 +57,9 @@ def test_model_ids_are_lower_case_file_stems_with_the_quantization() -> None:
     )
     assert model_names.model_id(config.EMBEDDED_MODEL_FILE) == model_names.EMBEDDED_MODEL_NAME
     assert catalog.model_id(Path("/x/gemma.gguf"), GEMMA3) == "gemma-q4_k_m"
+    # llama-cpp-python's Llama.metadata holds strings: the engine must get the same id
+    as_strings = {k: str(v) for k, v in GEMMA3.items()}
+    assert catalog.model_id(Path("/x/gemma.gguf"), as_strings) == "gemma-q4_k_m"
 
 
 def test_model_info_derives_its_id_from_the_file_and_keeps_the_display_name() -> None:
