@@ -5,6 +5,7 @@ a turn on a model chosen by name, and the stable model id in the transcript,
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,16 @@ def test_a_turn_on_registered_gemma_by_name(cli: Cli, gemma_gguf: Path) -> None:
     replies = [e["message"] for e in entries if e.get("message", {}).get("role") == "assistant"]
     assert [m["model"] for m in replies] == [GEMMA_ID]
     assert cli.status()["model"] == GEMMA_ID
+
+
+def test_a_file_named_model_gguf_gets_the_same_id_from_header_and_engine(
+    cli: Cli, tmp_path: Path
+) -> None:
+    smol = _json(cli, "models", "show", SMOL_ID)
+    plain = tmp_path / "model.gguf"  # says nothing: general.name + quantization stand in
+    os.link(smol["path"], plain)
+    expected = "smollm2-135m-8k-lc100k-mix1-ep2-q4_1"
+    assert _json(cli, "models", "show", str(plain))["id"] == expected
+    envelope = cli.turn("Say hi.", "--model", str(plain), "--max-tokens", "4", timeout=300)
+    assert envelope["meta"]["agentMeta"]["model"] == expected
+    assert cli.status()["model"] == expected
