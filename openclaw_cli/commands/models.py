@@ -5,7 +5,6 @@ No daemon is needed and none is started.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -135,7 +134,7 @@ def _rows(facts: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def add(path: Path, *, name: str | None, json_out: bool) -> None:
     paths = config.resolve_paths()
-    target = Path(os.path.abspath(path.expanduser())).resolve()
+    target = path.expanduser().resolve()
     facts = catalog.model_facts(target)  # a missing or non-GGUF file fails here
     entry = model_names.Entry(model_names.check_name(name or facts["id"]), str(target), facts["id"])
     state_dirs.ensure_private_dir(paths.state_dir)
