@@ -131,7 +131,10 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop at this string (repeatable)",
     )
     parser.add_argument(
-        "--model", metavar="PATH", help="GGUF model (default: OPENCLAW_MODEL or the embedded model)"
+        "--model",
+        metavar="NAME|PATH",
+        help="GGUF model: a path or a name from `openclaw models list` "
+        "(default: OPENCLAW_MODEL or the embedded model)",
     )
     parser.add_argument(
         "-s",

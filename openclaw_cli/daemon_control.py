@@ -91,6 +91,7 @@ def server_command(
     cache_ram: str | None = None,
     cache_disk: str | None = None,
     chat_template: str | None = None,
+    n_gpu_layers: int | None = None,
 ) -> list[str]:
     """The daemon's command line; options left unset fall back to its environment."""
     command = [sys.executable, "-m", "openclaw_daemon.serve.server"]
@@ -103,6 +104,8 @@ def server_command(
     ):
         if value:
             command += [flag, str(value)]
+    if n_gpu_layers is not None:  # 0 is a choice (CPU only), not "unset"
+        command += ["--n-gpu-layers", str(n_gpu_layers)]
     return command
 
 

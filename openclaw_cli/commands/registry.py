@@ -29,7 +29,13 @@ trace_app = typer.Typer(
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(cache_app, name="cache")
+models_app = typer.Typer(
+    help="List, inspect, register and unregister GGUF models.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by each command
+)
 app.add_typer(trace_app, name="trace")
+app.add_typer(models_app, name="models")
 
 
 @app.command(
@@ -51,11 +57,16 @@ _CHAT_TEMPLATE_HELP = (
     "GGUF's own (OPENCLAW_CHAT_TEMPLATE)."
 )
 _CACHE_DISK_HELP = "Disk budget for saved KV states, e.g. 4G (default 4G, OPENCLAW_CACHE_DISK)."
+_MODEL_HELP = "GGUF model: a path or a name from `openclaw models list`."
+_GPU_HELP = (
+    "Layers to offload to the GPU, -1 for all (default: all when llama.cpp was built "
+    "with GPU support, else 0; OPENCLAW_N_GPU_LAYERS)."
+)
 
 
 @daemon_app.command("start")
 def daemon_start(
-    model: str | None = typer.Option(None, "--model", help="GGUF model path."),
+    model: str | None = typer.Option(None, "--model", help=_MODEL_HELP),
     n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
     foreground: bool = typer.Option(
         False, "--foreground", help="Run in this terminal instead of detached."
@@ -63,6 +74,7 @@ def daemon_start(
     cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
     chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
+    n_gpu_layers: int | None = typer.Option(None, "--n-gpu-layers", min=-1, help=_GPU_HELP),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli.commands import daemon as daemon_cmd
@@ -74,6 +86,7 @@ def daemon_start(
         cache_ram=cache_ram,
         cache_disk=cache_disk,
         chat_template=chat_template,
+        n_gpu_layers=n_gpu_layers,
     )
 
 
@@ -87,11 +100,12 @@ def daemon_stop() -> None:
 
 @daemon_app.command("restart")
 def daemon_restart(
-    model: str | None = typer.Option(None, "--model", help="GGUF model path."),
+    model: str | None = typer.Option(None, "--model", help=_MODEL_HELP),
     n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
     cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
     chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
+    n_gpu_layers: int | None = typer.Option(None, "--n-gpu-layers", min=-1, help=_GPU_HELP),
 ) -> None:
     """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
     from openclaw_cli.commands import daemon as daemon_cmd
@@ -102,6 +116,7 @@ def daemon_restart(
         cache_ram=cache_ram,
         cache_disk=cache_disk,
         chat_template=chat_template,
+        n_gpu_layers=n_gpu_layers,
     )
 
 
@@ -259,3 +274,54 @@ def metrics(
     from openclaw_cli.commands import metrics as metrics_cmd
 
     metrics_cmd.run(output=output)
+
+
+@models_app.command("list")
+def models_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The embedded model and registered GGUF files: name, id, size, path, default."""
+    from openclaw_cli.commands import models as models_cmd
+
+    models_cmd.list_models(json_out=json_out)
+
+
+@models_app.command("show")
+def models_show(
+    model: str = typer.Argument(..., help="A model's name (see `models list`) or a GGUF path."),
+    n_ctx: int | None = typer.Option(
+        None, "--n-ctx", min=256, help="Context to predict memory at (default: OPENCLAW_N_CTX)."
+    ),
+    n_gpu_layers: int = typer.Option(
+        0,
+        "--n-gpu-layers",
+        min=-1,
+        help="Split the predicted memory as if N layers (-1 all) were on a GPU.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Architecture, context, sliding window, template, KV bytes and memory, from the header."""
+    from openclaw_cli.commands import models as models_cmd
+
+    models_cmd.show(model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, json_out=json_out)
+
+
+@models_app.command("add")
+def models_add(
+    path: Path = typer.Argument(..., help="The GGUF file to register."),
+    name: str | None = typer.Option(None, "--name", help="Its name (default: its id)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Register a GGUF file under a name, for --model NAME."""
+    from openclaw_cli.commands import models as models_cmd
+
+    models_cmd.add(path, name=name, json_out=json_out)
+
+
+@models_app.command("remove")
+def models_remove(
+    name: str = typer.Argument(..., help="A registered model's name."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Unregister a model (its file is left alone)."""
+    from openclaw_cli.commands import models as models_cmd
+
+    models_cmd.remove(name, json_out=json_out)

@@ -6,6 +6,7 @@ daemon (no llama_cpp, no model load), and the daemon again when it loads.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from openclaw_daemon import config
@@ -15,13 +16,20 @@ from openclaw_daemon.wire.errors import ModelError, OpenClawError
 
 
 def predict_memory(
-    model_path: Path, n_ctx: int, ram_budget: int, *, freed: int = 0
+    model_path: Path,
+    n_ctx: int,
+    ram_budget: int,
+    *,
+    freed: int = 0,
+    n_gpu_layers: int = 0,
+    check: bool = True,
 ) -> dict[str, int]:
     """Predict peak memory from the GGUF header; refuse what will not fit.
 
     ``freed`` is memory that will be returned first: a restart counts the
     running daemon's resident set as available, since it stops before the new
-    one loads.
+    one loads. ``check=False`` only predicts (the split once the engine says how
+    many layers it offloaded).
     """
     import psutil
 
@@ -32,13 +40,18 @@ def predict_memory(
             model_bytes=model_path.stat().st_size,
             n_ctx=n_ctx,
             ram_cache_budget=ram_budget,
+            n_gpu_layers=n_gpu_layers,
         )
     except (TypeError, ValueError) as exc:
         raise ModelError(
             f"could not load {model_path}: its GGUF metadata has unexpected values ({exc})"
         ) from exc
+    if not check:
+        return prediction
     available = psutil.virtual_memory().available + freed
-    memory_budget.check_fits(prediction, available, n_ctx=n_ctx)
+    memory_budget.check_fits(
+        prediction, available, n_ctx=n_ctx, unified_memory=sys.platform == "darwin"
+    )
     return prediction
 
 

@@ -18,7 +18,7 @@ engine (``llama_engine``) implements it, and so does the fake (``fake``) the
 unit tests drive. ``EngineFactory`` is how the server gets one: injected,
 defaulting to loading llama.cpp (``serve.server.load_llama_engine``).
 
-Standard library only (plus the chat template type): no llama_cpp here.
+Standard library only (plus the chat template type and the id rule): no llama_cpp here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from openclaw_daemon import model_names
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import KvSlotError, ModelError
 
@@ -77,6 +78,17 @@ class ModelInfo:
 
     template_family: str = "chatml"  # gemma, llama3, mistral, chatml or custom
     template_source: str = "embedded"  # embedded, builtin:NAME (why), file:PATH, override:NAME
+
+    # The stable id transcripts and results name (``model_names.model_id``);
+    # ``name`` stays the GGUF's display name. Derived from the file name if unset.
+    model_id: str = ""
+    n_layers: int = 0  # llama.cpp offloads up to n_layers + 1 (the output layer)
+    n_gpu_layers: int = 0  # layers offloaded to the GPU
+    gpu_backend: str = "cpu"  # cpu, metal, cuda, vulkan, ...
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            object.__setattr__(self, "model_id", model_names.model_id(Path(self.path).name))
 
 
 FULL_MEMORY = "full"
@@ -210,6 +222,7 @@ class EngineSpec:
     n_ctx: int
     ram_cache_budget: int  # bytes: a memory check counts the RAM cache tier too
     chat_template: str | None = None  # --chat-template NAME|FILE, over the GGUF's own
+    n_gpu_layers: int | None = None  # None: all when the build can offload, else 0
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ class FakeEngine:
         self.info = ModelInfo(
             path=f"fake:{name}",
             name=name,
+            model_id=name,
             n_ctx=n_ctx,
             n_ctx_train=n_ctx,
             n_params=0,

@@ -51,6 +51,7 @@ from openclaw_daemon.model.base import (
     check_prefill,
 )
 from openclaw_daemon.model.builtin_templates import choose_template, load_template
+from openclaw_daemon.model.catalog import model_id
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
@@ -61,11 +62,19 @@ class Engine:
     one worker drives it."""
 
     def __init__(
-        self, model_path: Path, *, n_ctx: int, n_threads: int = 0, chat_template: str | None = None
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int,
+        n_threads: int = 0,
+        chat_template: str | None = None,
+        n_gpu_layers: int | None = None,
     ) -> None:
         check_gguf(model_path)
         threads = n_threads or os.cpu_count() or 1
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        if n_gpu_layers is None or not gpu:
+            n_gpu_layers = -1 if gpu else 0  # a CPU build offloads nothing, whatever asked
         try:
             self.llama = llama_cpp.Llama(
                 model_path=str(model_path),
@@ -73,11 +82,11 @@ class Engine:
                 n_batch=512,
                 n_threads=threads,
                 n_threads_batch=threads,
-                n_gpu_layers=-1 if gpu else 0,
                 # Every layer keeps all n_ctx positions (llama.cpp's default,
                 # set here so it is a decision): a sliding-window cache of only
                 # the window could not be trimmed back past it at all.
                 swa_full=True,
+                n_gpu_layers=n_gpu_layers,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -89,6 +98,7 @@ class Engine:
         self.template, choice = load_template(
             choice, name, self._token_text(model.token_bos()), self._token_text(model.token_eos())
         )
+        n_layers = int(llama_cpp.llama_model_n_layer(model.model))
         self.info = ModelInfo(
             path=str(model_path),
             name=name,
@@ -104,6 +114,10 @@ class Engine:
             n_swa=max(0, int(llama_cpp.llama_model_n_swa(model.model))),
             template_family=choice.family,
             template_source=choice.origin,
+            model_id=model_id(model_path, metadata),
+            n_layers=n_layers,
+            n_gpu_layers=n_layers + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layers + 1),
+            gpu_backend=_gpu_backend() if gpu else "cpu",
         )
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())
@@ -396,6 +410,13 @@ def _memory_kind(model: llama_cpp.llama_model_p) -> str:
     if llama_cpp.llama_model_is_recurrent(model):
         return RECURRENT
     return SLIDING_WINDOW if llama_cpp.llama_model_n_swa(model) > 0 else FULL_MEMORY
+
+
+def _gpu_backend() -> str:
+    """The GPU backend this llama.cpp was built with, from its system info line."""
+    info = llama_cpp.llama_print_system_info().decode(errors="replace").lower()
+    found = [name for name in ("metal", "cuda", "vulkan", "hip", "sycl") if name in info]
+    return ",".join(found) or "gpu"
 
 
 def _implements(engine: Engine) -> KVEngine:

@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--chat-template", default=None, help="builtin template NAME or Jinja FILE, over the GGUF's"
     )
+    parser.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload, -1 all")
     return parser.parse_args(argv)
 
 
@@ -72,13 +73,28 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
     warning = n_ctx_warning(spec.model_path, spec.n_ctx)
     if warning:
         log.warning("%s", warning)
-    prediction = predict_memory(spec.model_path, spec.n_ctx, spec.ram_cache_budget)
+    # Before the load the build's offload support is unknown: check with the
+    # layers asked for (unset: all on the host), then split again by what the
+    # engine actually offloaded (a CPU build offloads none, whatever was asked).
+    requested = max(spec.n_gpu_layers or 0, 0)
+    prediction = predict_memory(
+        spec.model_path, spec.n_ctx, spec.ram_cache_budget, n_gpu_layers=requested
+    )
     engine = Engine(
         spec.model_path,
         n_ctx=spec.n_ctx,
         n_threads=config.threads_setting(),
         chat_template=spec.chat_template,
+        n_gpu_layers=spec.n_gpu_layers,
     )
+    if engine.info.n_gpu_layers != requested:
+        prediction = predict_memory(
+            spec.model_path,
+            spec.n_ctx,
+            spec.ram_cache_budget,
+            n_gpu_layers=engine.info.n_gpu_layers,
+            check=False,
+        )
     return LoadedEngine(engine, prediction)
 
 
@@ -102,6 +118,7 @@ class Daemon:
         cache_ram: int,
         cache_disk: int,
         chat_template: str | None = None,
+        n_gpu_layers: int | None = None,
         engine_factory: EngineFactory = load_llama_engine,
     ) -> None:
         from openclaw_daemon.cache.prefix_cache import PrefixCache
@@ -110,7 +127,14 @@ class Daemon:
         self.paths = config.resolve_paths()
         state_dirs.prepare(self.paths)
         loaded = _load_engine(
-            engine_factory, EngineSpec(model_path, n_ctx, cache_ram, chat_template)
+            engine_factory,
+            EngineSpec(
+                model_path,
+                n_ctx,
+                cache_ram,
+                chat_template=chat_template,
+                n_gpu_layers=n_gpu_layers,
+            ),
         )
         self.engine = loaded.engine
         self.memory_prediction = loaded.memory_prediction
@@ -156,7 +180,7 @@ class Daemon:
             compactor=self.compactor,
             tapes=self.tapes,
             paths=self.paths,
-            model_name=self.engine.info.name,
+            model_name=self.engine.info.model_id,
             scheduler=self.scheduler,
             status=self.status,
             request_shutdown=self.request_shutdown,
@@ -175,13 +199,19 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "protocolVersion": protocol.PROTOCOL_VERSION,
-            "model": info.name,
+            "model": info.model_id,
+            "modelName": info.name,
             "modelPath": info.path,
             "modelBytes": info.size_bytes,
             "nCtx": info.n_ctx,
             "gpuOffload": info.gpu_offload,
             "templateFamily": info.template_family,
             "templateSource": info.template_source,
+            "offload": {
+                "backend": info.gpu_backend,
+                "layersOffloaded": info.n_gpu_layers,
+                "layersTotal": info.n_layers + 1,  # llama.cpp counts the output layer
+            },
             "uptimeS": round(time.time() - self.started_at, 1),
             "rssBytes": memory["rss"],
             "peakRssBytes": memory["peak"],
@@ -215,7 +245,7 @@ class Daemon:
             ("openclaw_cache_entries", cache["diskEntries"], {"tier": self.store.disk.name}),
             ("openclaw_compactions_total", self.compactor.counters["compactions"], {}),
             ("openclaw_live_sessions", len(self.tapes), {}),
-            ("openclaw_model_info", 1.0, {"model": self.engine.info.name}),
+            ("openclaw_model_info", 1.0, {"model": self.engine.info.model_id}),
         ]
 
     def cache_stats(self) -> dict[str, Any]:
@@ -269,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_ram=config.cache_ram_setting(args.cache_ram),
             cache_disk=config.cache_disk_setting(args.cache_disk),
             chat_template=args.chat_template or config.chat_template_setting(),
+            n_gpu_layers=config.n_gpu_layers_setting(args.n_gpu_layers),
         )
     except OSError as exc:
         error = state_dirs.as_state_dir_error(exc)

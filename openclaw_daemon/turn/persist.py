@@ -31,13 +31,13 @@ def persist_turn(
     info: ModelInfo,
     tapes: SessionTapes,
 ) -> None:
-    records = turn_entries(last_entry_id(entries), message, steps, request_id, model=info.name)
+    records = turn_entries(last_entry_id(entries), message, steps, request_id, model=info.model_id)
     store.append(ref, records)
     usage = total_usage(steps)
     store.touch(
         ref,
         modelProvider=PROVIDER,
-        model=info.name,
+        model=info.model_id,
         contextTokens=info.n_ctx,
         inputTokens=usage["input"],
         outputTokens=usage["output"],

@@ -31,7 +31,8 @@ def session_fields(ref: SessionRef, info: ModelInfo) -> SessionFields:
         "sessionFile": str(ref.file),
         "agentId": ref.agent_id,
         "provider": PROVIDER,
-        "model": info.name,
+        "model": info.model_id,
+        "modelName": info.name,
         "modelPath": info.path,
         "contextTokens": info.n_ctx,
     }

@@ -301,7 +301,8 @@ class SessionFields(TypedDict):
     sessionFile: str
     agentId: str
     provider: str
-    model: str
+    model: str  # the stable id, e.g. smollm2-135m-instruct-q4_1
+    modelName: str  # the GGUF's general.name, for display
     modelPath: str
     contextTokens: int
 

@@ -130,7 +130,9 @@ def test_turn_ids() -> None:
 
 
 def test_no_path_is_built_from_an_unchecked_agent_id(tmp_path: Path) -> None:
-    paths = config.Paths(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path)
+    paths = config.Paths(
+        tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path, tmp_path
+    )
     assert paths.agent_sessions_dir("ops") == tmp_path / "agents" / "ops" / "sessions"
     for bad in ("../x", "/abs", "OPS"):
         with pytest.raises(OpenClawError):

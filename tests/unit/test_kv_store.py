@@ -148,7 +148,8 @@ def test_memory_prediction_and_refusal() -> None:
     assert memory_budget.kv_bytes_per_token(metadata) == 23040  # SmolLM2-135M, f16
     small = memory_budget.predict(metadata, model_bytes=10, n_ctx=8192, ram_cache_budget=0)
     assert small["kvCache"] == 8192 * 23040
-    assert small["peak"] == sum(v for k, v in small.items() if k != "peak")
+    assert small["peak"] == sum(v for k, v in small.items() if k not in ("peak", "host", "device"))
+    assert (small["host"], small["device"]) == (small["peak"], 0)  # nothing offloaded
     memory_budget.check_fits(small, small["peak"], n_ctx=8192)
     with pytest.raises(ResourceError, match="needs about .* GiB"):
         memory_budget.check_fits(small, small["peak"] - 1, n_ctx=8192)

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "openclaw_daemon.wire": 0,
     "openclaw_daemon.config": 1,
     "openclaw_daemon.state_dirs": 1,
+    "openclaw_daemon.model_names": 1,
     "openclaw_daemon.observability": 2,
     "openclaw_sessions": 2,
     "openclaw_daemon.model": 3,
@@ -175,8 +176,10 @@ CLI_MAY_IMPORT = (
     "openclaw_daemon.wire",
     "openclaw_daemon.config",
     "openclaw_daemon.state_dirs",
+    "openclaw_daemon.model_names",
     "openclaw_daemon.observability",
     "openclaw_daemon.model.admission",
+    "openclaw_daemon.model.catalog",  # GGUF headers only, for `openclaw models`
     "openclaw_sessions",
 )
 
