@@ -1,25 +1,14 @@
 """The model engine: the ONLY module that imports llama_cpp.
 
 One ``Engine`` holds one loaded model and one llama context (L1, the live KV
-cache). It keeps the ids its KV cache holds, so a new prompt only prefills what
-follows the longest common prefix. Prefill runs in batches so callers get
-progress; a cancel also stops the batch in flight (llama.cpp's abort callback,
-checked between graph nodes: ~6 ms, where waiting for a 256-token batch 6k
-tokens deep took 2.6 s on 2 cores). llama.cpp then drops the aborted batch's
-positions, so the KV cache holds exactly the batches before it. Decode yields
-one token at a time.
-
-Sliding-window and recurrent models (docs/internals.md): a sliding-window
-layer reads only the last ``n_swa`` positions, and llama.cpp reuses the cells
-of older ones once a trimmed sequence grows again, so a state can be cut back
-only to lengths whose window it still holds (``trim_floor``, from the lowest
-position left, the test llama-server makes). Their snapshots are of the whole
-context: a per-sequence save writes only the last window of those layers, so
-a restored one could never be trimmed. Recurrent state exists only whole.
+cache) and the ids it holds, so a prompt prefills only what follows the longest
+common prefix. Prefill runs in batches (progress per batch); a cancel stops the
+batch in flight too (the abort callback, ~6 ms; llama.cpp then drops that
+batch's positions). Decode yields one token at a time. Sliding-window and
+recurrent memory cannot be cut back freely: ``trim_floor`` (docs/internals.md).
 
 Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._init_sampler`` and
-``Llama.input_ids`` are internal there, and these names moved in 0.3.10, 0.3.17
-and 0.3.23.
+``Llama.input_ids`` are internal there (moved in 0.3.10, 0.3.17 and 0.3.23).
 """
 
 from __future__ import annotations
