@@ -131,11 +131,12 @@ class FakeEngine:
         self._replies: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()  # a test enqueues while the worker generates
         self._live: list[int] = []
-        # Sliding window, as llama.cpp's cache behaves: once a trimmed sequence
-        # grows again, each new position takes the cell of the oldest masked
-        # one, so the lowest ``_lost`` positions are gone.
+        # Sliding window, as llama.cpp's cache behaves: once a restored
+        # sequence grows, each new position takes the cell of the oldest masked
+        # one (its search starts at cell 0 again), so the lowest ``_lost``
+        # positions are gone.
         self._lost = 0
-        self._trimmed = False
+        self._reusing_cells = False
         self.enqueue(*(replies or []))
 
     def enqueue(self, *replies: str | Reply) -> None:
@@ -207,17 +208,16 @@ class FakeEngine:
             return 0
         self.kv.trims.append((keep, live))
         del self._live[keep:]
-        self._trimmed = True
         return keep
 
     def reset(self) -> None:
         self.kv.resets += 1
         self._live.clear()
-        self._lost, self._trimmed = 0, False
+        self._lost, self._reusing_cells = 0, False
 
     def _append(self, ids: list[int]) -> None:
         self._live += ids
-        if self._trimmed and self.info.n_swa:
+        if self._reusing_cells and self.info.n_swa:
             self._lost = min(self._lost + len(ids), max(0, len(self._live) - self.info.n_swa))
 
     def prefill(
@@ -312,7 +312,7 @@ class FakeEngine:
                 f"{len(tokens)} tokens"
             )
         self.kv.restores.append((tokens, keep))
-        self._live, self._lost, self._trimmed = list(tokens), lost, lost > 0
+        self._live, self._lost, self._reusing_cells = list(tokens), lost, True
         if self.truncate(keep) != min(keep, len(tokens)):
             raise ModelError(f"the saved KV state cannot be cut back to {keep} tokens")
 
