@@ -19,20 +19,25 @@ class Tokenizer(Protocol):
     def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes: ...
 
 
-def control_ids(tokenizer: Tokenizer, tags: Iterable[str]) -> frozenset[int]:
-    """The ids of those ``tags`` that are one token each in this vocabulary.
+def control_tokens(tokenizer: Tokenizer, tags: Iterable[str]) -> dict[str, int]:
+    """Those ``tags`` that are one token each in this vocabulary, with their ids.
 
     Generated text is decoded without control tokens (an end-of-turn id must
     not print), but a tool-call format's tags may be control tokens, and then
     they would vanish before the parser sees them. A tag that is several
     tokens here is plain text already, and needs nothing.
     """
-    ids: set[int] = set()
+    found: dict[str, int] = {}
     for tag in tags:
         tokens = tokenizer.tokenize(tag, add_bos=False, special=True)
         if len(tokens) == 1 and tokenizer.detokenize(tokens, special=True) == tag.encode():
-            ids.add(tokens[0])
-    return frozenset(ids)
+            found[tag] = tokens[0]
+    return found
+
+
+def control_ids(tokenizer: Tokenizer, tags: Iterable[str]) -> frozenset[int]:
+    """The ids of ``control_tokens``: what the decoder spells."""
+    return frozenset(control_tokens(tokenizer, tags).values())
 
 
 def spell(tokenizer: Tokenizer, tokens: list[int], spelled: frozenset[int]) -> bytes:

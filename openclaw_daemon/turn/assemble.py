@@ -48,9 +48,11 @@ def turn_services(
         engine.template,
         engine,
         add_bos=engine.add_bos,
-        # The tools section's control tags go in as the tokens the model knows,
-        # and generated ones are matched as the decoder spelled them.
-        trusted=markup.Trusted(transcript.tools_section, transcript.format.tags.control),
+        # The tools section's control tags go in as the tokens the model knows
+        # (only those that are one here: splitting the section at a tag the
+        # vocabulary lacks would change its tokens for nothing), and generated
+        # ones are matched as the decoder spelled them.
+        trusted=markup.Trusted(transcript.tools_section, tuple(calls.control)),
         spelled=calls.spelled,
     )
     saved = TapeStore(

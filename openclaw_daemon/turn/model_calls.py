@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon.model.base import SamplingParams
 from openclaw_daemon.model.tape import PromptPlan
-from openclaw_daemon.model.text_stream import TextStream, control_ids
+from openclaw_daemon.model.text_stream import TextStream, control_tokens
 from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.wire.errors import OpenClawError
 
@@ -63,7 +63,8 @@ class ModelCalls:
         self.tags = tags
         # The format's tags that are control tokens here: decoded with their
         # spelling, or ``[TOOL_CALLS]`` would vanish before the parser sees it.
-        self.spelled = control_ids(engine, tags.control)
+        self.control = control_tokens(engine, tags.control)
+        self.spelled = frozenset(self.control.values())
         self.prefill_batch = prefill_batch
         self.observe_prefill = observe_prefill
         # What the last interrupted decode had generated (its text was streamed

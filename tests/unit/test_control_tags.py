@@ -18,8 +18,9 @@ from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.model.fake import N_VOCAB, FakeEngine
 from openclaw_daemon.model.tape import TapeBuilder
 from openclaw_daemon.model.text_stream import control_ids
-from openclaw_daemon.tools.formats import llama3, mistral
+from openclaw_daemon.tools.formats import hermes, llama3, mistral
 from openclaw_daemon.tools.spec import TOOLS
+from openclaw_daemon.turn.model_calls import ModelCalls
 from tests.unit.fake_daemon import pipeline_on
 from tests.unit.test_models import GEMMA3
 
@@ -32,6 +33,10 @@ def _mistral_engine(replies: list[str]) -> FakeEngine:
     engine = FakeEngine(replies, n_ctx=N_CTX, control=MISTRAL_CONTROL)
     engine.template = ChatTemplate(BUILTIN["mistral"], bos_token="", eos_token="</s>")
     return engine
+
+
+def _ignore(tokens: int, seconds: float) -> None:
+    pass
 
 
 def _id_of(engine: FakeEngine, tag: str) -> int:
@@ -49,6 +54,15 @@ def test_control_ids_are_the_tags_that_are_one_control_token_here() -> None:
     # A tag that is several tokens is text already; the fake has no [TOOL_RESULTS].
     assert control_ids(engine, ["[TOOL_CALLS]", "[TOOL_RESULTS]", "<tool_call>"]) == {tool_calls}
     assert control_ids(FakeEngine(), mistral.TAGS.control) == frozenset()
+    # Only the tags that are tokens here count, for the decoder and for the
+    # tools section's markup alike (a tag the vocabulary lacks splits nothing).
+    cases: list[tuple[FakeEngine, dict[str, int]]] = [
+        (FakeEngine(), {}),
+        (FakeEngine(control=("</tool_call>",)), {"</tool_call>": N_VOCAB}),
+    ]
+    for engine, expected in cases:
+        calls = ModelCalls(engine, prefill_batch=64, observe_prefill=_ignore, tags=hermes.TAGS)
+        assert (calls.control, calls.spelled) == (expected, frozenset(expected.values()))
 
 
 def test_a_mistral_reply_s_tool_calls_token_reaches_the_parser(tmp_path: Path) -> None:
