@@ -7,10 +7,11 @@ tokenizer is byte-level (id = byte value) plus a few ChatML control ids, so
 ``tokenize(a + b) == tokenize(a) + tokenize(b)`` and a test can count tokens
 by hand; the template is ChatML. A test can add control tokens (``control``,
 e.g. Mistral's ``[TOOL_CALLS]``): replies generate them as one id each, and
-like llama.cpp's they decode to nothing unless ``special``. The live sequence and its KV state are a
-list of ids, and ``kv`` records every snapshot, restore, trim and reset, and
-``prefills`` every prefill, so a test can assert "the second turn prefilled
-only the new message" or "the L2 restore happened".
+like llama.cpp's they decode to nothing unless ``special``. The live
+sequence and its KV state are a list of ids, and ``kv`` records every
+snapshot, restore, trim and reset, and ``prefills`` every prefill, so a test
+can assert "the second turn prefilled only the new message" or "the L2
+restore happened".
 
 Shipped in the package, not in tests/: it is the second implementation of
 the engine interface (the one that keeps the interface honest), it imports
@@ -112,9 +113,8 @@ class FakeEngine:
         self._extra = {text: N_VOCAB + index for index, text in enumerate(control)}
         self._special = {**SPECIAL_IDS, **self._extra}
         self._special_text = {token: text for text, token in self._special.items()}
-        self._special_re = re.compile(
-            "|".join(re.escape(t) for t in sorted(self._special, key=len, reverse=True))
-        )
+        self._special_re = _any_of(self._special)
+        self._extra_re = _any_of(self._extra) if self._extra else None
         self.info = ModelInfo(
             path=f"fake:{name}",
             name=name,
@@ -279,10 +279,9 @@ class FakeEngine:
                 raise ModelError("the fake model has no reply queued (FakeEngine.enqueue)")
             reply = self._replies.popleft()
         # The model writes a test's control tokens as the one id they are.
-        extra = re.compile("|".join(re.escape(t) for t in self._extra)) if self._extra else None
         body = (
-            self._with_special(reply.text, extra, self._extra)
-            if extra
+            self._with_special(reply.text, self._extra_re, self._extra)
+            if self._extra_re
             else self.tokenize(reply.text, add_bos=False)
         )
         ids = [*body, IM_END]
@@ -335,6 +334,10 @@ class FakeEngine:
         self._live, self._lost, self._trimmed = list(tokens), lost, lost > 0
         if self.truncate(keep) != min(keep, len(tokens)):
             raise ModelError(f"the saved KV state cannot be cut back to {keep} tokens")
+
+
+def _any_of(texts: dict[str, int]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
 
 
 def factory(engine: FakeEngine) -> EngineFactory:
