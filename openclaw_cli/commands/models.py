@@ -85,14 +85,39 @@ def list_models(*, json_out: bool) -> None:
         render.notice(f"no default model: {problem}")
 
 
-def show(model: str, *, n_ctx: int | None, n_gpu_layers: int, json_out: bool) -> None:
+def show(
+    model: str,
+    *,
+    n_ctx: int | None,
+    n_gpu_layers: int,
+    json_out: bool,
+    chat_template: str | None = None,
+) -> None:
     path = config.resolve_model_path(model)
-    facts = catalog.model_facts(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+    facts = catalog.model_facts(
+        path,
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        chat_template=chat_template or config.chat_template_setting(),
+        tool_format=tool_format_of,
+    )
     if json_out:
         render.print_json(facts)
         return
     for name, value in _rows(facts):
         sys.stdout.write(f"{name:<18} {value}\n")
+
+
+def tool_format_of(template_source: str) -> str:
+    """The tool-call format the daemon would choose for this template. Imported
+    here, not at start-up: the formats and the template bring jinja2."""
+    from openclaw_daemon.model.chat_template import ChatTemplate
+    from openclaw_daemon.tools.formats import format_for
+
+    try:
+        return format_for(ChatTemplate(template_source, bos_token="", eos_token="")).name
+    except ModelError as exc:
+        return f"unknown ({exc.message})"
 
 
 def _rows(facts: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -120,7 +145,8 @@ def _rows(facts: dict[str, Any]) -> list[tuple[str, Any]]:
         ("architecture", f"{facts['architecture']}, {facts['layers']} layers"),
         ("context trained", facts["contextTrained"]),
         ("sliding window", window),
-        ("chat template", facts["chatTemplate"]),
+        ("chat template", f"{facts['templateFamily']} ({facts['templateSource']})"),
+        ("tool format", facts.get("toolFormat", "?")),
         ("kv cache", kv),
         (
             f"memory @ {n_ctx}",

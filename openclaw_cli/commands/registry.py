@@ -296,12 +296,20 @@ def models_show(
         min=-1,
         help="Split the predicted memory as if N layers (-1 all) were on a GPU.",
     ),
+    chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Architecture, context, sliding window, template, KV bytes and memory, from the header."""
+    """Architecture, context, sliding window, template and tool-call format, KV bytes and
+    memory, from the header."""
     from openclaw_cli.commands import models as models_cmd
 
-    models_cmd.show(model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, json_out=json_out)
+    models_cmd.show(
+        model,
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        json_out=json_out,
+        chat_template=chat_template,
+    )
 
 
 @models_app.command("add")

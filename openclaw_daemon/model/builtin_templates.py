@@ -124,6 +124,11 @@ def family_of(source: str) -> str:
     return "custom"
 
 
+# The tokens ``by_architecture`` asks about (``catalog`` looks them up in a
+# GGUF's vocabulary without loading the model).
+ASKED_TOKENS = ("<|eot_id|>", "[INST]")
+
+
 def by_architecture(metadata: dict[str, Any], has_token: Callable[[str], bool]) -> str:
     """The builtin for a GGUF's ``general.architecture``."""
     arch = str(metadata.get("general.architecture", ""))

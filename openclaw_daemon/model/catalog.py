@@ -1,20 +1,24 @@
 """What a GGUF file is, from its header alone: ``model_facts(path)`` for
 ``openclaw models show`` (and ``list``), with no model load and no llama_cpp.
 
-The facts are one flat dict with camelCase keys, so a new fact (the template
-family, the tool-call format) is one more key here and a row in the view.
+The facts are one flat dict with camelCase keys, so a new fact is one more key
+here and a row in the view. The chat template is chosen as the daemon would
+choose it (``builtin_templates.choose_template``, imported when asked: it
+brings jinja2); the tool-call format is the tools layer's, so the caller
+passes its chooser in (``tool_format``).
 The stable id rule is ``model_names.model_id``; the quantization it may need
 comes from ``general.file_type`` (llama.cpp's ``llama_ftype``), read here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from openclaw_daemon import config, model_names
 from openclaw_daemon.model import memory_budget
-from openclaw_daemon.model.gguf import arch_value, read_metadata
+from openclaw_daemon.model.gguf import arch_value, header
 from openclaw_daemon.wire.errors import ModelError
 
 # llama.cpp's llama_ftype values (include/llama.h), as the file names spell them.
@@ -91,12 +95,38 @@ def _kv_facts(metadata: dict[str, Any], n_ctx: int, swa: dict[str, Any] | None) 
     }
 
 
-def model_facts(
-    path: Path, *, n_ctx: int | None = None, ram_budget: int | None = None, n_gpu_layers: int = 0
+def _template_facts(
+    metadata: dict[str, Any],
+    tokens: set[str],
+    override: str | None,
+    tool_format: Callable[[str], str] | None,
 ) -> dict[str, Any]:
-    """Everything ``models show`` reports about ``path``, read from its header."""
+    """The chat template the daemon would render with, and where it comes from."""
+    from openclaw_daemon.model.builtin_templates import choose_template
+
+    choice = choose_template(metadata, has_token=tokens.__contains__, override=override)
+    facts = {"templateFamily": choice.family, "templateSource": choice.origin}
+    if tool_format is not None:
+        facts["toolFormat"] = tool_format(choice.source)
+    return facts
+
+
+def model_facts(
+    path: Path,
+    *,
+    n_ctx: int | None = None,
+    ram_budget: int | None = None,
+    n_gpu_layers: int = 0,
+    chat_template: str | None = None,
+    tool_format: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """Everything ``models show`` reports about ``path``, read from its header.
+    ``tool_format`` names the tool-call format of a template source; without
+    it, the facts have no ``toolFormat``."""
+    from openclaw_daemon.model.builtin_templates import ASKED_TOKENS
+
     config.check_gguf(path)
-    metadata = read_metadata(path)
+    metadata, tokens = header(path, ASKED_TOKENS)
     n_ctx = n_ctx or config.n_ctx_setting()
     size = path.stat().st_size
     try:
@@ -113,6 +143,7 @@ def model_facts(
             "contextTrained": int(arch_value(metadata, "context_length", 0) or 0),
             "slidingWindow": {k: v for k, v in swa.items() if k != "_swa"} if swa else None,
             "chatTemplate": "embedded" if isinstance(template, str) and template else "none",
+            **_template_facts(metadata, tokens, chat_template, tool_format),
             "nCtx": n_ctx,
             **_kv_facts(metadata, n_ctx, swa),
             "memoryPredicted": memory_budget.predict(

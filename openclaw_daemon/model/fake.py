@@ -5,10 +5,13 @@ the arithmetic: a test enqueues the replies (as simonw/llm's ``MockModel``),
 and each ``generate`` streams the next one, then the end-of-turn id. The
 tokenizer is byte-level (id = byte value) plus a few ChatML control ids, so
 ``tokenize(a + b) == tokenize(a) + tokenize(b)`` and a test can count tokens
-by hand; the template is ChatML. The live sequence and its KV state are a
-list of ids, and ``kv`` records every snapshot, restore, trim and reset, and
-``prefills`` every prefill, so a test can assert "the second turn prefilled
-only the new message" or "the L2 restore happened".
+by hand; the template is ChatML. A test can add control tokens (``control``,
+e.g. Mistral's ``[TOOL_CALLS]``): replies generate them as one id each, and
+like llama.cpp's they decode to nothing unless ``special``. The live
+sequence and its KV state are a list of ids, and ``kv`` records every
+snapshot, restore, trim and reset, and ``prefills`` every prefill, so a test
+can assert "the second turn prefilled only the new message" or "the L2
+restore happened".
 
 Shipped in the package, not in tests/: it is the second implementation of
 the engine interface (the one that keeps the interface honest), it imports
@@ -48,7 +51,6 @@ IM_START, IM_END, END_OF_TEXT = 256, 257, 258
 SPECIAL_IDS = {"<|im_start|>": IM_START, "<|im_end|>": IM_END, "<|endoftext|>": END_OF_TEXT}
 SPECIAL_TEXT = {token: text for text, token in SPECIAL_IDS.items()}
 N_VOCAB = 259
-_SPECIAL_RE = re.compile("|".join(re.escape(text) for text in SPECIAL_IDS))
 # A snapshot blob: magic, token count, positions lost to the window, then the
 # ids (the "cells") as int32.
 _BLOB_MAGIC = b"FAKEKV02"
@@ -106,7 +108,13 @@ class FakeEngine:
         prefill_delay_s: float = 0.0,
         memory: str = FULL_MEMORY,
         n_swa: int = 0,
+        control: tuple[str, ...] = (),
     ) -> None:
+        self._extra = {text: N_VOCAB + index for index, text in enumerate(control)}
+        self._special = {**SPECIAL_IDS, **self._extra}
+        self._special_text = {token: text for text, token in self._special.items()}
+        self._special_re = _any_of(self._special)
+        self._extra_re = _any_of(self._extra) if self._extra else None
         self.info = ModelInfo(
             path=f"fake:{name}",
             name=name,
@@ -117,7 +125,7 @@ class FakeEngine:
             size_bytes=0,
             gpu_offload=False,
             chat_template=None,
-            n_vocab=N_VOCAB,
+            n_vocab=N_VOCAB + len(control),
             bos_id=-1,
             memory=memory,
             n_swa=n_swa,
@@ -153,10 +161,15 @@ class FakeEngine:
         ids: list[int] = [self.info.bos_id] if add_bos and self.info.bos_id >= 0 else []
         if not special:
             return ids + list(text.encode("utf-8"))
+        return ids + self._with_special(text, self._special_re, self._special)
+
+    @staticmethod
+    def _with_special(text: str, pattern: re.Pattern[str], special: dict[str, int]) -> list[int]:
+        ids: list[int] = []
         position = 0
-        for match in _SPECIAL_RE.finditer(text):
+        for match in pattern.finditer(text):
             ids += text[position : match.start()].encode("utf-8")
-            ids.append(SPECIAL_IDS[match.group()])
+            ids.append(special[match.group()])
             position = match.end()
         return ids + list(text[position:].encode("utf-8"))
 
@@ -166,7 +179,7 @@ class FakeEngine:
             if token < 256:
                 out.append(token)
             elif special:
-                out += SPECIAL_TEXT.get(token, "").encode("utf-8")
+                out += self._special_text.get(token, "").encode("utf-8")
         return bytes(out)
 
     def is_end_of_generation(self, token: int) -> bool:
@@ -265,7 +278,13 @@ class FakeEngine:
             if not self._replies:
                 raise ModelError("the fake model has no reply queued (FakeEngine.enqueue)")
             reply = self._replies.popleft()
-        ids = [*self.tokenize(reply.text, add_bos=False), IM_END]
+        # The model writes a test's control tokens as the one id they are.
+        body = (
+            self._with_special(reply.text, self._extra_re, self._extra)
+            if self._extra_re
+            else self.tokenize(reply.text, add_bos=False)
+        )
+        ids = [*body, IM_END]
         room = self.info.n_ctx - len(self._live)
         pending: int | None = None
         for token in ids[: min(max_tokens, room)]:
@@ -315,6 +334,10 @@ class FakeEngine:
         self._live, self._lost, self._reusing_cells = list(tokens), lost, True
         if self.truncate(keep) != min(keep, len(tokens)):
             raise ModelError(f"the saved KV state cannot be cut back to {keep} tokens")
+
+
+def _any_of(texts: dict[str, int]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
 
 
 def factory(engine: FakeEngine) -> EngineFactory:

@@ -2,12 +2,14 @@
 
 The daemon predicts its memory from these numbers before it asks llama.cpp to
 load anything, so a configuration that cannot fit is refused up front. Pure
-standard library; arrays (the tokenizer's vocabulary) are skipped, not kept.
+standard library; arrays (the tokenizer's vocabulary) are skipped, not kept,
+but a few named tokens can be looked for on the way (``header``).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,6 +30,7 @@ _SCALARS = {
     12: "<d",
 }
 _STRING, _ARRAY = 8, 9
+_VOCABULARY = "tokenizer.ggml.tokens"
 # Arrays longer than this are skipped (vocabularies); short ones (per-layer
 # head counts) are kept.
 _KEEP_ARRAY_MAX = 4096
@@ -91,6 +94,13 @@ def _skip_array(handle: BinaryIO, kind: int, count: int, depth: int) -> None:
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """Every scalar and short-array key of ``path``'s GGUF header."""
+    return header(path)[0]
+
+
+def header(path: Path, look_for: Collection[str] = ()) -> tuple[dict[str, Any], set[str]]:
+    """``read_metadata``, and which of the tokens ``look_for`` the vocabulary
+    holds (what the builtin template choice asks, e.g. Llama 3's ``<|eot_id|>``)."""
+    found: set[str] = set()
     try:
         with path.open("rb") as handle:
             if handle.read(4) != MAGIC:
@@ -103,8 +113,12 @@ def read_metadata(path: Path) -> dict[str, Any]:
             metadata: dict[str, Any] = {}
             for _ in range(n_kv):
                 key = _string(handle)
-                metadata[key] = _value(handle, _unpack(handle, "<I"))
-            return metadata
+                kind = _unpack(handle, "<I")
+                if key == _VOCABULARY and look_for and kind == _ARRAY:
+                    metadata[key], found = _scan_strings(handle, set(look_for))
+                    continue
+                metadata[key] = _value(handle, kind)
+            return metadata, found
     except _CorruptHeader as exc:
         raise ModelError(
             f"could not load {path}: its GGUF header is corrupt ({exc})",
@@ -112,6 +126,16 @@ def read_metadata(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise ModelError(f"could not load {path}: {exc}") from exc
+
+
+def _scan_strings(handle: BinaryIO, wanted: set[str]) -> tuple[list[Any] | None, set[str]]:
+    """An array as ``_value`` reads it, and the ``wanted`` strings it holds."""
+    item_kind, count = _unpack(handle, "<I"), _count(handle, _MAX_COUNT, "array length")
+    if item_kind != _STRING:
+        _skip_array(handle, item_kind, count, 1)
+        return None, set()
+    items = [_string(handle) for _ in range(count)]
+    return (items if count <= _KEEP_ARRAY_MAX else None), wanted.intersection(items)
 
 
 def arch_value(metadata: dict[str, Any], key: str, default: Any = None) -> Any:

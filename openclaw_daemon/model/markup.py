@@ -11,11 +11,17 @@ sentinel; the text between sentinels is markup. If the template transforms
 content (so the sentinel render does not reproduce the real one), each
 content is found in order in the real render instead; a gap that should hold
 a content not found is treated as content: plain text is the safe default.
+
+One exception, ``Trusted``: the tools section is ours, not the user's, yet it
+sits in the system message's content; a family whose template would write
+its own control tags there (Mistral's ``[AVAILABLE_TOOLS]``) gets those tags,
+inside that exact section only, as markup.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from openclaw_daemon.model.chat_template import ChatMessage, ChatTemplate
@@ -25,6 +31,14 @@ _OPEN, _CLOSE = "\ue000", "\ue001"
 _SENTINEL = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 
 Span = tuple[int, int, bool]  # start, end, is_markup
+
+
+@dataclass(frozen=True)
+class Trusted:
+    """Text of ours inside a message's content, and its control tags."""
+
+    text: str  # the tools section, as the head holds it
+    tags: tuple[str, ...]  # the control tags that are markup inside it
 
 
 def spans(
@@ -93,4 +107,33 @@ def _by_search(contents: list[str], rendered: str) -> list[Span]:
         out.append((at, at + len(content), False))
         pos, lost = at + len(content), False
     out.append((pos, len(rendered), not lost))
+    return [s for s in out if s[1] > s[0]]
+
+
+def lift(pieces: list[Span], rendered: str, trusted: Trusted | None) -> list[Span]:
+    """``pieces`` with the control tags inside each whole occurrence of
+    ``trusted.text`` in content made markup (the rest stays content)."""
+    if trusted is None or not trusted.text or not trusted.tags:
+        return pieces
+    out: list[Span] = []
+    for start, end, is_markup in pieces:
+        if is_markup:
+            out.append((start, end, True))
+            continue
+        out += _split_content(start, end, rendered, trusted)
+    return out
+
+
+def _split_content(start: int, end: int, rendered: str, trusted: Trusted) -> list[Span]:
+    tags = re.compile("|".join(re.escape(t) for t in sorted(trusted.tags, key=len, reverse=True)))
+    out: list[Span] = []
+    pos = start
+    at = rendered.find(trusted.text, pos, end)
+    while at >= 0:
+        section_end = at + len(trusted.text)
+        for match in tags.finditer(rendered, at, section_end):
+            out += [(pos, match.start(), False), (match.start(), match.end(), True)]
+            pos = match.end()
+        at = rendered.find(trusted.text, section_end, end)
+    out.append((pos, end, False))
     return [s for s in out if s[1] > s[0]]

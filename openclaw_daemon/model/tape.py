@@ -7,22 +7,18 @@ new user message, the generated ids, then the template's trailer after the
 assistant message. The tape's ``text`` always equals the template's full render
 of ``messages``; ``tests/e2e/test_tape_template.py`` proves it. Only the template's markup is
 tokenized with special tokens parsed; message content is plain text
-(``markup``).
+(``markup``), but for the tools section's control tags (``markup.Trusted``).
+Generated ids are matched against their text with the tool-call format's
+control tags spelled (``spelled``), as the decoder streamed them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from openclaw_daemon.model import markup
 from openclaw_daemon.model.chat_template import ChatMessage, ChatTemplate
-
-
-class Tokenizer(Protocol):
-    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]: ...
-
-    def detokenize(self, tokens: list[int]) -> bytes: ...
+from openclaw_daemon.model.text_stream import Tokenizer, spell
 
 
 @dataclass
@@ -51,10 +47,20 @@ class PromptPlan:
 class TapeBuilder:
     """Extends tapes with a chat template and a tokenizer."""
 
-    def __init__(self, template: ChatTemplate, tokenizer: Tokenizer, *, add_bos: bool) -> None:
+    def __init__(
+        self,
+        template: ChatTemplate,
+        tokenizer: Tokenizer,
+        *,
+        add_bos: bool,
+        trusted: markup.Trusted | None = None,
+        spelled: frozenset[int] = frozenset(),
+    ) -> None:
         self.template = template
         self.tokenizer = tokenizer
         self.add_bos = add_bos
+        self.trusted = trusted
+        self.spelled = spelled
 
     def _tokenize_rendered(
         self,
@@ -72,6 +78,7 @@ class TapeBuilder:
         pieces = markup.spans(
             self.template, messages, text, add_generation_prompt=add_generation_prompt
         )
+        pieces = markup.lift(pieces, text, self.trusted)
         for begin, end, special in pieces:
             begin = max(begin, start)
             if begin < end:
@@ -136,7 +143,8 @@ class TapeBuilder:
         dropped and their surviving text is re-tokenized instead.
         """
         for count in range(len(generated), -1, -1):
-            text = self.tokenizer.detokenize(generated[:count]).decode("utf-8", errors="replace")
+            ids = generated[:count]
+            text = spell(self.tokenizer, ids, self.spelled).decode("utf-8", errors="replace")
             if content.startswith(text):
                 return generated[:count], text
         return [], ""

@@ -2,11 +2,49 @@
 
 Holds back an incomplete UTF-8 sequence and any tail that could still grow
 into a stop string, so what the CLI prints never has to be taken back.
+``control_ids`` says which generated ids are decoded with their control-token
+spelling (a tool-call format's tags), since the rest are decoded without.
 """
 
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable
+from typing import Protocol
+
+
+class Tokenizer(Protocol):
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> bytes: ...
+
+
+def control_tokens(tokenizer: Tokenizer, tags: Iterable[str]) -> dict[str, int]:
+    """Those ``tags`` that are one token each in this vocabulary, with their ids.
+
+    Generated text is decoded without control tokens (an end-of-turn id must
+    not print), but a tool-call format's tags may be control tokens, and then
+    they would vanish before the parser sees them. A tag that is several
+    tokens here is plain text already, and needs nothing.
+    """
+    found: dict[str, int] = {}
+    for tag in tags:
+        tokens = tokenizer.tokenize(tag, add_bos=False, special=True)
+        if len(tokens) == 1 and tokenizer.detokenize(tokens, special=True) == tag.encode():
+            found[tag] = tokens[0]
+    return found
+
+
+def control_ids(tokenizer: Tokenizer, tags: Iterable[str]) -> frozenset[int]:
+    """The ids of ``control_tokens``: what the decoder spells."""
+    return frozenset(control_tokens(tokenizer, tags).values())
+
+
+def spell(tokenizer: Tokenizer, tokens: list[int], spelled: frozenset[int]) -> bytes:
+    """The bytes of ``tokens``, the ``spelled`` control ids as their tags."""
+    if not spelled.intersection(tokens):
+        return tokenizer.detokenize(tokens)
+    return b"".join(tokenizer.detokenize([t], special=t in spelled) for t in tokens)
 
 
 class TextStream:

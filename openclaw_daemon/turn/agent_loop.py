@@ -163,7 +163,7 @@ class AgentLoop:
     def _interrupted_step(self, plan: PromptPlan, reused: int, error: OpenClawError) -> Step:
         """The model call a stop cut short, with what it had generated (maybe nothing)."""
         partial = self.calls.partial or Generation("", [], error.code, None)
-        shown = interrupted.shown_text(partial.text, self.transcript.format.tags.call_open)
+        shown = interrupted.shown_text(partial.text, self.transcript.format.tags.hidden)
         generation = Generation(
             shown, partial.ids, interrupted.stop_reason(error), partial.first_token_at
         )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from openclaw_daemon.cache.prefix_cache import PrefixCache
 from openclaw_daemon.config import Paths
+from openclaw_daemon.model import markup
 from openclaw_daemon.model.tape import TapeBuilder
 from openclaw_daemon.turn.agent_loop import AgentLoop
 from openclaw_daemon.turn.compactor import Compactor
@@ -43,7 +44,17 @@ def turn_services(
         observe_prefill=cache.observe_prefill,
         tags=transcript.format.tags,
     )
-    builder = TapeBuilder(engine.template, engine, add_bos=engine.add_bos)
+    builder = TapeBuilder(
+        engine.template,
+        engine,
+        add_bos=engine.add_bos,
+        # The tools section's control tags go in as the tokens the model knows
+        # (only those that are one here: splitting the section at a tag the
+        # vocabulary lacks would change its tokens for nothing), and generated
+        # ones are matched as the decoder spelled them.
+        trusted=markup.Trusted(transcript.tools_section, tuple(calls.control)),
+        spelled=calls.spelled,
+    )
     saved = TapeStore(
         paths.state_dir / "cache" / "tapes", cache.store.dir.name, n_vocab=engine.info.n_vocab
     )

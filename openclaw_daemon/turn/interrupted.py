@@ -29,10 +29,13 @@ def stop_reason(error: OpenClawError) -> str:
     return "aborted" if error.code in _ABORTS else "error"
 
 
-def shown_text(text: str, call_open: str) -> str:
+def shown_text(text: str, hidden: list[str]) -> str:
     """The part of an interrupted reply the user saw: up to any tool call (the
-    stream hides calls, and an interrupted one was never run)."""
-    return text.split(call_open)[0]
+    stream hides calls, and an interrupted one was never run). ``hidden`` is
+    the format's ``CallTags.hidden``."""
+    for tag in hidden:
+        text = text.split(tag)[0]
+    return text
 
 
 def worth_keeping(steps: list[Any]) -> bool:

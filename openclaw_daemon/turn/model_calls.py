@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon.model.base import SamplingParams
 from openclaw_daemon.model.tape import PromptPlan
-from openclaw_daemon.model.text_stream import TextStream
+from openclaw_daemon.model.text_stream import TextStream, control_tokens
 from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.wire.errors import OpenClawError
 
@@ -61,6 +61,10 @@ class ModelCalls:
     ) -> None:
         self.engine = engine
         self.tags = tags
+        # The format's tags that are control tokens here: decoded with their
+        # spelling, or ``[TOOL_CALLS]`` would vanish before the parser sees it.
+        self.control = control_tokens(engine, tags.control)
+        self.spelled = frozenset(self.control.values())
         self.prefill_batch = prefill_batch
         self.observe_prefill = observe_prefill
         # What the last interrupted decode had generated (its text was streamed
@@ -150,6 +154,7 @@ class ModelCalls:
         ids: list[int] = []
         stop_reason = "length"
         self.partial = None
+        spelled, detokenize = self.spelled, self.engine.detokenize
         tokens = self.engine.generate(
             params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
         )
@@ -162,7 +167,8 @@ class ModelCalls:
                     stop_reason = "stop"
                     break
                 ids.append(token)
-                self._show(shown, stream.push(self.engine.detokenize([token])), call)
+                piece = detokenize([token], special=token in spelled)
+                self._show(shown, stream.push(piece), call)
                 if stream.stopped:
                     stop_reason = "stop"
                     break
@@ -189,7 +195,7 @@ class ModelCalls:
         # one has finished its reply.
         stream = TextStream(stops + self.tags.result_stops if hide_calls else stops)
         # A second filter only for what the user sees: it stops at a tool call.
-        shown = TextStream([self.tags.call_open] if hide_calls else [])
+        shown = TextStream(self.tags.hidden if hide_calls else [])
         return stream, shown
 
     def _show(self, shown: TextStream, piece: str, call: CallContext) -> None:

@@ -34,6 +34,11 @@ def test_models_list_show_add_remove(cli: Cli, gemma_gguf: Path) -> None:
         "embedded",
     )
     assert smol["slidingWindow"] is None
+    assert (smol["templateFamily"], smol["templateSource"], smol["toolFormat"]) == (
+        "chatml",
+        "embedded",
+        "hermes",
+    )
     assert smol["kvBytesPerToken"] == 30 * 3 * 128 * 2  # layers x kv heads x (k+v) x f16
     assert smol["memoryPredicted"]["kvCache"] == 8192 * smol["kvBytesPerToken"]
 
@@ -49,7 +54,12 @@ def test_models_list_show_add_remove(cli: Cli, gemma_gguf: Path) -> None:
     assert gemma["kvBytesAtContextWindowCache"] == 3 * 4096 * 1024 + 15 * 1024 * 1024
     text = cli.run("models", "show", str(gemma_gguf)).stdout
     assert "sliding window     512 tokens on 15 of 18 layers (SSSSSG" in text
-    assert "chat template      none" in text
+    # No template in the GGUF: the daemon's builtin by architecture, and its format.
+    assert (gemma["templateFamily"], gemma["toolFormat"]) == ("gemma", "gemma")
+    assert "chat template      gemma (builtin:gemma (no template in the GGUF))" in text
+    assert "tool format        gemma" in text
+    forced = _json(cli, "models", "show", "g3", "--chat-template", "chatml")
+    assert (forced["templateSource"], forced["toolFormat"]) == ("override:chatml", "hermes")
 
     registry = cli.state_dir / "models.json"
     before = registry.read_bytes()
@@ -61,6 +71,7 @@ def test_models_list_show_add_remove(cli: Cli, gemma_gguf: Path) -> None:
         (("add", str(gemma_gguf), "--name", "No Spaces"), "invalid model name"),
         (("remove", "nope"), "unknown model 'nope'"),
         (("show", "nope"), "unknown model 'nope'"),
+        (("show", "g3", "--chat-template", "nope"), "neither a builtin template nor a readable"),
     ):
         proc = cli.run("models", *args, check=False)
         assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)

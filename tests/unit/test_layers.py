@@ -183,6 +183,10 @@ CLI_MAY_IMPORT = (
     "openclaw_daemon.observability",
     "openclaw_daemon.model.admission",
     "openclaw_daemon.model.catalog",  # GGUF headers only, for `openclaw models`
+    # `models show` names the tool-call format, imported inside the command
+    # (jinja2; tests/unit/test_cli_imports.py proves start-up does not load it).
+    "openclaw_daemon.model.chat_template",
+    "openclaw_daemon.tools.formats",
     "openclaw_sessions",
 )
 

@@ -25,12 +25,23 @@ class CallTags:
     call_close: str
     result_open: str = ""
     result_close: str = ""
+    # The tags the family's vocabulary holds as control tokens (Mistral's
+    # ``[TOOL_CALLS]``, Llama 3's ``<|python_tag|>``). Reply text is decoded
+    # without control tokens, so the decoder spells exactly these, or the
+    # parser would never see them; in the tools section they go in as markup.
+    control: tuple[str, ...] = ()
 
     @property
     def result_stops(self) -> list[str]:
         """Result tags are the runtime's to write: a model imitating one has
         finished its reply, so decoding stops there."""
         return [tag for tag in (self.result_open, self.result_close) if tag]
+
+    @property
+    def hidden(self) -> list[str]:
+        """Where the text the user is shown ends: at a call, or at any control
+        tag (they are tool syntax, never words for the user)."""
+        return [self.call_open, *(tag for tag in self.control if tag != self.call_open)]
 
 
 class ToolFormat(Protocol):

@@ -21,7 +21,15 @@ from openclaw_daemon.tools.formats.base import CallTags, joined_results
 from openclaw_daemon.tools.spec import ParsedReply, ToolCall, ToolSpec, known_call
 from openclaw_daemon.wire.errors import ModelError
 
-TAGS = CallTags("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+# Qwen's vocabulary holds the call tags as plain added tokens (decoded either
+# way); a fine-tune that made them control tokens gets them spelled too.
+TAGS = CallTags(
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    control=("<tool_call>", "</tool_call>"),
+)
 _CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 

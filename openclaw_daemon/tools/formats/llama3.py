@@ -23,7 +23,7 @@ from openclaw_daemon.tools.spec import ParsedReply, ToolCall, ToolSpec
 
 PYTHON_TAG = "<|python_tag|>"
 # A call opens with its "name" key: that is where the user stops being shown text.
-TAGS = CallTags('{"name": ', "}")
+TAGS = CallTags('{"name": ', "}", control=(PYTHON_TAG,))
 _CALL_START = re.compile(r'(?:<\|python_tag\|>\s*)?\{\s*"name"\s*:')
 
 

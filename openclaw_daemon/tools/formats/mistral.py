@@ -7,8 +7,10 @@ its own ``tool`` message carrying that id, which the template renders as
 ``[TOOL_RESULTS]{"content": ..., "call_id": ...}[/TOOL_RESULTS]``, so the
 content is written as a JSON string.
 
-Our call ids are longer, so the 9-character id is derived from ours: the same
-call renders, and its result answers, with the same id.
+A call's id is the one the model wrote, when it wrote a valid one: the stored
+reply (the text as generated) and the result then name the same id. Only a
+call without one gets an id derived from ours (``mistral_id``), and the same
+call renders, and its result answers, with that id.
 """
 
 from __future__ import annotations
@@ -25,13 +27,24 @@ from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.tools.formats.hermes import parse_call_json
 from openclaw_daemon.tools.spec import ParsedReply, ToolCall, ToolSpec
 
-TAGS = CallTags("[TOOL_CALLS]", "]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
+TOOLS_OPEN, TOOLS_CLOSE = "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]"
+TAGS = CallTags(
+    "[TOOL_CALLS]",
+    "]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    control=("[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", TOOLS_OPEN, TOOLS_CLOSE),
+)
 _ID_ALPHABET = string.ascii_letters + string.digits
 ID_SCHEMA = {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}
+_ID_RE = re.compile(r"[a-zA-Z0-9]{9}")
 
 
 def mistral_id(call_id: str) -> str:
-    """A 9-character alphanumeric id, the same for the same ``call_id``."""
+    """A 9-character alphanumeric id, the same for the same ``call_id``; an
+    id that is one already (the model's own) is itself."""
+    if _ID_RE.fullmatch(call_id):
+        return call_id
     number = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
     chars = []
     for _ in range(9):
@@ -48,7 +61,7 @@ class MistralFormat:
 
     def prompt_section(self, tools: Sequence[ToolSpec]) -> str:
         definitions = ", ".join(json.dumps(t.definition()) for t in tools)
-        return f"[AVAILABLE_TOOLS][{definitions}][/AVAILABLE_TOOLS]"
+        return f"{TOOLS_OPEN}[{definitions}]{TOOLS_CLOSE}"
 
     def call_schema(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -73,7 +86,7 @@ class MistralFormat:
         items = data if isinstance(data, list) else [data]
         calls: list[ToolCall] = []
         for item in items:
-            call_id = f"{call_id_prefix}_{len(calls)}"
+            call_id = _model_id(item, calls) or mistral_id(f"{call_id_prefix}_{len(calls)}")
             if isinstance(item, dict):
                 item = {k: v for k, v in item.items() if k != "id"}
             calls.append(parse_call_json(json.dumps(item), call_id))
@@ -91,6 +104,16 @@ class MistralFormat:
             {"role": "tool", "content": text, "tool_call_id": mistral_id(call_id)}
             for text, call_id in zip(texts, call_ids, strict=True)
         ]
+
+
+def _model_id(item: Any, earlier: list[ToolCall]) -> str | None:
+    """The id the model wrote for a call, if valid and not already taken by an
+    earlier call of the same reply (results are matched to calls by id)."""
+    wrote = item.get("id") if isinstance(item, dict) else None
+    taken = {call.id for call in earlier}
+    if isinstance(wrote, str) and _ID_RE.fullmatch(wrote) and wrote not in taken:
+        return wrote
+    return None
 
 
 FORMAT = MistralFormat()
