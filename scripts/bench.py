@@ -90,9 +90,11 @@ def workspace_document(target_tokens: int, seed: int = 7) -> str:
 
 
 class Runner:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, model: str | None = None) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
         self.env["OPENCLAW_STATE_DIR"] = str(state_dir)
+        if model:  # a GGUF path or a registered name; the daemon starts on it
+            self.env["OPENCLAW_MODEL"] = model
 
     def cli(
         self, *args: str, timeout: float = 900, cwd: Path | None = None
@@ -714,6 +716,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="scenario 11 repetitions")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
+        "--model", default=None, help="GGUF path or model name (default: the embedded model)"
+    )
+    parser.add_argument(
         "--only",
         choices=("all", "compaction", "trace", "s9"),
         default="all",
@@ -724,7 +729,7 @@ def main() -> int:
     args = parser.parse_args()
     target = 1500 if args.quick else 6000
     state_dir = Path(tempfile.mkdtemp(prefix="oc-bench-", dir="/tmp"))
-    runner = Runner(state_dir)
+    runner = Runner(state_dir, args.model)
     try:
         results: dict[str, Any] = {
             "startedAt": time.strftime("%Y-%m-%d %H:%M:%S"),
