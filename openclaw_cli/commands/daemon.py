@@ -229,6 +229,7 @@ def status(*, json_out: bool) -> int:
         ("kv cache", _cache_line(info["cache"])),
         ("n_ctx", info["nCtx"]),
         ("chat template", f"{info.get('templateFamily')} ({info.get('templateSource')})"),
+        ("kv memory", _kv_memory_line(info.get("kvMemory") or {})),
         ("offload", _offload_line(info)),
         ("sessions", info["sessions"]),
         ("turns served", info["turnsServed"]),
@@ -257,3 +258,13 @@ def _cache_line(cache: dict[str, Any]) -> str:
         f"{cache['ramBudget'] / 2**20:.0f} MiB), {cache['diskEntries']} on disk "
         f"({cache['diskBytes'] / 2**20:.0f} of {cache['diskBudget'] / 2**20:.0f} MiB)"
     )
+
+
+def _kv_memory_line(memory: dict[str, Any]) -> str:
+    """How far a cached state can be reused: any prefix, or less (docs/internals.md)."""
+    kind = memory.get("kind", "full")
+    if kind == "sliding-window":
+        return f"sliding window of {memory.get('slidingWindow')} tokens (reuse checked per state)"
+    if kind in ("recurrent", "hybrid"):
+        return f"{kind} (reused only at exact stored boundaries)"
+    return "full attention (any cached prefix reused)"

@@ -207,6 +207,8 @@ class Daemon:
             "gpuOffload": info.gpu_offload,
             "templateFamily": info.template_family,
             "templateSource": info.template_source,
+            # What a cached state of this model can be cut back to (docs/internals.md).
+            "kvMemory": {"kind": info.memory, "slidingWindow": info.n_swa},
             "offload": {
                 "backend": info.gpu_backend,
                 "layersOffloaded": info.n_gpu_layers,

@@ -38,6 +38,8 @@ def test_new_sessions_reuse_an_earlier_sessions_state_and_answer_the_same(
     cli: Cli, gemma_gguf: Path
 ) -> None:
     first = _ask(cli, gemma_gguf, "a")
+    assert cli.status()["kvMemory"] == {"kind": "sliding-window", "slidingWindow": 512}
+    assert "sliding window of 512 tokens" in cli.run("daemon", "status").stdout
     reference = _text(first)
     assert reference.strip()
     # Session a goes on, past its first prompt and most of a window.
