@@ -3,10 +3,11 @@ system prompt and tools shares, so a checkpoint parked there serves them all.
 
 Needed only for memory that cannot be cut back freely (a sliding window,
 recurrent layers): a full-attention state of any longer session is trimmed to
-the head instead. The head is the render of the system message alone; its
-tokens' common prefix with the prompt is the boundary (a template that folds
-the system prompt into the first user turn, as Gemma's does, still shares
-that much).
+the head instead. The head is what the renders of the system message followed
+by two different user messages share: the system message as ChatML writes it
+(plus the user turn's opening), or, for a template that folds the system
+prompt into the first user turn as Gemma's does, that turn up to the user's
+words. Its common prefix with the prompt is the boundary.
 """
 
 from __future__ import annotations
@@ -30,10 +31,18 @@ class HeadBoundary:
             return 0
         text = str(head.get("content", ""))
         if self._head[0] != text or not self._head[1]:
-            self._head = (text, self.builder.from_messages([head]).tokens)
-        count = 0
-        for ours, theirs in zip(self._head[1], plan.tokens, strict=False):
-            if ours != theirs:
-                break
-            count += 1
-        return count
+            one, other = (
+                self.builder.from_messages([head, {"role": "user", "content": words}]).tokens
+                for words in ("x", "?")
+            )
+            self._head = (text, one[: _common(one, other)])
+        return _common(self._head[1], plan.tokens)
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    count = 0
+    for ours, theirs in zip(a, b, strict=False):
+        if ours != theirs:
+            break
+        count += 1
+    return count

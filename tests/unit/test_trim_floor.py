@@ -179,3 +179,18 @@ def test_a_restore_asked_to_cut_past_the_floor_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ModelError, match="cannot be cut back"):
         engine.restore(held, blob, keep=5)
     assert engine.live_tokens == []
+
+
+def test_the_head_boundary_ends_where_sessions_with_one_system_prompt_part() -> None:
+    from openclaw_daemon.model.tape import TapeBuilder
+    from openclaw_daemon.turn.head_boundary import HeadBoundary
+
+    engine = FakeEngine(memory=SLIDING_WINDOW, n_swa=WINDOW)
+    builder = TapeBuilder(engine.template, engine, add_bos=False)
+    system = {"role": "system", "content": "Be brief."}
+    plan = builder.plan_turn(builder.from_messages([system]), [{"role": "user", "content": "Hi"}])
+    boundary = HeadBoundary(engine, builder).of(plan)
+    head = engine.detokenize(plan.tokens[:boundary], special=True).decode()
+    assert head == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"
+    # Full attention needs none: any longer state is trimmed to the head.
+    assert HeadBoundary(FakeEngine(), builder).of(plan) == 0
