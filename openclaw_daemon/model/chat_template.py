@@ -7,6 +7,7 @@ llama-cpp-python and HF transformers do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from typing import Any
@@ -77,16 +78,41 @@ class ChatTemplate:
 
     def render(self, messages: list[ChatMessage], *, add_generation_prompt: bool) -> str:
         try:
-            return str(
-                self._template.render(
-                    messages=messages,
-                    add_generation_prompt=add_generation_prompt,
-                    bos_token=self.bos_token,
-                    eos_token=self.eos_token,
-                )
-            )
+            return self._render(messages, add_generation_prompt)
         except jinja2.exceptions.TemplateError as exc:
+            # Templates that insist on alternating roles (Gemma's, Mistral's)
+            # refuse two user turns in a row, which a transcript has when tool
+            # results go back as a user turn and the next message follows them
+            # (a turn stopped by --max-steps). Such turns are joined, as one.
+            merged = merge_repeated_roles(messages)
+            if len(merged) < len(messages):
+                with contextlib.suppress(jinja2.exceptions.TemplateError):
+                    return self._render(merged, add_generation_prompt)
             raise ModelError(
                 f"the chat template of {self.label} failed to render: {exc}",
                 hint=self.fallback,
             ) from exc
+
+    def _render(self, messages: list[ChatMessage], add_generation_prompt: bool) -> str:
+        return str(
+            self._template.render(
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+        )
+
+
+def merge_repeated_roles(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Consecutive user (or assistant) messages as one, their texts joined by a
+    blank line."""
+    merged: list[ChatMessage] = []
+    for message in messages:
+        role = message.get("role")
+        if merged and role in ("user", "assistant") and merged[-1].get("role") == role:
+            joined = f"{merged[-1].get('content') or ''}\n\n{message.get('content') or ''}"
+            merged[-1] = {**merged[-1], "content": joined}
+        else:
+            merged.append(dict(message))
+    return merged

@@ -217,3 +217,28 @@ def test_a_template_that_fails_names_the_model_and_the_fallback(tmp_path: Path) 
     assert "Gemma 3 270m (file:/x.jinja) failed to render: nope" in caught.value.message
     assert "--chat-template gemma" in caught.value.hint
     assert json.loads(json.dumps(caught.value.message))  # plain text
+
+
+def test_a_strictly_alternating_template_gets_repeated_user_turns_joined() -> None:
+    """Gemma's template refuses two user turns in a row; a transcript has them
+    when tool results (a user turn for Gemma) are followed by the next message,
+    as after a turn stopped by --max-steps. They are rendered as one turn."""
+    from openclaw_daemon.model.builtin_templates import GEMMA_TEMPLATE
+    from openclaw_daemon.model.chat_template import ChatTemplate
+
+    template = ChatTemplate(GEMMA_TEMPLATE, bos_token="<bos>", eos_token="<eos>")
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Read a.txt"},
+        {"role": "assistant", "content": "<tool_call>{}</tool_call>"},
+        {"role": "user", "content": "<tool_response>hello</tool_response>"},
+        {"role": "user", "content": "And now?"},
+    ]
+    rendered = template.render(messages, add_generation_prompt=True)
+    assert rendered.endswith(
+        "<start_of_turn>user\n<tool_response>hello</tool_response>\n\nAnd now?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    # A template that accepts them keeps them apart (the prompt stays append-only).
+    chatml = ChatTemplate(None, bos_token="", eos_token="<|im_end|>")
+    assert chatml.render(messages, add_generation_prompt=False).count("<|im_start|>user") == 3
