@@ -380,12 +380,7 @@ def _compaction_status(runner: Runner) -> dict[str, int]:
 
 
 def _wait_status(runner: Runner, done: Any, timeout: float) -> bool:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if done(_compaction_status(runner)):
-            return True
-        time.sleep(0.5)
-    return False
+    return _wait_for(lambda: done(_compaction_status(runner)), timeout)
 
 
 def compaction_suite(runner: Runner, document: str) -> dict[str, Any]:

@@ -73,15 +73,10 @@ class KVStore:
 
     # -- lookups ---------------------------------------------------------------
     def best(self, tokens: list[int]) -> tuple[Match, CacheEntry | None]:
-        """The longest cached prefix of ``tokens`` and the cheapest entry holding it."""
-        with self._lock:
-            match = self.index.longest_match(tokens)
-            usable = [self.entries[key] for key in match.keys if self.entries[key].usable]
-            if not usable:
-                return match, None
-            # RAM before disk, then the smallest blob (cheapest to restore).
-            entry = min(usable, key=lambda e: (e.blob is None, e.blob_bytes))
-            return match, entry
+        """The longest cached prefix of ``tokens`` and the cheapest entry that can
+        give all of it (``reusable`` without the prefill's last-token limit)."""
+        _, entry, match = self.reusable(tokens, len(tokens))
+        return match, entry
 
     def reusable(self, tokens: list[int], limit: int) -> tuple[int, CacheEntry | None, Match]:
         """The most of ``tokens`` (at most ``limit``) a restore can give, the

@@ -12,6 +12,7 @@ words. Its common prefix with the prompt is the boundary.
 
 from __future__ import annotations
 
+from openclaw_daemon.cache.prefix_index import common_prefix
 from openclaw_daemon.model.base import FULL_MEMORY, ModelEngine
 from openclaw_daemon.model.tape import PromptPlan, TapeBuilder
 
@@ -35,14 +36,5 @@ class HeadBoundary:
                 self.builder.from_messages([head, {"role": "user", "content": words}]).tokens
                 for words in ("x", "?")
             )
-            self._head = (text, one[: _common(one, other)])
-        return _common(self._head[1], plan.tokens)
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    count = 0
-    for ours, theirs in zip(a, b, strict=False):
-        if ours != theirs:
-            break
-        count += 1
-    return count
+            self._head = (text, one[: common_prefix(one, other)])
+        return common_prefix(self._head[1], plan.tokens)
