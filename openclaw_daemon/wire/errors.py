@@ -125,6 +125,36 @@ class ResourceError(OpenClawError):
     code = "resources"
 
 
+class ConfigError(OpenClawError):
+    """``openclaw.json`` is unreadable, not JSON5, or names something that does not exist."""
+
+    code = "config"
+    exit_code = 2
+
+
+class UpstreamError(OpenClawError):
+    """An upstream engine (llama-server, vLLM, ...) refused, failed or went away.
+
+    ``retryable`` says whether the same request may be sent again (nothing was
+    streamed to the user and no tool ran); ``retry_after`` is the server's own
+    ``Retry-After`` in seconds, when it gave one."""
+
+    code = "upstream"
+
+    def __init__(
+        self, message: str, *, hint: str = "", retryable: bool = False, retry_after: float = 0.0
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class UpstreamContextOverflowError(ContextOverflowError):
+    """The upstream said the prompt exceeds its context: compact and retry once."""
+
+    code = "upstream_context_overflow"
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (
@@ -146,6 +176,9 @@ _BY_CODE = {
         CacheCorruptError,
         ResourceError,
         ToolError,
+        ConfigError,
+        UpstreamError,
+        UpstreamContextOverflowError,
     )
 }
 
