@@ -25,11 +25,43 @@ def _embedded() -> dict[str, Any] | None:
     return {"name": model_names.EMBEDDED_MODEL_NAME, "path": str(path), "source": "embedded"}
 
 
-def upstream_models() -> list[dict[str, Any]]:
-    """Models served by a configured upstream (llama-server, vLLM, ...). The seam for
-    the upstream-engine work: each entry like a registered one, with ``source``
-    ``upstream`` and no path. None are configured yet."""
-    return []
+def upstream_models(*, probe: bool = True) -> list[dict[str, Any]]:
+    """Every model of every provider in ``openclaw.json``, each with whether its server
+    answers and serves it (one ``GET /models`` per provider, all at once)."""
+    from openclaw_daemon.upstream import config_file
+
+    cfg = config_file.load()
+    providers = [p for p in cfg.providers.values() if p.models]
+    reach: dict[str, dict[str, Any]] = {}
+    if probe:
+        from openclaw_daemon.upstream.probe import probe_all
+
+        reach = probe_all([p for p in providers if p.problem() is None])
+    listed = []
+    for provider in providers:
+        for model in provider.models:
+            found = reach.get(provider.id)
+            problem = provider.problem() or (found or {}).get("problem")
+            if found and found["reachable"] and model.id not in found["served"]:
+                problem = (
+                    f"the server does not list {model.id!r} (it serves: "
+                    + (", ".join(found["served"]) or "nothing")
+                    + ")"
+                )
+            listed.append(
+                {
+                    "name": model.ref,
+                    "id": model.id,
+                    "path": provider.base_url,
+                    "source": "upstream",
+                    "sizeBytes": None,
+                    "contextWindow": model.context_window,
+                    "maxTokens": model.max_tokens,
+                    "reachable": bool(found and found["reachable"]) if probe else None,
+                    "problem": problem,
+                }
+            )
+    return listed
 
 
 def _entry(base: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +106,12 @@ def list_models(*, json_out: bool) -> None:
     for entry in models:
         mark = "*" if entry["default"] else " "
         size = f"{entry['sizeBytes'] / MIB:.0f} MiB" if entry["sizeBytes"] else "-"
+        source = entry["source"]
+        if source == "upstream":
+            size, source = "-", "upstream (up)" if entry["reachable"] else "upstream (down)"
         sys.stdout.write(
             f"{mark} {entry['name'] or '-':<28} {entry['id']:<30} {size:>9}  "
-            f"{entry['source']:<14} {entry['path']}\n"
+            f"{source:<16} {entry['path']}\n"
         )
         if entry["problem"]:
             sys.stdout.write(f"    problem: {entry['problem']}\n")

@@ -188,6 +188,10 @@ CLI_MAY_IMPORT = (
     "openclaw_daemon.model.chat_template",
     "openclaw_daemon.tools.formats",
     "openclaw_sessions",
+    # `models list` reads openclaw.json (stdlib + json5) and probes the upstreams
+    # (httpx), both imported inside the command, off the start-up path.
+    "openclaw_daemon.upstream.config_file",
+    "openclaw_daemon.upstream.probe",
 )
 
 

@@ -1,0 +1,1 @@
+"""Upstream engines: OpenAI-compatible servers (llama-server, vLLM, ...) over HTTP."""

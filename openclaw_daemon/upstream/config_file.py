@@ -1,0 +1,227 @@
+"""``openclaw.json``: OpenClaw's own configuration file, read so that a user's
+existing config selects upstream engines here too.
+
+The parts we read (OpenClaw's schema, unknown keys ignored so a full OpenClaw
+config loads unchanged)::
+
+    {
+      models: { providers: { vllm: {
+        baseUrl: "http://gpu-box:8000/v1", apiKey: "${VLLM_API_KEY}",
+        api: "openai-completions", headers: {}, timeoutSeconds: 120,
+        models: [{ id: "Qwen/Qwen3-8B", contextWindow: 32768, maxTokens: 4096 }],
+      } } },
+      agents: { defaults: { model: { primary: "vllm/Qwen/Qwen3-8B", fallbacks: [] } } },
+    }
+
+The file is found at ``$OPENCLAW_CONFIG_PATH``, else ``$OPENCLAW_STATE_DIR/openclaw.json``.
+A missing file is an empty config. Standard library only at import time (the CLI
+imports this); the JSON5 parser is imported only when a file exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from openclaw_daemon.wire.errors import ConfigError
+
+ENV_CONFIG_PATH = "OPENCLAW_CONFIG_PATH"
+CONFIG_FILE_NAME = "openclaw.json"
+# The wire APIs we can drive. OpenClaw's others (anthropic-messages, ...) are named
+# in the model's problem instead of failing the whole file.
+SUPPORTED_APIS = ("openai-completions",)
+DEFAULT_TIMEOUT_SECONDS = 120.0
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class UpstreamModel(NamedTuple):
+    provider: str
+    id: str
+    context_window: int | None
+    max_tokens: int | None
+
+    @property
+    def ref(self) -> str:
+        """The ``provider/model-id`` a user passes to ``--model``."""
+        return f"{self.provider}/{self.id}"
+
+
+class Provider(NamedTuple):
+    id: str
+    base_url: str
+    api: str
+    api_key_raw: str  # may hold ${VAR} references; see api_key()
+    headers: dict[str, str]
+    timeout_seconds: float
+    models: tuple[UpstreamModel, ...]
+
+    def api_key(self) -> str:
+        """The key with ``${VAR}`` expanded now, so a variable set after the file was
+        written (or only in the daemon's environment) is the one used."""
+        return expand_env(self.api_key_raw, where=f"models.providers.{self.id}.apiKey")
+
+    def problem(self) -> str | None:
+        """Why this provider cannot be used as configured, or None."""
+        if self.api not in SUPPORTED_APIS:
+            return f'api {self.api!r} is not supported here; use "openai-completions"'
+        try:
+            self.api_key()
+        except ConfigError as exc:
+            return exc.message
+        return None
+
+
+class OpenClawConfig(NamedTuple):
+    path: Path
+    exists: bool
+    providers: dict[str, Provider]
+    primary: str | None  # agents.defaults.model.primary: "provider/model-id" or a GGUF
+    fallbacks: tuple[str, ...]
+
+    def upstream_models(self) -> list[UpstreamModel]:
+        return [m for p in self.providers.values() for m in p.models]
+
+    def find(self, ref: str) -> tuple[Provider, UpstreamModel] | None:
+        """The configured provider and model a ``provider/model-id`` names, or None when
+        ``ref`` names no configured provider (it is then a GGUF path or model name)."""
+        provider_id, sep, model_id = ref.partition("/")
+        provider = self.providers.get(provider_id)
+        if not sep or provider is None:
+            return None
+        for model in provider.models:
+            if model.id == model_id:
+                return provider, model
+        known = ", ".join(m.ref for m in provider.models) or "none"
+        raise ConfigError(
+            f"provider {provider_id!r} in {self.path} has no model {model_id!r}",
+            hint=f"Configured models: {known}. Add it to models.providers.{provider_id}.models.",
+        )
+
+
+def config_path() -> Path:
+    override = os.environ.get(ENV_CONFIG_PATH)
+    if override:
+        return Path(os.path.abspath(Path(override).expanduser()))
+    from openclaw_daemon import config  # stdlib only
+
+    return config.state_dir() / CONFIG_FILE_NAME
+
+
+def expand_env(value: str, *, where: str) -> str:
+    """Replace each ``${VAR}`` with the variable's value; an unset one is an error
+    that names it (OpenClaw does the same rather than send an empty key)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(
+                f"{where} references ${{{name}}}, which is not set",
+                hint=f"export {name}=... in the shell that starts the daemon.",
+            )
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def load(path: Path | None = None) -> OpenClawConfig:
+    """Read and check the config file; a missing file is an empty config."""
+    path = path or config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return OpenClawConfig(path, False, {}, None, ())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    import json5  # off the CLI's start-up path: only when a config exists
+
+    try:
+        raw = json5.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON5: {exc}", hint="Fix the file, or move it aside."
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold an object at the top level")
+    return _parse(path, raw)
+
+
+def _parse(path: Path, raw: dict[str, Any]) -> OpenClawConfig:
+    providers_raw = _object(_object(raw, "models", path), "providers", path)
+    providers = {pid: _provider(pid, spec, path) for pid, spec in providers_raw.items()}
+    model = _object(_object(raw, "agents", path), "defaults", path).get("model")
+    primary: str | None
+    fallbacks: list[Any]
+    if isinstance(model, str) or model is None:
+        primary, fallbacks = model, []  # OpenClaw accepts the short form
+    elif isinstance(model, dict):
+        primary, fallbacks = model.get("primary"), model.get("fallbacks") or []
+    else:
+        raise ConfigError(f"{path}: agents.defaults.model must be a string or an object")
+    if primary is not None and not isinstance(primary, str):
+        raise ConfigError(f"{path}: agents.defaults.model.primary must be a string")
+    if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+        raise ConfigError(f"{path}: agents.defaults.model.fallbacks must be a list of strings")
+    return OpenClawConfig(path, True, providers, primary or None, tuple(fallbacks))
+
+
+def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _provider(pid: str, spec: Any, path: Path) -> Provider:
+    where = f"{path}: models.providers.{pid}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be an object")
+    base_url = spec.get("baseUrl")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{where}.baseUrl must be an http(s) URL, got {base_url!r}",
+            hint='For llama-server: "baseUrl": "http://127.0.0.1:8080/v1".',
+        )
+    headers = spec.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"{where}.headers must map names to strings")
+    timeout = spec.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"{where}.timeoutSeconds must be a positive number")
+    models_raw = spec.get("models") or []
+    if not isinstance(models_raw, list):
+        raise ConfigError(f"{where}.models must be a list")
+    models = tuple(_model(pid, m, f"{where}.models[{i}]") for i, m in enumerate(models_raw))
+    return Provider(
+        id=pid,
+        base_url=base_url.rstrip("/"),
+        api=str(spec.get("api") or "openai-completions"),
+        api_key_raw=str(spec.get("apiKey") or ""),
+        headers={str(k): v for k, v in headers.items()},
+        timeout_seconds=float(timeout),
+        models=models,
+    )
+
+
+def _model(pid: str, spec: Any, where: str) -> UpstreamModel:
+    if isinstance(spec, str):
+        spec = {"id": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("id"), str) or not spec["id"]:
+        raise ConfigError(f'{where} needs an "id" (the model name the server knows)')
+    return UpstreamModel(
+        provider=pid,
+        id=spec["id"],
+        context_window=_positive_int(spec.get("contextWindow"), f"{where}.contextWindow"),
+        max_tokens=_positive_int(spec.get("maxTokens"), f"{where}.maxTokens"),
+    )
+
+
+def _positive_int(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
