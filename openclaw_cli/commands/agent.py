@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from openclaw_cli import BOOT, daemon_control, wants_json
+from openclaw_cli import BOOT, daemon_control, upstream_refs, wants_json
 from openclaw_cli.agent_args import AgentOptions, parse_agent_args
 from openclaw_cli.views import render
 from openclaw_daemon import config
@@ -65,6 +65,7 @@ def run_agent(options: AgentOptions) -> int:
     paths = config.resolve_paths()
     model = None
     if options.model:
+        upstream_refs.refuse_upstream_ref(options.model)
         model_path = config.resolve_model_path(options.model)  # a path or a name
         config.check_gguf(model_path)
         model = str(model_path)
