@@ -92,12 +92,12 @@ class UpstreamClient:
                     return
                 parser = SSEParser(self.provider_id, url)
                 for chunk in response.iter_bytes():
+                    # After [DONE] the body is still read to its end (the final empty
+                    # chunk), or httpx would drop the connection instead of pooling it.
                     for event in parser.feed(chunk):
                         self._check_event(event, url)
                         yielded = True
                         yield event
-                    if parser.done:
-                        return
                 for event in parser.close():
                     self._check_event(event, url)
                     yielded = True
