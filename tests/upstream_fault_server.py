@@ -240,7 +240,10 @@ class _FaultHandler(BaseHTTPRequestHandler):
             conn.close()
 
 
-_HOP_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "content-length"}
+# Not forwarded: hop-by-hop, and Accept-Encoding since only Content-Type is copied back.
+_HOP_HEADERS = {
+    "host", "connection", "keep-alive", "transfer-encoding", "content-length", "accept-encoding"
+}
 
 
 def _wants_stream(body: bytes) -> bool:

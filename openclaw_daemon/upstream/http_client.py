@@ -5,8 +5,10 @@ the URL and says what to do.
 One ``httpx.Client`` per provider, kept for the daemon's life, so consecutive
 turns reuse the HTTP/1.1 keep-alive connection (no TCP/TLS setup per turn).
 Three timeouts, because a stalled upstream looks different at each stage:
-connect, the first byte of the response (the server may be prefilling a long
-prompt), and between chunks once it streams.
+connect, the first byte of the response (the status line and headers: llama-server
+sends them once the prompt is prefilled), and between chunks of the body. Servers
+that send headers before prefilling (Starlette-based ones such as vLLM) put the
+prefill under the between-chunks timeout, so that one should not be tight either.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class UpstreamClient:
         """POST ``body`` and yield one dict per SSE event (a non-SSE JSON reply is
         yielded once). Raising mid-stream after an event was yielded is never retryable."""
         url = self.url(path)
-        yielded = False
+        yielded = in_body = False
         try:
             with self._client.stream("POST", url, json=body) as response:
                 self._check_status(response, url)
@@ -87,8 +89,11 @@ class UpstreamClient:
                 timeouts = response.request.extensions.get("timeout")
                 if isinstance(timeouts, dict):
                     timeouts["read"] = self.chunk_timeout
+                in_body = True
                 if "text/event-stream" not in response.headers.get("content-type", ""):
-                    yield self._json_body(response.read(), url)
+                    whole = self._json_body(response.read(), url)
+                    self._check_event(whole, url)
+                    yield whole
                     return
                 parser = SSEParser(self.provider_id, url)
                 for chunk in response.iter_bytes():
@@ -103,7 +108,7 @@ class UpstreamClient:
                     yielded = True
                     yield event
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, url, streamed=yielded) from exc
+            raise self._transport_error(exc, url, streamed=yielded, in_body=in_body) from exc
 
     def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", path, body)
@@ -207,7 +212,9 @@ class UpstreamClient:
             )
         return value
 
-    def _transport_error(self, exc: httpx.HTTPError, url: str, *, streamed: bool) -> UpstreamError:
+    def _transport_error(
+        self, exc: httpx.HTTPError, url: str, *, streamed: bool, in_body: bool = False
+    ) -> UpstreamError:
         p = self.provider_id
         base_hint = _BASEURL_HINT.format(p=p)
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -221,6 +228,12 @@ class UpstreamClient:
                     f"the stream stalled: no data for {self.chunk_timeout:g}s between chunks",
                     url, f"The server may be overloaded; raise models.providers.{p}."
                     "timeoutSeconds or check the server's log.",
+                )
+            if in_body:
+                return self._fail(
+                    f"no event within {self.chunk_timeout:g}s after the response headers", url,
+                    f"The server may be busy with a long prompt; raise models.providers.{p}."
+                    "timeoutSeconds or check the server's log.", retryable=True,
                 )
             return self._fail(
                 f"no reply within {self.first_byte_timeout:g}s", url,

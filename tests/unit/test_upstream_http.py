@@ -254,3 +254,11 @@ def test_proxy_injects_faults_then_forwards(server: FaultServer) -> None:
         proxy.cut_after = 0
         error = failure(lambda: stream(client))
         assert error.retryable
+
+
+def test_stall_after_headers_before_first_event_is_retryable(server: FaultServer) -> None:
+    server.set_mode("stall_between")
+    server.stall, server.cut_after = 1.0, 0
+    client = client_for(server.url, first_byte_timeout=5.0, chunk_timeout=0.3)
+    error = failure(lambda: stream(client))
+    assert "no event within 0.3s" in str(error) and error.retryable
