@@ -82,7 +82,7 @@ class FaultServer:
         self._count: int | None = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         # A short poll so stop() (shutdown waits for one poll) is quick in tests.
         self._thread = threading.Thread(
@@ -127,6 +127,12 @@ class FaultServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up on a stall or a cut is what these tests are about.
+        pass
 
 
 def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:

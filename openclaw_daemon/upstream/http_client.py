@@ -246,17 +246,17 @@ class UpstreamClient:
                 return self._fail(
                     "connection refused", url, "Is the server running? Start it with, "
                     "for example, `llama-server -m MODEL.gguf --port PORT` or "
-                    f"`vllm serve MODEL --port PORT`; {base_hint}",
+                    f"`vllm serve MODEL --port PORT`. {base_hint}",
                 )
             if isinstance(cause, socket.gaierror):
                 return self._fail(
                     f"cannot resolve the host name ({cause})", url,
-                    f"Check the host in {base_hint[6:]} and your DNS.",
+                    f"Check the host name in models.providers.{p}.baseUrl, and your DNS.",
                 )
             if isinstance(cause, ssl.SSLError):
                 return self._fail(
                     f"TLS error ({cause})", url, "Check the certificate, or use http:// "
-                    f"if the server does not speak TLS; {base_hint}",
+                    f"if the server does not speak TLS. {base_hint}",
                 )
             return self._fail(f"cannot connect ({exc})", url, base_hint, retryable=True)
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):

@@ -82,14 +82,14 @@ class SSEParser:
             value = json.loads(payload)
         except ValueError as exc:
             raise UpstreamError(
-                f"{self.provider_id}: malformed JSON in a stream event from {self.url}: "
-                f"{_preview(payload)!r} ({exc})",
+                f"upstream {self.provider_id!r}: malformed JSON in a stream event from "
+                f"{self.url}: {_preview(payload)!r} ({exc})",
                 hint="Check that baseUrl points at an OpenAI-compatible server.",
             ) from None
         if not isinstance(value, dict):
             raise UpstreamError(
-                f"{self.provider_id}: a stream event from {self.url} is not a JSON object: "
-                f"{_preview(payload)!r}",
+                f"upstream {self.provider_id!r}: a stream event from {self.url} is not a "
+                f"JSON object: {_preview(payload)!r}",
                 hint="Check that baseUrl points at an OpenAI-compatible server.",
             )
         return value
