@@ -37,11 +37,17 @@ def stream(client: UpstreamClient) -> list[dict[str, Any]]:
     return list(client.stream_json("/chat/completions", BODY))
 
 
-def failure(fn: Any, cls: type[Exception] = UpstreamError) -> Any:
+def failure(
+    fn: Any, cls: type[Exception] = UpstreamError, *, retry_after: float | None = 0.0
+) -> Any:
+    """The error ``fn`` raises: exactly ``cls``, naming the provider, and (unless the
+    test checks it itself) with no Retry-After."""
     with pytest.raises(cls) as info:
         fn()
     assert type(info.value) is cls
     assert PROVIDER in str(info.value)
+    if retry_after is not None and isinstance(info.value, UpstreamError):
+        assert info.value.retry_after == retry_after
     return info.value
 
 
@@ -96,7 +102,7 @@ def test_non_sse_reply_is_yielded_once_and_json_helpers(server: FaultServer) -> 
 def test_429_retry_after_seconds(server: FaultServer) -> None:
     server.set_mode("429")
     server.retry_after = "2"
-    error = failure(lambda: stream(client_for(server.url)))
+    error = failure(lambda: stream(client_for(server.url)), retry_after=None)
     assert "rate limited" in str(error) and "/v1/chat/completions" in str(error)
     assert error.retryable and error.retry_after == 2.0
 
@@ -104,7 +110,7 @@ def test_429_retry_after_seconds(server: FaultServer) -> None:
 def test_503_retry_after_http_date(server: FaultServer) -> None:
     server.set_mode("503")
     server.retry_after, server.retry_after_date = "30", True
-    error = failure(lambda: stream(client_for(server.url)))
+    error = failure(lambda: stream(client_for(server.url)), retry_after=None)
     assert error.retryable and 25 <= error.retry_after <= 31
 
 
@@ -220,17 +226,17 @@ def test_retry_gives_up_after_attempts_and_when_not_allowed(server: FaultServer)
     server.set_mode("500")
     slept: list[float] = []
     client = client_for(server.url)
-    failure(lambda: call_with_retries(lambda: stream(client), sleep=slept.append))
+    assert failure(lambda: call_with_retries(lambda: stream(client), sleep=slept.append)).retryable
     assert slept == [0.5, 1.0] and len(server.requests) == 3
-    failure(lambda: call_with_retries(lambda: stream(client), may_retry=lambda: False))
+    assert failure(lambda: call_with_retries(lambda: stream(client), may_retry=lambda: False))
     assert len(server.requests) == 4
 
 
 def test_no_retry_for_non_retryable(server: FaultServer) -> None:
     server.set_mode("401")
     client = client_for(server.url)
-    failure(lambda: call_with_retries(lambda: stream(client), sleep=lambda s: None))
-    assert len(server.requests) == 1
+    error = failure(lambda: call_with_retries(lambda: stream(client), sleep=lambda s: None))
+    assert not error.retryable and len(server.requests) == 1
 
 
 def test_backoff_and_retry_after_parsing() -> None:
