@@ -1,0 +1,318 @@
+"""The HTTP layer to one upstream engine: a pooled httpx client, SSE streaming,
+and every failure turned into an ``UpstreamError`` that names the provider and
+the URL and says what to do.
+
+One ``httpx.Client`` per provider, kept for the daemon's life, so consecutive
+turns reuse the HTTP/1.1 keep-alive connection (no TCP/TLS setup per turn).
+Three timeouts, because a stalled upstream looks different at each stage:
+connect, the first byte of the response (the status line and headers: llama-server
+sends them once the prompt is prefilled), and between chunks of the body. Servers
+that send headers before prefilling (Starlette-based ones such as vLLM) put the
+prefill under the between-chunks timeout, so that one should not be tight either.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from openclaw_daemon.upstream.sse import SSEParser
+from openclaw_daemon.wire.errors import UpstreamContextOverflowError, UpstreamError
+
+# How servers word "the prompt is longer than my window" (llama-server, vLLM, OpenAI,
+# SGLang); matched case-insensitively in an error body.
+_OVERFLOW_MARKERS = (
+    "exceeds the available context size",
+    "context length",
+    "maximum context length",
+    "context_length_exceeded",
+    "context window",
+)
+_BASEURL_HINT = "Check models.providers.{p}.baseUrl in openclaw.json."
+
+
+class UpstreamClient:
+    """One provider's HTTP endpoint. Thread-safe as httpx.Client is; close() when done."""
+
+    def __init__(
+        self,
+        provider_id: str,
+        base_url: str,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_seconds: float = 600.0,
+        *,
+        connect_timeout: float = 10.0,
+        first_byte_timeout: float | None = None,
+        chunk_timeout: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.provider_id = provider_id
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout or timeout_seconds
+        self.chunk_timeout = chunk_timeout or timeout_seconds
+        all_headers = {"Accept": "application/json, text/event-stream"}
+        if api_key:
+            all_headers["Authorization"] = f"Bearer {api_key}"
+        all_headers.update(headers or {})
+        self._client = httpx.Client(
+            headers=all_headers,
+            timeout=self._timeout(),
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=60.0),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def stream_json(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST ``body`` and yield one dict per SSE event (a non-SSE JSON reply is
+        yielded once). Raising mid-stream after an event was yielded is never retryable."""
+        url = self.url(path)
+        yielded = in_body = False
+        try:
+            with self._client.stream("POST", url, json=body) as response:
+                self._check_status(response, url)
+                # Headers are in: from here on the read timeout is the between-chunks one.
+                # httpcore reads this dict when the body is first iterated.
+                timeouts = response.request.extensions.get("timeout")
+                if isinstance(timeouts, dict):
+                    timeouts["read"] = self.chunk_timeout
+                in_body = True
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    whole = self._json_body(response.read(), url)
+                    self._check_event(whole, url)
+                    yield whole
+                    return
+                parser = SSEParser(self.provider_id, url)
+                for chunk in response.iter_bytes():
+                    # After [DONE] the body is still read to its end (the final empty
+                    # chunk), or httpx would drop the connection instead of pooling it.
+                    for event in parser.feed(chunk):
+                        self._check_event(event, url)
+                        yielded = True
+                        yield event
+                for event in parser.close():
+                    self._check_event(event, url)
+                    yielded = True
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, url, streamed=yielded, in_body=in_body) from exc
+
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", path, body)
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        return self._request("GET", path, None)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        url = self.url(path)
+        try:
+            response = self._client.request(method, url, json=body)
+            self._check_status(response, url)
+            return self._json_body(response.content, url)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, url, streamed=False) from exc
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_timeout,
+            read=self.first_byte_timeout,
+            write=self.first_byte_timeout,
+            pool=self.connect_timeout,
+        )
+
+    # --- failures -------------------------------------------------------------
+
+    def _fail(
+        self, what: str, url: str, hint: str, *, retryable: bool = False, retry_after: float = 0.0
+    ) -> UpstreamError:
+        return UpstreamError(
+            f"upstream {self.provider_id!r}: {what} ({url})",
+            hint=hint,
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+
+    def _check_status(self, response: httpx.Response, url: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        text = response.read().decode("utf-8", errors="replace")
+        detail = _error_detail(text)
+        if _is_overflow(text):
+            raise UpstreamContextOverflowError(
+                f"upstream {self.provider_id!r}: the prompt exceeds the model's context "
+                f"(HTTP {status}: {detail}) ({url})",
+                hint="The session is compacted and the turn retried once; if it persists, "
+                "raise the server's context size or lower contextWindow in openclaw.json.",
+            )
+        p = self.provider_id
+        what = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+        if status in (401, 403):
+            raise self._fail(
+                what, url, f"Check models.providers.{p}.apiKey (and the variable it names)."
+            )
+        if status == 404:
+            raise self._fail(
+                what, url, f"Wrong path or model: check models.providers.{p}.baseUrl "
+                "(usually ending in /v1) and the model id."
+            )
+        if status in (429, 503):
+            after = parse_retry_after(response.headers.get("retry-after"))
+            busy = "rate limited" if status == 429 else "unavailable (overloaded or loading)"
+            raise self._fail(
+                f"{busy}, {what}", url, "Retried with backoff; if it persists, lower the load "
+                "or add a fallback in agents.defaults.model.fallbacks.",
+                retryable=True, retry_after=after,
+            )
+        if status >= 500:
+            raise self._fail(
+                f"server error, {what}", url, "Check the server's log.", retryable=True
+            )
+        raise self._fail(what, url, "The server rejected the request; check the server's log.")
+
+    def _check_event(self, event: dict[str, Any], url: str) -> None:
+        """Servers report errors mid-stream as an event with an ``error`` member."""
+        error = event.get("error")
+        if error is None:
+            return
+        text = json.dumps(error) if not isinstance(error, str) else error
+        if _is_overflow(text):
+            raise UpstreamContextOverflowError(
+                f"upstream {self.provider_id!r}: the prompt exceeds the model's context "
+                f"({_error_detail(json.dumps(event))}) ({url})",
+                hint="The session is compacted and the turn retried once.",
+            )
+        raise self._fail(
+            f"error in the stream: {_error_detail(json.dumps(event))}", url,
+            "Check the server's log.",
+        )
+
+    def _json_body(self, content: bytes, url: str) -> dict[str, Any]:
+        try:
+            value = json.loads(content)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise self._fail(
+                f"the reply is not a JSON object: {content[:120]!r}", url,
+                _BASEURL_HINT.format(p=self.provider_id) + " It must be OpenAI-compatible.",
+            )
+        return value
+
+    def _transport_error(
+        self, exc: httpx.HTTPError, url: str, *, streamed: bool, in_body: bool = False
+    ) -> UpstreamError:
+        p = self.provider_id
+        base_hint = _BASEURL_HINT.format(p=p)
+        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return self._fail(
+                f"timed out connecting after {self.connect_timeout:g}s", url,
+                f"Is the host reachable? {base_hint}", retryable=True,
+            )
+        if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+            if streamed:
+                return self._fail(
+                    f"the stream stalled: no data for {self.chunk_timeout:g}s between chunks",
+                    url, f"The server may be overloaded; raise models.providers.{p}."
+                    "timeoutSeconds or check the server's log.",
+                )
+            if in_body:
+                return self._fail(
+                    f"no event within {self.chunk_timeout:g}s after the response headers", url,
+                    f"The server may be busy with a long prompt; raise models.providers.{p}."
+                    "timeoutSeconds or check the server's log.", retryable=True,
+                )
+            return self._fail(
+                f"no reply within {self.first_byte_timeout:g}s", url,
+                f"The server may be busy with a long prompt; raise models.providers.{p}."
+                "timeoutSeconds or check the server's log.", retryable=True,
+            )
+        if isinstance(exc, httpx.ConnectError):
+            cause = _root_cause(exc)
+            if isinstance(cause, ConnectionRefusedError):
+                return self._fail(
+                    "connection refused", url, "Is the server running? Start it with, "
+                    "for example, `llama-server -m MODEL.gguf --port PORT` or "
+                    f"`vllm serve MODEL --port PORT`. {base_hint}",
+                )
+            if isinstance(cause, socket.gaierror):
+                return self._fail(
+                    f"cannot resolve the host name ({cause})", url,
+                    f"Check the host name in models.providers.{p}.baseUrl, and your DNS.",
+                )
+            if isinstance(cause, ssl.SSLError):
+                return self._fail(
+                    f"TLS error ({cause})", url, "Check the certificate, or use http:// "
+                    f"if the server does not speak TLS. {base_hint}",
+                )
+            return self._fail(f"cannot connect ({exc})", url, base_hint, retryable=True)
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+            return self._fail(
+                f"the connection was cut mid-reply ({exc})", url,
+                "The server may have crashed or restarted; check its log.",
+                retryable=not streamed,
+            )
+        return self._fail(f"HTTP failure ({exc!r})", url, base_hint, retryable=not streamed)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date; 0 if absent/bad."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _is_overflow(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _OVERFLOW_MARKERS)
+
+
+def _error_detail(text: str) -> str:
+    """The human part of an error body: OpenAI's ``{"error": {"message"}}``, or the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text.strip()[:300]
+    if isinstance(value, dict):
+        error = value.get("error", value)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:300]
+        if isinstance(error, str):
+            return error[:300]
+    return text.strip()[:300]
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The OSError under httpx's and httpcore's wrappers."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+        if isinstance(exc, ssl.SSLError | socket.gaierror | ConnectionRefusedError):
+            return exc
+    return exc
