@@ -60,12 +60,20 @@ OPENAI_OVERFLOW = {
 def chunk_events(words: tuple[str, ...] = ("Hello", ",", " world")) -> list[dict[str, Any]]:
     """The SSE events of a tiny chat completion, one per word, then a finish event."""
     events: list[dict[str, Any]] = [
-        {"id": "c1", "object": "chat.completion.chunk", "choices": [
-            {"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+        }
         for word in words
     ]
-    events.append({"id": "c1", "object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+    )
     return events
 
 
@@ -184,8 +192,13 @@ class _FaultHandler(BaseHTTPRequestHandler):
         elif fault.upstream and mode != "json":
             self._proxy(mode, body)
         elif mode == "json" or not _wants_stream(body):
-            self._json(200, {"object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "Hello"}}]})
+            self._json(
+                200,
+                {
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}}],
+                },
+            )
         else:
             self._stream(mode, (_sse(e) for e in chunk_events()))
 
@@ -201,8 +214,13 @@ class _FaultHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, mode: str, pieces: Iterator[bytes], status: int = 200,
-                content_type: str = "text/event-stream") -> None:
+    def _stream(
+        self,
+        mode: str,
+        pieces: Iterator[bytes],
+        status: int = 200,
+        content_type: str = "text/event-stream",
+    ) -> None:
         """Chunked body from ``pieces``, with the mode's fault at piece ``cut_after``."""
         fault = self.fault
         self.send_response(status)
@@ -248,7 +266,12 @@ class _FaultHandler(BaseHTTPRequestHandler):
 
 # Not forwarded: hop-by-hop, and Accept-Encoding since only Content-Type is copied back.
 _HOP_HEADERS = {
-    "host", "connection", "keep-alive", "transfer-encoding", "content-length", "accept-encoding"
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "accept-encoding",
 }
 
 

@@ -166,16 +166,21 @@ class UpstreamClient:
             )
         if status == 404:
             raise self._fail(
-                what, url, f"Wrong path or model: check models.providers.{p}.baseUrl "
-                "(usually ending in /v1) and the model id."
+                what,
+                url,
+                f"Wrong path or model: check models.providers.{p}.baseUrl "
+                "(usually ending in /v1) and the model id.",
             )
         if status in (429, 503):
             after = parse_retry_after(response.headers.get("retry-after"))
             busy = "rate limited" if status == 429 else "unavailable (overloaded or loading)"
             raise self._fail(
-                f"{busy}, {what}", url, "Retried with backoff; if it persists, lower the load "
+                f"{busy}, {what}",
+                url,
+                "Retried with backoff; if it persists, lower the load "
                 "or add a fallback in agents.defaults.model.fallbacks.",
-                retryable=True, retry_after=after,
+                retryable=True,
+                retry_after=after,
             )
         if status >= 500:
             raise self._fail(
@@ -196,7 +201,8 @@ class UpstreamClient:
                 hint="The session is compacted and the turn retried once.",
             )
         raise self._fail(
-            f"error in the stream: {_error_detail(json.dumps(event))}", url,
+            f"error in the stream: {_error_detail(json.dumps(event))}",
+            url,
             "Check the server's log.",
         )
 
@@ -207,7 +213,8 @@ class UpstreamClient:
             value = None
         if not isinstance(value, dict):
             raise self._fail(
-                f"the reply is not a JSON object: {content[:120]!r}", url,
+                f"the reply is not a JSON object: {content[:120]!r}",
+                url,
                 _BASEURL_HINT.format(p=self.provider_id) + " It must be OpenAI-compatible.",
             )
         return value
@@ -219,49 +226,62 @@ class UpstreamClient:
         base_hint = _BASEURL_HINT.format(p=p)
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
             return self._fail(
-                f"timed out connecting after {self.connect_timeout:g}s", url,
-                f"Is the host reachable? {base_hint}", retryable=True,
+                f"timed out connecting after {self.connect_timeout:g}s",
+                url,
+                f"Is the host reachable? {base_hint}",
+                retryable=True,
             )
         if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
             if streamed:
                 return self._fail(
                     f"the stream stalled: no data for {self.chunk_timeout:g}s between chunks",
-                    url, f"The server may be overloaded; raise models.providers.{p}."
+                    url,
+                    f"The server may be overloaded; raise models.providers.{p}."
                     "timeoutSeconds or check the server's log.",
                 )
             if in_body:
                 return self._fail(
-                    f"no event within {self.chunk_timeout:g}s after the response headers", url,
+                    f"no event within {self.chunk_timeout:g}s after the response headers",
+                    url,
                     f"The server may be busy with a long prompt; raise models.providers.{p}."
-                    "timeoutSeconds or check the server's log.", retryable=True,
+                    "timeoutSeconds or check the server's log.",
+                    retryable=True,
                 )
             return self._fail(
-                f"no reply within {self.first_byte_timeout:g}s", url,
+                f"no reply within {self.first_byte_timeout:g}s",
+                url,
                 f"The server may be busy with a long prompt; raise models.providers.{p}."
-                "timeoutSeconds or check the server's log.", retryable=True,
+                "timeoutSeconds or check the server's log.",
+                retryable=True,
             )
         if isinstance(exc, httpx.ConnectError):
             cause = _root_cause(exc)
             if isinstance(cause, ConnectionRefusedError):
                 return self._fail(
-                    "connection refused", url, "Is the server running? Start it with, "
+                    "connection refused",
+                    url,
+                    "Is the server running? Start it with, "
                     "for example, `llama-server -m MODEL.gguf --port PORT` or "
                     f"`vllm serve MODEL --port PORT`. {base_hint}",
                 )
             if isinstance(cause, socket.gaierror):
                 return self._fail(
-                    f"cannot resolve the host name ({cause})", url,
+                    f"cannot resolve the host name ({cause})",
+                    url,
                     f"Check the host name in models.providers.{p}.baseUrl, and your DNS.",
                 )
             if isinstance(cause, ssl.SSLError):
                 return self._fail(
-                    f"TLS error ({cause})", url, "Check the certificate, or use http:// "
+                    f"TLS error ({cause})",
+                    url,
+                    "Check the certificate, or use http:// "
                     f"if the server does not speak TLS. {base_hint}",
                 )
             return self._fail(f"cannot connect ({exc})", url, base_hint, retryable=True)
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             return self._fail(
-                f"the connection was cut mid-reply ({exc})", url,
+                f"the connection was cut mid-reply ({exc})",
+                url,
                 "The server may have crashed or restarted; check its log.",
                 retryable=not streamed,
             )

@@ -57,7 +57,7 @@ def failure(
 def test_sse_handles_split_crlf_multiline_comments_and_done() -> None:
     parser = SSEParser(PROVIDER, "u")
     raw = b': keep-alive\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: x\rdata: {"b": 2}\r\r'
-    raw += b"data: [DONE]\n\ndata: {\"after\": 1}\n\n"
+    raw += b'data: [DONE]\n\ndata: {"after": 1}\n\n'
     events = [e for i in range(len(raw)) for e in parser.feed(raw[i : i + 1])]
     assert events == [{"a": 1}, {"b": 2}]
     assert parser.done
