@@ -131,6 +131,16 @@ def cli() -> Iterator[Cli]:
     shutil.rmtree(runner.state_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ``/v1`` URL of a real llama-cpp-python server on 127.0.0.1 serving the
+    embedded model, shared by the upstream tests (started once, stopped at the end)."""
+    from tests.upstream_server import llama_cpp_server
+
+    with llama_cpp_server(tmp_path_factory.mktemp("upstream")) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def warm_cli() -> Iterator[Cli]:
     """A CLI whose daemon is already running, shared by a module's tests."""

@@ -107,6 +107,15 @@ class UpstreamClient:
                     self._check_event(event, url)
                     yielded = True
                     yield event
+                if not yielded and not parser.done:
+                    # llama-cpp-python's server answers a too-long streamed prompt with a
+                    # 200 and an empty body; a silent empty reply must not pass as one.
+                    raise self._fail(
+                        "the stream ended with no event",
+                        url,
+                        "The prompt may exceed the server's context window (its log says); "
+                        f"check models.providers.{self.provider_id}.models[].contextWindow.",
+                    )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, url, streamed=yielded, in_body=in_body) from exc
 

@@ -6,19 +6,10 @@ down with a reason, and a broken config file is a clear error."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Cli
-from tests.upstream_server import SERVED_ALIAS, free_port, llama_cpp_server
-
-
-@pytest.fixture(scope="module")
-def upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with llama_cpp_server(tmp_path_factory.mktemp("upstream")) as url:
-        yield url
+from tests.upstream_server import SERVED_ALIAS, free_port
 
 
 def _write_config(cli: Cli, up_url: str, down_url: str) -> None:
