@@ -74,7 +74,16 @@ class UpstreamClient:
         self._client.close()
 
     def url(self, path: str) -> str:
+        """``path`` under the base URL, or ``path`` itself when it is absolute (the
+        server's own endpoints such as llama-server's ``/tokenize`` live beside ``/v1``)."""
+        if path.startswith(("http://", "https://")):
+            return path
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    @property
+    def server_root(self) -> str:
+        """The base URL without its OpenAI ``/v1`` suffix."""
+        return self.base_url.removesuffix("/v1")
 
     def stream_json(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """POST ``body`` and yield one dict per SSE event (a non-SSE JSON reply is
