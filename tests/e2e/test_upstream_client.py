@@ -14,6 +14,7 @@ import pytest
 
 from openclaw_daemon.upstream.http_client import UpstreamClient
 from openclaw_daemon.upstream.retry import call_with_retries
+from openclaw_daemon.upstream.usage import from_response
 from openclaw_daemon.wire.errors import UpstreamContextOverflowError, UpstreamError
 from tests.upstream_fault_server import FaultServer
 from tests.upstream_server import SERVED_ALIAS
@@ -52,6 +53,8 @@ def test_stream_through_the_proxy_equals_the_direct_reply(
     direct = _client(upstream_url).post_json("/chat/completions", BODY)
     expected = direct["choices"][0]["message"]["content"]
     assert expected  # the real model said something
+    reported = from_response(direct)  # this server reports no cache detail: unknown
+    assert (reported.prompt, reported.cached) == (direct["usage"]["prompt_tokens"], None)
     assert _streamed_text(_client(proxy.url + "/v1")) == expected
     assert len(proxy.requests) == 1
 
