@@ -85,9 +85,14 @@ class UpstreamClient:
         """The base URL without its OpenAI ``/v1`` suffix."""
         return self.base_url.removesuffix("/v1")
 
-    def stream_json(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream_json(
+        self, path: str, body: dict[str, Any], *, require_done: bool = True
+    ) -> Iterator[dict[str, Any]]:
         """POST ``body`` and yield one dict per SSE event (a non-SSE JSON reply is
-        yielded once). Raising mid-stream after an event was yielded is never retryable."""
+        yielded once). Raising mid-stream after an event was yielded is never retryable.
+        ``require_done``: the OpenAI endpoints end with ``[DONE]``, so a stream that
+        stops without it was cut (a close-delimited body shows no transport error);
+        llama-server's raw ``/completion`` ends with ``stop: true`` instead."""
         url = self.url(path)
         yielded = in_body = False
         try:
@@ -116,7 +121,7 @@ class UpstreamClient:
                     self._check_event(event, url)
                     yielded = True
                     yield event
-                if not yielded and not parser.done:
+                if not yielded:
                     # llama-cpp-python's server answers a too-long streamed prompt with a
                     # 200 and an empty body; a silent empty reply must not pass as one.
                     raise self._fail(
@@ -124,6 +129,13 @@ class UpstreamClient:
                         url,
                         "The prompt may exceed the server's context window (its log says); "
                         f"check models.providers.{self.provider_id}.models[].contextWindow.",
+                    )
+                if require_done and not parser.done:
+                    # Never retryable: part of the reply was already yielded.
+                    raise self._fail(
+                        "the stream ended before [DONE]: the reply was cut mid-way",
+                        url,
+                        "The server may have crashed or restarted; check its log.",
                     )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, url, streamed=yielded, in_body=in_body) from exc
@@ -169,7 +181,9 @@ class UpstreamClient:
             return
         text = response.read().decode("utf-8", errors="replace")
         detail = _error_detail(text)
-        if _is_overflow(text):
+        # Only a request error is an overflow: a 5xx "failed to allocate KV cache for
+        # context length N" is the server's problem, to retry or fall back from.
+        if status in _REQUEST_ERROR_STATUSES and _is_overflow(text):
             raise UpstreamContextOverflowError(
                 f"upstream {self.provider_id!r}: the prompt exceeds the model's context "
                 f"(HTTP {status}: {detail}) ({url})",
@@ -320,6 +334,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float:
     except (TypeError, ValueError):
         return 0.0
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_REQUEST_ERROR_STATUSES = (400, 413, 422)
 
 
 def _is_overflow(text: str) -> bool:

@@ -27,13 +27,16 @@ def call_with_retries(
 ) -> T:
     """``fn()``, called again on a retryable ``UpstreamError`` up to ``attempts`` times
     in all. Waits ``base_delay * 2**n`` or the server's ``Retry-After``, whichever is
-    longer, never more than ``max_delay`` (a server asking for an hour is better
-    answered by a fallback than by a hung turn)."""
+    longer, never more than ``max_delay``. A server whose ``Retry-After`` is longer
+    than ``max_delay`` is not retried at all (retrying sooner than it asked would
+    hammer it): the error goes up, to a fallback or to the user."""
     for attempt in range(max(1, attempts)):
         try:
             return fn()
         except UpstreamError as exc:
             if not exc.retryable or attempt + 1 >= attempts or not may_retry():
+                raise
+            if exc.retry_after > max_delay:
                 raise
             sleep(backoff_delay(attempt, exc.retry_after, base_delay, max_delay))
     raise AssertionError("unreachable: the last attempt returns or raises")

@@ -149,8 +149,10 @@ class UpstreamError(OpenClawError):
         self.retry_after = retry_after
 
 
-class UpstreamContextOverflowError(ContextOverflowError):
-    """The upstream said the prompt exceeds its context: compact and retry once."""
+class UpstreamContextOverflowError(ContextOverflowError, UpstreamError):
+    """The upstream said the prompt exceeds its context: compact and retry once.
+    Both a context overflow (the pipeline compacts) and an upstream error (fallback
+    and probe code that catches UpstreamError sees it); never retried as is."""
 
     code = "upstream_context_overflow"
 

@@ -218,8 +218,19 @@ def test_retry_after_429_then_success(server: FaultServer) -> None:
     server.retry_after = "3"
     slept: list[float] = []
     client = client_for(server.url)
-    events = call_with_retries(lambda: stream(client), sleep=slept.append, max_delay=2.5)
-    assert events == chunk_events() and slept == [2.5, 2.5]  # Retry-After, capped
+    events = call_with_retries(lambda: stream(client), sleep=slept.append, max_delay=4.0)
+    assert events == chunk_events() and slept == [3.0, 3.0]  # the server's Retry-After
+
+
+def test_retry_after_longer_than_the_cap_is_not_retried(server: FaultServer) -> None:
+    server.set_mode("429", 1)
+    server.retry_after = "3600"
+    slept: list[float] = []
+    client = client_for(server.url)
+    error = failure(
+        lambda: call_with_retries(lambda: stream(client), sleep=slept.append), retry_after=3600.0
+    )
+    assert error.retryable and slept == [] and len(server.requests) == 1
 
 
 def test_retry_gives_up_after_attempts_and_when_not_allowed(server: FaultServer) -> None:
@@ -268,3 +279,23 @@ def test_stall_after_headers_before_first_event_is_retryable(server: FaultServer
     client = client_for(server.url, first_byte_timeout=5.0, chunk_timeout=0.3)
     error = failure(lambda: stream(client))
     assert "no event within 0.3s" in str(error) and error.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "overflow"),
+    [
+        (400, "This model's maximum context length is 4096 tokens", True),
+        (500, "failed to allocate KV cache for context length 131072", False),
+        (503, "context length 8192 busy", False),
+        (400, "invalid model name", False),
+    ],
+)
+def test_only_a_request_error_is_an_overflow(status: int, message: str, overflow: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"message": message}})
+
+    client = UpstreamClient(PROVIDER, "http://up.test/v1", transport=httpx.MockTransport(handler))
+    with pytest.raises(UpstreamError) as info:
+        client.post_json("/chat/completions", BODY)
+    assert isinstance(info.value, UpstreamContextOverflowError) is overflow
+    assert PROVIDER in str(info.value)
