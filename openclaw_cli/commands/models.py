@@ -31,15 +31,16 @@ def upstream_models(*, probe: bool = True) -> list[dict[str, Any]]:
     from openclaw_daemon.upstream import config_file
 
     cfg = config_file.load()
-    providers = [p for p in cfg.providers.values() if p.models]
+    providers = [p for p in cfg.providers.values() if p.models or p.problem()]
     reach: dict[str, dict[str, Any]] = {}
-    if probe:
+    if probe and providers:
         from openclaw_daemon.upstream.probe import probe_all
 
         reach = probe_all([p for p in providers if p.problem() is None])
     listed = []
     for provider in providers:
-        for model in provider.models:
+        # A provider that cannot be used still gets a row, so its problem is seen.
+        for model in provider.models or (config_file.UpstreamModel(provider.id, "*", None, None),):
             found = reach.get(provider.id)
             problem = provider.problem() or (found or {}).get("problem")
             if found and found["reachable"] and model.id not in found["served"]:
@@ -57,7 +58,8 @@ def upstream_models(*, probe: bool = True) -> list[dict[str, Any]]:
                     "sizeBytes": None,
                     "contextWindow": model.context_window,
                     "maxTokens": model.max_tokens,
-                    "reachable": bool(found and found["reachable"]) if probe else None,
+                    # None: not probed (a config problem, or --no-probe)
+                    "reachable": found["reachable"] if found else None,
                     "problem": problem,
                 }
             )
@@ -108,7 +110,8 @@ def list_models(*, json_out: bool) -> None:
         size = f"{entry['sizeBytes'] / MIB:.0f} MiB" if entry["sizeBytes"] else "-"
         source = entry["source"]
         if source == "upstream":
-            size, source = "-", "upstream (up)" if entry["reachable"] else "upstream (down)"
+            state = {True: "up", False: "down", None: "not probed"}[entry["reachable"]]
+            size, source = "-", f"upstream ({state})"
         sys.stdout.write(
             f"{mark} {entry['name'] or '-':<28} {entry['id']:<30} {size:>9}  "
             f"{source:<16} {entry['path']}\n"

@@ -20,6 +20,8 @@ imports this); the JSON5 parser is imported only when a file exists.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from pathlib import Path
@@ -33,7 +35,7 @@ CONFIG_FILE_NAME = "openclaw.json"
 # in the model's problem instead of failing the whole file.
 SUPPORTED_APIS = ("openai-completions",)
 DEFAULT_TIMEOUT_SECONDS = 120.0
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REFERENCE = re.compile(r"(\$)?\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
 class UpstreamModel(NamedTuple):
@@ -50,24 +52,50 @@ class UpstreamModel(NamedTuple):
 
 class Provider(NamedTuple):
     id: str
-    base_url: str
+    base_url: str  # as written (``${VAR}`` unexpanded), for display; see url()
     api: str
-    api_key_raw: str  # may hold ${VAR} references; see api_key()
-    headers: dict[str, str]
+    api_key_raw: Any  # a string with ${VAR}s, or a SecretRef; see api_key()
+    headers_raw: dict[str, Any]
     timeout_seconds: float
     models: tuple[UpstreamModel, ...]
+    invalid: str | None = None  # why the entry cannot be used at all, found at load
+
+    def _where(self, key: str) -> str:
+        return f"models.providers.{self.id}.{key}"
+
+    def url(self) -> str:
+        """The base URL with ``${VAR}`` expanded now, checked to be http(s)."""
+        url = expand_env(self.base_url, where=self._where("baseUrl")).rstrip("/")
+        if not url.lower().startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{self._where('baseUrl')} must be an http(s) URL, got {url!r}",
+                hint='For llama-server: "baseUrl": "http://127.0.0.1:8080/v1".',
+            )
+        return url
 
     def api_key(self) -> str:
         """The key with ``${VAR}`` expanded now, so a variable set after the file was
         written (or only in the daemon's environment) is the one used."""
-        return expand_env(self.api_key_raw, where=f"models.providers.{self.id}.apiKey")
+        if self.api_key_raw in (None, ""):
+            return ""
+        return _secret(self.api_key_raw, where=self._where("apiKey"))
+
+    def headers(self) -> dict[str, str]:
+        return {
+            name: _secret(value, where=self._where(f"headers.{name}"))
+            for name, value in self.headers_raw.items()
+        }
 
     def problem(self) -> str | None:
         """Why this provider cannot be used as configured, or None."""
+        if self.invalid:
+            return self.invalid
         if self.api not in SUPPORTED_APIS:
             return f'api {self.api!r} is not supported here; use "openai-completions"'
         try:
+            self.url()
             self.api_key()
+            self.headers()
         except ConfigError as exc:
             return exc.message
         return None
@@ -110,12 +138,15 @@ def config_path() -> Path:
 
 
 def expand_env(value: str, *, where: str) -> str:
-    """Replace each ``${VAR}`` with the variable's value; an unset one is an error
-    that names it (OpenClaw does the same rather than send an empty key)."""
+    """OpenClaw's substitution: each ``${VAR}`` (upper-case names) becomes the
+    variable's value, ``$${VAR}`` is a literal ``${VAR}``, and an unset or empty
+    variable is an error that names it rather than an empty key sent."""
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
+        if match.group(1):  # the $${VAR} escape
+            return match.group(0)[1:]
+        name = match.group(2)
+        if not os.environ.get(name):
             raise ConfigError(
                 f"{where} references ${{{name}}}, which is not set",
                 hint=f"export {name}=... in the shell that starts the daemon.",
@@ -123,6 +154,20 @@ def expand_env(value: str, *, where: str) -> str:
         return os.environ[name]
 
     return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _secret(value: Any, *, where: str) -> str:
+    """A string (``${VAR}`` expanded) or OpenClaw's SecretRef ``{source: "env", id}``."""
+    if isinstance(value, str):
+        return expand_env(value, where=where)
+    if isinstance(value, dict) and value.get("source") == "env" and value.get("id"):
+        return expand_env("${" + str(value["id"]) + "}", where=where)
+    if isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: a secret from {value.get('source')!r} is not supported here",
+            hint='Use "${VAR}" or {source: "env", id: "VAR"}.',
+        )
+    raise ConfigError(f"{where} must be a string or a secret reference")
 
 
 def load(path: Path | None = None) -> OpenClawConfig:
@@ -134,17 +179,24 @@ def load(path: Path | None = None) -> OpenClawConfig:
         return OpenClawConfig(path, False, {}, None, ())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        raw = json.loads(text)  # most files are plain JSON: 100x faster than json5
+    except ValueError:
+        raw = _json5(text, path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold an object at the top level")
+    return _parse(path, raw)
+
+
+def _json5(text: str, path: Path) -> Any:
     import json5  # off the CLI's start-up path: only when a config exists
 
     try:
-        raw = json5.loads(text)
+        return json5.loads(text)
     except ValueError as exc:
         raise ConfigError(
             f"{path} is not valid JSON5: {exc}", hint="Fix the file, or move it aside."
         ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold an object at the top level")
-    return _parse(path, raw)
 
 
 def _parse(path: Path, raw: dict[str, Any]) -> OpenClawConfig:
@@ -176,52 +228,75 @@ def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
 
 
 def _provider(pid: str, spec: Any, path: Path) -> Provider:
+    """One provider; a broken one carries its problem instead of failing the file, so
+    the other providers (and the embedded model) still list and run."""
     where = f"{path}: models.providers.{pid}"
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where} must be an object")
-    base_url = spec.get("baseUrl")
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"{where}.baseUrl must be an http(s) URL, got {base_url!r}",
-            hint='For llama-server: "baseUrl": "http://127.0.0.1:8080/v1".',
+        return Provider(
+            pid, "", "", None, {}, DEFAULT_TIMEOUT_SECONDS, (), f"{where} must be an object"
         )
-    headers = spec.get("headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise ConfigError(f"{where}.headers must map names to strings")
-    timeout = spec.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"{where}.timeoutSeconds must be a positive number")
-    models_raw = spec.get("models") or []
-    if not isinstance(models_raw, list):
-        raise ConfigError(f"{where}.models must be a list")
-    models = tuple(_model(pid, m, f"{where}.models[{i}]") for i, m in enumerate(models_raw))
+    base_url = spec.get("baseUrl")
+    api = str(spec.get("api") or "openai-completions")
+    try:
+        if not isinstance(base_url, str) or not base_url:
+            raise ConfigError(
+                f"{where} has no baseUrl (a built-in OpenClaw provider is not driven here)"
+            )
+        headers = spec.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise ConfigError(f"{where}.headers must be an object")
+        timeout = spec.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+        if not _finite_positive(timeout):
+            raise ConfigError(f"{where}.timeoutSeconds must be a positive number")
+        models_raw = spec.get("models") or []
+        if not isinstance(models_raw, list):
+            raise ConfigError(f"{where}.models must be a list")
+        defaults = (spec.get("contextWindow"), spec.get("maxTokens"))
+        models = tuple(
+            _model(pid, m, f"{where}.models[{i}]", defaults) for i, m in enumerate(models_raw)
+        )
+    except ConfigError as exc:
+        return Provider(
+            pid, str(base_url or ""), api, None, {}, DEFAULT_TIMEOUT_SECONDS, (), exc.message
+        )
     return Provider(
         id=pid,
         base_url=base_url.rstrip("/"),
-        api=str(spec.get("api") or "openai-completions"),
-        api_key_raw=str(spec.get("apiKey") or ""),
-        headers={str(k): v for k, v in headers.items()},
+        api=api,
+        api_key_raw=spec.get("apiKey"),
+        headers_raw={str(k): v for k, v in headers.items()},
         timeout_seconds=float(timeout),
         models=models,
     )
 
 
-def _model(pid: str, spec: Any, where: str) -> UpstreamModel:
+def _finite_positive(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value > 0
+        and math.isfinite(value)
+    )
+
+
+def _model(pid: str, spec: Any, where: str, defaults: tuple[Any, Any]) -> UpstreamModel:
+    # A bare string is our shorthand for {id: "..."} (OpenClaw itself wants the object).
     if isinstance(spec, str):
         spec = {"id": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("id"), str) or not spec["id"]:
         raise ConfigError(f'{where} needs an "id" (the model name the server knows)')
+    window = spec.get("contextWindow", defaults[0])  # the provider's value is the default
     return UpstreamModel(
         provider=pid,
         id=spec["id"],
-        context_window=_positive_int(spec.get("contextWindow"), f"{where}.contextWindow"),
-        max_tokens=_positive_int(spec.get("maxTokens"), f"{where}.maxTokens"),
+        context_window=_positive_int(window, f"{where}.contextWindow"),
+        max_tokens=_positive_int(spec.get("maxTokens", defaults[1]), f"{where}.maxTokens"),
     )
 
 
 def _positive_int(value: Any, where: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    if not _finite_positive(value) or int(value) != value:
         raise ConfigError(f"{where} must be a positive integer, got {value!r}")
-    return value
+    return int(value)

@@ -17,10 +17,10 @@ PROBE_TIMEOUT_SECONDS = 3.0
 
 def request_headers(provider: Provider) -> dict[str, str]:
     """The provider's headers plus its bearer key, as every request sends them."""
-    headers = dict(provider.headers)
+    headers = provider.headers()
     key = provider.api_key()
-    if key:
-        headers.setdefault("Authorization", f"Bearer {key}")
+    if key and not any(name.lower() == "authorization" for name in headers):
+        headers["Authorization"] = f"Bearer {key}"
     return headers
 
 
@@ -28,15 +28,15 @@ def probe(provider: Provider, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[st
     """``{"reachable", "served", "problem"}`` for one provider; never raises."""
     import httpx
 
-    url = f"{provider.base_url}/models"
     try:
+        url = f"{provider.url()}/models"
         headers = request_headers(provider)
     except ConfigError as exc:
-        return {"reachable": False, "served": [], "problem": exc.message}
+        return {"reachable": None, "served": [], "problem": exc.message}  # not probed
     try:
         response = httpx.get(url, headers=headers, timeout=timeout)
     except httpx.ConnectError as exc:
-        return _down(f"cannot connect to {url}: {exc or 'connection refused'}")
+        return _down(f"cannot connect to {url}: {exc}")
     except httpx.TimeoutException:
         return _down(f"no answer from {url} within {timeout:g} s")
     except httpx.HTTPError as exc:

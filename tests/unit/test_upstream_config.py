@@ -36,7 +36,7 @@ def test_full_openclaw_config_with_unknown_keys(tmp_path: Path) -> None:
     )
     provider = cfg.providers["vllm"]
     assert provider.base_url == "http://gpu:8000/v1"  # one trailing slash dropped
-    assert (provider.api, provider.timeout_seconds, provider.headers) == (
+    assert (provider.api, provider.timeout_seconds, provider.headers()) == (
         "openai-completions",
         30.0,
         {"X-A": "b"},
@@ -62,7 +62,8 @@ def test_api_key_expands_at_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert provider.api_key() == "k-one-two" and provider.problem() is None
 
 
-def test_short_model_form_and_unsupported_api(tmp_path: Path) -> None:
+def test_short_forms_and_unsupported_api(tmp_path: Path) -> None:
+    # agents.defaults.model as a string is OpenClaw's; a bare model id string is ours.
     cfg = _load(
         tmp_path,
         '{agents: {defaults: {model: "p/m"}}, models: {providers: '
@@ -77,14 +78,6 @@ def test_short_model_form_and_unsupported_api(tmp_path: Path) -> None:
     [
         ("[1]", "object at the top level"),
         ("{models: 3}", "models must be an object"),
-        ('{models: {providers: {p: {baseUrl: "h"}}}}', "baseUrl must be an http"),
-        ('{models: {providers: {p: {baseUrl: "http://h", timeoutSeconds: 0}}}}', "positive"),
-        ('{models: {providers: {p: {baseUrl: "http://h", models: [{}]}}}}', 'needs an "id"'),
-        (
-            '{models: {providers: {p: {baseUrl: "http://h", models: [{id: "m", '
-            "contextWindow: -1}]}}}}",
-            "contextWindow must be a positive integer",
-        ),
         ("{agents: {defaults: {model: {fallbacks: [1]}}}}", "fallbacks must be a list"),
         ("{oops", "not valid JSON5"),
     ],
@@ -93,6 +86,56 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
     with pytest.raises(ConfigError, match=message) as info:
         _load(tmp_path, text)
     assert str(tmp_path) in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ('{baseUrl: "h", models: ["m"]}', "baseUrl must be an http"),
+        ("{models: ['m']}", "has no baseUrl"),
+        ('{baseUrl: "http://h", timeoutSeconds: 0}', "timeoutSeconds must be a positive"),
+        ('{baseUrl: "http://h", timeoutSeconds: Infinity}', "timeoutSeconds must be a positive"),
+        ('{baseUrl: "http://h", models: [{}]}', 'needs an "id"'),
+        ('{baseUrl: "http://h", models: [{id: "m", contextWindow: -1}]}', "contextWindow must"),
+        ('{baseUrl: "http://h", apiKey: {source: "file", id: "x"}}', "'file' is not supported"),
+        ("3", "must be an object"),
+    ],
+)
+def test_a_bad_provider_is_its_own_problem(tmp_path: Path, spec: str, message: str) -> None:
+    cfg = _load(
+        tmp_path, f'{{models: {{providers: {{bad: {spec}, good: {{baseUrl: "http://g"}}}}}}}}'
+    )
+    assert message in (cfg.providers["bad"].problem() or "")
+    assert cfg.providers["good"].problem() is None  # the file still loads
+
+
+def test_openclaw_env_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _load(
+        tmp_path,
+        """{models: {providers: {p: {
+          baseUrl: "${HOST_URL}/v1", apiKey: {source: "env", provider: "default", id: "KEY"},
+          headers: {"X-Auth": "Bearer ${TOKEN}", "X-Lit": "$${TOKEN}", "X-low": "${lower}"},
+          contextWindow: 8192, maxTokens: 100, models: [{id: "m"}, {id: "n", maxTokens: 7}],
+        }}}}""",
+    )
+    provider = cfg.providers["p"]
+    monkeypatch.setenv("HOST_URL", "HTTP://box:8000")
+    monkeypatch.setenv("KEY", "")
+    assert "${KEY}" in (provider.problem() or "")  # empty counts as unset, as in OpenClaw
+    monkeypatch.setenv("KEY", "sk")
+    monkeypatch.setenv("TOKEN", "t0k")
+    assert provider.problem() is None and provider.url() == "HTTP://box:8000/v1"
+    assert provider.api_key() == "sk"
+    assert provider.headers() == {"X-Auth": "Bearer t0k", "X-Lit": "${TOKEN}", "X-low": "${lower}"}
+    assert [(m.context_window, m.max_tokens) for m in provider.models] == [(8192, 100), (8192, 7)]
+
+
+def test_plain_json_skips_the_json5_parser(tmp_path: Path) -> None:
+    import sys
+
+    sys.modules.pop("json5", None)
+    cfg = _load(tmp_path, '{"models": {"providers": {"p": {"baseUrl": "http://h"}}}}')
+    assert "p" in cfg.providers and "json5" not in sys.modules
 
 
 def test_config_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
