@@ -166,13 +166,21 @@ class UpstreamClient:
     # --- failures -------------------------------------------------------------
 
     def _fail(
-        self, what: str, url: str, hint: str, *, retryable: bool = False, retry_after: float = 0.0
+        self,
+        what: str,
+        url: str,
+        hint: str,
+        *,
+        retryable: bool = False,
+        retry_after: float = 0.0,
+        status: int = 0,
     ) -> UpstreamError:
         return UpstreamError(
             f"upstream {self.provider_id!r}: {what} ({url})",
             hint=hint,
             retryable=retryable,
             retry_after=retry_after,
+            status=status,
         )
 
     def _check_status(self, response: httpx.Response, url: str) -> None:
@@ -194,7 +202,10 @@ class UpstreamClient:
         what = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
         if status in (401, 403):
             raise self._fail(
-                what, url, f"Check models.providers.{p}.apiKey (and the variable it names)."
+                what,
+                url,
+                f"Check models.providers.{p}.apiKey (and the variable it names).",
+                status=status,
             )
         if status == 404:
             raise self._fail(
@@ -202,6 +213,7 @@ class UpstreamClient:
                 url,
                 f"Wrong path or model: check models.providers.{p}.baseUrl "
                 "(usually ending in /v1) and the model id.",
+                status=status,
             )
         if status in (429, 503):
             after = parse_retry_after(response.headers.get("retry-after"))
@@ -213,12 +225,19 @@ class UpstreamClient:
                 "or add a fallback in agents.defaults.model.fallbacks.",
                 retryable=True,
                 retry_after=after,
+                status=status,
             )
         if status >= 500:
             raise self._fail(
-                f"server error, {what}", url, "Check the server's log.", retryable=True
+                f"server error, {what}",
+                url,
+                "Check the server's log.",
+                retryable=True,
+                status=status,
             )
-        raise self._fail(what, url, "The server rejected the request; check the server's log.")
+        raise self._fail(
+            what, url, "The server rejected the request; check the server's log.", status=status
+        )
 
     def _check_event(self, event: dict[str, Any], url: str) -> None:
         """Servers report errors mid-stream as an event with an ``error`` member."""

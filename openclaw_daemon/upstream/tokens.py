@@ -58,7 +58,8 @@ class _RemoteTokenizer:
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise UpstreamError(
                 f"upstream {self._client.provider_id!r}: {self._paths[0]} did not answer "
-                "a list of token ids"
+                "a list of token ids",
+                status=200,  # it answered, just not a tokenizer: try the next shape
             )
         return tokens
 
@@ -102,6 +103,8 @@ def detect(client: UpstreamClient, model: str) -> UpstreamTokenizer:
         try:
             if candidate.tokenize("hello"):
                 return candidate
-        except UpstreamError:
+        except UpstreamError as exc:
+            if exc.status == 0 or exc.status in (401, 403):
+                raise  # down or refusing the key: an estimate would hide it
             continue  # 404, another body shape, or no such endpoint: try the next
     return EstimateTokenizer()

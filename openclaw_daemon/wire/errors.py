@@ -142,11 +142,18 @@ class UpstreamError(OpenClawError):
     code = "upstream"
 
     def __init__(
-        self, message: str, *, hint: str = "", retryable: bool = False, retry_after: float = 0.0
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        retryable: bool = False,
+        retry_after: float = 0.0,
+        status: int = 0,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.status = status  # the HTTP status it answered; 0 when none arrived
 
 
 class UpstreamContextOverflowError(ContextOverflowError, UpstreamError):

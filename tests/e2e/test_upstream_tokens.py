@@ -5,8 +5,11 @@ offline ``cl100k_base`` estimate, marked as one."""
 
 from __future__ import annotations
 
+import pytest
+
 from openclaw_daemon.upstream.http_client import UpstreamClient
 from openclaw_daemon.upstream.tokens import detect
+from openclaw_daemon.wire.errors import UpstreamError
 from tests.upstream_fault_server import FaultServer
 from tests.upstream_server import SERVED_ALIAS
 
@@ -32,3 +35,16 @@ def test_a_server_without_one_gets_the_marked_estimate() -> None:
     ids = tokenizer.tokenize(TEXT)
     assert len(ids) == 10 and tokenizer.detokenize(ids) == TEXT
     assert tokenizer.tokenize("<|im_start|>")  # markers are text, never an error
+
+
+def test_a_down_or_refusing_server_is_an_error_not_an_estimate() -> None:
+    from tests.upstream_server import free_port
+
+    down = UpstreamClient("gone", f"http://127.0.0.1:{free_port()}/v1", connect_timeout=1.0)
+    with pytest.raises(UpstreamError, match="connection refused"):
+        detect(down, "m")
+    with FaultServer(lifetime=30) as server:
+        server.set_mode("401")
+        with pytest.raises(UpstreamError, match="apiKey"):
+            detect(UpstreamClient("locked", server.url + "/v1"), "m")
+        assert len(server.requests) == 1  # no other endpoint was tried
