@@ -58,7 +58,7 @@ def upstream_models(*, probe: bool = True) -> list[dict[str, Any]]:
                     "sizeBytes": None,
                     "contextWindow": model.context_window,
                     "maxTokens": model.max_tokens,
-                    # None: not probed (a config problem, or --no-probe)
+                    # None: not probed (the provider has a config problem)
                     "reachable": found["reachable"] if found else None,
                     "problem": problem,
                 }

@@ -278,7 +278,7 @@ def metrics(
 
 @models_app.command("list")
 def models_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The embedded model and registered GGUF files: name, id, size, path, default."""
+    """Embedded, registered and upstream (openclaw.json) models, with reachability."""
     from openclaw_cli.commands import models as models_cmd
 
     models_cmd.list_models(json_out=json_out)
