@@ -32,6 +32,7 @@ MODES = (
     "cut",  # headers and ``cut_after`` events, then the connection drops mid-body
     "stall_first_byte",  # nothing at all for ``stall`` seconds
     "stall_between",  # ``cut_after`` events, then a ``stall``-second pause, then the rest
+    "ping_stall",  # ``cut_after`` events, then ``stall`` seconds of SSE keep-alive comments
     "garbage",  # a data line that is not JSON
     "overflow",  # llama-server's 400 context-size error
     "overflow_openai",  # vLLM / OpenAI's 400 context_length_exceeded
@@ -234,6 +235,12 @@ class _FaultHandler(BaseHTTPRequestHandler):
                 return  # no terminating chunk: the client sees an incomplete chunked read
             if sent == fault.cut_after and mode == "stall_between":
                 fault.wait(fault.stall)
+            if sent == fault.cut_after and mode == "ping_stall":
+                # What sse-starlette does while a generation hangs: comments, no data.
+                until = time.monotonic() + fault.stall
+                while time.monotonic() < until:
+                    self._chunk(b": ping\n\n")
+                    time.sleep(0.05)
             if sent == 1 and mode == "garbage":
                 piece = b"data: {this is not json\n\n"
             if sent == 1 and mode == "error_event":

@@ -110,10 +110,23 @@ class UpstreamClient:
                     yield whole
                     return
                 parser = SSEParser(self.provider_id, url)
+                last_event = time.monotonic()
                 for chunk in response.iter_bytes():
                     # After [DONE] the body is still read to its end (the final empty
                     # chunk), or httpx would drop the connection instead of pooling it.
-                    for event in parser.feed(chunk):
+                    events = list(parser.feed(chunk))
+                    if events:
+                        last_event = time.monotonic()
+                    elif not parser.done and time.monotonic() - last_event > self.chunk_timeout:
+                        # Keep-alive comments reset the socket's read timeout; a stream
+                        # of nothing but comments is as stalled as a silent one.
+                        raise self._fail(
+                            f"the stream stalled: only keep-alives for {self.chunk_timeout:g}s",
+                            url,
+                            "The generation may be stuck; check the server's log.",
+                            retryable=not yielded,
+                        )
+                    for event in events:
                         self._check_event(event, url)
                         yielded = True
                         yield event

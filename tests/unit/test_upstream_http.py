@@ -299,3 +299,14 @@ def test_only_a_request_error_is_an_overflow(status: int, message: str, overflow
         client.post_json("/chat/completions", BODY)
     assert isinstance(info.value, UpstreamContextOverflowError) is overflow
     assert PROVIDER in str(info.value)
+
+
+@pytest.mark.parametrize(("cut_after", "retryable"), [(0, True), (2, False)])
+def test_keep_alive_comments_do_not_hide_a_stall(
+    server: FaultServer, cut_after: int, retryable: bool
+) -> None:
+    server.set_mode("ping_stall")
+    server.stall, server.cut_after = 1.5, cut_after
+    client = client_for(server.url, chunk_timeout=0.4)
+    error = failure(lambda: stream(client))
+    assert "only keep-alives for 0.4s" in str(error) and error.retryable is retryable
