@@ -13,7 +13,6 @@ prefill under the between-chunks timeout, so that one should not be tight either
 
 from __future__ import annotations
 
-import email.utils
 import json
 import socket
 import ssl
@@ -23,18 +22,15 @@ from typing import Any
 
 import httpx
 
+from openclaw_daemon.upstream.error_bodies import (
+    error_detail,
+    is_overflow,
+    is_request_overflow,
+    parse_retry_after,
+)
 from openclaw_daemon.upstream.sse import SSEParser
 from openclaw_daemon.wire.errors import UpstreamContextOverflowError, UpstreamError
 
-# How servers word "the prompt is longer than my window" (llama-server, vLLM, OpenAI,
-# SGLang); matched case-insensitively in an error body.
-_OVERFLOW_MARKERS = (
-    "exceeds the available context size",
-    "context length",
-    "maximum context length",
-    "context_length_exceeded",
-    "context window",
-)
 _BASEURL_HINT = "Check models.providers.{p}.baseUrl in openclaw.json."
 
 
@@ -201,10 +197,10 @@ class UpstreamClient:
         if status < 400:
             return
         text = response.read().decode("utf-8", errors="replace")
-        detail = _error_detail(text)
+        detail = error_detail(text)
         # Only a request error is an overflow: a 5xx "failed to allocate KV cache for
         # context length N" is the server's problem, to retry or fall back from.
-        if status in _REQUEST_ERROR_STATUSES and _is_overflow(text):
+        if is_request_overflow(status, text):
             raise UpstreamContextOverflowError(
                 f"upstream {self.provider_id!r}: the prompt exceeds the model's context "
                 f"(HTTP {status}: {detail}) ({url})",
@@ -258,14 +254,14 @@ class UpstreamClient:
         if error is None:
             return
         text = json.dumps(error) if not isinstance(error, str) else error
-        if _is_overflow(text):
+        if is_overflow(text):
             raise UpstreamContextOverflowError(
                 f"upstream {self.provider_id!r}: the prompt exceeds the model's context "
-                f"({_error_detail(json.dumps(event))}) ({url})",
+                f"({error_detail(json.dumps(event))}) ({url})",
                 hint="The session is compacted and the turn retried once.",
             )
         raise self._fail(
-            f"error in the stream: {_error_detail(json.dumps(event))}",
+            f"error in the stream: {error_detail(json.dumps(event))}",
             url,
             "Check the server's log.",
         )
@@ -288,7 +284,17 @@ class UpstreamClient:
     ) -> UpstreamError:
         p = self.provider_id
         base_hint = _BASEURL_HINT.format(p=p)
-        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        if isinstance(exc, httpx.PoolTimeout):
+            # Not the network: every pooled connection is held, usually by a reply
+            # stream nobody finished or closed.
+            return self._fail(
+                "no free connection in the daemon's pool",
+                url,
+                "Too many requests to this provider at once; each stream must be read to "
+                "its end or closed.",
+                retryable=True,
+            )
+        if isinstance(exc, httpx.ConnectTimeout):
             return self._fail(
                 f"timed out connecting after {self.connect_timeout:g}s",
                 url,
@@ -350,45 +356,6 @@ class UpstreamClient:
                 retryable=not streamed,
             )
         return self._fail(f"HTTP failure ({exc!r})", url, base_hint, retryable=not streamed)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date; 0 if absent/bad."""
-    if not value:
-        return 0.0
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-_REQUEST_ERROR_STATUSES = (400, 413, 422)
-
-
-def _is_overflow(text: str) -> bool:
-    lowered = text.lower()
-    return any(marker in lowered for marker in _OVERFLOW_MARKERS)
-
-
-def _error_detail(text: str) -> str:
-    """The human part of an error body: OpenAI's ``{"error": {"message"}}``, or the text."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text.strip()[:300]
-    if isinstance(value, dict):
-        error = value.get("error", value)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:300]
-        if isinstance(error, str):
-            return error[:300]
-    return text.strip()[:300]
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from openclaw_daemon.upstream.http_client import UpstreamClient, parse_retry_after
+from openclaw_daemon.upstream.error_bodies import parse_retry_after
+from openclaw_daemon.upstream.http_client import UpstreamClient
 from openclaw_daemon.upstream.retry import backoff_delay, call_with_retries
 from openclaw_daemon.upstream.sse import SSEParser
 from openclaw_daemon.wire.errors import UpstreamContextOverflowError, UpstreamError
