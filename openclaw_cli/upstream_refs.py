@@ -10,8 +10,8 @@ from openclaw_daemon.wire.errors import BadRequestError
 def refuse_upstream_ref(model: str) -> None:
     """``provider/model-id`` of a configured upstream is listed by ``models list`` but
     cannot answer turns yet (issue 16); say so instead of "model file not found"."""
-    if "/" not in model or Path(model).expanduser().exists():
-        return
+    if "/" not in model or model.endswith(".gguf") or Path(model).expanduser().exists():
+        return  # a GGUF path (missing or not): "model file not found" says it best
     from openclaw_daemon.upstream import config_file  # only for a provider/model ref
 
     cfg = config_file.load()

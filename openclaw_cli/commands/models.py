@@ -25,7 +25,7 @@ def _embedded() -> dict[str, Any] | None:
     return {"name": model_names.EMBEDDED_MODEL_NAME, "path": str(path), "source": "embedded"}
 
 
-def upstream_models(*, probe: bool = True) -> list[dict[str, Any]]:
+def upstream_models() -> list[dict[str, Any]]:
     """Every model of every provider in ``openclaw.json``, each with whether its server
     answers and serves it (one ``GET /models`` per provider, all at once)."""
     from openclaw_daemon.upstream import config_file
@@ -33,7 +33,7 @@ def upstream_models(*, probe: bool = True) -> list[dict[str, Any]]:
     cfg = config_file.load()
     providers = [p for p in cfg.providers.values() if p.models or p.problem()]
     reach: dict[str, dict[str, Any]] = {}
-    if probe and providers:
+    if providers:
         from openclaw_daemon.upstream.probe import probe_all
 
         reach = probe_all([p for p in providers if p.problem() is None])
