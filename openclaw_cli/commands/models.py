@@ -31,18 +31,19 @@ def upstream_models() -> list[dict[str, Any]]:
     from openclaw_daemon.upstream import config_file
 
     cfg = config_file.load()
-    providers = [p for p in cfg.providers.values() if p.models or p.problem()]
+    problems = {p.id: p.problem() for p in cfg.providers.values()}  # expands ${VAR}s once
+    providers = [p for p in cfg.providers.values() if p.models or problems[p.id]]
     reach: dict[str, dict[str, Any]] = {}
     if providers:
         from openclaw_daemon.upstream.probe import probe_all
 
-        reach = probe_all([p for p in providers if p.problem() is None])
+        reach = probe_all([p for p in providers if problems[p.id] is None])
     listed = []
     for provider in providers:
         # A provider that cannot be used still gets a row, so its problem is seen.
         for model in provider.models or (config_file.UpstreamModel(provider.id, "*", None, None),):
             found = reach.get(provider.id)
-            problem = provider.problem() or (found or {}).get("problem")
+            problem = problems[provider.id] or (found or {}).get("problem")
             if found and found["reachable"] and model.id not in found["served"]:
                 problem = (
                     f"the server does not list {model.id!r} (it serves: "

@@ -108,9 +108,6 @@ class OpenClawConfig(NamedTuple):
     primary: str | None  # agents.defaults.model.primary: "provider/model-id" or a GGUF
     fallbacks: tuple[str, ...]
 
-    def upstream_models(self) -> list[UpstreamModel]:
-        return [m for p in self.providers.values() for m in p.models]
-
     def find(self, ref: str) -> tuple[Provider, UpstreamModel] | None:
         """The configured provider and model a ``provider/model-id`` names, or None when
         ``ref`` names no configured provider (it is then a GGUF path or model name)."""
