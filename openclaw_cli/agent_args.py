@@ -10,9 +10,15 @@ command's options; typer only lists the command in ``openclaw --help``.
 from __future__ import annotations
 
 import argparse
-from typing import NamedTuple
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from openclaw_daemon.wire import ids
+
+if TYPE_CHECKING:
+    from openclaw_daemon.wire.messages import TurnRequest
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_MAX_STEPS = 6
@@ -44,6 +50,9 @@ class AgentOptions(NamedTuple):
     max_steps: int = DEFAULT_MAX_STEPS
     allow: tuple[str, ...] = ()
     exec_timeout: float | None = None
+    # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
+    # the turn asks the daemon for it instead of starting it on a GGUF.
+    upstream: str | None = None
 
 
 def _finite_float(text: str) -> float:
@@ -245,3 +254,33 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         allow=tuple(name for group in args.allow for name in group),
         exec_timeout=args.exec_timeout,
     )
+
+
+def turn_request(options: AgentOptions) -> TurnRequest:
+    """The ``turn`` frame for these options (docs/protocol.md)."""
+    request: TurnRequest = {
+        "type": "turn",
+        # One id per invocation; a script retrying a turn whose reply it never
+        # got sets OPENCLAW_REQUEST_ID, and the daemon answers a committed one
+        # from the transcript instead of running it twice (docs/recovery.md).
+        "requestId": os.environ.get("OPENCLAW_REQUEST_ID") or uuid.uuid4().hex,
+        "message": options.message,
+        "agentId": options.agent_id,
+        "sessionId": options.session_id,
+        "maxTokens": options.max_tokens,
+        "temperature": options.temperature,
+        "seed": options.seed,
+        "stop": list(options.stop),
+        "cwd": str(Path.cwd()),
+        "timeoutS": options.timeout,
+        "system": options.system,
+        "toolChoice": options.tool_choice,
+        "maxSteps": options.max_steps,
+        "allow": list(options.allow),
+        "execTimeout": options.exec_timeout,
+        # exec runs with the caller's environment, not the daemon's.
+        "env": dict(os.environ),
+    }
+    if options.upstream:
+        request["model"] = options.upstream
+    return request

@@ -14,16 +14,14 @@ hot path nothing.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from openclaw_cli import BOOT, daemon_control, upstream_refs, wants_json
-from openclaw_cli.agent_args import AgentOptions, parse_agent_args
+from openclaw_cli.agent_args import AgentOptions, parse_agent_args, turn_request
 from openclaw_cli.views import render
 from openclaw_daemon import config
 from openclaw_daemon.observability import turn_record
@@ -32,7 +30,7 @@ from openclaw_daemon.wire.errors import BadRequestError, OpenClawError, TurnTime
 if TYPE_CHECKING:
     from openclaw_daemon.observability.turn_record import TraceRecord
     from openclaw_daemon.wire.client import DaemonClient
-    from openclaw_daemon.wire.messages import ClientSpan, ReportRequest, TurnRequest, TurnResult
+    from openclaw_daemon.wire.messages import ClientSpan, ReportRequest, TurnResult
 
 # The CLI's own deadline waits this much longer than --timeout, so the
 # daemon's timeout error (which stops the turn cleanly) normally arrives first.
@@ -64,8 +62,11 @@ def run_agent(options: AgentOptions) -> int:
         raise BadRequestError("the message is empty", hint="Pass the text with -m TEXT.")
     paths = config.resolve_paths()
     model = None
-    if options.model:
-        upstream_refs.refuse_upstream_ref(options.model)
+    upstream = upstream_refs.upstream_ref(options.model) if options.model else None
+    if upstream:
+        # An upstream answers this turn: the daemon runs on whatever model it has.
+        options = options._replace(upstream=upstream)
+    elif options.model:
         model_path = config.resolve_model_path(options.model)  # a path or a name
         config.check_gguf(model_path)
         model = str(model_path)
@@ -220,33 +221,6 @@ def _check_model(daemon_info: Mapping[str, Any], model: str | None, paths: confi
         )
 
 
-def turn_request(options: AgentOptions) -> TurnRequest:
-    """The ``turn`` frame for these options (docs/protocol.md)."""
-    return {
-        "type": "turn",
-        # One id per invocation; a script retrying a turn whose reply it never
-        # got sets OPENCLAW_REQUEST_ID, and the daemon answers a committed one
-        # from the transcript instead of running it twice (docs/recovery.md).
-        "requestId": os.environ.get("OPENCLAW_REQUEST_ID") or uuid.uuid4().hex,
-        "message": options.message,
-        "agentId": options.agent_id,
-        "sessionId": options.session_id,
-        "maxTokens": options.max_tokens,
-        "temperature": options.temperature,
-        "seed": options.seed,
-        "stop": list(options.stop),
-        "cwd": str(Path.cwd()),
-        "timeoutS": options.timeout,
-        "system": options.system,
-        "toolChoice": options.tool_choice,
-        "maxSteps": options.max_steps,
-        "allow": list(options.allow),
-        "execTimeout": options.exec_timeout,
-        # exec runs with the caller's environment, not the daemon's.
-        "env": dict(os.environ),
-    }
-
-
 def _stream_turn(
     client: DaemonClient, options: AgentOptions, progress: render.Progress, shown: list[str]
 ) -> tuple[TurnResult, float, float | None]:
@@ -373,6 +347,10 @@ def _envelope(result: TurnResult, record: TraceRecord) -> dict[str, Any]:
             "stopReason": result["stopReason"],
             # Set when this was a retry of a committed turn: its stored reply.
             "replayed": result.get("replayed"),
+            # An upstream turn's engine ("upstream:provider/model-id"), and the ones
+            # that failed before it answered (agents.defaults.model.fallbacks).
+            "engine": result.get("engine", "embedded"),
+            "fallbackFrom": result.get("fallbackFrom", []),
             "trace": _trace_of(record),
         },
     }

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -35,6 +36,7 @@ from openclaw_daemon.turn.compactor import Compactor
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.pipeline import TurnPipeline
 from openclaw_daemon.turn.session_tapes import SessionTapes
+from openclaw_daemon.upstream.turns import UpstreamTurns
 from openclaw_daemon.wire import frames as protocol
 from openclaw_daemon.wire import messages, requests
 from openclaw_daemon.wire.errors import (
@@ -78,6 +80,12 @@ class DaemonState:
     gauges: Callable[[], list[tuple[str, float, dict[str, str]]]]
     metrics: Metrics = field(default_factory=Metrics)
     prefill_ahead: bool = True
+    # Turns on an upstream engine (openclaw.json), and the threads they run on: they
+    # wait on the network, never on the embedded model's worker.
+    upstream: UpstreamTurns | None = None
+    upstream_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="upstream")
+    )
     started_at: float = field(default_factory=time.time)
 
 
@@ -175,6 +183,7 @@ class Handlers:
         store = SessionStore(self.state.paths.agent_sessions_dir(agent), agent)
         session_key = session_lane(store, options.session_id)
         scheduler = self.state.scheduler
+        upstream = self.state.upstream
         waiting_since = trace.clock()
         with scheduler.lane(session_key):
             # Another turn of this session held its lane (it runs before ours).
@@ -185,7 +194,17 @@ class Handlers:
                 context.waited_behind = [f"turn:{session_key}"] * same_session + behind
                 return self.state.pipeline.run(options, context)
 
-            future = scheduler.submit(run, label=f"turn:{session_key}")
+            future: Future[Any]
+            try:
+                on_upstream = upstream is not None and upstream.wants(options)
+            except OpenClawError as exc:
+                self._fail(options, session_key, context, connection, exc)
+                return
+            if on_upstream:
+                assert upstream is not None
+                future = self.state.upstream_pool.submit(upstream.run, options, context)
+            else:
+                future = scheduler.submit(run, label=f"turn:{session_key}")
             future.add_done_callback(lambda _: events.put(_JOB_ENDED))
             timed_out = self._relay(connection, events, future, cancel, deadline)
         self._drain(connection, events)
@@ -205,6 +224,9 @@ class Handlers:
             self._fail(options, session_key, context, connection, exc)
             return
         connection.send(messages.done(result))
+        if on_upstream:  # its cache is the upstream's own; nothing to park here
+            self._store_trace(result, connection)
+            return
         # Park the session's KV state once the worker is idle (off this turn's path).
         self.state.scheduler.submit_idle("park", self.state.tapes.park)
         background.schedule_compactions(

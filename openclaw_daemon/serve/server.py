@@ -36,6 +36,8 @@ from openclaw_daemon.wire.errors import OpenClawError
 
 if TYPE_CHECKING:
     from openclaw_daemon.cache.kv_store import KVStore
+    from openclaw_daemon.turn.session_tapes import SessionTapes
+    from openclaw_daemon.upstream.turns import UpstreamTurns
 
 log = logging.getLogger("openclawd")
 
@@ -105,6 +107,14 @@ def _load_engine(engine_factory: EngineFactory, spec: EngineSpec) -> LoadedEngin
     return loaded
 
 
+def _upstream_turns(paths: config.Paths, tapes: SessionTapes) -> UpstreamTurns:
+    """Turns on the upstream engines openclaw.json configures (read at each turn)."""
+    from openclaw_daemon.upstream.targets import UpstreamTargets
+    from openclaw_daemon.upstream.turns import UpstreamTurns
+
+    return UpstreamTurns(paths, tapes, UpstreamTargets())
+
+
 class Daemon:
     """The composition root: builds the engine (through ``engine_factory``, so a
     test can run the whole daemon in-process on a fake), the cache, the
@@ -146,6 +156,7 @@ class Daemon:
             self.engine, self.paths, prefill_batch=config.prefill_batch_setting(), cache=self.cache
         )
         self.pipeline, self.compactor, self.tapes = turns.pipeline, turns.compactor, turns.tapes
+        self.upstream = _upstream_turns(self.paths, self.tapes)
         self.started_at = time.time()
         memory_now()  # imports psutil now, not in the first turn's trace report
         self.state = self._handler_state()
@@ -191,6 +202,7 @@ class Daemon:
             memory=memory_now,
             gauges=self.gauges,
             prefill_ahead=config.prefill_ahead_setting(),
+            upstream=self.upstream,
         )
 
     def status(self) -> dict[str, Any]:
@@ -220,6 +232,7 @@ class Daemon:
             "memoryPredicted": self.memory_prediction,
             "sessions": len(self.tapes),
             "turnsServed": self.pipeline.turns_served,
+            "upstreamTurnsServed": self.upstream.turns_served,
             "queued": self.scheduler.queued,
             "cache": self.cache_stats(),
             "compaction": {
@@ -283,6 +296,7 @@ class Daemon:
             # Park the live session and finish disk writes, so a restart resumes warm.
             self.scheduler.shutdown()
             self.store.close()
+            self.upstream.targets.close()
             log.info("stopped")
 
 

@@ -215,21 +215,30 @@ class AgentLoop:
     def _run_tools(
         self, calls: list[ToolCall], settings: TurnSettings, ctx: TurnContext
     ) -> list[ToolOutcome]:
-        def started(call: ToolCall) -> None:
-            ctx.emit(
-                {
-                    "type": "tool",
-                    "phase": "start",
-                    "id": call.id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                }
-            )
+        return run_tools(self.tools, calls, settings, ctx)
 
-        outcomes = self.tools.run_step(calls, settings.tools, on_start=started)
-        for outcome in outcomes:
-            _report_tool(outcome, ctx)
-        return outcomes
+
+def run_tools(
+    tools: ToolRunner, calls: list[ToolCall], settings: TurnSettings, ctx: TurnContext
+) -> list[ToolOutcome]:
+    """Run one step's calls, each with its ``tool`` start and end frames and its span
+    (the embedded loop and the upstream one alike)."""
+
+    def started(call: ToolCall) -> None:
+        ctx.emit(
+            {
+                "type": "tool",
+                "phase": "start",
+                "id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+        )
+
+    outcomes = tools.run_step(calls, settings.tools, on_start=started)
+    for outcome in outcomes:
+        _report_tool(outcome, ctx)
+    return outcomes
 
 
 def _report_tool(outcome: ToolOutcome, ctx: TurnContext) -> None:

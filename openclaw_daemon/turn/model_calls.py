@@ -189,23 +189,40 @@ class ModelCalls:
         return Generation(stream.text, ids, stop_reason, first_token_at)
 
     def _streams(self, options: CallOptions, *, hide_calls: bool) -> tuple[TextStream, TextStream]:
-        """The reply's stop filter, and the filter of what the user is shown."""
-        stops = list(options.stop)
-        # Tool responses are the runtime's to write; a small model imitating
-        # one has finished its reply.
-        stream = TextStream(stops + self.tags.result_stops if hide_calls else stops)
-        # A second filter only for what the user sees: it stops at a tool call.
-        shown = TextStream(self.tags.hidden if hide_calls else [])
-        return stream, shown
+        return reply_streams(options.stop, self.tags, hide_calls=hide_calls)
 
-    def _show(self, shown: TextStream, piece: str, call: CallContext) -> None:
-        if piece and not shown.stopped:
-            self._emit(shown.push(piece.encode("utf-8")), call)
+    @staticmethod
+    def _show(shown: TextStream, piece: str, call: CallContext) -> None:
+        show(shown, piece, call)
 
     @staticmethod
     def _emit(text: str, call: CallContext) -> None:
-        if text:
-            call.emit({"type": "token", "text": text})
+        emit_text(text, call)
+
+
+def reply_streams(
+    stop: tuple[str, ...] | list[str], tags: CallTags, *, hide_calls: bool
+) -> tuple[TextStream, TextStream]:
+    """The reply's stop filter, and the filter of what the user is shown (every
+    engine's decode streams through both)."""
+    stops = list(stop)
+    # Tool responses are the runtime's to write; a small model imitating
+    # one has finished its reply.
+    stream = TextStream(stops + tags.result_stops if hide_calls else stops)
+    # A second filter only for what the user sees: it stops at a tool call.
+    shown = TextStream(tags.hidden if hide_calls else [])
+    return stream, shown
+
+
+def show(shown: TextStream, piece: str, call: CallContext) -> None:
+    """Pass a piece of the reply on to what the user is shown."""
+    if piece and not shown.stopped:
+        emit_text(shown.push(piece.encode("utf-8")), call)
+
+
+def emit_text(text: str, call: CallContext) -> None:
+    if text:
+        call.emit({"type": "token", "text": text})
 
 
 def _trace_decode(

@@ -56,12 +56,19 @@ def persist_turn(
 
 
 def turn_entries(
-    parent: str | None, message: str, steps: list[Step], request_id: str, *, model: str
+    parent: str | None,
+    message: str,
+    steps: list[Step],
+    request_id: str,
+    *,
+    model: str,
+    provider: str = PROVIDER,
+    api: str = API,
 ) -> list[dict[str, Any]]:
     """The user message, then each step's reply and its tool results, chained."""
     records = [user_entry(parent, message, request_id=request_id)]
     for step in steps:
-        records.append(_reply_entry(records[-1]["id"], step, model))
+        records.append(_reply_entry(records[-1]["id"], step, model, provider, api))
         for outcome in step.outcomes:
             records.append(
                 tool_result_entry(
@@ -75,7 +82,7 @@ def turn_entries(
     return records
 
 
-def _reply_entry(parent: str, step: Step, model: str) -> dict[str, Any]:
+def _reply_entry(parent: str, step: Step, model: str, provider: str, api: str) -> dict[str, Any]:
     calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in step.parsed.calls]
     return assistant_entry(
         parent,
@@ -86,8 +93,8 @@ def _reply_entry(parent: str, step: Step, model: str) -> dict[str, Any]:
         error_message=step.error.message if step.error else None,
         usage=cast(dict[str, int], step.usage),  # the entry stores the same buckets
         model=model,
-        provider=PROVIDER,
-        api=API,
+        provider=provider,
+        api=api,
         stop_reason=(
             "toolUse"
             if step.outcomes and step.generation.stop_reason != "max_steps"

@@ -23,14 +23,14 @@ PROVIDER = "openclaw-edge"
 API = "llama.cpp"
 
 
-def session_fields(ref: SessionRef, info: ModelInfo) -> SessionFields:
+def session_fields(ref: SessionRef, info: ModelInfo, provider: str = PROVIDER) -> SessionFields:
     """The session and model a turn's result names, replayed or not."""
     return {
         "sessionId": ref.session_id,
         "sessionKey": ref.key,
         "sessionFile": str(ref.file),
         "agentId": ref.agent_id,
-        "provider": PROVIDER,
+        "provider": provider,
         "model": info.model_id,
         "modelName": info.name,
         "modelPath": info.path,
@@ -53,6 +53,7 @@ def turn_result(
     *,
     cache: dict[str, Any] | None,
     compaction: dict[str, Any] | None,
+    provider: str = PROVIDER,
 ) -> TurnResult:
     first = steps[0].generation.first_token_at
     ttft = (first - ctx.received_at) * 1000.0 if first else None
@@ -61,7 +62,7 @@ def turn_result(
         "turnId": ctx.turn_id,
         "text": shown_text(final),
         "stopReason": final.generation.stop_reason,
-        **session_fields(ref, info),
+        **session_fields(ref, info, provider),
         "usage": total_usage(steps),
         "steps": [describe_step(i, step) for i, step in enumerate(steps)],
         "ttftMs": round(ttft, 3) if ttft is not None else None,
@@ -72,13 +73,17 @@ def turn_result(
 
 
 def replayed(
-    ref: SessionRef, turn: list[dict[str, Any]], ctx: TurnContext, info: ModelInfo
+    ref: SessionRef,
+    turn: list[dict[str, Any]],
+    ctx: TurnContext,
+    info: ModelInfo,
+    provider: str = PROVIDER,
 ) -> TurnResult:
     """A retry of a committed turn: its stored reply, in a turn's result."""
     reply = replay.reply(turn)
     return {
         "turnId": ctx.turn_id,
-        **session_fields(ref, info),
+        **session_fields(ref, info, provider),
         "text": reply["text"],
         "stopReason": reply["stopReason"],
         "steps": reply["steps"],

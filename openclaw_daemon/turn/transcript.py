@@ -20,8 +20,15 @@ if TYPE_CHECKING:
 
 
 class Transcript:
-    def __init__(self, engine: ModelEngine) -> None:
-        self.format: ToolFormat = format_for(engine.template)
+    def __init__(
+        self, engine: ModelEngine | None = None, *, tool_format: ToolFormat | None = None
+    ) -> None:
+        """The format ``engine``'s template takes, or ``tool_format`` (an upstream's
+        template is the server's, so its format is chosen, not read)."""
+        if tool_format is None:
+            assert engine is not None, "a Transcript needs an engine or a tool format"
+            tool_format = format_for(engine.template)
+        self.format: ToolFormat = tool_format
         self.tools_section = self.format.prompt_section(TOOLS)
 
     def head(self, system: str) -> str:

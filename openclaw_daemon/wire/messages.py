@@ -74,6 +74,10 @@ class TurnRequest(_TurnKeys, total=False):
     # Idempotency: a committed turn of the session with this id is answered
     # from the transcript (``result.replayed``), not run again.
     requestId: str
+    # An upstream engine for this turn: "provider/model-id" of openclaw.json's
+    # models.providers (docs/scale-out.md). Absent: the configured primary when it
+    # is an upstream, else the daemon's own model.
+    model: str
 
 
 class _SpanKeys(TypedDict):
@@ -323,3 +327,5 @@ class TurnResult(SessionFields, total=False):
     daemonMs: float
     originClock: float  # the daemon's perf_counter at the trace origin
     at: float  # wall-clock seconds when the result was built
+    engine: str  # an upstream turn's: "upstream:provider/model-id", the one that answered
+    fallbackFrom: list[str]  # engines that failed before it ("ref: why"), in order

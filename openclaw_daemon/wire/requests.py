@@ -196,6 +196,9 @@ class TurnOptions:
     env: dict[str, str] = field(default_factory=dict)
     exec_timeout: float | None = None
     request_id: str | None = None  # a retry with the same id replays the stored turn
+    # "provider/model-id" of an upstream in openclaw.json; None: the configured
+    # primary if it is an upstream, else the daemon's own model.
+    model: str | None = None
 
 
 # Version 5's request keys. A v5 client is refused at its hello already; these
@@ -245,6 +248,7 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
         env=string_map(message, "env"),
         exec_timeout=number(message, "execTimeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
         request_id=text(message, "requestId", limit=MAX_ID_CHARS),
+        model=text(message, "model", limit=MAX_PATH_CHARS),
     )
 
 

@@ -121,8 +121,7 @@ def test_a_version_5_hello_is_a_version_mismatch() -> None:
 
 
 def test_the_cli_s_turn_request_parses_to_the_options_it_was_built_from() -> None:
-    from openclaw_cli.agent_args import parse_agent_args
-    from openclaw_cli.commands.agent import turn_request
+    from openclaw_cli.agent_args import parse_agent_args, turn_request
 
     argv = ["-m", "hi", "--session-id", "work", "--agent", "ops", "--max-tokens", "7"]
     argv += ["--timeout", "30", "--tool-choice", "exec", "--allow", "exec", "--max-steps", "3"]

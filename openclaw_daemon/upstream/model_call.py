@@ -1,0 +1,229 @@
+"""One model call of a turn on an upstream engine, with retries and fallbacks.
+
+The call streams the reply through the same filters as the embedded engine's
+(the reply's stops; a tool call hidden from the user) and returns a ``Generation``
+the agent loop parses. A retryable failure before any text reached the user is
+retried with capped backoff on the same engine, then the next engine of the chain
+is tried (``agents.defaults.model.fallbacks``); once text has streamed, the error
+goes up and the turn keeps what the user saw, marked as interrupted.
+
+Spans: ``model.prefill`` runs from the request to the first token (the server's
+prefill, and the network), ``model.decode`` from there to the end, both naming the
+engine; the token counts are the server's own when it reports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from openclaw_daemon.model.text_stream import TextStream
+from openclaw_daemon.observability.turn_record import usage_buckets
+from openclaw_daemon.tools.formats.base import CallTags
+from openclaw_daemon.turn import window
+from openclaw_daemon.turn.model_calls import (
+    CallContext,
+    CallOptions,
+    Generation,
+    emit_text,
+    reply_streams,
+    show,
+)
+from openclaw_daemon.upstream import retry
+from openclaw_daemon.upstream.chat_stream import ChatEnd, chat_body, stream_chat
+from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.usage import ServerUsage, tier_name
+from openclaw_daemon.wire.errors import (
+    CancelledError,
+    UpstreamContextOverflowError,
+    UpstreamError,
+)
+from openclaw_daemon.wire.messages import Usage
+
+# ChatML, only to count a request's tokens and compare it with the previous one:
+# the server renders the real prompt with its own template, which for the chat
+# templates in use today adds a few markers per message and changes no content.
+_COUNTING_TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
+
+
+def request_text(messages: Sequence[dict[str, Any]]) -> str:
+    return "".join(_COUNTING_TEMPLATE.format(**m) for m in messages)
+
+
+@dataclass
+class CallResult:
+    generation: Generation
+    usage: Usage
+    target: Target  # the engine that answered
+    server: ServerUsage  # what it reported (source "none": nothing)
+    prompt_tokens: list[int]  # the request as we counted it
+    estimate: bool  # the counts are the offline estimate's, not the server's tokenizer
+    failed: list[str]  # engines tried before it, with why
+
+
+class UpstreamCalls:
+    def __init__(self, targets: UpstreamTargets, tags: CallTags) -> None:
+        self.targets = targets
+        self.tags = tags
+        # The reply an error cut short (its text reached the user), for the turn to keep.
+        self.partial: Generation | None = None
+
+    def call(
+        self,
+        chain: Sequence[Target],
+        messages: Sequence[dict[str, Any]],
+        options: CallOptions,
+        max_tokens: int,
+        call: CallContext,
+        *,
+        hide_calls: bool,
+        cache_key: str,
+    ) -> CallResult:
+        """The reply from the first engine of ``chain`` that gives one."""
+        failed: list[str] = []
+        self.partial = None
+        for index, target in enumerate(chain):
+            try:
+                return self._call_on(
+                    target, messages, options, max_tokens, call, hide_calls, cache_key, failed
+                )
+            except UpstreamContextOverflowError:
+                raise  # the same prompt overflows elsewhere too: the turn compacts
+            except UpstreamError as exc:
+                last = index + 1 == len(chain)
+                if last or self.partial is not None:
+                    raise
+                following = chain[index + 1]
+                failed.append(f"{target.ref}: {exc.message}")
+                call.trace.add(
+                    "upstream.fallback",
+                    call.trace.clock(),
+                    call.trace.clock(),
+                    engine=target.engine,
+                    error=exc.message,
+                    next=following.engine,
+                )
+                call.emit(
+                    {
+                        "type": "notice",
+                        "text": f"{target.ref} failed ({exc.message}); trying {following.ref}",
+                    }
+                )
+        raise AssertionError("unreachable: the chain is never empty")
+
+    def _call_on(
+        self,
+        target: Target,
+        messages: Sequence[dict[str, Any]],
+        options: CallOptions,
+        max_tokens: int,
+        call: CallContext,
+        hide_calls: bool,
+        cache_key: str,
+        failed: list[str],
+    ) -> CallResult:
+        trace, clock = call.trace, call.trace.clock
+        tokenizer = self.targets.tokenizer(target)
+        with trace.span("prompt.tokenize", engine=target.engine) as span:
+            prompt_tokens = tokenizer.tokenize(request_text(messages))
+            span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate)
+        window_size = target.model.context_window
+        room = max_tokens
+        if target.model.max_tokens:
+            room = min(room, target.model.max_tokens)
+        if window_size:
+            if not window.admits(len(prompt_tokens), window_size, room):
+                raise UpstreamContextOverflowError(
+                    f"the prompt is about {len(prompt_tokens)} tokens but {target.ref}'s "
+                    f"context window holds {window_size}, with {window.reply_room(room)} "
+                    "needed for the reply",
+                    hint="Compact the session (openclaw sessions compact ID) or start a new "
+                    "one with --session-id NEW.",
+                )
+            room = max(1, min(room, window_size - len(prompt_tokens)))
+        body = chat_body(
+            target.model.id,
+            messages,
+            max_tokens=room,
+            temperature=options.temperature,
+            seed=options.seed,
+            stop=options.stop,
+            cache_key=cache_key,
+        )
+        start = clock()
+        state: dict[str, Any] = {}
+
+        def attempt() -> tuple[TextStream, float | None, ChatEnd | None]:
+            stream, shown = reply_streams(options.stop, self.tags, hide_calls=hide_calls)
+            state.update(stream=stream, first=None)
+            end: ChatEnd | None = None
+            with contextlib.closing(stream_chat(target.client, body)) as events:
+                for item in events:
+                    if call.cancelled():
+                        raise CancelledError("the turn was cancelled")
+                    if isinstance(item, ChatEnd):
+                        end = item
+                        break
+                    if state["first"] is None:
+                        state["first"] = clock()
+                    show(shown, stream.push(item.encode("utf-8")), call)
+                    if stream.stopped:
+                        break  # closing the stream stops the server's generation
+            show(shown, stream.finish(), call)
+            emit_text(shown.finish(), call)
+            return stream, state["first"], end
+
+        try:
+            stream, first, end = retry.call_with_retries(
+                attempt, may_retry=lambda: state.get("first") is None and not call.cancelled()
+            )
+        except (UpstreamError, CancelledError) as exc:
+            streamed: TextStream | None = state.get("stream")
+            if streamed is not None and state.get("first") is not None:
+                text = streamed.text
+                self.partial = Generation(text, tokenizer.tokenize(text), exc.code, state["first"])
+            trace.add("model.decode", start, clock(), call=call.index, engine=target.engine,
+                      interrupted=exc.code)  # fmt: skip
+            raise
+        ended = clock()
+        ids = tokenizer.tokenize(stream.text) if stream.text else []
+        stop_reason = "stop" if stream.stopped or (end and end.finish_reason != "length") else ""
+        stop_reason = stop_reason or "length"
+        server = end.usage if end is not None else ServerUsage(None, None, None, "none")
+        prompt = server.prompt if server.prompt is not None else len(prompt_tokens)
+        cached = server.cached or 0
+        output = server.output if server.output is not None else len(ids)
+        first_at = first or ended
+        trace.add(
+            "model.prefill",
+            start,
+            first_at,
+            call=call.index,
+            tokens=prompt - cached,
+            cachedTokens=server.cached,
+            tier=tier_name(target.provider.id),
+            engine=target.engine,
+            usageSource=server.source,
+        )
+        trace.add(
+            "model.decode",
+            first_at,
+            ended,
+            call=call.index,
+            tokens=output,
+            engine=target.engine,
+            firstTokenMs=round(trace.offset_ms(first), 3) if first else None,
+            tokPerS=round(output / (ended - first_at), 1) if output and ended > first_at else None,
+        )
+        generation = Generation(stream.text, ids, stop_reason, first)
+        return CallResult(
+            generation,
+            usage_buckets(prompt - cached, cached, output),
+            target,
+            server,
+            prompt_tokens,
+            tokenizer.estimate,
+            failed,
+        )

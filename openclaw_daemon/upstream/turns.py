@@ -1,0 +1,346 @@
+"""A turn on an upstream engine: the embedded pipeline's phases, over HTTP.
+
+session.load -> prompt.render -> prompt.tokenize -> model.prefill -> model.decode
+[-> tool.* -> prompt.results -> ...] -> session.persist, as for the embedded model,
+with the same transcript (OpenClaw's JSONL), tool runner and result. What differs:
+
+- The prompt is the session's messages, append-only: each request repeats the
+  previous one and adds to its end, so the upstream's prefix cache (llama-server's
+  slot and ``--cache-ram``, vLLM's APC, SGLang's radix tree) holds all but the new
+  message. Our own tape of each request (``RequestTapes``) proves it, or names where
+  a request left the previous one: the explanation of a miss, in the cache report.
+- Usage and the cache tier come from the server's own report (``usage``).
+- A prompt the upstream says overflows its context (or our count of it, when the
+  model's contextWindow is configured) is compacted on the upstream, a summary
+  generated as a continuation of the session's own messages, and the turn retried
+  once, as OpenClaw does.
+- An error after text reached the user keeps that text in the transcript marked as
+  interrupted, as the embedded engine does; never a half reply marked complete.
+
+Runs on its own thread (``serve.handlers``): an upstream turn never waits for the
+embedded model's worker, and holds only its session's lane.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from openclaw_daemon.config import Paths
+from openclaw_daemon.model.base import ModelInfo
+from openclaw_daemon.model.tape import PromptPlan, TokenTape
+from openclaw_daemon.observability.turn_record import usage_buckets
+from openclaw_daemon.tools.formats.hermes import HermesFormat
+from openclaw_daemon.tools.runner import ToolOutcome, ToolRunner
+from openclaw_daemon.tools.spec import ParsedReply
+from openclaw_daemon.turn import interrupted, replay, result
+from openclaw_daemon.turn.agent_loop import Step, run_tools
+from openclaw_daemon.turn.context import TurnContext
+from openclaw_daemon.turn.model_calls import CallContext, Generation
+from openclaw_daemon.turn.options import TurnSettings, turn_settings
+from openclaw_daemon.turn.persist import turn_entries
+from openclaw_daemon.turn.session_tapes import SessionTapes
+from openclaw_daemon.turn.transcript import Transcript
+from openclaw_daemon.upstream import upstream_compaction
+from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
+from openclaw_daemon.upstream.request_tapes import RequestTapes
+from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.usage import tier_name
+from openclaw_daemon.wire.errors import ConfigError, OpenClawError, UpstreamContextOverflowError
+from openclaw_daemon.wire.messages import TurnResult
+from openclaw_daemon.wire.requests import TurnOptions
+from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
+
+log = logging.getLogger("openclawd.upstream")
+
+API = "openai-completions"
+# Our own tool-call format, in the system message: every OpenAI-compatible server
+# carries it, native tool calling or not. Results go back as user messages, which
+# no server's request validation refuses (a "tool" message needs native call ids).
+TOOL_FORMAT = HermesFormat(wrap_results=True, result_role="user")
+
+
+def model_info(target: Target) -> ModelInfo:
+    """How a turn's result and the session index name an upstream model."""
+    return ModelInfo(
+        path=target.provider.url(),
+        name=target.model.id,
+        n_ctx=target.model.context_window or 0,
+        n_ctx_train=0,
+        n_params=0,
+        size_bytes=0,
+        gpu_offload=False,
+        chat_template=None,
+        n_vocab=0,
+        bos_id=-1,
+        template_family="server",
+        template_source=f"upstream:{target.provider.id}",
+        model_id=target.model.id,
+    )
+
+
+class UpstreamTurns:
+    def __init__(self, paths: Paths, tapes: SessionTapes, targets: UpstreamTargets) -> None:
+        self.paths = paths
+        self.tapes = tapes  # the embedded engine's: a session an upstream turn changed
+        self.targets = targets
+        self.transcript = Transcript(tool_format=TOOL_FORMAT)
+        self.calls = UpstreamCalls(targets, TOOL_FORMAT.tags)
+        self.requests = RequestTapes()
+        self.turns_served = 0
+
+    def wants(self, options: TurnOptions) -> bool:
+        """Whether the turn runs upstream: ``--model provider/model-id`` of a configured
+        provider, or no model named and an upstream primary. A broken openclaw.json
+        fails a turn that names an upstream, never one on the embedded model."""
+        try:
+            return self.targets.is_upstream(options.model)
+        except ConfigError:
+            if options.model:
+                raise
+            log.warning("openclaw.json unusable; the turn runs on the embedded model")
+            return False
+
+    def run(self, options: TurnOptions, ctx: TurnContext) -> TurnResult:
+        trace = ctx.trace
+        trace.add("lane.wait", ctx.received_at, trace.clock())
+        settings = turn_settings(options)
+        chain = self.targets.chain(options.model)
+        system = self.transcript.head(settings.system)
+        with trace.span("session.load", engine=chain[0].engine) as span:
+            store = SessionStore(
+                self.paths.agent_sessions_dir(options.agent_id),
+                options.agent_id,
+                cwd=str(settings.tools.workspace),
+            )
+            ref = store.resolve(options.session_id)
+            ctx.session = ref
+            entries = store.load_entries(ref)
+            request_id = replay.check_id(options.request_id)
+            done = (
+                replay.committed_turn(entries, request_id, options.message) if request_id else None
+            )
+            if done is not None:
+                span["replayed"] = request_id
+        if done is not None:
+            return result.replayed(ref, done, ctx, model_info(chain[0]), chain[0].provider.id)
+        user = {"role": "user", "content": options.message}
+        with trace.span("prompt.render"):
+            messages = [*self.transcript.messages(entries, system), user]
+        try:
+            steps, answered = self._answer(chain, messages, ref, ctx, settings)
+        except UpstreamContextOverflowError as exc:
+            with trace.span("session.compact", engine=chain[0].engine, reason="overflow"):
+                entries = upstream_compaction.compact(
+                    self.targets,
+                    self.calls,
+                    self.transcript,
+                    chain,
+                    ref,
+                    store,
+                    entries,
+                    system,
+                    ctx,
+                    exc,
+                )
+            self.tapes.forget(ref)
+            self.requests.forget(ref.key)
+            messages = [*self.transcript.messages(entries, system), user]
+            steps, answered = self._answer(chain, messages, ref, ctx, settings)
+        with trace.span("session.persist"):
+            self._persist(store, ref, entries, settings, steps, request_id, answered)
+        self.turns_served += 1
+        last = self._last_call
+        cache = self._cache_report(answered, last) if last is not None else None
+        turn = result.turn_result(
+            ref,
+            steps,
+            ctx,
+            model_info(answered),
+            cache=cache,
+            compaction=None,
+            provider=answered.provider.id,
+        )
+        turn["engine"] = answered.engine
+        if last is not None and last.failed:
+            turn["fallbackFrom"] = last.failed
+        return turn
+
+    def _answer(
+        self,
+        chain: list[Target],
+        messages: list[dict[str, Any]],
+        ref: SessionRef,
+        ctx: TurnContext,
+        settings: TurnSettings,
+    ) -> tuple[list[Step], Target]:
+        """The agent loop on the upstream; a stop keeps what the user saw, then
+        raises the error that stopped it (an overflow before any text: to compact)."""
+        steps: list[Step] = []
+        self._last_call: CallResult | None = None
+        answered = chain[0]
+        while True:
+            call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, len(steps))
+            try:
+                made = self.calls.call(
+                    chain,
+                    messages,
+                    settings.call,
+                    settings.max_tokens,
+                    call,
+                    hide_calls=settings.choice != "none",
+                    cache_key=ref.session_id,
+                )
+            except OpenClawError as exc:
+                partial = self.calls.partial
+                if isinstance(exc, UpstreamContextOverflowError) and not steps and not partial:
+                    raise
+                self._keep_interrupted(steps, partial, exc, messages, ctx, ref, settings, answered)
+                raise exc from None
+            self._last_call, answered = made, made.target
+            self._check_requests(ref, made, ctx)
+            # After one engine answered, the rest of the turn stays on it.
+            chain = [answered]
+            step = self._step(made, messages, len(steps))
+            steps.append(step)
+            if not step.parsed.calls:
+                return steps, answered
+            max_steps = settings.max_steps
+            if len(steps) >= max_steps:
+                reason = f"not run: the turn reached --max-steps {max_steps}"
+                ctx.emit({"type": "notice", "text": f"stopped after --max-steps {max_steps}"})
+                step.generation.stop_reason = "max_steps"
+                now = ctx.trace.clock()
+                step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in step.parsed.calls]
+                return steps, answered
+            step.outcomes = run_tools(self._tool_runner(answered), step.parsed.calls, settings, ctx)
+            with ctx.trace.span("prompt.results"):
+                results = self.transcript.results(
+                    [o.content for o in step.outcomes], [o.call.id for o in step.outcomes]
+                )
+                messages = [*messages, {"role": "assistant", "content": step.raw}, *results]
+
+    def _step(self, made: CallResult, messages: list[dict[str, Any]], index: int) -> Step:
+        generation = made.generation
+        parsed = self.transcript.format.parse(generation.text, f"call_{new_entry_id()[:8]}")
+        raw = generation.text
+        if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
+            parsed.calls.pop()  # a call cut off by max_tokens is not a call
+            raw = raw[: raw.rfind(self.transcript.format.tags.call_open)]
+        has_call = self.transcript.format.tags.call_open in generation.text
+        shown = parsed.text if has_call else generation.text
+        plan = PromptPlan(made.prompt_tokens, "", list(messages), made.usage["input"], False)
+        return Step(plan, generation, made.usage, parsed, TokenTape(), raw=raw, shown=shown)
+
+    def _keep_interrupted(
+        self,
+        steps: list[Step],
+        partial: Generation | None,
+        error: OpenClawError,
+        messages: list[dict[str, Any]],
+        ctx: TurnContext,
+        ref: SessionRef,
+        settings: TurnSettings,
+        target: Target,
+    ) -> None:
+        """What the user saw of a stopped turn, stored with the reply marked as
+        interrupted (OpenClaw's ``stopReason`` "aborted" or "error")."""
+        if partial is None and not steps:
+            return
+        if partial is not None:
+            shown = interrupted.shown_text(partial.text, self.transcript.format.tags.hidden)
+            generation = Generation(
+                shown, partial.ids, interrupted.stop_reason(error), partial.first_token_at
+            )
+            usage = usage_buckets(0, 0, len(partial.ids))
+            plan = PromptPlan([], "", list(messages), 0, False)
+            steps = [
+                *steps,
+                Step(
+                    plan,
+                    generation,
+                    usage,
+                    ParsedReply(shown),
+                    TokenTape(),  # type: ignore[arg-type]
+                    raw=shown,
+                    error=error,
+                    shown=shown,
+                ),  # fmt: skip
+            ]
+        store = SessionStore(self.paths.agent_sessions_dir(ref.agent_id), ref.agent_id)
+        entries = store.load_entries(ref)
+        with ctx.trace.span("session.persist", interrupted=error.code):
+            self._persist(store, ref, entries, settings, steps, "", target)
+
+    def _persist(
+        self,
+        store: SessionStore,
+        ref: SessionRef,
+        entries: list[dict[str, Any]],
+        settings: TurnSettings,
+        steps: list[Step],
+        request_id: str,
+        target: Target,
+    ) -> None:
+        records = turn_entries(
+            last_entry_id(entries),
+            settings.message,
+            steps,
+            request_id,
+            model=target.model.id,
+            provider=target.provider.id,
+            api=API,
+        )
+        store.append(ref, records)
+        usage = result.total_usage(steps)
+        store.touch(
+            ref,
+            modelProvider=target.provider.id,
+            model=target.model.id,
+            contextTokens=target.model.context_window or 0,
+            inputTokens=usage["input"],
+            outputTokens=usage["output"],
+            totalTokens=usage["total"],
+            cacheRead=usage["cacheRead"],
+            cacheWrite=usage["cacheWrite"],
+        )
+        # The embedded engine's tape of this session lacks these entries now.
+        self.tapes.forget(ref)
+
+    def _tool_runner(self, target: Target) -> ToolRunner:
+        tokenizer = self.targets.tokenizer(target)
+        return ToolRunner(tokenize=tokenizer.tokenize, detokenize=tokenizer.detokenize)
+
+    def _check_requests(self, ref: SessionRef, made: CallResult, ctx: TurnContext) -> None:
+        check = self.requests.record(ref.key, made.prompt_tokens)
+        self._last_check = check
+        if check.previous and not check.append_only:
+            ctx.emit({"type": "notice", "text": f"upstream cache: {check.explain()}"})
+
+    def _cache_report(self, target: Target, made: CallResult) -> dict[str, Any]:
+        server, check = made.server, self._last_check
+        prompt = server.prompt if server.prompt is not None else len(made.prompt_tokens)
+        tier = tier_name(target.provider.id)
+        if server.cached is not None:
+            summary = f"{target.ref} reused {server.cached:,} of {prompt:,} prompt tokens ({tier})"
+        else:
+            summary = f"{target.ref} does not report cached tokens ({prompt:,} prompt tokens)"
+        if check.previous:
+            summary += f"; {check.explain()}"
+        return {
+            "tier": tier,
+            "cachedTokens": server.cached or 0,
+            "cachedKnown": server.cached is not None,
+            "promptTokens": prompt,
+            "usageSource": server.source,
+            "tokenCount": "estimate" if made.estimate else "server",
+            "restoreMs": None,
+            "parkedTokens": 0,
+            "notices": [],
+            "request": {
+                "previousTokens": check.previous,
+                "sharedTokens": check.shared,
+                "appendOnly": check.append_only,
+            },
+            "summary": summary,
+        }
