@@ -13,6 +13,7 @@ prefill under the between-chunks timeout, so that one should not be tight either
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -92,7 +93,7 @@ class UpstreamClient:
         url = self.url(path)
         yielded = in_body = False
         try:
-            with self._client.stream("POST", url, json=body) as response:
+            with contextlib.closing(self._send(url, body, stream=True)) as response:
                 self._check_status(response, url)
                 # Headers are in: from here on the read timeout is the between-chunks one.
                 # httpcore reads this dict when the body is first iterated.
@@ -158,11 +159,25 @@ class UpstreamClient:
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         url = self.url(path)
         try:
-            response = self._client.request(method, url, json=body)
+            response = self._send(url, body, method=method)
             self._check_status(response, url)
             return self._json_body(response.content, url)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, url, streamed=False) from exc
+
+    def _send(
+        self, url: str, body: dict[str, Any] | None, *, method: str = "POST", stream: bool = False
+    ) -> httpx.Response:
+        """Send once more on a new connection if a pooled keep-alive one turns out
+        closed: the server dropped it while idle (llama-server does after a few
+        seconds) and never saw the request, so sending it again is safe."""
+        request = self._client.build_request(method, url, json=body)
+        try:
+            return self._client.send(request, stream=stream)
+        except httpx.RemoteProtocolError:
+            return self._client.send(
+                self._client.build_request(method, url, json=body), stream=stream
+            )
 
     def _timeout(self) -> httpx.Timeout:
         return httpx.Timeout(

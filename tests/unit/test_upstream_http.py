@@ -311,3 +311,21 @@ def test_keep_alive_comments_do_not_hide_a_stall(
     client = client_for(server.url, chunk_timeout=0.4)
     error = failure(lambda: stream(client))
     assert "only keep-alives for 0.4s" in str(error) and error.retryable is retryable
+
+
+def test_a_keep_alive_connection_the_server_closed_is_sent_again_once() -> None:
+    """llama-server drops idle keep-alive connections; the request it never saw is
+    sent again on a new one (once: a second drop is the server's failure)."""
+    drops = {"left": 1}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if drops["left"] > 0:
+            drops["left"] -= 1
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"tokens": [1, 2]})
+
+    client = UpstreamClient("p", "http://127.0.0.1:9/v1", transport=httpx.MockTransport(handler))
+    assert client.post_json("/tokenize", {"content": "x"}) == {"tokens": [1, 2]}
+    drops["left"] = 2
+    with pytest.raises(UpstreamError, match="'p'"):
+        client.post_json("/tokenize", {"content": "x"})
