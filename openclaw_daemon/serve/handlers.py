@@ -292,6 +292,8 @@ class Handlers:
     def compact(self, request: protocol.Message, connection: Connection) -> None:
         """``openclaw sessions compact``: summarise now, prefill the new layout ahead."""
         options = requests.parse_compact(request)
+        if self._compact_upstream(options, connection):
+            return
         compactor = self.state.compactor
         ref, result = self._session_job(
             options.agent_id,
@@ -305,6 +307,27 @@ class Handlers:
                 self.state.compactor, self.state.scheduler, ref, quiet_s=0.0
             )
         connection.send(messages.done(result))
+
+    def _compact_upstream(self, options: requests.CompactOptions, connection: Connection) -> bool:
+        """Compact a session whose last turn ran on an upstream, there (the summary a
+        continuation of its cached messages, the new layout prefilled ahead)."""
+        upstream = self.state.upstream
+        if upstream is None:
+            return False
+        agent = options.agent_id
+        store = SessionStore(self.state.paths.agent_sessions_dir(agent), agent)
+        ref = store.find(options.session_id)
+        target = upstream.session_target(store, ref)
+        if target is None:
+            return False
+        trace = Trace()
+        context = TurnContext(trace, lambda frame: None, lambda: False, trace.origin)
+        with self.state.scheduler.lane(session_lane(store, ref.key)):
+            future = self.state.upstream_pool.submit(
+                upstream.compact_session, target, ref, store, context, options.instructions
+            )
+            connection.send(messages.done(future.result()))
+        return True
 
     def tape(self, request: protocol.Message, connection: Connection) -> None:
         """``openclaw sessions check-tape``: the tape against the transcript."""

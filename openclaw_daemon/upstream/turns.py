@@ -41,14 +41,15 @@ from openclaw_daemon.turn.options import TurnSettings, turn_settings
 from openclaw_daemon.turn.persist import turn_entries
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
-from openclaw_daemon.upstream import upstream_compaction
-from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
+from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls, request_text
 from openclaw_daemon.upstream.request_tapes import RequestTapes
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.upstream_compaction import UpstreamCompactor
 from openclaw_daemon.upstream.usage import tier_name
 from openclaw_daemon.wire.errors import ConfigError, OpenClawError, UpstreamContextOverflowError
 from openclaw_daemon.wire.messages import TurnResult
 from openclaw_daemon.wire.requests import TurnOptions
+from openclaw_sessions.prompt import SYSTEM_PROMPT
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
 
 log = logging.getLogger("openclawd.upstream")
@@ -87,6 +88,7 @@ class UpstreamTurns:
         self.transcript = Transcript(tool_format=TOOL_FORMAT)
         self.calls = UpstreamCalls(targets, TOOL_FORMAT.tags)
         self.requests = RequestTapes()
+        self.compactor = UpstreamCompactor(targets, self.calls, self.transcript)
         self.turns_served = 0
 
     def wants(self, options: TurnOptions) -> bool:
@@ -131,17 +133,8 @@ class UpstreamTurns:
             steps, answered = self._answer(chain, messages, ref, ctx, settings)
         except UpstreamContextOverflowError as exc:
             with trace.span("session.compact", engine=chain[0].engine, reason="overflow"):
-                entries = upstream_compaction.compact(
-                    self.targets,
-                    self.calls,
-                    self.transcript,
-                    chain,
-                    ref,
-                    store,
-                    entries,
-                    system,
-                    ctx,
-                    exc,
+                entries, _ = self.compactor.compact(
+                    chain[0], ref, store, entries, system, ctx, overflow=exc
                 )
             self.tapes.forget(ref)
             self.requests.forget(ref.key)
@@ -165,6 +158,42 @@ class UpstreamTurns:
         if last is not None and last.failed:
             turn["fallbackFrom"] = last.failed
         return turn
+
+    def session_target(self, store: SessionStore, ref: SessionRef) -> Target | None:
+        """The upstream the session's last turn ran on, if it is still configured."""
+        entry = store.load_index().get(ref.key, {})
+        provider, model = entry.get("modelProvider"), entry.get("model")
+        if not isinstance(provider, str) or not isinstance(model, str):
+            return None
+        name = f"{provider}/{model}"
+        try:
+            return self.targets.chain(name)[0] if self.targets.is_upstream(name) else None
+        except ConfigError:
+            return None
+
+    def compact_session(
+        self,
+        target: Target,
+        ref: SessionRef,
+        store: SessionStore,
+        ctx: TurnContext,
+        instructions: str | None,
+    ) -> dict[str, Any]:
+        """``openclaw sessions compact`` of a session on an upstream: summarise there,
+        then prefill the compacted layout ahead, so the next turn is a hit upstream."""
+        entries = store.load_entries(ref)
+        system = self.transcript.head(SYSTEM_PROMPT)
+        entries, report = self.compactor.compact(
+            target, ref, store, entries, system, ctx, instructions=instructions
+        )
+        self.tapes.forget(ref)
+        ahead = self.compactor.prefill_ahead(target, ref, entries, system, ctx)
+        # The next turn is compared with the layout the upstream now holds.
+        self.requests.forget(ref.key)
+        tokenizer = self.targets.tokenizer(target)
+        messages = self.transcript.messages(entries, system)
+        self.requests.record(ref.key, tokenizer.tokenize(request_text(messages)))
+        return {**report, **ahead}
 
     def _answer(
         self,

@@ -1,14 +1,19 @@
-"""Compaction on an upstream, when it says a turn's prompt overflows its context.
+"""Compaction of a session that runs on an upstream: asked for (``sessions compact``),
+or when the upstream says a turn's prompt overflows its context.
 
-The summary is generated as a continuation of the session's own messages: the
-request is the previous turn's prompt (which the upstream's prefix cache holds)
-plus the summarisation instruction, so only the instruction is prefilled, never a
-separate cold prompt. The compaction entry is OpenClaw's, as the embedded
-compactor writes it; the turn is then retried once on the compacted layout.
+1. **Summary as a continuation.** The request is the session's own messages (which
+   the upstream's prefix cache holds from the last turn) plus the summarisation
+   instruction, so only the instruction is prefilled, never a separate cold prompt.
+2. **New layout.** OpenClaw's ``compaction`` entry, written as the embedded
+   compactor writes it ([head][summary][recent tail]); every old entry stays.
+3. **Prefill ahead.** The compacted layout is sent once with a one-token reply, so
+   the upstream caches it and the next user turn is a hit there. On overflow the
+   retried turn itself is that request.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from openclaw_daemon.turn.compactor import INSTRUCTION, SUMMARY_CALL, SUMMARY_MAX_TOKENS
@@ -17,7 +22,12 @@ from openclaw_daemon.turn.model_calls import CallContext
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream.model_call import UpstreamCalls, request_text
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
-from openclaw_daemon.wire.errors import ContextOverflowError, UpstreamContextOverflowError
+from openclaw_daemon.wire.errors import (
+    BadRequestError,
+    ContextOverflowError,
+    OpenClawError,
+    UpstreamContextOverflowError,
+)
 from openclaw_sessions.compaction import CompactionSettings, plan_compaction
 from openclaw_sessions.prompt import message_text
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id, now_iso
@@ -26,89 +36,145 @@ from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new
 DEFAULT_WINDOW = 8192
 
 
-def compact(
-    targets: UpstreamTargets,
-    calls: UpstreamCalls,
-    transcript: Transcript,
-    chain: list[Target],
-    ref: SessionRef,
-    store: SessionStore,
-    entries: list[dict[str, Any]],
-    system: str,
-    ctx: TurnContext,
-    overflow: UpstreamContextOverflowError,
-) -> list[dict[str, Any]]:
-    """Summarise the session's older turns on the upstream and record the compaction;
-    the entries with it. ContextOverflowError when there is nothing older to summarise."""
-    target = chain[0]
-    tokenizer = targets.tokenizer(target)
+class UpstreamCompactor:
+    def __init__(
+        self, targets: UpstreamTargets, calls: UpstreamCalls, transcript: Transcript
+    ) -> None:
+        self.targets = targets
+        self.calls = calls
+        self.transcript = transcript
 
-    def tokens(entry: dict[str, Any]) -> int:
-        return len(tokenizer.tokenize(message_text(entry.get("message", {}))))
+    def compact(
+        self,
+        target: Target,
+        ref: SessionRef,
+        store: SessionStore,
+        entries: list[dict[str, Any]],
+        system: str,
+        ctx: TurnContext,
+        *,
+        overflow: UpstreamContextOverflowError | None = None,
+        instructions: str | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Summarise the session's older turns on ``target`` and record the compaction:
+        the entries with it, and what it cost. Nothing to summarise, or a summary that
+        would not shrink the session, writes nothing: ContextOverflowError on overflow
+        (the turn cannot fit), else BadRequestError."""
+        tokenizer = self.targets.tokenizer(target)
 
-    window = target.model.context_window or DEFAULT_WINDOW
-    keep_recent = CompactionSettings.for_window(window).keep_recent  # as the embedded one
-    plan = plan_compaction(entries, tokens, keep_recent, keep_last_turn=False)
-    if plan is None or not plan.summarized:
-        raise ContextOverflowError(
-            f"{overflow.message}; the session has no older turns to compact",
-            hint="Shorten the message, or start a new session with --session-id NEW.",
-        ) from overflow
-    ctx.emit({"type": "notice", "text": f"{target.ref}: the prompt overflows; compacting"})
-    messages = [
-        *transcript.messages(entries, system),
-        {"role": "user", "content": INSTRUCTION},
-    ]
+        def tokens(entry: dict[str, Any]) -> int:
+            return len(tokenizer.tokenize(message_text(entry.get("message", {}))))
 
-    def quiet(frame: dict[str, Any]) -> None:
-        if frame.get("type") != "token":  # the summary is not the user's reply
-            ctx.emit(frame)
+        def refuse(why: str) -> OpenClawError:
+            if overflow is None:
+                return BadRequestError(f"session {ref.session_id} {why}; nothing was written")
+            return ContextOverflowError(
+                f"{overflow.message}; the session {why}, so nothing was written",
+                hint="Shorten the message, or start a new session with --session-id NEW.",
+            )
 
-    call = CallContext(ctx.trace, quiet, ctx.cancelled, 0)
-    try:
-        made = calls.call(
+        window = target.model.context_window or DEFAULT_WINDOW
+        keep_recent = CompactionSettings.for_window(window).keep_recent  # as the embedded one
+        plan = plan_compaction(entries, tokens, keep_recent, keep_last_turn=overflow is None)
+        if plan is None or not plan.summarized:
+            raise refuse("is too short to compact: it needs at least two turns")
+        if overflow is not None:
+            ctx.emit({"type": "notice", "text": f"{target.ref}: the prompt overflows; compacting"})
+        instruction = INSTRUCTION + (f" {instructions.strip()}" if instructions else "")
+        session = self.transcript.messages(entries, system)
+        messages = [*session, {"role": "user", "content": instruction}]
+
+        def quiet(frame: dict[str, Any]) -> None:
+            if frame.get("type") != "token":  # the summary is not the user's reply
+                ctx.emit(frame)
+
+        started = time.perf_counter()
+        try:
+            made = self.calls.call(
+                [target],
+                messages,
+                SUMMARY_CALL,
+                SUMMARY_MAX_TOKENS,
+                CallContext(ctx.trace, quiet, ctx.cancelled, 0),
+                hide_calls=False,
+                cache_key=ref.session_id,
+            )
+        except UpstreamContextOverflowError as exc:
+            raise ContextOverflowError(
+                f"cannot summarise the session on {target.ref}: {exc.message}",
+                hint="Start a new session with --session-id NEW.",
+            ) from exc
+        summary_ms = round((time.perf_counter() - started) * 1000.0, 1)
+        before = len(tokenizer.tokenize(request_text(session)))
+        compaction: dict[str, Any] = {
+            "type": "compaction",
+            "id": new_entry_id(),
+            "parentId": last_entry_id(entries),
+            "timestamp": now_iso(),
+            "summary": made.generation.text.strip() or "(no summary)",
+            "firstKeptEntryId": plan.first_kept_id,
+            "tokensBefore": before,
+        }
+        compacted = [*entries, compaction]
+        after = len(tokenizer.tokenize(request_text(self.transcript.messages(compacted, system))))
+        compaction["tokensAfter"] = after
+        if after >= before:
+            raise refuse(f"would not shrink by compacting ({before} -> {after} tokens)")
+        store.append(ref, [compaction])
+        store.touch(ref, totalTokens=after)
+        report = {
+            "sessionId": ref.session_id,
+            "engine": target.engine,
+            "summary": compaction["summary"],
+            "firstKeptEntryId": plan.first_kept_id,
+            "summarizedEntries": len(plan.summarized),
+            "keptEntries": len(plan.kept),
+            "tokensBefore": before,
+            "tokensAfter": after,
+            # What the summary cost, by the server's own report: a continuation
+            # prefills only the instruction (None: the server does not report).
+            "summaryPrefillTokens": made.usage["input"],
+            "summaryCachedTokens": made.server.cached,
+            "summaryCacheTier": f"upstream:{target.provider.id}",
+            "summaryOutputTokens": made.usage["output"],
+            "summaryChunks": 1,
+            "summaryMs": summary_ms,
+        }
+        ctx.trace.add(
+            "compaction.summary",
+            ctx.trace.clock(),
+            ctx.trace.clock(),
+            engine=target.engine,
+            tokensBefore=before,
+            tokensAfter=after,
+            summaryCachedTokens=made.server.cached,
+            summaryPrefillTokens=made.usage["input"],
+        )
+        return compacted, report
+
+    def prefill_ahead(
+        self,
+        target: Target,
+        ref: SessionRef,
+        entries: list[dict[str, Any]],
+        system: str,
+        ctx: TurnContext,
+    ) -> dict[str, Any]:
+        """Send the compacted layout with a one-token reply, so the upstream holds
+        it when the next user turn comes; what that cost, by the server's report."""
+        messages = self.transcript.messages(entries, system)
+        started = time.perf_counter()
+        made = self.calls.call(
             [target],
             messages,
             SUMMARY_CALL,
-            SUMMARY_MAX_TOKENS,
-            call,
+            1,
+            CallContext(ctx.trace, lambda frame: None, ctx.cancelled, 0),
             hide_calls=False,
             cache_key=ref.session_id,
         )
-    except UpstreamContextOverflowError as exc:
-        raise ContextOverflowError(
-            f"cannot summarise the session on {target.ref}: {exc.message}",
-            hint="Start a new session with --session-id NEW.",
-        ) from exc
-    before = len(tokenizer.tokenize(request_text(messages[:-1])))
-    compaction: dict[str, Any] = {
-        "type": "compaction",
-        "id": new_entry_id(),
-        "parentId": last_entry_id(entries),
-        "timestamp": now_iso(),
-        "summary": made.generation.text.strip() or "(no summary)",
-        "firstKeptEntryId": plan.first_kept_id,
-        "tokensBefore": before,
-    }
-    compacted = [*entries, compaction]
-    after = len(tokenizer.tokenize(request_text(transcript.messages(compacted, system))))
-    compaction["tokensAfter"] = after
-    if after >= before:
-        raise ContextOverflowError(
-            f"{overflow.message}; compacting would not shrink the session "
-            f"({before} -> {after} tokens), so nothing was written",
-            hint="Shorten the message, or start a new session with --session-id NEW.",
-        ) from overflow
-    store.append(ref, [compaction])
-    store.touch(ref, totalTokens=after)
-    ctx.trace.add(
-        "compaction.summary",
-        ctx.trace.clock(),
-        ctx.trace.clock(),
-        engine=target.engine,
-        tokensBefore=before,
-        tokensAfter=after,
-        summaryCachedTokens=made.server.cached,
-        summaryPrefillTokens=made.usage["input"],
-    )
-    return compacted
+        return {
+            "prefillAheadTokens": made.usage["input"],
+            "prefillAheadCachedTokens": made.server.cached,
+            "prefillAheadMs": round((time.perf_counter() - started) * 1000.0, 1),
+        }

@@ -160,3 +160,22 @@ def test_unknown_upstream_model_and_bad_config_are_clear(cli: Cli, upstream_url:
     proc = _turn(cli, "hi", "--model", "local/nope", check=False)
     assert proc.returncode == 2 and "has no model 'nope'" in proc.stderr
     assert not (cli.state_dir / "run" / "daemon.json").exists()  # nothing was started
+
+
+def test_sessions_compact_runs_on_the_upstream_and_prefills_ahead(
+    cli: Cli, upstream_url: str
+) -> None:
+    _config(cli, {"local": upstream_url})
+    notes = " ".join(f"Note {i}: the meeting moved to room {i} on floor {i % 5}." for i in range(30))
+    for text in (f"My name is Ada. Keep these notes: {notes}", "I like tea.", "I live in Oslo."):
+        _turn(cli, text, "--model", REF, "--session-id", "c1", "--max-tokens", "16")
+    done = json.loads(cli.run("sessions", "compact", "c1", "--json").stdout)
+    assert done["engine"] == f"upstream:{REF}"
+    assert done["summary"].strip() and done["tokensAfter"] < done["tokensBefore"]
+    assert done["prefillAheadTokens"] > 0 and done["prefillAheadMs"] > 0
+    # The follow-up's request extends the layout prefilled ahead: append-only.
+    reply = _turn(cli, "What do I like?", "--model", REF, "--session-id", "c1")
+    request = reply["meta"]["trace"]["cache"]["request"]
+    assert request["appendOnly"] is True and request["previousTokens"] > 0
+    entries = _transcript(cli, reply["meta"]["agentMeta"]["sessionFile"])
+    assert [e["type"] for e in entries].count("compaction") == 1
