@@ -11,8 +11,10 @@ server carries them, native tool calling or not.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple
+
+import httpx
 
 from openclaw_daemon.upstream import usage as server_usage
 from openclaw_daemon.upstream.http_client import UpstreamClient
@@ -59,13 +61,15 @@ def chat_body(
 
 
 def stream_chat(
-    client: UpstreamClient, body: dict[str, Any]
+    client: UpstreamClient,
+    body: dict[str, Any],
+    opened: Callable[[httpx.Response], None] | None = None,
 ) -> Generator[str | ChatEnd, None, None]:
     """The reply's text deltas as they arrive, then one ``ChatEnd``. UpstreamError
     (from the client) on every failure; a stream cut mid-way never ends with ChatEnd."""
     finish = ""
     final: dict[str, Any] = {}
-    for event in client.stream_json(CHAT_PATH, body):
+    for event in client.stream_json(CHAT_PATH, body, opened=opened):
         choices = event.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             choice = choices[0]

@@ -18,7 +18,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -83,7 +83,12 @@ class UpstreamClient:
         return self.base_url.removesuffix("/v1")
 
     def stream_json(
-        self, path: str, body: dict[str, Any], *, require_done: bool = True
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        require_done: bool = True,
+        opened: Callable[[httpx.Response], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """POST ``body`` and yield one dict per SSE event (a non-SSE JSON reply is
         yielded once). Raising mid-stream after an event was yielded is never retryable.
@@ -94,6 +99,8 @@ class UpstreamClient:
         yielded = in_body = False
         try:
             with contextlib.closing(self._send(url, body, stream=True)) as response:
+                if opened is not None:
+                    opened(response)  # e.g. to close it from another thread on cancel
                 self._check_status(response, url)
                 # Headers are in: from here on the read timeout is the between-chunks one.
                 # httpcore reads this dict when the body is first iterated.

@@ -15,9 +15,13 @@ engine; the token counts are the server's own when it reports them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import socket
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from openclaw_daemon.model.text_stream import TextStream
 from openclaw_daemon.observability.turn_record import usage_buckets
@@ -50,6 +54,38 @@ _COUNTING_TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
 
 def request_text(messages: Sequence[dict[str, Any]]) -> str:
     return "".join(_COUNTING_TEMPLATE.format(**m) for m in messages)
+
+
+class CancelWatch:
+    """Closes a streaming response from another thread once the turn is cancelled (or
+    times out), so a stalled upstream does not hold the turn for its chunk timeout:
+    the blocked read fails at once and the call ends as cancelled."""
+
+    POLL_S = 0.05
+
+    def __init__(self, cancelled: Callable[[], bool]) -> None:
+        self._cancelled = cancelled
+        self._done = threading.Event()
+        self.fired = False
+
+    def opened(self, response: httpx.Response) -> None:
+        threading.Thread(target=self._watch, args=(response,), daemon=True).start()
+
+    def _watch(self, response: httpx.Response) -> None:
+        while not self._done.wait(self.POLL_S):
+            if self._cancelled():
+                self.fired = True
+                # Response.close() would wait for the read in progress; shutting the
+                # socket down makes that read return now (the connection is dropped).
+                stream = response.extensions.get("network_stream")
+                sock = stream.get_extra_info("socket") if stream is not None else None
+                with contextlib.suppress(OSError):  # it may be closed already
+                    if sock is not None:
+                        sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    def stop(self) -> None:
+        self._done.set()
 
 
 @dataclass
@@ -159,18 +195,26 @@ class UpstreamCalls:
             stream, shown = reply_streams(options.stop, self.tags, hide_calls=hide_calls)
             state.update(stream=stream, first=None)
             end: ChatEnd | None = None
-            with contextlib.closing(stream_chat(target.client, body)) as events:
-                for item in events:
-                    if call.cancelled():
-                        raise CancelledError("the turn was cancelled")
-                    if isinstance(item, ChatEnd):
-                        end = item
-                        break
-                    if state["first"] is None:
-                        state["first"] = clock()
-                    show(shown, stream.push(item.encode("utf-8")), call)
-                    if stream.stopped:
-                        break  # closing the stream stops the server's generation
+            watch = CancelWatch(call.cancelled)
+            try:
+                with contextlib.closing(stream_chat(target.client, body, watch.opened)) as events:
+                    for item in events:
+                        if call.cancelled():
+                            raise CancelledError("the turn was cancelled")
+                        if isinstance(item, ChatEnd):
+                            end = item
+                            break
+                        if state["first"] is None:
+                            state["first"] = clock()
+                        show(shown, stream.push(item.encode("utf-8")), call)
+                        if stream.stopped:
+                            break  # closing the stream stops the server's generation
+            except UpstreamError:
+                if watch.fired:  # the watch closed the stream: a cancel, not a failure
+                    raise CancelledError("the turn was cancelled") from None
+                raise
+            finally:
+                watch.stop()
             show(shown, stream.finish(), call)
             emit_text(shown.finish(), call)
             return stream, state["first"], end

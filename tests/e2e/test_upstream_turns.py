@@ -166,7 +166,9 @@ def test_sessions_compact_runs_on_the_upstream_and_prefills_ahead(
     cli: Cli, upstream_url: str
 ) -> None:
     _config(cli, {"local": upstream_url})
-    notes = " ".join(f"Note {i}: the meeting moved to room {i} on floor {i % 5}." for i in range(30))
+    notes = " ".join(
+        f"Note {i}: the meeting moved to room {i} on floor {i % 5}." for i in range(30)
+    )
     for text in (f"My name is Ada. Keep these notes: {notes}", "I like tea.", "I live in Oslo."):
         _turn(cli, text, "--model", REF, "--session-id", "c1", "--max-tokens", "16")
     done = json.loads(cli.run("sessions", "compact", "c1", "--json").stdout)
