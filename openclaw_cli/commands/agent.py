@@ -351,6 +351,7 @@ def _envelope(result: TurnResult, record: TraceRecord) -> dict[str, Any]:
             # that failed before it answered (agents.defaults.model.fallbacks).
             "engine": result.get("engine", "embedded"),
             "fallbackFrom": result.get("fallbackFrom", []),
+            "route": result.get("route"),  # {"engine", "rule"}: why this engine
             "trace": _trace_of(record),
         },
     }

@@ -81,6 +81,10 @@ def _print(summary: dict[str, Any]) -> None:
             + (f"; {token_rate:.1%} of prompt tokens read from cache" if token_rate else ""),
             soft_wrap=True,
         )
+    engines = ", ".join(f"{name} {count}" for name, count in summary["engines"].items())
+    if engines:
+        rules = ", ".join(f"{rule} {count}" for rule, count in summary["routes"].items())
+        console.print(f"engines: {engines} (routing: {rules})", soft_wrap=True)
     console.print(
         f"model: prefill {summary['prefillTokPerS'] or '-'} tok/s, "
         f"decode {summary['decodeTokPerS'] or '-'} tok/s"

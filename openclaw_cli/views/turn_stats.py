@@ -127,7 +127,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "prefillTokPerS": _rate(_spans(records, "model.prefill")),
         "decodeTokPerS": _rate(_spans(records, "model.decode")),
         "cache": {
-            "lookups": {tier: lookups.get(tier, 0) for tier in TIERS},
+            # An upstream's own cache counts under its name ("upstream:<provider>").
+            "lookups": {tier: lookups.get(tier, 0) for tier in TIERS}
+            | {tier: n for tier, n in sorted(lookups.items()) if tier.startswith("upstream:")},
             "hitRate": round(1 - lookups.get("none", 0) / n, 4) if n else None,
             "byTier": {tier: round(lookups.get(tier, 0) / n, 4) if n else None for tier in TIERS},
             "promptTokens": prompt,
@@ -135,6 +137,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "tokenHitRate": round(cached / prompt, 4) if prompt else None,
         },
         "peakRssBytes": max(peaks, default=None),
+        "engines": dict(Counter(str(r.get("engine") or "embedded") for r in finished)),
+        "routes": dict(Counter(str((r.get("route") or {}).get("rule", "-")) for r in finished)),
         "phases": {
             name: {**distribution(values), "totalMs": round(sum(values), 3)}
             for name, values in sorted(phases.items())

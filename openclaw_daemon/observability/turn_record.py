@@ -78,6 +78,8 @@ class TraceRecord(_RecordKeys, total=False):
     """One stored turn (a line of ``$STATE/traces/turns.jsonl``; docs/tracing.md)."""
 
     error: str  # a failed turn's error message
+    engine: str  # "embedded" or "upstream:provider/model-id": the one that answered
+    route: dict[str, str] | None  # {"engine", "rule"}: what routing chose, and why
 
 
 def new_turn_id() -> str:
@@ -212,6 +214,9 @@ def build(
         "tools": [call["name"] for step in steps for call in step.get("toolCalls", [])],
         "cache": cache,
         "compaction": result.get("compaction"),
+        # Which engine answered, and the routing rule that chose it (upstream.routing).
+        "engine": result.get("engine", "embedded"),
+        "route": result.get("route"),
         "rssBytes": memory.get("rss"),
         "peakRssBytes": memory.get("peak"),
         "spans": spans,

@@ -196,13 +196,14 @@ class Handlers:
 
             future: Future[Any]
             try:
-                on_upstream = upstream is not None and upstream.wants(options)
+                route = upstream.route(options) if upstream is not None else None
             except OpenClawError as exc:
                 self._fail(options, session_key, context, connection, exc)
                 return
+            on_upstream = route is not None and route.model is not None
             if on_upstream:
-                assert upstream is not None
-                future = self.state.upstream_pool.submit(upstream.run, options, context)
+                assert upstream is not None and route is not None
+                future = self.state.upstream_pool.submit(upstream.run, options, context, route)
             else:
                 future = scheduler.submit(run, label=f"turn:{session_key}")
             future.add_done_callback(lambda _: events.put(_JOB_ENDED))
@@ -223,6 +224,8 @@ class Handlers:
         except OpenClawError as exc:
             self._fail(options, session_key, context, connection, exc)
             return
+        if route is not None and not on_upstream:
+            result["route"] = {"engine": "embedded", "rule": route.rule}
         connection.send(messages.done(result))
         if on_upstream:  # its cache is the upstream's own; nothing to park here
             self._store_trace(result, connection)

@@ -107,6 +107,7 @@ class OpenClawConfig(NamedTuple):
     providers: dict[str, Provider]
     primary: str | None  # agents.defaults.model.primary: "provider/model-id" or a GGUF
     fallbacks: tuple[str, ...]
+    routing_raw: Any = None  # edge.routing, our own key, as written (``routing`` reads it)
 
     def find(self, ref: str) -> tuple[Provider, UpstreamModel] | None:
         """The configured provider and model a ``provider/model-id`` names, or None when
@@ -212,7 +213,10 @@ def _parse(path: Path, raw: dict[str, Any]) -> OpenClawConfig:
         raise ConfigError(f"{path}: agents.defaults.model.primary must be a string")
     if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
         raise ConfigError(f"{path}: agents.defaults.model.fallbacks must be a list of strings")
-    return OpenClawConfig(path, True, providers, primary or None, tuple(fallbacks))
+    edge = _object(raw, "edge", path)
+    return OpenClawConfig(
+        path, True, providers, primary or None, tuple(fallbacks), edge.get("routing")
+    )
 
 
 def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:

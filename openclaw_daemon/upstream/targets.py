@@ -62,12 +62,6 @@ class UpstreamTargets:
                 self._config, self._stamp = config_file.load(path), stamp
             return self._config
 
-    def is_upstream(self, ref: str | None) -> bool:
-        """Whether ``ref`` (or, when None, the configured primary) names an upstream."""
-        cfg = self.config()
-        ref = ref or cfg.primary
-        return bool(ref) and cfg.find(ref) is not None  # type: ignore[arg-type]
-
     def chain(self, ref: str | None) -> list[Target]:
         """The engine ``ref`` names (or the primary), then each upstream fallback.
         ConfigError when the named one is not usable as configured."""

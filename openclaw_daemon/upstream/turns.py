@@ -41,8 +41,10 @@ from openclaw_daemon.turn.options import TurnSettings, turn_settings
 from openclaw_daemon.turn.persist import turn_entries
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
+from openclaw_daemon.upstream import routing
 from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls, request_text
 from openclaw_daemon.upstream.request_tapes import RequestTapes
+from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.upstream_compaction import UpstreamCompactor
 from openclaw_daemon.upstream.usage import tier_name
@@ -91,23 +93,41 @@ class UpstreamTurns:
         self.compactor = UpstreamCompactor(targets, self.calls, self.transcript)
         self.turns_served = 0
 
-    def wants(self, options: TurnOptions) -> bool:
-        """Whether the turn runs upstream: ``--model provider/model-id`` of a configured
-        provider, or no model named and an upstream primary. A broken openclaw.json
-        fails a turn that names an upstream, never one on the embedded model."""
+    def route(self, options: TurnOptions) -> Route:
+        """Which engine answers the turn, and the rule that chose it (``routing``). A
+        broken openclaw.json fails a turn that names an upstream, never one that
+        names none: that one runs on the embedded model."""
         try:
-            return self.targets.is_upstream(options.model)
-        except ConfigError:
+            cfg = self.targets.config()
+            entry = self._index_entry(options)
+            return routing.choose(
+                cfg,
+                options.model,
+                session_tokens=int(entry.get("totalTokens") or 0),
+                message=options.message,
+                tool_choice=options.tool_choice or "auto",
+            )
+        except ConfigError as exc:
             if options.model:
                 raise
-            log.warning("openclaw.json unusable; the turn runs on the embedded model")
-            return False
+            log.warning("openclaw.json unusable (%s); the turn runs embedded", exc.message)
+            return Route(None, f"default (openclaw.json unusable: {exc.message})")
 
-    def run(self, options: TurnOptions, ctx: TurnContext) -> TurnResult:
+    def _index_entry(self, options: TurnOptions) -> dict[str, Any]:
+        """The session's index entry (its last size), without creating the session."""
+        store = SessionStore(self.paths.agent_sessions_dir(options.agent_id), options.agent_id)
+        try:
+            ref = store.resolve(options.session_id, create=False)
+        except OpenClawError:
+            return {}  # a new session (or a bad id, which the turn itself reports)
+        entry: dict[str, Any] = store.load_index().get(ref.key, {})
+        return entry
+
+    def run(self, options: TurnOptions, ctx: TurnContext, route: Route) -> TurnResult:
         trace = ctx.trace
         trace.add("lane.wait", ctx.received_at, trace.clock())
         settings = turn_settings(options)
-        chain = self.targets.chain(options.model)
+        chain = self.targets.chain(route.model)
         system = self.transcript.head(settings.system)
         with trace.span("session.load", engine=chain[0].engine) as span:
             store = SessionStore(
@@ -155,6 +175,7 @@ class UpstreamTurns:
             provider=answered.provider.id,
         )
         turn["engine"] = answered.engine
+        turn["route"] = {"engine": chain[0].engine, "rule": route.rule}
         if last is not None and last.failed:
             turn["fallbackFrom"] = last.failed
         return turn
@@ -167,7 +188,7 @@ class UpstreamTurns:
             return None
         name = f"{provider}/{model}"
         try:
-            return self.targets.chain(name)[0] if self.targets.is_upstream(name) else None
+            return self.targets.chain(name)[0] if self.targets.config().find(name) else None
         except ConfigError:
             return None
 

@@ -329,3 +329,4 @@ class TurnResult(SessionFields, total=False):
     at: float  # wall-clock seconds when the result was built
     engine: str  # an upstream turn's: "upstream:provider/model-id", the one that answered
     fallbackFrom: list[str]  # engines that failed before it ("ref: why"), in order
+    route: dict[str, str]  # {"engine", "rule"}: the engine routing chose and the rule why

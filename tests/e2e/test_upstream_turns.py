@@ -181,3 +181,35 @@ def test_sessions_compact_runs_on_the_upstream_and_prefills_ahead(
     assert request["appendOnly"] is True and request["previousTokens"] > 0
     entries = _transcript(cli, reply["meta"]["agentMeta"]["sessionFile"])
     assert [e["type"] for e in entries].count("compaction") == 1
+
+
+def test_routing_rules_choose_the_engine_and_say_why(cli: Cli, upstream_url: str) -> None:
+    _config(cli, {"local": upstream_url})
+    path = cli.state_dir / "openclaw.json"
+    raw = json.loads(path.read_text())
+    raw["edge"] = {"routing": [{"when": {"toolChoice": "none"}, "model": REF}]}
+    path.write_text(json.dumps(raw))
+    routed = _turn(cli, "Hi.", "--tool-choice", "none", "--session-id", "r1")
+    assert routed["meta"]["route"] == {
+        "engine": f"upstream:{REF}",
+        "rule": "edge.routing[0]: toolChoice none",
+    }
+    assert routed["meta"]["agentMeta"]["provider"] == "local"
+    plain = _turn(cli, "Hi.", "--session-id", "r2")
+    assert plain["meta"]["route"] == {"engine": "embedded", "rule": "default"}
+    assert plain["meta"]["agentMeta"]["provider"] == "openclaw-edge"
+    stats = json.loads(cli.run("stats", "--json").stdout)
+    assert stats["engines"] == {f"upstream:{REF}": 1, "embedded": 1}
+    assert stats["routes"]["edge.routing[0]: toolChoice none"] == 1
+    assert "upstream:local" in stats["cache"]["lookups"]
+    assert f"upstream:{REF} 1" in cli.run("stats").stdout
+    # A broken rule never stops a turn: one naming its engine runs there, one that
+    # does not runs on the embedded model, and its route says the config was unusable.
+    raw["edge"] = {"routing": [{"when": {"sizeOver": 1}, "model": REF}]}
+    path.write_text(json.dumps(raw))
+    assert _turn(cli, "Hi.", "--model", REF, "--session-id", "r1")["meta"]["route"] == {
+        "engine": f"upstream:{REF}",
+        "rule": "--model",
+    }
+    fallback = _turn(cli, "Hi.", "--session-id", "r2")["meta"]["route"]
+    assert fallback["engine"] == "embedded" and "unusable" in fallback["rule"]
