@@ -36,6 +36,7 @@ from openclaw_daemon.wire.errors import OpenClawError
 
 if TYPE_CHECKING:
     from openclaw_daemon.cache.kv_store import KVStore
+    from openclaw_daemon.tools.grammar import SchemaToGbnf
     from openclaw_daemon.turn.session_tapes import SessionTapes
     from openclaw_daemon.upstream.turns import UpstreamTurns
 
@@ -107,12 +108,14 @@ def _load_engine(engine_factory: EngineFactory, spec: EngineSpec) -> LoadedEngin
     return loaded
 
 
-def _upstream_turns(paths: config.Paths, tapes: SessionTapes) -> UpstreamTurns:
+def _upstream_turns(
+    paths: config.Paths, tapes: SessionTapes, schema_to_gbnf: SchemaToGbnf
+) -> UpstreamTurns:
     """Turns on the upstream engines openclaw.json configures (read at each turn)."""
     from openclaw_daemon.upstream.targets import UpstreamTargets
     from openclaw_daemon.upstream.turns import UpstreamTurns
 
-    return UpstreamTurns(paths, tapes, UpstreamTargets())
+    return UpstreamTurns(paths, tapes, UpstreamTargets(), schema_to_gbnf)
 
 
 class Daemon:
@@ -156,7 +159,7 @@ class Daemon:
             self.engine, self.paths, prefill_batch=config.prefill_batch_setting(), cache=self.cache
         )
         self.pipeline, self.compactor, self.tapes = turns.pipeline, turns.compactor, turns.tapes
-        self.upstream = _upstream_turns(self.paths, self.tapes)
+        self.upstream = _upstream_turns(self.paths, self.tapes, self.engine.schema_to_gbnf)
         self.started_at = time.time()
         memory_now()  # imports psutil now, not in the first turn's trace report
         self.state = self._handler_state()

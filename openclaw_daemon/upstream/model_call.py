@@ -49,6 +49,10 @@ from openclaw_daemon.wire.messages import Usage
 # ChatML, only to count a request's tokens and compare it with the previous one:
 # the server renders the real prompt with its own template, which for the chat
 # templates in use today adds a few markers per message and changes no content.
+# The servers whose chat endpoint takes a GBNF ``grammar`` (known from the tokenize
+# endpoint they answered): a tool call forced by --tool-choice is then well-formed
+# even from a small model, as on the embedded engine.
+GRAMMAR_SERVERS = frozenset({"llama-server", "llama-cpp-python"})
 _COUNTING_TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
 
 
@@ -116,15 +120,18 @@ class UpstreamCalls:
         *,
         hide_calls: bool,
         cache_key: str,
+        grammar: str | None = None,
     ) -> CallResult:
-        """The reply from the first engine of ``chain`` that gives one."""
+        """The reply from the first engine of ``chain`` that gives one. ``grammar``
+        (GBNF) constrains it on the servers that take one (llama.cpp's)."""
         failed: list[str] = []
         self.partial = None
         for index, target in enumerate(chain):
             try:
                 return self._call_on(
-                    target, messages, options, max_tokens, call, hide_calls, cache_key, failed
-                )
+                    target, messages, options, max_tokens, call, hide_calls, cache_key, failed,
+                    grammar,
+                )  # fmt: skip
             except UpstreamContextOverflowError:
                 raise  # the same prompt overflows elsewhere too: the turn compacts
             except UpstreamError as exc:
@@ -159,6 +166,7 @@ class UpstreamCalls:
         hide_calls: bool,
         cache_key: str,
         failed: list[str],
+        grammar: str | None,
     ) -> CallResult:
         trace, clock = call.trace, call.trace.clock
         tokenizer = self.targets.tokenizer(target)
@@ -188,6 +196,8 @@ class UpstreamCalls:
             stop=options.stop,
             cache_key=cache_key,
         )
+        if grammar and tokenizer.source in GRAMMAR_SERVERS:
+            body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
         start = clock()
         state: dict[str, Any] = {}
 

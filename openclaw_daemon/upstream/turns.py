@@ -31,8 +31,16 @@ from openclaw_daemon.model.base import ModelInfo
 from openclaw_daemon.model.tape import PromptPlan, TokenTape
 from openclaw_daemon.observability.turn_record import usage_buckets
 from openclaw_daemon.tools.formats.hermes import HermesFormat
+from openclaw_daemon.tools.grammar import (
+    MAX_LISTED_FILES,
+    SchemaToGbnf,
+    constrains,
+    grammar_for,
+    urls_in,
+)
 from openclaw_daemon.tools.runner import ToolOutcome, ToolRunner
 from openclaw_daemon.tools.spec import ParsedReply
+from openclaw_daemon.tools.workspace import list_files
 from openclaw_daemon.turn import interrupted, replay, result
 from openclaw_daemon.turn.agent_loop import Step, run_tools
 from openclaw_daemon.turn.context import TurnContext
@@ -83,8 +91,17 @@ def model_info(target: Target) -> ModelInfo:
 
 
 class UpstreamTurns:
-    def __init__(self, paths: Paths, tapes: SessionTapes, targets: UpstreamTargets) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        tapes: SessionTapes,
+        targets: UpstreamTargets,
+        schema_to_gbnf: SchemaToGbnf | None = None,
+    ) -> None:
         self.paths = paths
+        # JSON schema -> GBNF, the embedded engine's (the one llama_cpp import): the
+        # grammar of a forced tool call, for the upstreams that take one.
+        self.schema_to_gbnf = schema_to_gbnf
         self.tapes = tapes  # the embedded engine's: a session an upstream turn changed
         self.targets = targets
         self.transcript = Transcript(tool_format=TOOL_FORMAT)
@@ -240,6 +257,7 @@ class UpstreamTurns:
                     call,
                     hide_calls=settings.choice != "none",
                     cache_key=ref.session_id,
+                    grammar=self._grammar(settings, len(steps), ctx),
                 )
             except OpenClawError as exc:
                 partial = self.calls.partial
@@ -269,6 +287,21 @@ class UpstreamTurns:
                     [o.content for o in step.outcomes], [o.call.id for o in step.outcomes]
                 )
                 messages = [*messages, {"role": "assistant", "content": step.raw}, *results]
+
+    def _grammar(self, settings: TurnSettings, index: int, ctx: TurnContext) -> str | None:
+        """The forced tool call's grammar, as the embedded loop builds it."""
+        if self.schema_to_gbnf is None or not constrains(
+            settings.choice, index, settings.max_steps
+        ):
+            return None
+        with ctx.trace.span("prompt.grammar"):
+            return grammar_for(
+                settings.choice,
+                self.schema_to_gbnf,
+                list_files(settings.tools.workspace, MAX_LISTED_FILES),
+                urls_in(settings.message),
+                tool_format=TOOL_FORMAT,
+            )
 
     def _step(self, made: CallResult, messages: list[dict[str, Any]], index: int) -> Step:
         generation = made.generation

@@ -213,3 +213,28 @@ def test_routing_rules_choose_the_engine_and_say_why(cli: Cli, upstream_url: str
     }
     fallback = _turn(cli, "Hi.", "--session-id", "r2")["meta"]["route"]
     assert fallback["engine"] == "embedded" and "unusable" in fallback["rule"]
+
+
+def test_a_forced_tool_call_runs_through_the_upstream(
+    cli: Cli, upstream_url: str, tmp_path: Path
+) -> None:
+    """--tool-choice read: the grammar goes to the server (llama.cpp's take one), the
+    tool runs here, its result goes back upstream, and the transcript has it all."""
+    _config(cli, {"local": upstream_url})
+    (tmp_path / "notes.txt").write_text("The launch code is 4417.\n")
+    proc = cli.run(
+        "agent", "--local", "-m", "Read notes.txt and tell me the code.", "--json",
+        "--model", REF, "--tool-choice", "read", "--max-tokens", "48", "--session-id", "t1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    reply = json.loads(proc.stdout)
+    calls = reply["meta"]["steps"][0]["toolCalls"]
+    assert [c["name"] for c in calls] == ["read"] and calls[0]["arguments"]["path"] == "notes.txt"
+    assert "4417" in calls[0]["result"] and not calls[0]["isError"]
+    assert len(reply["meta"]["steps"]) == 2  # the call, then the answer on its result
+    names = [s["name"] for s in reply["meta"]["trace"]["spans"]]
+    assert "prompt.grammar" in names and "tool.read" in names
+    entries = _transcript(cli, reply["meta"]["agentMeta"]["sessionFile"])
+    roles = [e["message"]["role"] for e in entries if e.get("type") == "message"]
+    assert roles == ["user", "assistant", "toolResult", "assistant"]
+    assert entries[-3]["message"]["stopReason"] == "toolUse"
