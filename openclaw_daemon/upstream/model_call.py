@@ -60,6 +60,12 @@ def request_text(messages: Sequence[dict[str, Any]]) -> str:
     return "".join(_COUNTING_TEMPLATE.format(**m) for m in messages)
 
 
+def _request_error(error: UpstreamError) -> bool:
+    """A 4xx the request itself caused (not auth, not "no such model here", not
+    rate limiting): another engine would refuse it too, so no fallback."""
+    return 400 <= error.status < 500 and error.status not in (401, 403, 404, 408, 429)
+
+
 class CancelWatch:
     """Closes a streaming response from another thread once the turn is cancelled (or
     times out), so a stalled upstream does not hold the turn for its chunk timeout:
@@ -136,7 +142,7 @@ class UpstreamCalls:
                 raise  # the same prompt overflows elsewhere too: the turn compacts
             except UpstreamError as exc:
                 last = index + 1 == len(chain)
-                if last or self.partial is not None:
+                if last or self.partial is not None or _request_error(exc):
                     raise
                 following = chain[index + 1]
                 failed.append(f"{target.ref}: {exc.message}")

@@ -7,6 +7,7 @@ it may retry; the error says whether the server failure is worth retrying.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,6 +25,7 @@ def call_with_retries(
     max_delay: float = 8.0,
     sleep: Callable[[float], None] = time.sleep,
     may_retry: Callable[[], bool] = lambda: True,
+    jitter: Callable[[], float] = lambda: random.uniform(0.0, 0.25),
 ) -> T:
     """``fn()``, called again on a retryable ``UpstreamError`` up to ``attempts`` times
     in all. Waits ``base_delay * 2**n`` or the server's ``Retry-After``, whichever is
@@ -38,7 +40,12 @@ def call_with_retries(
                 raise
             if exc.retry_after > max_delay:
                 raise
-            sleep(backoff_delay(attempt, exc.retry_after, base_delay, max_delay))
+            delay = backoff_delay(attempt, exc.retry_after, base_delay, max_delay)
+            if not exc.retry_after:
+                # Spread the retries of many clients a server failed at once; a
+                # Retry-After is the server's own schedule, kept as it said.
+                delay = min(max_delay, delay * (1.0 + jitter()))
+            sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

@@ -238,8 +238,10 @@ def test_retry_gives_up_after_attempts_and_when_not_allowed(server: FaultServer)
     server.set_mode("500")
     slept: list[float] = []
     client = client_for(server.url)
-    assert failure(lambda: call_with_retries(lambda: stream(client), sleep=slept.append)).retryable
-    assert slept == [0.5, 1.0] and len(server.requests) == 3
+    assert failure(
+        lambda: call_with_retries(lambda: stream(client), sleep=slept.append, jitter=lambda: 0.2)
+    ).retryable
+    assert slept == [0.6, 1.2] and len(server.requests) == 3  # backoff plus its jitter
     assert failure(lambda: call_with_retries(lambda: stream(client), may_retry=lambda: False))
     assert len(server.requests) == 4
 
