@@ -9,6 +9,7 @@ they diverged — the explained miss the embedded engine gives, from our own tap
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -38,15 +39,18 @@ class RequestTapes:
     def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
         self._last: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._max = max_sessions
+        self._lock = threading.Lock()  # turns of different sessions record at once
 
     def record(self, session: str, tokens: Sequence[int]) -> RequestCheck:
         """Compare ``tokens`` with the session's previous request, then remember them."""
-        previous = self._last.pop(session, ())
+        with self._lock:
+            previous = self._last.pop(session, ())
+            self._last[session] = tuple(tokens)
+            while len(self._last) > self._max:
+                self._last.popitem(last=False)
         shared = common_prefix(previous, tokens)
-        self._last[session] = tuple(tokens)
-        while len(self._last) > self._max:
-            self._last.popitem(last=False)
         return RequestCheck(len(previous), shared, shared == len(previous) > 0)
 
     def forget(self, session: str) -> None:
-        self._last.pop(session, None)
+        with self._lock:
+            self._last.pop(session, None)

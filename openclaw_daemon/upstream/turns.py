@@ -24,10 +24,9 @@ embedded model's worker, and holds only its session's lane.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from openclaw_daemon.config import Paths
-from openclaw_daemon.model.base import ModelInfo
 from openclaw_daemon.model.tape import PromptPlan, TokenTape
 from openclaw_daemon.observability.turn_record import usage_buckets
 from openclaw_daemon.tools.formats.hermes import HermesFormat
@@ -46,48 +45,38 @@ from openclaw_daemon.turn.agent_loop import Step, run_tools
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.model_calls import CallContext, Generation
 from openclaw_daemon.turn.options import TurnSettings, turn_settings
-from openclaw_daemon.turn.persist import turn_entries
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream import routing
 from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls, request_text
-from openclaw_daemon.upstream.request_tapes import RequestTapes
+from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.turn_output import cache_report, model_info, persist
 from openclaw_daemon.upstream.upstream_compaction import UpstreamCompactor
-from openclaw_daemon.upstream.usage import tier_name
 from openclaw_daemon.wire.errors import ConfigError, OpenClawError, UpstreamContextOverflowError
 from openclaw_daemon.wire.messages import TurnResult
 from openclaw_daemon.wire.requests import TurnOptions
 from openclaw_sessions.prompt import SYSTEM_PROMPT
-from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id, new_entry_id
+from openclaw_sessions.store import SessionRef, SessionStore, new_entry_id
 
 log = logging.getLogger("openclawd.upstream")
 
-API = "openai-completions"
 # Our own tool-call format, in the system message: every OpenAI-compatible server
 # carries it, native tool calling or not. Results go back as user messages, which
 # no server's request validation refuses (a "tool" message needs native call ids).
 TOOL_FORMAT = HermesFormat(wrap_results=True, result_role="user")
 
 
-def model_info(target: Target) -> ModelInfo:
-    """How a turn's result and the session index name an upstream model."""
-    return ModelInfo(
-        path=target.provider.url(),
-        name=target.model.id,
-        n_ctx=target.model.context_window or 0,
-        n_ctx_train=0,
-        n_params=0,
-        size_bytes=0,
-        gpu_offload=False,
-        chat_template=None,
-        n_vocab=0,
-        bos_id=-1,
-        template_family="server",
-        template_source=f"upstream:{target.provider.id}",
-        model_id=target.model.id,
-    )
+class _LastCall(NamedTuple):
+    call: CallResult  # the turn's last model call: its report is the turn's cache report
+    check: RequestCheck  # and our append-only check of its request
+
+
+class _Answer(NamedTuple):
+    steps: list[Step]
+    target: Target  # the engine that answered
+    last: _LastCall
 
 
 class UpstreamTurns:
@@ -105,9 +94,8 @@ class UpstreamTurns:
         self.tapes = tapes  # the embedded engine's: a session an upstream turn changed
         self.targets = targets
         self.transcript = Transcript(tool_format=TOOL_FORMAT)
-        self.calls = UpstreamCalls(targets, TOOL_FORMAT.tags)
         self.requests = RequestTapes()
-        self.compactor = UpstreamCompactor(targets, self.calls, self.transcript)
+        self.compactor = UpstreamCompactor(targets, TOOL_FORMAT.tags, self.transcript)
         self.turns_served = 0
 
     def route(self, options: TurnOptions) -> Route:
@@ -167,7 +155,7 @@ class UpstreamTurns:
         with trace.span("prompt.render"):
             messages = [*self.transcript.messages(entries, system), user]
         try:
-            steps, answered = self._answer(chain, messages, ref, ctx, settings)
+            answer = self._answer(chain, messages, ref, ctx, settings)
         except UpstreamContextOverflowError as exc:
             with trace.span("session.compact", engine=chain[0].engine, reason="overflow"):
                 entries, _ = self.compactor.compact(
@@ -176,25 +164,24 @@ class UpstreamTurns:
             self.tapes.forget(ref)
             self.requests.forget(ref.key)
             messages = [*self.transcript.messages(entries, system), user]
-            steps, answered = self._answer(chain, messages, ref, ctx, settings)
+            answer = self._answer(chain, messages, ref, ctx, settings)
+        steps, answered, last = answer
         with trace.span("session.persist"):
-            self._persist(store, ref, entries, settings, steps, request_id, answered)
+            persist(store, ref, entries, settings, steps, request_id, answered, self.tapes)
         self.turns_served += 1
-        last = self._last_call
-        cache = self._cache_report(answered, last) if last is not None else None
         turn = result.turn_result(
             ref,
             steps,
             ctx,
             model_info(answered),
-            cache=cache,
+            cache=cache_report(answered, last.call, last.check),
             compaction=None,
             provider=answered.provider.id,
         )
         turn["engine"] = answered.engine
         turn["route"] = {"engine": chain[0].engine, "rule": route.rule}
-        if last is not None and last.failed:
-            turn["fallbackFrom"] = last.failed
+        if last.call.failed:
+            turn["fallbackFrom"] = last.call.failed
         return turn
 
     def session_target(self, store: SessionStore, ref: SessionRef) -> Target | None:
@@ -240,16 +227,17 @@ class UpstreamTurns:
         ref: SessionRef,
         ctx: TurnContext,
         settings: TurnSettings,
-    ) -> tuple[list[Step], Target]:
+    ) -> _Answer:
         """The agent loop on the upstream; a stop keeps what the user saw, then
-        raises the error that stopped it (an overflow before any text: to compact)."""
+        raises the error that stopped it (an overflow before any text: to compact).
+        Per-turn state lives here: turns of different sessions run at once."""
         steps: list[Step] = []
-        self._last_call: CallResult | None = None
+        calls = UpstreamCalls(self.targets, TOOL_FORMAT.tags)
         answered = chain[0]
         while True:
             call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, len(steps))
             try:
-                made = self.calls.call(
+                made = calls.call(
                     chain,
                     messages,
                     settings.call,
@@ -260,19 +248,19 @@ class UpstreamTurns:
                     grammar=self._grammar(settings, len(steps), ctx),
                 )
             except OpenClawError as exc:
-                partial = self.calls.partial
+                partial = calls.partial
                 if isinstance(exc, UpstreamContextOverflowError) and not steps and not partial:
                     raise
                 self._keep_interrupted(steps, partial, exc, messages, ctx, ref, settings, answered)
                 raise exc from None
-            self._last_call, answered = made, made.target
-            self._check_requests(ref, made, ctx)
+            answered = made.target
+            last = _LastCall(made, self._check_requests(ref, made, ctx))
             # After one engine answered, the rest of the turn stays on it.
             chain = [answered]
             step = self._step(made, messages, len(steps))
             steps.append(step)
             if not step.parsed.calls:
-                return steps, answered
+                return _Answer(steps, answered, last)
             max_steps = settings.max_steps
             if len(steps) >= max_steps:
                 reason = f"not run: the turn reached --max-steps {max_steps}"
@@ -280,7 +268,7 @@ class UpstreamTurns:
                 step.generation.stop_reason = "max_steps"
                 now = ctx.trace.clock()
                 step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in step.parsed.calls]
-                return steps, answered
+                return _Answer(steps, answered, last)
             step.outcomes = run_tools(self._tool_runner(answered), step.parsed.calls, settings, ctx)
             with ctx.trace.span("prompt.results"):
                 results = self.transcript.results(
@@ -353,77 +341,14 @@ class UpstreamTurns:
         store = SessionStore(self.paths.agent_sessions_dir(ref.agent_id), ref.agent_id)
         entries = store.load_entries(ref)
         with ctx.trace.span("session.persist", interrupted=error.code):
-            self._persist(store, ref, entries, settings, steps, "", target)
-
-    def _persist(
-        self,
-        store: SessionStore,
-        ref: SessionRef,
-        entries: list[dict[str, Any]],
-        settings: TurnSettings,
-        steps: list[Step],
-        request_id: str,
-        target: Target,
-    ) -> None:
-        records = turn_entries(
-            last_entry_id(entries),
-            settings.message,
-            steps,
-            request_id,
-            model=target.model.id,
-            provider=target.provider.id,
-            api=API,
-        )
-        store.append(ref, records)
-        usage = result.total_usage(steps)
-        store.touch(
-            ref,
-            modelProvider=target.provider.id,
-            model=target.model.id,
-            contextTokens=target.model.context_window or 0,
-            inputTokens=usage["input"],
-            outputTokens=usage["output"],
-            totalTokens=usage["total"],
-            cacheRead=usage["cacheRead"],
-            cacheWrite=usage["cacheWrite"],
-        )
-        # The embedded engine's tape of this session lacks these entries now.
-        self.tapes.forget(ref)
+            persist(store, ref, entries, settings, steps, "", target, self.tapes)
 
     def _tool_runner(self, target: Target) -> ToolRunner:
         tokenizer = self.targets.tokenizer(target)
         return ToolRunner(tokenize=tokenizer.tokenize, detokenize=tokenizer.detokenize)
 
-    def _check_requests(self, ref: SessionRef, made: CallResult, ctx: TurnContext) -> None:
+    def _check_requests(self, ref: SessionRef, made: CallResult, ctx: TurnContext) -> RequestCheck:
         check = self.requests.record(ref.key, made.prompt_tokens)
-        self._last_check = check
         if check.previous and not check.append_only:
             ctx.emit({"type": "notice", "text": f"upstream cache: {check.explain()}"})
-
-    def _cache_report(self, target: Target, made: CallResult) -> dict[str, Any]:
-        server, check = made.server, self._last_check
-        prompt = server.prompt if server.prompt is not None else len(made.prompt_tokens)
-        tier = tier_name(target.provider.id)
-        if server.cached is not None:
-            summary = f"{target.ref} reused {server.cached:,} of {prompt:,} prompt tokens ({tier})"
-        else:
-            summary = f"{target.ref} does not report cached tokens ({prompt:,} prompt tokens)"
-        if check.previous:
-            summary += f"; {check.explain()}"
-        return {
-            "tier": tier,
-            "cachedTokens": server.cached or 0,
-            "cachedKnown": server.cached is not None,
-            "promptTokens": prompt,
-            "usageSource": server.source,
-            "tokenCount": "estimate" if made.estimate else "server",
-            "restoreMs": None,
-            "parkedTokens": 0,
-            "notices": [],
-            "request": {
-                "previousTokens": check.previous,
-                "sharedTokens": check.shared,
-                "appendOnly": check.append_only,
-            },
-            "summary": summary,
-        }
+        return check

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from openclaw_daemon.tools.formats.base import CallTags
 from openclaw_daemon.turn.compactor import INSTRUCTION, SUMMARY_CALL, SUMMARY_MAX_TOKENS
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.model_calls import CallContext
@@ -37,11 +38,9 @@ DEFAULT_WINDOW = 8192
 
 
 class UpstreamCompactor:
-    def __init__(
-        self, targets: UpstreamTargets, calls: UpstreamCalls, transcript: Transcript
-    ) -> None:
+    def __init__(self, targets: UpstreamTargets, tags: CallTags, transcript: Transcript) -> None:
         self.targets = targets
-        self.calls = calls
+        self.tags = tags
         self.transcript = transcript
 
     def compact(
@@ -90,7 +89,7 @@ class UpstreamCompactor:
 
         started = time.perf_counter()
         try:
-            made = self.calls.call(
+            made = UpstreamCalls(self.targets, self.tags).call(
                 [target],
                 messages,
                 SUMMARY_CALL,
@@ -164,7 +163,7 @@ class UpstreamCompactor:
         it when the next user turn comes; what that cost, by the server's report."""
         messages = self.transcript.messages(entries, system)
         started = time.perf_counter()
-        made = self.calls.call(
+        made = UpstreamCalls(self.targets, self.tags).call(
             [target],
             messages,
             SUMMARY_CALL,
