@@ -8,12 +8,13 @@ fallbacks, retries and cut streams behave as docs/scale-out.md says."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import OPENCLAW, Cli
 from tests.upstream_fault_server import FaultServer
 from tests.upstream_server import SERVED_ALIAS, free_port
 
@@ -238,3 +239,32 @@ def test_a_forced_tool_call_runs_through_the_upstream(
     roles = [e["message"]["role"] for e in entries if e.get("type") == "message"]
     assert roles == ["user", "assistant", "toolResult", "assistant"]
     assert entries[-3]["message"]["stopReason"] == "toolUse"
+
+
+def test_concurrent_upstream_turns_of_two_sessions_both_complete(
+    cli: Cli, upstream_url: str
+) -> None:
+    """Upstream turns run on their own threads, in parallel: each keeps its own reply,
+    session and request check (no state shared between turns)."""
+    _config(cli, {"local": upstream_url})
+    args = ["agent", "--local", "--json", "--max-tokens", "8", "--model", REF]
+    cli.run("daemon", "start", timeout=300)
+    procs = [
+        subprocess.Popen(
+            [str(OPENCLAW), *args, "-m", f"Say the word {word}.", "--session-id", f"p{i}"],
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i, word in enumerate(("apple", "river"))
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    replies = [json.loads(out) for out, _ in outs]
+    assert [r["meta"]["agentMeta"]["sessionId"] for r in replies] == ["p0", "p1"]
+    for reply in replies:
+        entries = _transcript(cli, reply["meta"]["agentMeta"]["sessionFile"])
+        texts = [e["message"] for e in entries if e.get("type") == "message"]
+        assert [m["role"] for m in texts] == ["user", "assistant"]
+        assert texts[1]["stopReason"] in ("stop", "length")
