@@ -25,12 +25,14 @@ def _embedded() -> dict[str, Any] | None:
     return {"name": model_names.EMBEDDED_MODEL_NAME, "path": str(path), "source": "embedded"}
 
 
-def upstream_models() -> list[dict[str, Any]]:
+def upstream_models() -> tuple[list[dict[str, Any]], str | None]:
     """Every model of every provider in ``openclaw.json``, each with whether its server
-    answers and serves it (one ``GET /models`` per provider, all at once)."""
+    answers and serves it (one ``GET /models`` per provider, all at once); and the
+    configured primary when it is one of them (turns then run there by default)."""
     from openclaw_daemon.upstream import config_file
 
     cfg = config_file.load()
+    primary = cfg.primary if cfg.primary and cfg.find(cfg.primary) else None
     problems = {p.id: p.problem() for p in cfg.providers.values()}  # expands ${VAR}s once
     providers = [p for p in cfg.providers.values() if p.models or problems[p.id]]
     reach: dict[str, dict[str, Any]] = {}
@@ -64,7 +66,7 @@ def upstream_models() -> list[dict[str, Any]]:
                     "problem": problem,
                 }
             )
-    return listed
+    return listed, primary
 
 
 def _entry(base: dict[str, Any]) -> dict[str, Any]:
@@ -91,13 +93,17 @@ def entries() -> tuple[list[dict[str, Any]], str | None]:
         {"name": e.name, "path": e.path, "id": e.id, "source": "registered"}
         for e in model_names.load(paths.models_file)
     ]
-    found = [_entry(b) for b in listed if b is not None] + upstream_models()
+    upstream, primary = upstream_models()
+    found = [_entry(b) for b in listed if b is not None] + upstream
     default, problem = _default_path()
     if default and not any(e.get("path") == default for e in found):
         # OPENCLAW_MODEL names a file nobody registered: still show what runs.
         found.append(_entry({"name": "", "path": default, "source": "OPENCLAW_MODEL"}))
     for entry in found:
-        entry["default"] = entry.get("path") == default
+        if primary:  # an upstream primary answers the turns that name no model
+            entry["default"] = entry["source"] == "upstream" and entry["name"] == primary
+        else:
+            entry["default"] = entry.get("path") == default
     return found, problem
 
 
@@ -119,7 +125,10 @@ def list_models(*, json_out: bool) -> None:
         )
         if entry["problem"]:
             sys.stdout.write(f"    problem: {entry['problem']}\n")
-    sys.stdout.write("(* the default: --model, else OPENCLAW_MODEL, else the embedded model)\n")
+    sys.stdout.write(
+        "(* the default when a turn names no --model: an upstream primary in openclaw.json, "
+        "else OPENCLAW_MODEL, else the embedded model; edge.routing rules come first)\n"
+    )
     if problem:
         render.notice(f"no default model: {problem}")
 

@@ -46,7 +46,8 @@ def test_models_list_probes_configured_upstreams(cli: Cli, upstream_url: str) ->
     assert missing["reachable"] is True and "does not list 'not-served'" in missing["problem"]
     gone = by_name["gone/x"]
     assert gone["reachable"] is False and "cannot connect" in gone["problem"]
-    assert not served["default"]  # the embedded model stays the default here
+    # The upstream primary answers turns that name no model: it is the default.
+    assert served["default"] and not by_name["smollm2-135m-instruct-q4_1"]["default"]
 
     text = cli.run("models", "list").stdout
     assert f"local/{SERVED_ALIAS}" in text and "upstream (up)" in text
