@@ -248,10 +248,14 @@ class UpstreamCalls:
                       interrupted=exc.code)  # fmt: skip
             raise
         ended = clock()
-        ids = tokenizer.tokenize(stream.text) if stream.text else []
         stop_reason = "stop" if stream.stopped or (end and end.finish_reason != "length") else ""
         stop_reason = stop_reason or "length"
         server = end.usage if end is not None else ServerUsage(None, None, None, "none")
+        # The reply's ids only count its tokens here (the transcript keeps its text):
+        # a server that reports the count spares a tokenize round trip per call.
+        ids: list[int] = []
+        if server.output is None and stream.text:
+            ids = tokenizer.tokenize(stream.text)
         prompt = server.prompt if server.prompt is not None else len(prompt_tokens)
         cached = server.cached or 0
         output = server.output if server.output is not None else len(ids)
