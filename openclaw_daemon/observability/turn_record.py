@@ -235,6 +235,7 @@ def build_failed(
     error: str,
     model: str,
     memory: Mapping[str, int],
+    engine: str = "embedded",
 ) -> TraceRecord:
     """The record of a turn that ended in an error (a timeout, a cancel, a full
     context): the daemon's spans up to that point, no client report. Usage and
@@ -268,6 +269,7 @@ def build_failed(
         "tools": [span["name"][len("tool.") :] for span in spans if span["scope"] == "tool"],
         "cache": cache_from_spans(spans),
         "compaction": None,
+        "engine": engine,
         "rssBytes": memory.get("rss"),
         "peakRssBytes": memory.get("peak"),
         "spans": spans,

@@ -8,7 +8,9 @@ queued again (resuming from what the cache holds by then).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.turn.compactor import Compactor
 from openclaw_daemon.wire.errors import CancelledError, OpenClawError
@@ -37,22 +39,42 @@ def schedule_compactions(
     ``prefill_ahead`` is off (OPENCLAW_PREFILL_AHEAD=0: the baseline that pays
     at the next turn), prefill each compacted layout ahead."""
     for ref, store in compactor.take_due():
-        key = ref.key
+        job = _compaction_job(compactor, scheduler, ref, store, prefill_ahead=prefill_ahead)
+        scheduler.submit_idle(f"compact:{ref.key}", job, after_quiet_s=BACKGROUND_QUIET_S)
 
-        def compact(ref: SessionRef = ref, store: SessionStore = store, key: str = key) -> None:
+
+def _compaction_job(
+    compactor: Compactor,
+    scheduler: Scheduler,
+    ref: SessionRef,
+    store: SessionStore,
+    *,
+    prefill_ahead: bool,
+) -> Callable[[], None]:
+    """One session's idle compaction, which queues itself again when preempted (its
+    own closure: one per session, never another session's)."""
+    name = f"compact:{ref.key}"
+
+    def compact() -> None:
+        # In the session's lane: a turn of it may be running off the worker (on an
+        # upstream) and appending to the same transcript. Taken: later.
+        with scheduler.try_lane(session_lane(store, ref.key)) as held:
+            if not held:
+                scheduler.submit_idle(name, compact, after_quiet_s=BACKGROUND_QUIET_S)
+                return
             try:
                 compactor.compact(ref, store, cancelled=scheduler.busy)
             except CancelledError:
                 # No deadline (see BACKGROUND_AT_MOST_S): only a quiet moment.
-                scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
+                scheduler.submit_idle(name, compact, after_quiet_s=BACKGROUND_QUIET_S)
                 return
             except OpenClawError as exc:  # e.g. one huge turn: nothing older to cut
                 log.info("not compacting %s: %s", ref.session_id, exc.message)
                 return
-            if prefill_ahead:
-                schedule_prefill_ahead(compactor, scheduler, ref)
+        if prefill_ahead:
+            schedule_prefill_ahead(compactor, scheduler, ref)
 
-        scheduler.submit_idle(f"compact:{key}", compact, after_quiet_s=BACKGROUND_QUIET_S)
+    return compact
 
 
 def schedule_prefill_ahead(

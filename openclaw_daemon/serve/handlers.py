@@ -202,7 +202,8 @@ class Handlers:
                 return
             on_upstream = route is not None and route.model is not None
             if on_upstream:
-                assert upstream is not None and route is not None
+                assert upstream is not None and route is not None and route.model
+                context.upstream = route.model
                 future = self.state.upstream_pool.submit(upstream.run, options, context, route)
             else:
                 future = scheduler.submit(run, label=f"turn:{session_key}")
@@ -277,8 +278,9 @@ class Handlers:
                 agent_id=options.agent_id,
                 status=error.code,
                 error=error.message,
-                model=self.state.model_name,
+                model=context.upstream or self.state.model_name,
                 memory=self.state.memory(),
+                engine=f"upstream:{context.upstream}" if context.upstream else "embedded",
             )
             self._keep(record)
         except Exception:  # a bug in the record must not replace the turn's own error

@@ -61,6 +61,19 @@ class Scheduler:
         with lock:
             yield
 
+    @contextmanager
+    def try_lane(self, key: str) -> Iterator[bool]:
+        """The lane if it is free now (True), else False at once: an idle job on the
+        worker must not wait there for a turn running elsewhere (an upstream one)."""
+        with self._lanes_lock:
+            lock = self._lanes.setdefault(key, threading.Lock())
+        held = lock.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+
     def submit(self, job: Callable[[], Any], *, label: str = "a request") -> Future[Any]:
         future: Future[Any] = Future()
         try:

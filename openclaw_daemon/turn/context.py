@@ -26,3 +26,6 @@ class TurnContext:
     session: SessionRef | None = None  # once resolved: a failed turn's record names it
     # What ran on the model worker while this turn waited for it (scheduler labels).
     waited_behind: list[str] = field(default_factory=list)
+    # "provider/model-id" when the turn runs on an upstream (a failed turn's record
+    # names it); empty on the embedded model.
+    upstream: str = ""

@@ -37,6 +37,7 @@ def chat_body(
     seed: int | None,
     stop: Sequence[str],
     cache_key: str | None,
+    cache_prompt: bool = False,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
@@ -47,9 +48,10 @@ def chat_body(
         # OpenAI, vLLM and SGLang report usage in a last chunk only when asked;
         # servers that do not know the option ignore it.
         "stream_options": {"include_usage": True},
-        # llama-server keeps the slot's KV for the next request (its default, said anyway).
-        "cache_prompt": True,
     }
+    if cache_prompt:
+        # llama.cpp keeps the slot's KV for the next request (its default, said anyway).
+        body["cache_prompt"] = True
     if seed is not None:
         body["seed"] = seed
     if stop:

@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -49,15 +49,46 @@ from openclaw_daemon.wire.messages import Usage
 # ChatML, only to count a request's tokens and compare it with the previous one:
 # the server renders the real prompt with its own template, which for the chat
 # templates in use today adds a few markers per message and changes no content.
-# The servers whose chat endpoint takes a GBNF ``grammar`` (known from the tokenize
-# endpoint they answered): a tool call forced by --tool-choice is then well-formed
-# even from a small model, as on the embedded engine.
-GRAMMAR_SERVERS = frozenset({"llama-server", "llama-cpp-python"})
+T = TypeVar("T")
+
+# llama.cpp's servers (known from the tokenize endpoint they answered): their chat
+# endpoint takes a GBNF ``grammar`` (a tool call forced by --tool-choice is then
+# well-formed even from a small model, as on the embedded engine) and ``cache_prompt``.
+LLAMA_SERVERS = frozenset({"llama-server", "llama-cpp-python"})
 _COUNTING_TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
 
 
 def request_text(messages: Sequence[dict[str, Any]]) -> str:
     return "".join(_COUNTING_TEMPLATE.format(**m) for m in messages)
+
+
+def _takes_cache_key(target: Target) -> bool:
+    """OpenAI's own API routes requests with one ``prompt_cache_key`` to one cache."""
+    return "api.openai.com" in target.client.base_url
+
+
+def until_cancelled(fn: Callable[[], T], cancelled: Callable[[], bool]) -> T:
+    """``fn()`` on a helper thread, given up on as soon as ``cancelled()``: a server
+    that has not sent its headers yet cannot be interrupted otherwise. The helper sees
+    the cancel at its next chunk (or its own timeout) and ends by itself."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="upstream-call").start()
+    while not done.wait(CancelWatch.POLL_S):
+        if cancelled():
+            raise CancelledError("the turn was cancelled")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
 
 
 def _request_error(error: UpstreamError) -> bool:
@@ -113,8 +144,12 @@ class UpstreamCalls:
     def __init__(self, targets: UpstreamTargets, tags: CallTags) -> None:
         self.targets = targets
         self.tags = tags
-        # The reply an error cut short (its text reached the user), for the turn to keep.
+        # One per turn (turns run at once). The reply an error cut short (its text
+        # reached the user), for the turn to keep; the engines that failed before the
+        # last call's answer; the engine that said the prompt overflows.
         self.partial: Generation | None = None
+        self.failed: list[str] = []
+        self.overflowed_on: Target | None = None
 
     def call(
         self,
@@ -131,7 +166,7 @@ class UpstreamCalls:
         """The reply from the first engine of ``chain`` that gives one. ``grammar``
         (GBNF) constrains it on the servers that take one (llama.cpp's)."""
         failed: list[str] = []
-        self.partial = None
+        self.partial, self.failed, self.overflowed_on = None, failed, None
         for index, target in enumerate(chain):
             try:
                 return self._call_on(
@@ -139,11 +174,14 @@ class UpstreamCalls:
                     grammar,
                 )  # fmt: skip
             except UpstreamContextOverflowError:
-                raise  # the same prompt overflows elsewhere too: the turn compacts
+                self.overflowed_on = target  # the turn compacts for this engine's window
+                raise
             except UpstreamError as exc:
                 last = index + 1 == len(chain)
                 if last or self.partial is not None or _request_error(exc):
                     raise
+                if call.cancelled():
+                    raise CancelledError("the turn was cancelled") from None
                 following = chain[index + 1]
                 failed.append(f"{target.ref}: {exc.message}")
                 call.trace.add(
@@ -193,6 +231,7 @@ class UpstreamCalls:
                     "one with --session-id NEW.",
                 )
             room = max(1, min(room, window_size - len(prompt_tokens)))
+        llama = tokenizer.source in LLAMA_SERVERS
         body = chat_body(
             target.model.id,
             messages,
@@ -200,9 +239,11 @@ class UpstreamCalls:
             temperature=options.temperature,
             seed=options.seed,
             stop=options.stop,
-            cache_key=cache_key,
+            # Extensions only where known: some gateways refuse unknown fields with a 400.
+            cache_key=cache_key if _takes_cache_key(target) else None,
+            cache_prompt=llama,
         )
-        if grammar and tokenizer.source in GRAMMAR_SERVERS:
+        if grammar and llama:
             body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
         start = clock()
         state: dict[str, Any] = {}
@@ -235,18 +276,26 @@ class UpstreamCalls:
             emit_text(shown.finish(), call)
             return stream, state["first"], end
 
+        def may_retry() -> bool:
+            # Never once text was shown, or after a tool ran in the turn (call 0 only).
+            return state.get("first") is None and call.index == 0 and not call.cancelled()
+
         try:
-            stream, first, end = retry.call_with_retries(
-                attempt, may_retry=lambda: state.get("first") is None and not call.cancelled()
+            stream, first, end = until_cancelled(
+                lambda: retry.call_with_retries(attempt, may_retry=may_retry), call.cancelled
             )
         except (UpstreamError, CancelledError) as exc:
+            if call.cancelled() and not isinstance(exc, CancelledError):
+                exc = CancelledError("the turn was cancelled")
             streamed: TextStream | None = state.get("stream")
             if streamed is not None and state.get("first") is not None:
                 text = streamed.text
-                self.partial = Generation(text, tokenizer.tokenize(text), exc.code, state["first"])
+                # Counted locally: the server that failed may not answer a tokenize.
+                counted = self.targets.estimate().tokenize(text) if text else []
+                self.partial = Generation(text, counted, exc.code, state["first"])
             trace.add("model.decode", start, clock(), call=call.index, engine=target.engine,
                       interrupted=exc.code)  # fmt: skip
-            raise
+            raise exc from None
         ended = clock()
         stop_reason = "stop" if stream.stopped or (end and end.finish_reason != "length") else ""
         stop_reason = stop_reason or "length"
@@ -255,7 +304,10 @@ class UpstreamCalls:
         # a server that reports the count spares a tokenize round trip per call.
         ids: list[int] = []
         if server.output is None and stream.text:
-            ids = tokenizer.tokenize(stream.text)
+            try:
+                ids = tokenizer.tokenize(stream.text)
+            except UpstreamError:  # the reply is complete; only its count is lost
+                ids = self.targets.estimate().tokenize(stream.text)
         prompt = server.prompt if server.prompt is not None else len(prompt_tokens)
         cached = server.cached or 0
         output = server.output if server.output is not None else len(ids)

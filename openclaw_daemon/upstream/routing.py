@@ -94,7 +94,15 @@ def choose(
 ) -> Route:
     """The engine for one turn, and the rule that chose it."""
     if requested:
-        return Route(requested if cfg.find(requested) is not None else None, "--model")
+        if cfg.find(requested) is None:
+            # Never silently another engine than the one asked for: the daemon may
+            # read another openclaw.json than the client did (OPENCLAW_CONFIG_PATH).
+            raise ConfigError(
+                f"{requested} is not a model of a provider in {cfg.path} (the daemon's config)",
+                hint="Check OPENCLAW_CONFIG_PATH / OPENCLAW_STATE_DIR of the daemon, or "
+                "restart it: openclaw daemon restart.",
+            )
+        return Route(requested, "--model")
     prompt_tokens = session_tokens + len(message) // CHARS_PER_TOKEN
     for rule in rules(cfg):
         if rule.holds(prompt_tokens, tool_choice):

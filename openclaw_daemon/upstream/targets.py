@@ -115,16 +115,19 @@ class UpstreamTargets:
                 chunk_timeout=provider.timeout_seconds,
             )
             self._clients[provider.id] = (settings, client)
-            if known is not None:
-                known[1].close()
-            self._tokenizers = {k: v for k, v in self._tokenizers.items() if k != provider.id}
+            # The old client is not closed here: a turn may still be streaming on it
+            # (it is closed when collected). Its models' tokenizers go with it.
+            prefix = f"{provider.id}/"
+            self._tokenizers = {
+                k: v for k, v in self._tokenizers.items() if not k.startswith(prefix)
+            }
             return client
 
     def tokenizer(self, target: Target) -> UpstreamTokenizer:
         """The server's tokenizer when it has one, else the offline estimate; an
         unreachable server gets the estimate for now and is asked again next turn."""
         with self._lock:
-            known = self._tokenizers.get(target.provider.id)
+            known = self._tokenizers.get(target.ref)  # per model: a router serves several
         if known is not None:
             return known
         try:
@@ -133,7 +136,7 @@ class UpstreamTargets:
             log.info("tokenizer of %s not detected (%s): estimating", target.ref, exc.message)
             return self.estimate()
         with self._lock:
-            self._tokenizers[target.provider.id] = found
+            self._tokenizers[target.ref] = found
         return found
 
     def estimate(self) -> UpstreamTokenizer:

@@ -106,3 +106,14 @@ def cache_report(target: Target, made: CallResult, check: RequestCheck) -> dict[
         },
         "summary": summary,
     }
+
+
+def compaction_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The turn's ``compaction`` field for an overflow compaction, with its one-line
+    summary as the embedded engine's turn report has one."""
+    line = (
+        f"compacted on overflow on {report['engine']}: {report['tokensBefore']:,} -> "
+        f"{report['tokensAfter']:,} tokens; the summary prefilled "
+        f"{report['summaryPrefillTokens']:,} tokens"
+    )
+    return {**report, "summary": line, "summaryText": report["summary"]}

@@ -52,9 +52,19 @@ from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls, reque
 from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
-from openclaw_daemon.upstream.turn_output import cache_report, model_info, persist
+from openclaw_daemon.upstream.turn_output import (
+    cache_report,
+    compaction_summary,
+    model_info,
+    persist,
+)
 from openclaw_daemon.upstream.upstream_compaction import UpstreamCompactor
-from openclaw_daemon.wire.errors import ConfigError, OpenClawError, UpstreamContextOverflowError
+from openclaw_daemon.wire.errors import (
+    ConfigError,
+    ContextOverflowError,
+    OpenClawError,
+    UpstreamContextOverflowError,
+)
 from openclaw_daemon.wire.messages import TurnResult
 from openclaw_daemon.wire.requests import TurnOptions
 from openclaw_sessions.prompt import SYSTEM_PROMPT
@@ -77,6 +87,16 @@ class _Answer(NamedTuple):
     steps: list[Step]
     target: Target  # the engine that answered
     last: _LastCall
+    failed: list[str]  # engines that failed before it, "ref: why", over all its calls
+
+
+class _Overflow(Exception):  # noqa: N818 - control flow inside the turn, not an error
+    """The upstream said the prompt overflows before anything was shown or run."""
+
+    def __init__(self, target: Target, error: UpstreamContextOverflowError) -> None:
+        super().__init__(error.message)
+        self.target = target  # the engine that overflowed: compact for its window
+        self.error = error
 
 
 class UpstreamTurns:
@@ -95,6 +115,9 @@ class UpstreamTurns:
         self.targets = targets
         self.transcript = Transcript(tool_format=TOOL_FORMAT)
         self.requests = RequestTapes()
+        # The head (system message) each session's last upstream turn used, so an
+        # explicit compaction continues the same prompt (a restart forgets it).
+        self.heads: dict[str, str] = {}
         self.compactor = UpstreamCompactor(targets, TOOL_FORMAT.tags, self.transcript)
         self.turns_served = 0
 
@@ -150,22 +173,31 @@ class UpstreamTurns:
             if done is not None:
                 span["replayed"] = request_id
         if done is not None:
-            return result.replayed(ref, done, ctx, model_info(chain[0]), chain[0].provider.id)
+            replayed = result.replayed(ref, done, ctx, model_info(chain[0]), chain[0].provider.id)
+            replayed["engine"] = chain[0].engine
+            replayed["route"] = {"engine": chain[0].engine, "rule": route.rule}
+            return replayed
         user = {"role": "user", "content": options.message}
         with trace.span("prompt.render"):
             messages = [*self.transcript.messages(entries, system), user]
+        self.heads[ref.key] = system
+        compaction = None
         try:
             answer = self._answer(chain, messages, ref, ctx, settings)
-        except UpstreamContextOverflowError as exc:
-            with trace.span("session.compact", engine=chain[0].engine, reason="overflow"):
-                entries, _ = self.compactor.compact(
-                    chain[0], ref, store, entries, system, ctx, overflow=exc
+        except _Overflow as overflow:
+            # Nothing was shown or run yet: compact on the engine that overflowed,
+            # then retry once on it (a second overflow is the user's error).
+            target = overflow.target
+            with trace.span("session.compact", engine=target.engine, reason="overflow"):
+                entries, report = self.compactor.compact(
+                    target, ref, store, entries, system, ctx, overflow=overflow.error
                 )
+            compaction = compaction_summary(report)
             self.tapes.forget(ref)
             self.requests.forget(ref.key)
             messages = [*self.transcript.messages(entries, system), user]
-            answer = self._answer(chain, messages, ref, ctx, settings)
-        steps, answered, last = answer
+            answer = self._answer([target], messages, ref, ctx, settings, retried=True)
+        steps, answered, last, failed = answer
         with trace.span("session.persist"):
             persist(store, ref, entries, settings, steps, request_id, answered, self.tapes)
         self.turns_served += 1
@@ -175,13 +207,13 @@ class UpstreamTurns:
             ctx,
             model_info(answered),
             cache=cache_report(answered, last.call, last.check),
-            compaction=None,
+            compaction=compaction,
             provider=answered.provider.id,
         )
         turn["engine"] = answered.engine
         turn["route"] = {"engine": chain[0].engine, "rule": route.rule}
-        if last.call.failed:
-            turn["fallbackFrom"] = last.call.failed
+        if failed:
+            turn["fallbackFrom"] = failed
         return turn
 
     def session_target(self, store: SessionStore, ref: SessionRef) -> Target | None:
@@ -207,7 +239,7 @@ class UpstreamTurns:
         """``openclaw sessions compact`` of a session on an upstream: summarise there,
         then prefill the compacted layout ahead, so the next turn is a hit upstream."""
         entries = store.load_entries(ref)
-        system = self.transcript.head(SYSTEM_PROMPT)
+        system = self.heads.get(ref.key) or self.transcript.head(SYSTEM_PROMPT)
         entries, report = self.compactor.compact(
             target, ref, store, entries, system, ctx, instructions=instructions
         )
@@ -227,11 +259,15 @@ class UpstreamTurns:
         ref: SessionRef,
         ctx: TurnContext,
         settings: TurnSettings,
+        *,
+        retried: bool = False,
     ) -> _Answer:
         """The agent loop on the upstream; a stop keeps what the user saw, then
-        raises the error that stopped it (an overflow before any text: to compact).
-        Per-turn state lives here: turns of different sessions run at once."""
+        raises the error that stopped it (``_Overflow`` when nothing was shown or run
+        yet and the turn may compact and retry). Per-turn state lives here: turns of
+        different sessions run at once."""
         steps: list[Step] = []
+        failed: list[str] = []
         calls = UpstreamCalls(self.targets, TOOL_FORMAT.tags)
         answered = chain[0]
         while True:
@@ -248,19 +284,25 @@ class UpstreamTurns:
                     grammar=self._grammar(settings, len(steps), ctx),
                 )
             except OpenClawError as exc:
-                partial = calls.partial
-                if isinstance(exc, UpstreamContextOverflowError) and not steps and not partial:
-                    raise
-                self._keep_interrupted(steps, partial, exc, messages, ctx, ref, settings, answered)
+                failed += calls.failed
+                fresh = not steps and calls.partial is None
+                if isinstance(exc, UpstreamContextOverflowError) and fresh and not retried:
+                    raise _Overflow(calls.overflowed_on or answered, exc) from exc
+                self._keep_interrupted(steps, calls.partial, exc, messages, ctx, ref, settings,
+                                       answered)  # fmt: skip
+                if isinstance(exc, UpstreamContextOverflowError):
+                    # Not to be compacted and retried by anyone above: say it plainly.
+                    raise ContextOverflowError(exc.message, hint=exc.hint) from None
                 raise exc from None
+            failed += made.failed
             answered = made.target
             last = _LastCall(made, self._check_requests(ref, made, ctx))
             # After one engine answered, the rest of the turn stays on it.
             chain = [answered]
-            step = self._step(made, messages, len(steps))
+            step = self._step(made, messages, settings)
             steps.append(step)
             if not step.parsed.calls:
-                return _Answer(steps, answered, last)
+                return _Answer(steps, answered, last, failed)
             max_steps = settings.max_steps
             if len(steps) >= max_steps:
                 reason = f"not run: the turn reached --max-steps {max_steps}"
@@ -268,7 +310,7 @@ class UpstreamTurns:
                 step.generation.stop_reason = "max_steps"
                 now = ctx.trace.clock()
                 step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in step.parsed.calls]
-                return _Answer(steps, answered, last)
+                return _Answer(steps, answered, last, failed)
             step.outcomes = run_tools(self._tool_runner(answered), step.parsed.calls, settings, ctx)
             with ctx.trace.span("prompt.results"):
                 results = self.transcript.results(
@@ -291,9 +333,15 @@ class UpstreamTurns:
                 tool_format=TOOL_FORMAT,
             )
 
-    def _step(self, made: CallResult, messages: list[dict[str, Any]], index: int) -> Step:
+    def _step(
+        self, made: CallResult, messages: list[dict[str, Any]], settings: TurnSettings
+    ) -> Step:
         generation = made.generation
-        parsed = self.transcript.format.parse(generation.text, f"call_{new_entry_id()[:8]}")
+        parsed = (
+            ParsedReply(generation.text)  # --tool-choice none: a call is only text
+            if settings.choice == "none"
+            else self.transcript.format.parse(generation.text, f"call_{new_entry_id()[:8]}")
+        )
         raw = generation.text
         if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
             parsed.calls.pop()  # a call cut off by max_tokens is not a call
@@ -315,29 +363,27 @@ class UpstreamTurns:
         target: Target,
     ) -> None:
         """What the user saw of a stopped turn, stored with the reply marked as
-        interrupted (OpenClaw's ``stopReason`` "aborted" or "error")."""
+        interrupted (OpenClaw's ``stopReason`` "aborted" or "error"), as the embedded
+        loop does: the steps done, then the interrupted call (empty if nothing of it
+        was shown). Nothing at all is stored when nothing was shown or run."""
         if partial is None and not steps:
             return
-        if partial is not None:
-            shown = interrupted.shown_text(partial.text, self.transcript.format.tags.hidden)
-            generation = Generation(
-                shown, partial.ids, interrupted.stop_reason(error), partial.first_token_at
-            )
-            usage = usage_buckets(0, 0, len(partial.ids))
-            plan = PromptPlan([], "", list(messages), 0, False)
-            steps = [
-                *steps,
-                Step(
-                    plan,
-                    generation,
-                    usage,
-                    ParsedReply(shown),
-                    TokenTape(),  # type: ignore[arg-type]
-                    raw=shown,
-                    error=error,
-                    shown=shown,
-                ),  # fmt: skip
-            ]
+        text = partial.text if partial is not None else ""
+        shown = interrupted.shown_text(text, self.transcript.format.tags.hidden)
+        ids = partial.ids if partial is not None else []
+        first = partial.first_token_at if partial is not None else None
+        generation = Generation(shown, ids, interrupted.stop_reason(error), first)
+        stopped = Step(
+            PromptPlan([], "", list(messages), 0, False),
+            generation,
+            usage_buckets(0, 0, len(ids)),
+            ParsedReply(shown),
+            TokenTape(),
+            raw=shown,
+            error=error,
+            shown=shown,
+        )
+        steps = [*steps, stopped]
         store = SessionStore(self.paths.agent_sessions_dir(ref.agent_id), ref.agent_id)
         entries = store.load_entries(ref)
         with ctx.trace.span("session.persist", interrupted=error.code):

@@ -81,7 +81,13 @@ class UpstreamCompactor:
             ctx.emit({"type": "notice", "text": f"{target.ref}: the prompt overflows; compacting"})
         instruction = INSTRUCTION + (f" {instructions.strip()}" if instructions else "")
         session = self.transcript.messages(entries, system)
-        messages = [*session, {"role": "user", "content": instruction}]
+        # Only what the summary replaces goes into its request: still a prefix of what
+        # the upstream cached (a continuation), and it fits where the whole session
+        # plus the instruction would overflow again.
+        ids = [e.get("id") for e in entries]
+        cut = ids.index(plan.first_kept_id) if plan.first_kept_id in ids else len(entries)
+        older = self.transcript.messages(entries[:cut], system)
+        messages = [*older, {"role": "user", "content": instruction}]
 
         def quiet(frame: dict[str, Any]) -> None:
             if frame.get("type") != "token":  # the summary is not the user's reply
@@ -163,15 +169,20 @@ class UpstreamCompactor:
         it when the next user turn comes; what that cost, by the server's report."""
         messages = self.transcript.messages(entries, system)
         started = time.perf_counter()
-        made = UpstreamCalls(self.targets, self.tags).call(
-            [target],
-            messages,
-            SUMMARY_CALL,
-            1,
-            CallContext(ctx.trace, lambda frame: None, ctx.cancelled, 0),
-            hide_calls=False,
-            cache_key=ref.session_id,
-        )
+        try:
+            made = UpstreamCalls(self.targets, self.tags).call(
+                [target],
+                messages,
+                SUMMARY_CALL,
+                1,
+                CallContext(ctx.trace, lambda frame: None, ctx.cancelled, 0),
+                hide_calls=False,
+                cache_key=ref.session_id,
+            )
+        except OpenClawError as exc:
+            # The compaction is written already: say the prefill failed, do not fail
+            # the command (running it again would compact twice).
+            return {"prefillAheadTokens": 0, "prefillAheadError": exc.message}
         return {
             "prefillAheadTokens": made.usage["input"],
             "prefillAheadCachedTokens": made.server.cached,

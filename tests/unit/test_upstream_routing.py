@@ -60,7 +60,9 @@ def test_rules_apply_in_order_and_say_which(tmp_path: Path) -> None:
 def test_explicit_model_beats_rules_and_primary(tmp_path: Path) -> None:
     cfg = load(tmp_path, edge=RULES, agents={"defaults": {"model": "cpu/small"}})
     assert choose(cfg, requested="gpu/big", session_tokens=0) == routing.Route("gpu/big", "--model")
-    assert choose(cfg, requested="/models/x.gguf") == routing.Route(None, "--model")
+    # A model the daemon's config does not have is an error, never another engine.
+    with pytest.raises(ConfigError, match="not a model of a provider"):
+        choose(cfg, requested="other/x")
     assert choose(cfg, session_tokens=100) == routing.Route("cpu/small", "primary")
 
 
