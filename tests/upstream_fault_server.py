@@ -87,8 +87,10 @@ class FaultServer:
         self.retry_after_date = False
         self.requests: list[tuple[str, str]] = []  # (method, path) as received
         self.client_ports: list[int] = []  # one per request: equal ports mean keep-alive
+        self.words: tuple[str, ...] = ("Hello", ",", " world")  # what a reply streams
         self._mode = "ok"
         self._count: int | None = 0
+        self._after = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
@@ -106,14 +108,18 @@ class FaultServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def set_mode(self, mode: str, count: int | None = None) -> None:
-        """The next ``count`` requests (every one when None) fail as ``mode``."""
+    def set_mode(self, mode: str, count: int | None = None, *, after: int = 0) -> None:
+        """The next ``count`` requests (every one when None) fail as ``mode``, once
+        ``after`` more requests have been answered normally."""
         assert mode in MODES, mode
         with self._lock:
-            self._mode, self._count = mode, count
+            self._mode, self._count, self._after = mode, count, after
 
     def take_mode(self) -> str:
         with self._lock:
+            if self._after > 0:
+                self._after -= 1
+                return "ok"
             if self._count is not None:
                 if self._count <= 0:
                     return "ok"
@@ -201,7 +207,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
                 },
             )
         else:
-            self._stream(mode, (_sse(e) for e in chunk_events()))
+            self._stream(mode, (_sse(e) for e in chunk_events(fault.words)))
 
     def _json(
         self, status: int, value: dict[str, Any], headers: dict[str, str] | None = None

@@ -169,9 +169,14 @@ class UpstreamCalls:
         self.partial, self.failed, self.overflowed_on = None, failed, None
         for index, target in enumerate(chain):
             try:
-                return self._call_on(
-                    target, messages, options, max_tokens, call, hide_calls, cache_key, failed,
-                    grammar,
+                # On a helper thread, given up on at a cancel: a stalled server (its
+                # tokenize or its reply's headers) cannot hold the turn past --timeout.
+                return until_cancelled(
+                    lambda: self._call_on(
+                        target, messages, options, max_tokens, call, hide_calls, cache_key,
+                        failed, grammar,
+                    ),
+                    call.cancelled,
                 )  # fmt: skip
             except UpstreamContextOverflowError:
                 self.overflowed_on = target  # the turn compacts for this engine's window
@@ -281,9 +286,7 @@ class UpstreamCalls:
             return state.get("first") is None and call.index == 0 and not call.cancelled()
 
         try:
-            stream, first, end = until_cancelled(
-                lambda: retry.call_with_retries(attempt, may_retry=may_retry), call.cancelled
-            )
+            stream, first, end = retry.call_with_retries(attempt, may_retry=may_retry)
         except (UpstreamError, CancelledError) as exc:
             if call.cancelled() and not isinstance(exc, CancelledError):
                 exc = CancelledError("the turn was cancelled")

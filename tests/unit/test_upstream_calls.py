@@ -90,3 +90,23 @@ def test_a_cancel_does_not_wait_for_a_stalled_stream(server: FaultServer) -> Non
     with pytest.raises(CancelledError):
         call_on(calls, [target("a", server.url, chunk_timeout=30.0)], cancel.is_set)
     assert time.monotonic() - started < 5.0  # not the 20 s stall nor the 30 s timeout
+
+
+def test_a_cancel_before_the_headers_ends_the_call_and_tries_no_fallback(
+    server: FaultServer,
+) -> None:
+    server.stall = 20.0
+    server.set_mode("stall_first_byte")
+    other = FaultServer(lifetime=30)
+    try:
+        cancel = threading.Event()
+        threading.Timer(0.3, cancel.set).start()
+        calls = UpstreamCalls(UpstreamTargets(), TAGS)
+        started = time.monotonic()
+        chain = [target("a", server.url, chunk_timeout=30.0), target("b", other.url)]
+        with pytest.raises(CancelledError):
+            call_on(calls, chain, cancel.is_set)
+        assert time.monotonic() - started < 3.0  # not the 20 s stall, nor the timeout
+        assert not any(p.endswith("/chat/completions") for _, p in other.requests)
+    finally:
+        other.stop()
