@@ -722,7 +722,15 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    if "--upstream" in sys.argv[1:]:  # its own scenarios and options: scripts/bench_upstream.py
+        from bench_upstream import main as upstream_main
+
+        return upstream_main(sys.argv[1:])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog="--upstream [URL]: the scenarios through an upstream llama-server instead "
+        "(scripts/bench --upstream --help).",
+    )
     parser.add_argument("--quick", action="store_true", help="~1500-token base document (CI)")
     parser.add_argument("--runs", type=int, default=20, help="scenario 11 repetitions")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
