@@ -172,7 +172,7 @@ class UpstreamCalls:
                 # On a helper thread, given up on at a cancel: a stalled server (its
                 # tokenize or its reply's headers) cannot hold the turn past --timeout.
                 return until_cancelled(
-                    lambda target=target: self._call_on(  # type: ignore[misc]
+                    lambda target=target: self._call_on(
                         target, messages, options, max_tokens, call, hide_calls, cache_key,
                         failed, grammar,
                     ),
