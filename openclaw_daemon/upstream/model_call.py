@@ -15,6 +15,7 @@ engine; the token counts are the server's own when it reports them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -172,9 +173,9 @@ class UpstreamCalls:
                 # On a helper thread, given up on at a cancel: a stalled server (its
                 # tokenize or its reply's headers) cannot hold the turn past --timeout.
                 return until_cancelled(
-                    lambda target=target: self._call_on(
-                        target, messages, options, max_tokens, call, hide_calls, cache_key,
-                        failed, grammar,
+                    functools.partial(
+                        self._call_on, target, messages, options, max_tokens, call, hide_calls,
+                        cache_key, failed, grammar,
                     ),
                     call.cancelled,
                 )  # fmt: skip
