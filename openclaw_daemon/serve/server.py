@@ -235,7 +235,11 @@ class Daemon:
             "memoryPredicted": self.memory_prediction,
             "sessions": len(self.tapes),
             "turnsServed": self.pipeline.turns_served,
-            "upstreamTurnsServed": self.upstream.turns_served,
+            # Turns and compactions on upstream engines (openclaw.json), counted apart.
+            "upstream": {
+                "turnsServed": self.upstream.turns_served,
+                **self.upstream.compactor.counters,
+            },
             "queued": self.scheduler.queued,
             "cache": self.cache_stats(),
             "compaction": {

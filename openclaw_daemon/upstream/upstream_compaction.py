@@ -42,6 +42,8 @@ class UpstreamCompactor:
         self.targets = targets
         self.tags = tags
         self.transcript = transcript
+        # For ``daemon status``, beside the embedded compactor's.
+        self.counters = {"compactions": 0, "prefilledAhead": 0}
 
     def compact(
         self,
@@ -127,6 +129,7 @@ class UpstreamCompactor:
             raise refuse(f"would not shrink by compacting ({before} -> {after} tokens)")
         store.append(ref, [compaction])
         store.touch(ref, totalTokens=after)
+        self.counters["compactions"] += 1
         report = {
             "sessionId": ref.session_id,
             "engine": target.engine,
@@ -183,6 +186,7 @@ class UpstreamCompactor:
             # The compaction is written already: say the prefill failed, do not fail
             # the command (running it again would compact twice).
             return {"prefillAheadTokens": 0, "prefillAheadError": exc.message}
+        self.counters["prefilledAhead"] += 1
         return {
             "prefillAheadTokens": made.usage["input"],
             "prefillAheadCachedTokens": made.server.cached,

@@ -176,6 +176,9 @@ def test_sessions_compact_runs_on_the_upstream_and_prefills_ahead(
     assert done["engine"] == f"upstream:{REF}"
     assert done["summary"].strip() and done["tokensAfter"] < done["tokensBefore"]
     assert done["prefillAheadTokens"] > 0 and done["prefillAheadMs"] > 0
+    status = json.loads(cli.run("daemon", "status", "--json").stdout)
+    assert status["upstream"]["compactions"] == 1 and status["upstream"]["prefilledAhead"] == 1
+    assert status["upstream"]["turnsServed"] == 3
     # The follow-up's request extends the layout prefilled ahead: append-only.
     reply = _turn(cli, "What do I like?", "--model", REF, "--session-id", "c1")
     request = reply["meta"]["trace"]["cache"]["request"]
