@@ -78,16 +78,7 @@ class AgentLoop:
         while True:
             step = self._model_step(plan, len(steps), steps, ctx, settings)
             steps.append(step)
-            if not step.parsed.calls:
-                return steps
-            max_steps = settings.max_steps
-            if len(steps) >= max_steps:
-                reason = f"not run: the turn reached --max-steps {max_steps}"
-                ctx.emit({"type": "notice", "text": f"stopped after --max-steps {max_steps}"})
-                step.generation.stop_reason = "max_steps"
-                # Every call keeps a result in the transcript, even one never run.
-                now = ctx.trace.clock()
-                step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in step.parsed.calls]
+            if not step.parsed.calls or stops_at_max_steps(step, len(steps), settings, ctx):
                 return steps
             step.outcomes = self._run_tools(step.parsed.calls, settings, ctx)
             with ctx.trace.span("prompt.results") as span:
@@ -216,6 +207,21 @@ class AgentLoop:
         self, calls: list[ToolCall], settings: TurnSettings, ctx: TurnContext
     ) -> list[ToolOutcome]:
         return run_tools(self.tools, calls, settings, ctx)
+
+
+def stops_at_max_steps(step: Step, done: int, settings: TurnSettings, ctx: TurnContext) -> bool:
+    """True when ``done`` model calls reached --max-steps: ``step``'s calls are then
+    not run, and each gets a result saying so (every call keeps a result in the
+    transcript, even one never run)."""
+    max_steps = settings.max_steps
+    if done < max_steps:
+        return False
+    reason = f"not run: the turn reached --max-steps {max_steps}"
+    ctx.emit({"type": "notice", "text": f"stopped after --max-steps {max_steps}"})
+    step.generation.stop_reason = "max_steps"
+    now = ctx.trace.clock()
+    step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in step.parsed.calls]
+    return True
 
 
 def run_tools(

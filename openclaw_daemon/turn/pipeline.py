@@ -22,12 +22,13 @@ from openclaw_daemon.cache.prefix_cache import CachePlan, PrefixCache
 from openclaw_daemon.config import Paths
 from openclaw_daemon.model.chat_template import ChatMessage
 from openclaw_daemon.model.tape import PromptPlan, TapeBuilder, TokenTape
-from openclaw_daemon.turn import interrupted, replay, result, window
+from openclaw_daemon.turn import interrupted, result, window
 from openclaw_daemon.turn.agent_loop import AgentLoop, Step
 from openclaw_daemon.turn.compactor import Compactor
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.options import TurnSettings, turn_settings
 from openclaw_daemon.turn.persist import persist_turn
+from openclaw_daemon.turn.session_load import load_session
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.wire.errors import ContextOverflowError, KvSlotError
@@ -86,21 +87,10 @@ class TurnPipeline:
         settings = turn_settings(options)
         system = self.transcript.head(settings.system)
         with trace.span("session.load") as span:
-            store = SessionStore(
-                self.paths.agent_sessions_dir(options.agent_id),
-                options.agent_id,
-                cwd=str(settings.tools.workspace),
-            )
-            ref = store.resolve(options.session_id)
-            ctx.session = ref
-            entries = store.load_entries(ref)
-            request_id = replay.check_id(options.request_id)
-            done = (
-                replay.committed_turn(entries, request_id, options.message) if request_id else None
-            )
-            if done is not None:
-                span["replayed"] = request_id
-            else:
+            loaded = load_session(self.paths, options, settings, ctx, span)
+            store, ref, entries = loaded.store, loaded.ref, loaded.entries
+            request_id, done = loaded.request_id, loaded.done
+            if done is None:
                 tape, span["tape"] = self.tapes.tape_for(ref, entries, system)
         if done is not None:
             return result.replayed(ref, done, ctx, self.engine.info)

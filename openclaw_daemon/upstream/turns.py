@@ -37,14 +37,15 @@ from openclaw_daemon.tools.grammar import (
     grammar_for,
     urls_in,
 )
-from openclaw_daemon.tools.runner import ToolOutcome, ToolRunner
+from openclaw_daemon.tools.runner import ToolRunner
 from openclaw_daemon.tools.spec import ParsedReply
 from openclaw_daemon.tools.workspace import list_files
-from openclaw_daemon.turn import interrupted, replay, result
-from openclaw_daemon.turn.agent_loop import Step, run_tools
+from openclaw_daemon.turn import interrupted, result
+from openclaw_daemon.turn.agent_loop import Step, run_tools, stops_at_max_steps
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.model_calls import CallContext, Generation
 from openclaw_daemon.turn.options import TurnSettings, turn_settings
+from openclaw_daemon.turn.session_load import load_session
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream import routing
@@ -158,20 +159,9 @@ class UpstreamTurns:
         chain = self.targets.chain(route.model)
         system = self.transcript.head(settings.system)
         with trace.span("session.load", engine=chain[0].engine) as span:
-            store = SessionStore(
-                self.paths.agent_sessions_dir(options.agent_id),
-                options.agent_id,
-                cwd=str(settings.tools.workspace),
-            )
-            ref = store.resolve(options.session_id)
-            ctx.session = ref
-            entries = store.load_entries(ref)
-            request_id = replay.check_id(options.request_id)
-            done = (
-                replay.committed_turn(entries, request_id, options.message) if request_id else None
-            )
-            if done is not None:
-                span["replayed"] = request_id
+            loaded = load_session(self.paths, options, settings, ctx, span)
+        store, ref, entries = loaded.store, loaded.ref, loaded.entries
+        request_id, done = loaded.request_id, loaded.done
         if done is not None:
             replayed = result.replayed(ref, done, ctx, model_info(chain[0]), chain[0].provider.id)
             replayed["engine"] = chain[0].engine
@@ -301,15 +291,7 @@ class UpstreamTurns:
             chain = [answered]
             step = self._step(made, messages, settings)
             steps.append(step)
-            if not step.parsed.calls:
-                return _Answer(steps, answered, last, failed)
-            max_steps = settings.max_steps
-            if len(steps) >= max_steps:
-                reason = f"not run: the turn reached --max-steps {max_steps}"
-                ctx.emit({"type": "notice", "text": f"stopped after --max-steps {max_steps}"})
-                step.generation.stop_reason = "max_steps"
-                now = ctx.trace.clock()
-                step.outcomes = [ToolOutcome(c, reason, True, now, now) for c in step.parsed.calls]
+            if not step.parsed.calls or stops_at_max_steps(step, len(steps), settings, ctx):
                 return _Answer(steps, answered, last, failed)
             step.outcomes = run_tools(self._tool_runner(answered), step.parsed.calls, settings, ctx)
             with ctx.trace.span("prompt.results"):
