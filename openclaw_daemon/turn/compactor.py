@@ -202,7 +202,8 @@ class Compactor:
             )
         store.append(ref, [compaction])
         # ``sessions list`` shows the session's size: now the compacted layout's.
-        store.touch(ref, totalTokens=compaction["tokensAfter"])
+        after = compaction["tokensAfter"]
+        store.touch(ref, totalTokens=after, sessionTokens=after)
         self.tapes.adopt_tape(ref, new_tape)
         return compaction
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from openclaw_daemon.turn.agent_loop import Step
-from openclaw_daemon.turn.result import API, PROVIDER, shown_text, total_usage
+from openclaw_daemon.turn.result import API, PROVIDER, session_tokens, shown_text, total_usage
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_sessions.entries import assistant_entry, tool_result_entry, user_entry
 from openclaw_sessions.store import SessionRef, SessionStore, last_entry_id
@@ -42,6 +42,7 @@ def persist_turn(
         inputTokens=usage["input"],
         outputTokens=usage["output"],
         totalTokens=usage["total"],
+        sessionTokens=session_tokens(steps),
         cacheRead=usage["cacheRead"],
         cacheWrite=usage["cacheWrite"],
     )

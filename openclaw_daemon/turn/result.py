@@ -125,6 +125,12 @@ def total_usage(steps: list[Step]) -> Usage:
     }
 
 
+def session_tokens(steps: list[Step]) -> int:
+    """The session's size after the turn: its last call's prompt plus reply, which is
+    what the next turn's prompt starts from (the summed usage counts every call)."""
+    return steps[-1].usage["total"] if steps else 0
+
+
 def describe_step(index: int, step: Step) -> StepResult:
     return {
         "call": index,

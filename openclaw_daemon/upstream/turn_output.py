@@ -71,6 +71,7 @@ def persist(
         inputTokens=usage["input"],
         outputTokens=usage["output"],
         totalTokens=usage["total"],
+        sessionTokens=result.session_tokens(steps),
         cacheRead=usage["cacheRead"],
         cacheWrite=usage["cacheWrite"],
     )

@@ -132,7 +132,8 @@ class UpstreamTurns:
             return routing.choose(
                 cfg,
                 options.model,
-                session_tokens=int(entry.get("totalTokens") or 0),
+                # The last size (index entries from before sessionTokens: the total).
+                session_tokens=int(entry.get("sessionTokens", entry.get("totalTokens")) or 0),
                 message=options.message,
                 tool_choice=options.tool_choice or "auto",
             )

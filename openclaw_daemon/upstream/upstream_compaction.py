@@ -128,7 +128,7 @@ class UpstreamCompactor:
         if after >= before:
             raise refuse(f"would not shrink by compacting ({before} -> {after} tokens)")
         store.append(ref, [compaction])
-        store.touch(ref, totalTokens=after)
+        store.touch(ref, totalTokens=after, sessionTokens=after)
         self.counters["compactions"] += 1
         report = {
             "sessionId": ref.session_id,

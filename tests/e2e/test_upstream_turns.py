@@ -242,6 +242,14 @@ def test_a_forced_tool_call_runs_through_the_upstream(
     roles = [e["message"]["role"] for e in entries if e.get("type") == "message"]
     assert roles == ["user", "assistant", "toolResult", "assistant"]
     assert entries[-3]["message"]["stopReason"] == "toolUse"
+    # The index keeps the session's size (the last call's prompt and reply) beside the
+    # turn's summed usage: routing's promptTokensAbove/Below reads the size.
+    index = json.loads((Path(reply["meta"]["agentMeta"]["sessionFile"]).parent /
+                        "sessions.json").read_text())  # fmt: skip
+    row = next(v for v in index.values() if v.get("sessionId") == "t1")
+    steps = reply["meta"]["steps"]
+    assert row["sessionTokens"] == steps[-1]["usage"]["total"]
+    assert row["totalTokens"] == sum(s["usage"]["total"] for s in steps) > row["sessionTokens"]
 
 
 def test_concurrent_upstream_turns_of_two_sessions_both_complete(

@@ -133,3 +133,24 @@ def test_an_overflow_before_anything_ran_compacts_once_then_fails_plainly(
         run(turns)
     assert chat_posts(server) == before + 1
     assert transcript(turns) == []  # nothing shown, nothing run: nothing stored
+
+
+def test_routing_reads_the_sessions_size_not_its_summed_usage(turns: UpstreamTurns) -> None:
+    """promptTokensAbove/Below compare the session's last size (``sessionTokens``: the
+    last call's prompt and reply), not the turn's usage summed over its tool calls;
+    an index entry from before that field is judged by its total."""
+    path = Path(turns.targets.config().path)
+    raw = json.loads(path.read_text())
+    raw["edge"] = {"routing": [{"when": {"promptTokensAbove": 3000}, "model": "f/m"}]}
+    path.write_text(json.dumps(raw))
+    store = SessionStore(turns.paths.agent_sessions_dir("main"), "main")
+    ref = store.resolve("s1")
+    options = TurnOptions(message="Hi.", session_id="s1")
+    store.touch(ref, totalTokens=9000, sessionTokens=1200)
+    assert turns.route(options) == Route(None, "default")
+    store.touch(ref, totalTokens=900, sessionTokens=3500)
+    assert turns.route(options) == Route("f/m", "edge.routing[0]: promptTokensAbove 3000")
+    old = store.load_index()
+    del old[ref.key]["sessionTokens"]
+    store.index_file.write_text(json.dumps(old))
+    assert turns.route(options).model is None  # judged by totalTokens 900
