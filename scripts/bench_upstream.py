@@ -302,7 +302,7 @@ def scenario_8(runner: UpstreamRunner) -> dict[str, Any]:
         "compactMs": round(compact_ms, 1),
         "prefillAheadTokens": compaction.get("prefillAheadTokens"),
         "prefillAheadMs": compaction.get("prefillAheadMs"),
-        # The daemon's own counter (daemon status: compaction.prefilledAhead).
+        # The daemon's own counter (daemon status: upstream.prefilledAhead).
         "prefilledAheadCounted": _prefilled_ahead(runner) - before,
         "follow": follow,
     }
@@ -310,7 +310,8 @@ def scenario_8(runner: UpstreamRunner) -> dict[str, Any]:
 
 def _prefilled_ahead(runner: UpstreamRunner) -> int:
     status = json.loads(runner.cli("daemon", "status", "--json").stdout)
-    return int((status.get("compaction") or {}).get("prefilledAhead", 0))
+    # An upstream session's prefill ahead is counted with the upstream turns.
+    return int((status.get("upstream") or {}).get("prefilledAhead", 0))
 
 
 def scenario_9(runner: UpstreamRunner, target: int, nonce: str) -> dict[str, Any]:
@@ -346,24 +347,35 @@ def scenario_10(runner: UpstreamRunner) -> dict[str, Any]:
 
 
 def scenario_11(runner: UpstreamRunner, runs: int) -> dict[str, Any]:
-    """One-token turns: what the product costs outside the model, upstream vs embedded."""
+    """One-token turns: what the product costs outside the model, upstream vs embedded.
+    The two engines' turns alternate, so the machine's noise falls on both alike."""
     out: dict[str, Any] = {"runs": runs}
-    for label, upstream in (("upstream", True), ("embedded", False)):
-        session = f"bench-up-s11-{label}"
+    engines = (("upstream", True), ("embedded", False))
+    samples: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in engines}
+    for label, upstream in engines:
         # A first turn warms the session (and loads the embedded model); not counted.
         runner.turn(
-            "hi", session, f"11 {label} warm-up", max_tokens=1, warm=False, upstream=upstream
-        )
-        samples = [
-            runner.turn("hi", session, f"11 {label} {i + 1}", max_tokens=1, upstream=upstream)
-            for i in range(runs)
-        ]
-        residuals = sorted(s["residualMs"] for s in samples)
+            "hi", f"bench-up-s11-{label}", f"11 {label} warm-up", max_tokens=1, warm=False,
+            upstream=upstream,
+        )  # fmt: skip
+    for i in range(runs):
+        for label, upstream in engines:
+            samples[label].append(
+                runner.turn(
+                    "hi",
+                    f"bench-up-s11-{label}",
+                    f"11 {label} {i + 1}",
+                    max_tokens=1,
+                    upstream=upstream,
+                )  # fmt: skip
+            )
+    for label, _ in engines:
+        residuals = sorted(s["residualMs"] for s in samples[label])
         out[label] = {
             "residualMsP50": round(statistics.median(residuals), 1),
             "residualMsMin": residuals[0],
             "residualMsMax": residuals[-1],
-            "wallMsP50": round(statistics.median(s["wallMs"] for s in samples), 1),
+            "wallMsP50": round(statistics.median(s["wallMs"] for s in samples[label]), 1),
         }
     out["residualDeltaMs"] = round(
         out["upstream"]["residualMsP50"] - out["embedded"]["residualMsP50"], 1
