@@ -8,13 +8,22 @@ queued again (resuming from what the cache holds by then).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
+from openclaw_daemon.observability.tracing import Trace
 from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.turn.compactor import Compactor
+from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.wire.errors import CancelledError, OpenClawError
 from openclaw_sessions.store import SessionRef, SessionStore
+
+if TYPE_CHECKING:
+    from openclaw_daemon.upstream.targets import Target
+    from openclaw_daemon.upstream.turns import UpstreamTurns
 
 log = logging.getLogger("openclawd.background")
 
@@ -99,3 +108,64 @@ def schedule_prefill_ahead(
     scheduler.submit_idle(
         f"prefill-ahead:{ref.key}", prefill, after_quiet_s=quiet_s, at_most_s=BACKGROUND_AT_MOST_S
     )
+
+
+def compact_upstream(
+    upstream: UpstreamTurns,
+    scheduler: Scheduler,
+    pool: Executor,
+    *,
+    quiet_s: float = BACKGROUND_QUIET_S,
+) -> None:
+    """Compact, on its own upstream, each session a turn left past that engine's
+    threshold, once the session has been quiet for ``quiet_s``; then prefill the new
+    layout ahead there. On the upstream pool: the model worker never waits for a
+    remote summary. A turn of the session arriving first (or meanwhile) wins: the
+    job gives up, and that turn marks the session due again if it still is."""
+    for target, ref, store in upstream.compactor.take_due():
+        pool.submit(_upstream_compaction, upstream, scheduler, target, ref, store, quiet_s)
+
+
+def _upstream_compaction(
+    upstream: UpstreamTurns,
+    scheduler: Scheduler,
+    target: Target,
+    ref: SessionRef,
+    store: SessionStore,
+    quiet_s: float,
+) -> None:
+    lane = session_lane(store, ref.key)
+    updated = _updated_at(store, ref)
+    time.sleep(quiet_s)
+
+    def give_way() -> bool:  # to a turn of the session, or to the daemon's stop
+        return scheduler.stopping or scheduler.lane_wanted(lane)
+
+    if _updated_at(store, ref) != updated or give_way():
+        return  # not quiet: a later turn decides again
+    with scheduler.try_lane(lane) as held:
+        if not held:
+            return
+        trace = Trace()
+        ctx = TurnContext(trace, lambda frame: None, give_way, trace.origin)
+        try:
+            report = upstream.compact_session(target, ref, store, ctx, None)
+        except CancelledError:
+            log.info("background compaction of %s gave way to a turn", ref.session_id)
+            return
+        except OpenClawError as exc:  # unreachable upstream, nothing older to cut, ...
+            log.info("not compacting %s on %s: %s", ref.session_id, target.ref, exc.message)
+            return
+    upstream.compactor.counters["background"] += 1
+    log.info(
+        "compacted %s on %s in idle time: %s -> %s tokens",
+        ref.session_id, target.ref, report.get("tokensBefore"), report.get("tokensAfter"),
+    )  # fmt: skip
+
+
+def _updated_at(store: SessionStore, ref: SessionRef) -> object:
+    """When the session's last turn (of any engine) was stored."""
+    try:
+        return store.load_index().get(ref.key, {}).get("updatedAt")
+    except OpenClawError:
+        return None

@@ -228,7 +228,8 @@ class Handlers:
         if route is not None and not on_upstream:
             result["route"] = {"engine": "embedded", "rule": route.rule}
         connection.send(messages.done(result))
-        if on_upstream:  # its cache is the upstream's own; nothing to park here
+        if on_upstream and upstream is not None:  # its cache is the upstream's own: no parking
+            background.compact_upstream(upstream, self.state.scheduler, self.state.upstream_pool)
             self._store_trace(result, connection)
             return
         # Park the session's KV state once the worker is idle (off this turn's path).

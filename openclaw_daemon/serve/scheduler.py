@@ -38,6 +38,8 @@ class Scheduler:
         self.clock = clock
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lanes: dict[str, threading.Lock] = {}
+        self._lane_waiters: dict[str, int] = {}  # turns waiting for each lane
+        self.stopping = False  # set at shutdown: background work off the worker ends
         self._lanes_lock = threading.Lock()
         # name -> (job, quiet seconds it needs, clock time after which it runs anyway)
         self._idle: dict[str, tuple[Callable[[], Any], float, float]] = {}
@@ -58,8 +60,22 @@ class Scheduler:
     def lane(self, key: str) -> Iterator[None]:
         with self._lanes_lock:
             lock = self._lanes.setdefault(key, threading.Lock())
-        with lock:
+            self._lane_waiters[key] = self._lane_waiters.get(key, 0) + 1
+        try:
+            lock.acquire()
+        finally:
+            with self._lanes_lock:
+                self._lane_waiters[key] -= 1
+        try:
             yield
+        finally:
+            lock.release()
+
+    def lane_wanted(self, key: str) -> bool:
+        """True while a turn waits for ``key``'s lane: background work holding it
+        should stop and let the turn go first."""
+        with self._lanes_lock:
+            return self._lane_waiters.get(key, 0) > 0
 
     @contextmanager
     def try_lane(self, key: str) -> Iterator[bool]:
@@ -216,6 +232,7 @@ class Scheduler:
                 self._last_end = self.clock()
 
     def shutdown(self, timeout: float = 60.0) -> None:
+        self.stopping = True
         self._jobs.put(_STOP)
         self._worker.join(timeout)
         if not self._worker.is_alive():

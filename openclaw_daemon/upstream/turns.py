@@ -192,6 +192,7 @@ class UpstreamTurns:
         with trace.span("session.persist"):
             persist(store, ref, entries, settings, steps, request_id, answered, self.tapes)
         self.turns_served += 1
+        self.compactor.note_due(answered, ref, store, result.session_tokens(steps))
         turn = result.turn_result(
             ref,
             steps,

@@ -13,6 +13,7 @@ or when the upstream says a turn's prompt overflows its context.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -43,7 +44,24 @@ class UpstreamCompactor:
         self.tags = tags
         self.transcript = transcript
         # For ``daemon status``, beside the embedded compactor's.
-        self.counters = {"compactions": 0, "prefilledAhead": 0}
+        # "background": of the compactions, those run in idle time (past the threshold).
+        self.counters = {"compactions": 0, "prefilledAhead": 0, "background": 0}
+        # Sessions a turn left past the threshold of the engine that answered, for
+        # the daemon to compact there in idle time (serve/background.py).
+        self._due: dict[str, tuple[Target, SessionRef, SessionStore]] = {}
+        self._due_lock = threading.Lock()
+
+    def note_due(self, target: Target, ref: SessionRef, store: SessionStore, size: int) -> None:
+        window = target.model.context_window
+        if window and CompactionSettings.for_window(window).needs_compaction(size):
+            with self._due_lock:
+                self._due[ref.key] = (target, ref, store)
+
+    def take_due(self) -> list[tuple[Target, SessionRef, SessionStore]]:
+        """The sessions due for compaction on their upstream, each handed out once."""
+        with self._due_lock:
+            due, self._due = list(self._due.values()), {}
+        return due
 
     def compact(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,44 @@ def test_sessions_compact_runs_on_the_upstream_and_prefills_ahead(
     assert request["appendOnly"] is True and request["previousTokens"] > 0
     entries = _transcript(cli, reply["meta"]["agentMeta"]["sessionFile"])
     assert [e["type"] for e in entries].count("compaction") == 1
+
+
+def test_a_session_past_the_threshold_is_compacted_upstream_in_idle_time(
+    cli: Cli, upstream_url: str
+) -> None:
+    """A turn that leaves the session past 75% of the model's contextWindow marks it
+    due; once the session is quiet the daemon compacts it on that upstream and
+    prefills the new layout ahead, so the next turn extends what the server holds."""
+    _config(cli, {"local": upstream_url})
+    notes = " ".join(
+        f"Note {i}: the meeting moved to room {i} on floor {i % 5}." for i in range(30)
+    )
+    for text in (f"My name is Ada. Keep these notes: {notes}", "I like tea."):
+        _turn(cli, text, "--model", REF, "--session-id", "b1", "--max-tokens", "16")
+    index = json.loads(
+        (cli.state_dir / "agents" / "main" / "sessions" / "sessions.json").read_text()
+    )
+    size = next(v for v in index.values() if v.get("sessionId") == "b1")["sessionTokens"]
+    # A window the next turn still fits in, and leaves the session past 75% of.
+    path = cli.state_dir / "openclaw.json"
+    raw = json.loads(path.read_text())
+    raw["models"]["providers"]["local"]["models"][0]["contextWindow"] = int(size * 1.25)
+    path.write_text(json.dumps(raw))
+    _turn(cli, "I live in Oslo.", "--model", REF, "--session-id", "b1", "--max-tokens", "8")
+    deadline = time.monotonic() + 120
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = json.loads(cli.run("daemon", "status", "--json").stdout)["upstream"]
+        if status["background"]:
+            break
+        time.sleep(0.5)
+    assert status["background"] == 1 and status["compactions"] == 1, status
+    assert status["prefilledAhead"] == 1, status
+    reply = _turn(cli, "Where do I live?", "--model", REF, "--session-id", "b1")
+    assert reply["meta"]["trace"]["cache"]["request"]["appendOnly"] is True
+    entries = _transcript(cli, reply["meta"]["agentMeta"]["sessionFile"])
+    compaction = next(e for e in entries if e.get("type") == "compaction")
+    assert compaction["tokensAfter"] < compaction["tokensBefore"]
 
 
 def test_routing_rules_choose_the_engine_and_say_why(cli: Cli, upstream_url: str) -> None:

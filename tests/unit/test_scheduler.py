@@ -183,3 +183,29 @@ def test_a_job_learns_what_it_waited_behind() -> None:
     assert scheduler.submit(lambda: list(scheduler.waited_behind)).result(timeout=5) == []
     assert wait_until(lambda: not scheduler.working())
     scheduler.shutdown()
+
+
+def test_lane_wanted_while_a_turn_waits_for_the_lane_and_stopping_at_shutdown() -> None:
+    """Background work holding a session's lane (an upstream compaction) sees a turn
+    of that session waiting, and gives way; the flag clears once the turn has it."""
+    scheduler = Scheduler()
+    got = threading.Event()
+    with scheduler.try_lane("s") as held:
+        assert held and not scheduler.lane_wanted("s")
+
+        def turn() -> None:
+            with scheduler.lane("s"):
+                got.set()
+
+        waiter = threading.Thread(target=turn)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while not scheduler.lane_wanted("s") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert scheduler.lane_wanted("s") and not scheduler.lane_wanted("other")
+        assert not got.is_set()
+    waiter.join(5)
+    assert got.is_set() and not scheduler.lane_wanted("s")
+    assert not scheduler.stopping
+    scheduler.shutdown()
+    assert scheduler.stopping
