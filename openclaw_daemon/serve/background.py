@@ -156,6 +156,9 @@ def _upstream_compaction(
         except OpenClawError as exc:  # unreachable upstream, nothing older to cut, ...
             log.info("not compacting %s on %s: %s", ref.session_id, target.ref, exc.message)
             return
+        except Exception:  # a bug: on a pool thread it would vanish with its future
+            log.exception("background compaction of %s failed", ref.session_id)
+            return
     upstream.compactor.counters["background"] += 1
     log.info(
         "compacted %s on %s in idle time: %s -> %s tokens",
