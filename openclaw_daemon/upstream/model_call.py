@@ -47,20 +47,12 @@ from openclaw_daemon.wire.errors import (
 )
 from openclaw_daemon.wire.messages import Usage
 
-# ChatML, only to count a request's tokens and compare it with the previous one:
-# the server renders the real prompt with its own template, which for the chat
-# templates in use today adds a few markers per message and changes no content.
 T = TypeVar("T")
 
 # llama.cpp's servers (known from the tokenize endpoint they answered): their chat
 # endpoint takes a GBNF ``grammar`` (a tool call forced by --tool-choice is then
 # well-formed even from a small model, as on the embedded engine) and ``cache_prompt``.
 LLAMA_SERVERS = frozenset({"llama-server", "llama-cpp-python"})
-_COUNTING_TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
-
-
-def request_text(messages: Sequence[dict[str, Any]]) -> str:
-    return "".join(_COUNTING_TEMPLATE.format(**m) for m in messages)
 
 
 def _takes_cache_key(target: Target) -> bool:
@@ -221,7 +213,7 @@ class UpstreamCalls:
         trace, clock = call.trace, call.trace.clock
         tokenizer = self.targets.tokenizer(target)
         with trace.span("prompt.tokenize", engine=target.engine) as span:
-            prompt_tokens = tokenizer.tokenize(request_text(messages))
+            prompt_tokens = self.targets.request_tokens.tokenize(tokenizer, messages)
             span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate)
         window_size = target.model.context_window
         room = max_tokens

@@ -18,6 +18,7 @@ from openclaw_daemon.upstream import config_file, tokens
 from openclaw_daemon.upstream.config_file import OpenClawConfig, Provider, UpstreamModel
 from openclaw_daemon.upstream.http_client import UpstreamClient
 from openclaw_daemon.upstream.probe import request_headers
+from openclaw_daemon.upstream.request_tokens import RequestTokens
 from openclaw_daemon.upstream.tokens import UpstreamTokenizer
 from openclaw_daemon.wire.errors import ConfigError, UpstreamError
 
@@ -49,6 +50,8 @@ class UpstreamTargets:
         self._clients: dict[str, tuple[tuple[object, ...], UpstreamClient]] = {}
         self._tokenizers: dict[str, UpstreamTokenizer] = {}
         self._estimate: UpstreamTokenizer | None = None
+        # Each rendered message tokenized once per model (requests are append-only).
+        self.request_tokens = RequestTokens()
 
     def config(self) -> OpenClawConfig:
         path = config_file.config_path()

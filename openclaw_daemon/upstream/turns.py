@@ -49,8 +49,9 @@ from openclaw_daemon.turn.session_load import load_session
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream import routing
-from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls, request_text
+from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
 from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
+from openclaw_daemon.upstream.request_tokens import request_text
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.turn_output import (

@@ -22,7 +22,8 @@ from openclaw_daemon.turn.compactor import INSTRUCTION, SUMMARY_CALL, SUMMARY_MA
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.model_calls import CallContext
 from openclaw_daemon.turn.transcript import Transcript
-from openclaw_daemon.upstream.model_call import UpstreamCalls, request_text
+from openclaw_daemon.upstream.model_call import UpstreamCalls
+from openclaw_daemon.upstream.request_tokens import request_text
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.wire.errors import (
     BadRequestError,

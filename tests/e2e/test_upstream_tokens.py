@@ -48,3 +48,22 @@ def test_a_down_or_refusing_server_is_an_error_not_an_estimate() -> None:
         with pytest.raises(UpstreamError, match="apiKey"):
             detect(UpstreamClient("locked", server.url + "/v1"), "m")
         assert len(server.requests) == 1  # no other endpoint was tried
+
+
+def test_a_request_counted_message_by_message_is_the_whole_requests_tokens(
+    upstream_url: str,
+) -> None:
+    """The per-message cache (upstream/request_tokens.py) joins ids tokenized one
+    message at a time: on the model's own tokenizer that must be exactly the ids of
+    the whole request, or the size and the append-only check would drift."""
+    from openclaw_daemon.upstream.request_tokens import RequestTokens, request_text
+
+    tokenizer = detect(UpstreamClient("local", upstream_url), SERVED_ALIAS)
+    messages = [
+        {"role": "system", "content": "You are terse.\nAnswer in one line."},
+        {"role": "user", "content": f"{TEXT}\n\n  Indented, then <b>tags</b> and 12345."},
+        {"role": "assistant", "content": "Done.\n"},
+        {"role": "user", "content": "ünïcode, emoji 🦊 and a trailing space "},
+    ]
+    counted = RequestTokens().tokenize(tokenizer, messages)
+    assert counted == tokenizer.tokenize(request_text(messages))
