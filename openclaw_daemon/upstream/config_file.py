@@ -108,6 +108,8 @@ class OpenClawConfig(NamedTuple):
     primary: str | None  # agents.defaults.model.primary: "provider/model-id" or a GGUF
     fallbacks: tuple[str, ...]
     routing_raw: Any = None  # edge.routing, our own key, as written (``routing`` reads it)
+    # edge.rawCompletion: our own prompt ids to llama-server's /completion (the default)
+    raw_completion: bool = True
 
     def find(self, ref: str) -> tuple[Provider, UpstreamModel] | None:
         """The configured provider and model a ``provider/model-id`` names, or None when
@@ -214,9 +216,11 @@ def _parse(path: Path, raw: dict[str, Any]) -> OpenClawConfig:
     if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
         raise ConfigError(f"{path}: agents.defaults.model.fallbacks must be a list of strings")
     edge = _object(raw, "edge", path)
-    return OpenClawConfig(
-        path, True, providers, primary or None, tuple(fallbacks), edge.get("routing")
-    )
+    raw_completion = edge.get("rawCompletion", True)
+    if not isinstance(raw_completion, bool):
+        raise ConfigError(f"{path}: edge.rawCompletion must be true or false")
+    return OpenClawConfig(path, True, providers, primary or None, tuple(fallbacks),
+                          edge.get("routing"), raw_completion)  # fmt: skip
 
 
 def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import contextlib
 import functools
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from openclaw_daemon.turn.model_calls import (
 )
 from openclaw_daemon.upstream import retry
 from openclaw_daemon.upstream.chat_stream import ChatEnd, chat_body, stream_chat
+from openclaw_daemon.upstream.completion_stream import completion_body, stream_completion
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.usage import ServerUsage, tier_name
 from openclaw_daemon.wire.errors import (
@@ -198,6 +199,45 @@ class UpstreamCalls:
                 )
         raise AssertionError("unreachable: the chain is never empty")
 
+    def _events(
+        self,
+        target: Target,
+        messages: Sequence[dict[str, Any]],
+        prompt_tokens: list[int],
+        options: CallOptions,
+        room: int,
+        cache_key: str,
+        grammar: str | None,
+    ) -> Callable[[Callable[[httpx.Response], None]], Generator[str | ChatEnd, None, None]]:
+        """The call's request: our own prompt ids to llama-server's raw ``/completion``
+        where it shares its template, else the messages to chat completions."""
+        completion = self.targets.completion_prompt(target)
+        if completion is not None:
+            body = completion_body(
+                prompt_tokens,
+                max_tokens=room,
+                temperature=options.temperature,
+                seed=options.seed,
+                stop=options.stop,
+                grammar=grammar,
+            )
+            return functools.partial(stream_completion, target.client, completion.url, body)
+        llama = self.targets.tokenizer(target).source in LLAMA_SERVERS
+        body = chat_body(
+            target.model.id,
+            messages,
+            max_tokens=room,
+            temperature=options.temperature,
+            seed=options.seed,
+            stop=options.stop,
+            # Extensions only where known: some gateways refuse unknown fields with a 400.
+            cache_key=cache_key if _takes_cache_key(target) else None,
+            cache_prompt=llama,
+        )
+        if grammar and llama:
+            body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
+        return functools.partial(stream_chat, target.client, body)
+
     def _call_on(
         self,
         target: Target,
@@ -212,9 +252,11 @@ class UpstreamCalls:
     ) -> CallResult:
         trace, clock = call.trace, call.trace.clock
         tokenizer = self.targets.tokenizer(target)
+        completion = self.targets.completion_prompt(target)
         with trace.span("prompt.tokenize", engine=target.engine) as span:
-            prompt_tokens = self.targets.request_tokens.tokenize(tokenizer, messages)
-            span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate)
+            prompt_tokens = self.targets.request_ids(target, messages)
+            span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate,
+                        endpoint="completion" if completion else "chat")  # fmt: skip
         window_size = target.model.context_window
         room = max_tokens
         if target.model.max_tokens:
@@ -229,20 +271,8 @@ class UpstreamCalls:
                     "one with --session-id NEW.",
                 )
             room = max(1, min(room, window_size - len(prompt_tokens)))
-        llama = tokenizer.source in LLAMA_SERVERS
-        body = chat_body(
-            target.model.id,
-            messages,
-            max_tokens=room,
-            temperature=options.temperature,
-            seed=options.seed,
-            stop=options.stop,
-            # Extensions only where known: some gateways refuse unknown fields with a 400.
-            cache_key=cache_key if _takes_cache_key(target) else None,
-            cache_prompt=llama,
-        )
-        if grammar and llama:
-            body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
+        events = self._events(target, messages, prompt_tokens, options, room, cache_key,
+                              grammar)  # fmt: skip
         start = clock()
         state: dict[str, Any] = {}
 
@@ -252,8 +282,8 @@ class UpstreamCalls:
             end: ChatEnd | None = None
             watch = CancelWatch(call.cancelled)
             try:
-                with contextlib.closing(stream_chat(target.client, body, watch.opened)) as events:
-                    for item in events:
+                with contextlib.closing(events(watch.opened)) as items:
+                    for item in items:
                         if call.cancelled():
                             raise CancelledError("the turn was cancelled")
                         if isinstance(item, ChatEnd):

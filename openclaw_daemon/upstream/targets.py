@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
-from openclaw_daemon.upstream import config_file, tokens
+from openclaw_daemon.upstream import completion_prompt, config_file, tokens
+from openclaw_daemon.upstream.completion_prompt import CompletionPrompt
 from openclaw_daemon.upstream.config_file import OpenClawConfig, Provider, UpstreamModel
 from openclaw_daemon.upstream.http_client import UpstreamClient
 from openclaw_daemon.upstream.probe import request_headers
@@ -49,6 +51,7 @@ class UpstreamTargets:
         self._stamp: tuple[float, int] | None = None
         self._clients: dict[str, tuple[tuple[object, ...], UpstreamClient]] = {}
         self._tokenizers: dict[str, UpstreamTokenizer] = {}
+        self._completions: dict[str, CompletionPrompt | None] = {}
         self._estimate: UpstreamTokenizer | None = None
         # Each rendered message tokenized once per model (requests are append-only).
         self.request_tokens = RequestTokens()
@@ -124,6 +127,9 @@ class UpstreamTargets:
             self._tokenizers = {
                 k: v for k, v in self._tokenizers.items() if not k.startswith(prefix)
             }
+            self._completions = {
+                k: v for k, v in self._completions.items() if not k.startswith(prefix)
+            }
             return client
 
     def tokenizer(self, target: Target) -> UpstreamTokenizer:
@@ -141,6 +147,30 @@ class UpstreamTargets:
         with self._lock:
             self._tokenizers[target.ref] = found
         return found
+
+    def completion_prompt(self, target: Target) -> CompletionPrompt | None:
+        """Our own prompt ids for llama-server's raw ``/completion``, on a llama-server
+        that shares its chat template (detected once per model); None: chat
+        completions (another server, or ``edge.rawCompletion: false``)."""
+        if not self.config().raw_completion:
+            return None
+        if self.tokenizer(target).source != "llama-server":
+            return None
+        with self._lock:
+            if target.ref in self._completions:
+                return self._completions[target.ref]
+        found = completion_prompt.detect(target.client)
+        with self._lock:
+            self._completions[target.ref] = found
+        return found
+
+    def request_ids(self, target: Target, messages: Sequence[dict[str, Any]]) -> list[int]:
+        """A request's tokens as we count them: exactly the ids sent on the raw
+        completion path, else the messages in ChatML on the server's tokenizer."""
+        completion = self.completion_prompt(target)
+        if completion is not None:
+            return completion.tokens(messages)
+        return self.request_tokens.tokenize(self.tokenizer(target), messages)
 
     def estimate(self) -> UpstreamTokenizer:
         """The offline estimate, loaded once (its ranks take ~0.3 s)."""

@@ -51,7 +51,6 @@ from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream import routing
 from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
 from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
-from openclaw_daemon.upstream.request_tokens import request_text
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.turn_output import (
@@ -240,9 +239,8 @@ class UpstreamTurns:
         ahead = self.compactor.prefill_ahead(target, ref, entries, system, ctx)
         # The next turn is compared with the layout the upstream now holds.
         self.requests.forget(ref.key)
-        tokenizer = self.targets.tokenizer(target)
         messages = self.transcript.messages(entries, system)
-        self.requests.record(ref.key, tokenizer.tokenize(request_text(messages)))
+        self.requests.record(ref.key, self.targets.request_ids(target, messages))
         return {**report, **ahead}
 
     def _answer(

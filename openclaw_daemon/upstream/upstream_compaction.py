@@ -23,7 +23,6 @@ from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.model_calls import CallContext
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream.model_call import UpstreamCalls
-from openclaw_daemon.upstream.request_tokens import request_text
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.wire.errors import (
     BadRequestError,
@@ -131,7 +130,7 @@ class UpstreamCompactor:
                 hint="Start a new session with --session-id NEW.",
             ) from exc
         summary_ms = round((time.perf_counter() - started) * 1000.0, 1)
-        before = len(tokenizer.tokenize(request_text(session)))
+        before = len(self.targets.request_ids(target, session))
         compaction: dict[str, Any] = {
             "type": "compaction",
             "id": new_entry_id(),
@@ -142,7 +141,7 @@ class UpstreamCompactor:
             "tokensBefore": before,
         }
         compacted = [*entries, compaction]
-        after = len(tokenizer.tokenize(request_text(self.transcript.messages(compacted, system))))
+        after = len(self.targets.request_ids(target, self.transcript.messages(compacted, system)))
         compaction["tokensAfter"] = after
         if after >= before:
             raise refuse(f"would not shrink by compacting ({before} -> {after} tokens)")
