@@ -243,6 +243,10 @@ def call_row(envelope: dict[str, Any], client_ms: float) -> dict[str, Any]:
         "appendOnly": (cache.get("request") or {}).get("appendOnly"),
         "cacheSummary": cache.get("summary"),
         "engine": meta.get("engine"),
+        # The request path the daemon took: "completion" (our ids) or "chat".
+        "endpoint": next(
+            (s.get("endpoint") for s in spans if s["name"] == "prompt.tokenize"), None
+        ),  # fmt: skip
         "wallMs": trace["wallMs"],
         "clientWallMs": round(client_ms, 1),
         # The trace's own residual where it gives one; else wall minus model spans.
@@ -512,6 +516,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"{share} | {c['tier']} | {c['wallMs']:.0f} | {c['residualMs']:.0f} | "
             f"{'' if c['appendOnly'] is None else c['appendOnly']} |"
         )
+    paths: dict[str, int] = {}
+    for c in results["calls"]:
+        if c.get("endpoint"):
+            paths[c["endpoint"]] = paths.get(c["endpoint"], 0) + 1
+    if paths:
+        counts = ", ".join(f"{name} {n}" for name, n in sorted(paths.items()))
+        out += ["", f"Request path of the upstream calls (prompt.tokenize endpoint): {counts}."]
     out += ["", *targets_table(results["targets"])]
     s8 = results.get("s8") or {}
     if "error" in s8:
