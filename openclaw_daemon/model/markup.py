@@ -49,19 +49,32 @@ def spans(
     add_generation_prompt: bool,
 ) -> list[Span]:
     """``rendered`` (the template's render of ``messages``) cut into markup and content."""
+    exact = exact_spans(template, messages, rendered, add_generation_prompt=add_generation_prompt)
+    if exact is not None:
+        return exact
+    return _by_search([str(m.get("content") or "") for m in messages], rendered)
+
+
+def exact_spans(
+    template: ChatTemplate,
+    messages: list[ChatMessage],
+    rendered: str,
+    *,
+    add_generation_prompt: bool,
+) -> list[Span] | None:
+    """The split from the sentinel render, or None when the template transforms
+    content (trims it, strips a think block) so the split cannot be exact."""
     contents = [str(m.get("content") or "") for m in messages]
     masked: list[dict[str, Any]] = [
         {**m, "content": f"{_OPEN}{i}{_CLOSE}"} for i, m in enumerate(messages)
     ]
     try:
         skeleton = template.render(masked, add_generation_prompt=add_generation_prompt)
-    except Exception:  # noqa: BLE001 - a template that inspects content: use the fallback
-        skeleton = None
-    if skeleton is not None and not any(_OPEN in c or _CLOSE in c for c in contents):
-        result = _from_skeleton(skeleton, contents, rendered)
-        if result is not None:
-            return result
-    return _by_search(contents, rendered)
+    except Exception:  # noqa: BLE001 - a template that inspects content: no exact split
+        return None
+    if any(_OPEN in c or _CLOSE in c for c in contents):
+        return None
+    return _from_skeleton(skeleton, contents, rendered)
 
 
 def _from_skeleton(skeleton: str, contents: list[str], rendered: str) -> list[Span] | None:

@@ -13,6 +13,13 @@ prefix token for token.
 Each piece of text (a markup run, a message's content) is tokenized once and
 remembered, so a warm turn asks the server only for its new message and the last
 reply. ``edge.rawCompletion: false`` in openclaw.json keeps chat completions.
+
+Chat completions stay where exactness cannot be had: a template that will not render
+our conversation, one that transforms content (``| trim``: markup and content could
+not be told apart, and guessing would send a turn's markers as text), a reasoning
+template (the server's chat path takes the thinking out of the reply). ``/props`` is
+asked again from time to time (``targets``): a server restarted on another model gets
+a new template and tokenizer, never the old vocabulary's ids.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from openclaw_daemon.model import markup
 from openclaw_daemon.model.chat_template import ChatTemplate
-from openclaw_daemon.model.tape import TapeBuilder, TokenTape
 from openclaw_daemon.upstream.http_client import UpstreamClient
 from openclaw_daemon.wire.errors import ModelError, UpstreamError
 
@@ -72,30 +79,69 @@ class ServerTokenizer:
 class CompletionPrompt:
     """One server model's template and tokenizer: messages in, the prompt's ids out."""
 
-    def __init__(self, client: UpstreamClient, template: ChatTemplate, add_bos: bool) -> None:
+    def __init__(
+        self, client: UpstreamClient, template: ChatTemplate, add_bos: bool, fingerprint: str
+    ) -> None:
         self.url = f"{client.server_root}/completion"
         self.tokenizer = ServerTokenizer(client)
-        self._builder = TapeBuilder(template, self.tokenizer, add_bos=add_bos)
+        self.template = template
+        self.add_bos = add_bos
+        self.fingerprint = fingerprint  # what /props said: another model means another one
 
-    def tokens(self, messages: Sequence[dict[str, Any]]) -> list[int]:
+    def tokens(
+        self, messages: Sequence[dict[str, Any]], *, generation_prompt: bool = True
+    ) -> list[int] | None:
         """The ids of the prompt for a reply to ``messages`` (the generation prompt
-        included), as the server will evaluate them."""
+        included unless told), as the server will evaluate them; None when this
+        request cannot be rendered exactly (the template refuses it, or transforms a
+        content so markup and content cannot be told apart): it goes by chat."""
         plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-        return self._builder.plan_turn(TokenTape(), plain).tokens
+        try:
+            text = self.template.render(plain, add_generation_prompt=generation_prompt)
+        except Exception as exc:  # noqa: BLE001 - any template failure: the server renders
+            log.info("raw completion: the template refused the request (%s): chat", exc)
+            return None
+        pieces = markup.exact_spans(
+            self.template, plain, text, add_generation_prompt=generation_prompt
+        )
+        if pieces is None:
+            return None  # guessing would send markup as text (or content as markup)
+        bos = self.add_bos and not (self.template.bos_token and text.startswith(
+            self.template.bos_token))  # fmt: skip
+        ids: list[int] = []
+        for begin, end, special in pieces:
+            ids += self.tokenizer.tokenize(text[begin:end], add_bos=bos, special=special)
+            bos = False
+        return ids
 
 
-def detect(client: UpstreamClient) -> CompletionPrompt | None:
-    """The raw completion prompt for a llama.cpp server that shares its chat
-    template, else None (chat completions, rendered by the server)."""
-    try:
-        props = client.get_json(f"{client.server_root}/props")
-    except UpstreamError as exc:
-        log.info("%s: no /props (%s): chat completions", client.provider_id, exc.message)
-        return None
-    source = props.get("chat_template")
+# Templates that write a reasoning block: llama-server's chat path takes the thinking
+# out of the reply (reasoning_content); the raw path would show and store it.
+_REASONING_MARKERS = ("<think>", "reasoning_content", "enable_thinking")
+
+
+def fingerprint(props: dict[str, Any]) -> str:
+    """What identifies the model and template a llama-server serves."""
+    keys = ("model_path", "build_info", "chat_template", "bos_token", "eos_token")
+    return "\0".join(str(props.get(k, "")) for k in keys)
+
+
+def props(client: UpstreamClient) -> dict[str, Any]:
+    """``GET /props``; UpstreamError when the server cannot be asked right now."""
+    return client.get_json(f"{client.server_root}/props")
+
+
+def detect(client: UpstreamClient, found: dict[str, Any]) -> CompletionPrompt | None:
+    """The raw completion prompt for the llama.cpp server whose ``/props`` are
+    ``found``, or None (chat completions, rendered by the server) when it shares no
+    usable template. UpstreamError when the server could not be asked."""
+    source = found.get("chat_template")
     if not isinstance(source, str) or not source.strip():
         return None
-    bos, eos = props.get("bos_token"), props.get("eos_token")
+    if any(marker in source for marker in _REASONING_MARKERS):
+        log.info("%s: a reasoning template: chat completions", client.provider_id)
+        return None
+    bos, eos = found.get("bos_token"), found.get("eos_token")
     try:
         template = ChatTemplate(
             source,
@@ -103,12 +149,21 @@ def detect(client: UpstreamClient) -> CompletionPrompt | None:
             eos_token=eos if isinstance(eos, str) else "",
             label=f"upstream {client.provider_id!r}",
         )
-        adds_bos = _adds_bos(client)
-    except (ModelError, UpstreamError) as exc:
-        log.info("%s: raw completion unavailable (%s): chat completions",
-                 client.provider_id, exc.message)  # fmt: skip
+    except ModelError as exc:
+        log.info("%s: the template does not compile (%s): chat", client.provider_id, exc.message)
         return None
-    return CompletionPrompt(client, template, adds_bos)
+    prompt = CompletionPrompt(client, template, _adds_bos(client), fingerprint(found))
+    # A conversation as ours look (a system message first, tool results as user turns):
+    # a template that refuses it, or cannot be split exactly, is left to the server.
+    trial = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "u"},
+    ]
+    if prompt.tokens(trial) is None:
+        return None
+    return prompt
 
 
 def _adds_bos(client: UpstreamClient) -> bool:
@@ -119,4 +174,4 @@ def _adds_bos(client: UpstreamClient) -> bool:
     marked = client.post_json(url, {"content": "a", "add_special": True}).get("tokens")
     if not isinstance(plain, list) or not isinstance(marked, list) or not plain:
         return False
-    return len(marked) > len(plain) and marked[len(marked) - len(plain) :] == plain
+    return len(marked) > len(plain) and marked[1 : 1 + len(plain)] == plain

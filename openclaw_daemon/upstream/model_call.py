@@ -20,7 +20,7 @@ import socket
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -38,6 +38,7 @@ from openclaw_daemon.turn.model_calls import (
 )
 from openclaw_daemon.upstream import retry
 from openclaw_daemon.upstream.chat_stream import ChatEnd, chat_body, stream_chat
+from openclaw_daemon.upstream.completion_prompt import CompletionPrompt
 from openclaw_daemon.upstream.completion_stream import completion_body, stream_completion
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.usage import ServerUsage, tier_name
@@ -123,6 +124,13 @@ class CancelWatch:
         self._done.set()
 
 
+class _Request(NamedTuple):
+    messages: Sequence[dict[str, Any]]
+    prompt_tokens: list[int]  # as counted: exactly the ids sent on the raw path
+    completion: CompletionPrompt | None  # the raw path's prompt; None: chat completions
+    tokenizer_source: str
+
+
 @dataclass
 class CallResult:
     generation: Generation
@@ -202,8 +210,7 @@ class UpstreamCalls:
     def _events(
         self,
         target: Target,
-        messages: Sequence[dict[str, Any]],
-        prompt_tokens: list[int],
+        request: _Request,
         options: CallOptions,
         room: int,
         cache_key: str,
@@ -211,10 +218,10 @@ class UpstreamCalls:
     ) -> Callable[[Callable[[httpx.Response], None]], Generator[str | ChatEnd, None, None]]:
         """The call's request: our own prompt ids to llama-server's raw ``/completion``
         where it shares its template, else the messages to chat completions."""
-        completion = self.targets.completion_prompt(target)
+        completion = request.completion
         if completion is not None:
             body = completion_body(
-                prompt_tokens,
+                request.prompt_tokens,
                 max_tokens=room,
                 temperature=options.temperature,
                 seed=options.seed,
@@ -222,10 +229,10 @@ class UpstreamCalls:
                 grammar=grammar,
             )
             return functools.partial(stream_completion, target.client, completion.url, body)
-        llama = self.targets.tokenizer(target).source in LLAMA_SERVERS
+        llama = request.tokenizer_source in LLAMA_SERVERS
         body = chat_body(
             target.model.id,
-            messages,
+            request.messages,
             max_tokens=room,
             temperature=options.temperature,
             seed=options.seed,
@@ -252,9 +259,8 @@ class UpstreamCalls:
     ) -> CallResult:
         trace, clock = call.trace, call.trace.clock
         tokenizer = self.targets.tokenizer(target)
-        completion = self.targets.completion_prompt(target)
         with trace.span("prompt.tokenize", engine=target.engine) as span:
-            prompt_tokens = self.targets.request_ids(target, messages)
+            prompt_tokens, completion = self.targets.prompt_ids(target, messages)
             span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate,
                         endpoint="completion" if completion else "chat")  # fmt: skip
         window_size = target.model.context_window
@@ -271,8 +277,8 @@ class UpstreamCalls:
                     "one with --session-id NEW.",
                 )
             room = max(1, min(room, window_size - len(prompt_tokens)))
-        events = self._events(target, messages, prompt_tokens, options, room, cache_key,
-                              grammar)  # fmt: skip
+        request = _Request(messages, prompt_tokens, completion, tokenizer.source)
+        events = self._events(target, request, options, room, cache_key, grammar)
         start = clock()
         state: dict[str, Any] = {}
 

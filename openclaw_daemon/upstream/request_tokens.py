@@ -4,10 +4,13 @@ Counting a request (its size against ``contextWindow``, the append-only check) a
 the server to tokenize the whole conversation every call: ~20 ms on llama-server for
 a 6.6k-token session, on the turn's path. Messages are append-only, so each rendered
 message is tokenized once and remembered; a call tokenizes only what is new (the
-user's message, the previous reply). Exact: every message ends with its template's
-end marker and newline, and the next starts with a special token, where tokenizers
-split anyway (llama.cpp and Hugging Face split text on special tokens before BPE;
-tiktoken's pre-tokens never join a newline to the ``<`` after it).
+user's message, the previous reply). A BOS the server's tokenizer puts before every
+text (llama-cpp-python's does) is kept once, at the start. Exact for BPE vocabularies:
+every message ends with its template's end marker and newline, and the next starts
+with a special token, where tokenizers split anyway (llama.cpp and Hugging Face split
+text on special tokens before BPE; tiktoken's pre-tokens never join a newline to the
+``<`` after it). SentencePiece vocabularies may differ by a token per message (a
+leading space piece): a count, never ids sent anywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from openclaw_daemon.upstream.tokens import UpstreamTokenizer
+from openclaw_daemon.wire.errors import UpstreamError
 
 # ChatML, only to count a request's tokens and compare it with the previous one:
 # the server renders the real prompt with its own template, which for the chat
@@ -45,13 +49,15 @@ class RequestTokens:
         self._known: weakref.WeakKeyDictionary[Any, OrderedDict[str, list[int]]] = (
             weakref.WeakKeyDictionary()
         )
+        self._leads: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
     def tokenize(
         self, tokenizer: UpstreamTokenizer, messages: Sequence[dict[str, Any]]
     ) -> list[int]:
         with self._lock:
             known = self._known.setdefault(tokenizer, OrderedDict())
-        ids: list[int] = []
+        lead = self._lead(tokenizer)
+        ids: list[int] = list(lead)
         for message in messages:
             text = message_text(message)
             with self._lock:
@@ -60,9 +66,25 @@ class RequestTokens:
                     known.move_to_end(text)
             if found is None:
                 found = tokenizer.tokenize(text)  # a round trip, outside the lock
+                if lead and found[: len(lead)] == lead:
+                    found = found[len(lead) :]  # the BOS goes once, before the request
                 with self._lock:
                     known[text] = found
                     while len(known) > MAX_MESSAGES:
                         known.popitem(last=False)
             ids.extend(found)
         return ids
+
+    def _lead(self, tokenizer: UpstreamTokenizer) -> list[int]:
+        """What the tokenizer puts before any text (llama-cpp-python's tokenize adds
+        the model's BOS to each call): asked once, by tokenizing nothing."""
+        with self._lock:
+            found = self._leads.get(tokenizer)
+        if found is None:
+            try:
+                found = tokenizer.tokenize("")
+            except UpstreamError:  # a server that refuses an empty text adds nothing
+                found = []
+            with self._lock:
+                self._leads[tokenizer] = found
+        return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -25,6 +26,8 @@ from openclaw_daemon.upstream.tokens import UpstreamTokenizer
 from openclaw_daemon.wire.errors import ConfigError, UpstreamError
 
 log = logging.getLogger("openclawd.upstream")
+
+PROPS_RECHECK_S = 30.0  # how stale our view of a llama-server's model may get
 
 
 class Target(NamedTuple):
@@ -51,7 +54,8 @@ class UpstreamTargets:
         self._stamp: tuple[float, int] | None = None
         self._clients: dict[str, tuple[tuple[object, ...], UpstreamClient]] = {}
         self._tokenizers: dict[str, UpstreamTokenizer] = {}
-        self._completions: dict[str, CompletionPrompt | None] = {}
+        # Per model: when /props was last asked, its fingerprint, the prompt it gave.
+        self._completions: dict[str, tuple[float, str, CompletionPrompt | None]] = {}
         self._estimate: UpstreamTokenizer | None = None
         # Each rendered message tokenized once per model (requests are append-only).
         self.request_tokens = RequestTokens()
@@ -150,27 +154,58 @@ class UpstreamTargets:
 
     def completion_prompt(self, target: Target) -> CompletionPrompt | None:
         """Our own prompt ids for llama-server's raw ``/completion``, on a llama-server
-        that shares its chat template (detected once per model); None: chat
-        completions (another server, or ``edge.rawCompletion: false``)."""
+        that shares a usable chat template; None: chat completions (another server,
+        ``edge.rawCompletion: false``, or ``/props`` unanswered right now). ``/props``
+        is asked again every PROPS_RECHECK_S: a server restarted on another model
+        (or template) gets a new prompt and tokenizer, never the old vocabulary's ids."""
         if not self.config().raw_completion:
             return None
         if self.tokenizer(target).source != "llama-server":
             return None
+        now = time.monotonic()
         with self._lock:
-            if target.ref in self._completions:
-                return self._completions[target.ref]
-        found = completion_prompt.detect(target.client)
+            known = self._completions.get(target.ref)
+        if known is not None and now - known[0] < PROPS_RECHECK_S:
+            return known[2]
+        try:
+            found = completion_prompt.props(target.client)
+            stamp = completion_prompt.fingerprint(found)
+            if known is not None and known[1] == stamp:
+                prompt = known[2]
+            else:
+                prompt = completion_prompt.detect(target.client, found)
+        except UpstreamError as exc:  # asked again next call; this one goes by chat
+            log.info("%s: /props unanswered (%s): chat completions", target.ref, exc.message)
+            return None
         with self._lock:
-            self._completions[target.ref] = found
-        return found
+            if known is not None and known[1] != stamp:
+                # Another model behind the same URL: its tokenizer is detected afresh.
+                self._tokenizers.pop(target.ref, None)
+            self._completions[target.ref] = (now, stamp, prompt)
+        return prompt
 
-    def request_ids(self, target: Target, messages: Sequence[dict[str, Any]]) -> list[int]:
-        """A request's tokens as we count them: exactly the ids sent on the raw
-        completion path, else the messages in ChatML on the server's tokenizer."""
+    def prompt_ids(
+        self,
+        target: Target,
+        messages: Sequence[dict[str, Any]],
+        *,
+        generation_prompt: bool = True,
+    ) -> tuple[list[int], CompletionPrompt | None]:
+        """A request's tokens as we count them, and the raw completion prompt they
+        were made for: exactly the ids to send, or (None) the messages in ChatML on
+        the server's tokenizer, for a chat request. Decided once, so a call never
+        sends ids counted for the other path."""
         completion = self.completion_prompt(target)
         if completion is not None:
-            return completion.tokens(messages)
-        return self.request_tokens.tokenize(self.tokenizer(target), messages)
+            ids = completion.tokens(messages, generation_prompt=generation_prompt)
+            if ids is not None:
+                return ids, completion
+        return self.request_tokens.tokenize(self.tokenizer(target), messages), None
+
+    def request_ids(
+        self, target: Target, messages: Sequence[dict[str, Any]], *, generation_prompt: bool = True
+    ) -> list[int]:
+        return self.prompt_ids(target, messages, generation_prompt=generation_prompt)[0]
 
     def estimate(self) -> UpstreamTokenizer:
         """The offline estimate, loaded once (its ranks take ~0.3 s)."""

@@ -240,7 +240,10 @@ class UpstreamTurns:
         # The next turn is compared with the layout the upstream now holds.
         self.requests.forget(ref.key)
         messages = self.transcript.messages(entries, system)
-        self.requests.record(ref.key, self.targets.request_ids(target, messages))
+        # The layout the upstream now holds, without a generation prompt: the next
+        # request continues it with the user's message.
+        ids = self.targets.request_ids(target, messages, generation_prompt=False)
+        self.requests.record(ref.key, ids)
         return {**report, **ahead}
 
     def _answer(

@@ -15,7 +15,8 @@ class CountingTokenizer:
         self.asked: list[str] = []
 
     def tokenize(self, text: str) -> list[int]:
-        self.asked.append(text)
+        if text:  # "" is the one probe of what it puts before every text
+            self.asked.append(text)
         return self.inner.tokenize(text)
 
     def detokenize(self, tokens: list[int]) -> str:
@@ -51,3 +52,19 @@ def test_each_tokenizer_has_its_own_ids_and_the_cache_is_bounded() -> None:
     one.asked.clear()
     cache.tokenize(one, many[:1])  # the oldest went first
     assert one.asked == ["<|im_start|>user\nm0<|im_end|>\n"]
+
+
+class BosTokenizer(CountingTokenizer):
+    """As llama-cpp-python's /extras/tokenize: the model's BOS before every text."""
+
+    BOS = 100257
+
+    def tokenize(self, text: str) -> list[int]:
+        return [self.BOS, *super().tokenize(text)]
+
+
+def test_a_bos_put_before_every_text_is_counted_once() -> None:
+    tokenizer, messages = BosTokenizer(), _turns(2)
+    ids = RequestTokens().tokenize(tokenizer, messages)
+    assert ids == tokenizer.tokenize(request_text(messages))  # the whole request's ids
+    assert ids.count(BosTokenizer.BOS) == 1
