@@ -39,6 +39,7 @@ from openclaw_daemon.turn.model_calls import (
 from openclaw_daemon.upstream import retry
 from openclaw_daemon.upstream.chat_stream import ChatEnd, chat_body, stream_chat
 from openclaw_daemon.upstream.completion_stream import completion_body, stream_completion
+from openclaw_daemon.upstream.native_tools import NativeRequest
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.usage import ServerUsage, tier_name
 from openclaw_daemon.wire.errors import (
@@ -156,9 +157,11 @@ class UpstreamCalls:
         hide_calls: bool,
         cache_key: str,
         grammar: str | None = None,
+        native: NativeRequest | None = None,
     ) -> CallResult:
         """The reply from the first engine of ``chain`` that gives one. ``grammar``
-        (GBNF) constrains it on the servers that take one (llama.cpp's)."""
+        (GBNF) constrains it on the servers that take one (llama.cpp's); ``native``:
+        the tools go as OpenAI ``tools`` and its reply's calls are collected there."""
         failed: list[str] = []
         self.partial, self.failed, self.overflowed_on = None, failed, None
         for index, target in enumerate(chain):
@@ -168,7 +171,7 @@ class UpstreamCalls:
                 return until_cancelled(
                     functools.partial(
                         self._call_on, target, messages, options, max_tokens, call, hide_calls,
-                        cache_key, failed, grammar,
+                        cache_key, failed, grammar, native,
                     ),
                     call.cancelled,
                 )  # fmt: skip
@@ -208,6 +211,7 @@ class UpstreamCalls:
         room: int,
         cache_key: str,
         grammar: str | None,
+        native: NativeRequest | None = None,
     ) -> Callable[[Callable[[httpx.Response], None]], Generator[str | ChatEnd, None, None]]:
         """The call's request: our own prompt ids to llama-server's raw ``/completion``
         where it shares its template, else the messages to chat completions."""
@@ -236,6 +240,9 @@ class UpstreamCalls:
         )
         if grammar and llama:
             body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
+        if native is not None:  # never on /completion: see targets.completion_prompt
+            native.add_to(body, messages)
+            return functools.partial(native.stream, target.ref, target.client, body)
         return functools.partial(stream_chat, target.client, body)
 
     def _call_on(
@@ -249,6 +256,7 @@ class UpstreamCalls:
         cache_key: str,
         failed: list[str],
         grammar: str | None,
+        native: NativeRequest | None = None,
     ) -> CallResult:
         trace, clock = call.trace, call.trace.clock
         tokenizer = self.targets.tokenizer(target)
@@ -272,7 +280,7 @@ class UpstreamCalls:
                 )
             room = max(1, min(room, window_size - len(prompt_tokens)))
         events = self._events(target, messages, prompt_tokens, options, room, cache_key,
-                              grammar)  # fmt: skip
+                              grammar, native)  # fmt: skip
         start = clock()
         state: dict[str, Any] = {}
 

@@ -151,8 +151,10 @@ class UpstreamTargets:
     def completion_prompt(self, target: Target) -> CompletionPrompt | None:
         """Our own prompt ids for llama-server's raw ``/completion``, on a llama-server
         that shares its chat template (detected once per model); None: chat
-        completions (another server, or ``edge.rawCompletion: false``)."""
-        if not self.config().raw_completion:
+        completions (another server, ``edge.rawCompletion: false``, or a model in
+        ``edge.nativeTools``, whose tools the server's chat template renders)."""
+        cfg = self.config()
+        if not cfg.raw_completion or target.ref in cfg.native_tools:
             return None
         if self.tokenizer(target).source != "llama-server":
             return None
