@@ -86,6 +86,7 @@ class FaultServer:
         self.retry_after = "1"
         self.retry_after_date = False
         self.requests: list[tuple[str, str]] = []  # (method, path) as received
+        self.bodies: list[bytes] = []  # each request's body, as received
         self.client_ports: list[int] = []  # one per request: equal ports mean keep-alive
         self.words: tuple[str, ...] = ("Hello", ",", " world")  # what a reply streams
         self._mode = "ok"
@@ -173,6 +174,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
     def _serve(self, body: bytes) -> None:
         fault = self.fault
         fault.requests.append((self.command, self.path))
+        fault.bodies.append(body)
         fault.client_ports.append(self.client_address[1])
         mode = fault.take_mode()
         try:

@@ -149,7 +149,9 @@ def assistant_message(text: str, calls: Sequence[dict[str, Any]]) -> dict[str, A
         return {"role": "assistant", "content": text}
     return {
         "role": "assistant",
-        "content": text or None,
+        # A string even when empty: OpenAI takes null too, but llama-cpp-python's
+        # request validation refuses it (and its tool template needs the key).
+        "content": text,
         "tool_calls": [
             {
                 "id": call["id"],
