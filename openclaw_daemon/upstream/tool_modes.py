@@ -18,6 +18,8 @@ from openclaw_daemon.tools.formats.base import ToolFormat
 from openclaw_daemon.tools.spec import ParsedReply
 from openclaw_daemon.turn.agent_loop import Step
 from openclaw_daemon.turn.options import TurnSettings
+from openclaw_daemon.turn.transcript import Transcript
+from openclaw_daemon.upstream import native_transcript
 from openclaw_daemon.upstream.config_file import OpenClawConfig
 from openclaw_daemon.upstream.model_call import CallResult
 from openclaw_daemon.upstream.native_tools import NativeRequest, parsed_calls, tool_choice
@@ -30,8 +32,8 @@ log = logging.getLogger("openclawd.upstream")
 def native_chain(cfg: OpenClawConfig, chain: list[Target]) -> tuple[bool, list[Target]]:
     """Whether the turn's tools are native (its first engine is in edge.nativeTools),
     and the chain without the fallbacks of the other mode."""
-    native = chain[0].ref in cfg.native_tools
-    kept = [target for target in chain if (target.ref in cfg.native_tools) == native]
+    native = is_native(cfg, chain[0])
+    kept = [target for target in chain if is_native(cfg, target) == native]
     for target in chain:
         if target not in kept:
             log.warning(
@@ -39,6 +41,19 @@ def native_chain(cfg: OpenClawConfig, chain: list[Target]) -> tuple[bool, list[T
                 target.ref, chain[0].ref, "" if native else "not ",
             )  # fmt: skip
     return native, kept
+
+
+def is_native(cfg: OpenClawConfig, target: Target) -> bool:
+    return target.ref in cfg.native_tools
+
+
+def session_messages(
+    transcript: Transcript, native: bool, entries: list[dict[str, Any]], system: str
+) -> list[dict[str, Any]]:
+    """A session's messages as the mode's requests carry them."""
+    if native:
+        return native_transcript.messages(entries, system)
+    return list(transcript.messages(entries, system))
 
 
 def native_request(settings: TurnSettings, index: int) -> NativeRequest:

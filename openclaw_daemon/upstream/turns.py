@@ -53,7 +53,13 @@ from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
 from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
-from openclaw_daemon.upstream.tool_modes import native_chain, native_request, reply_step
+from openclaw_daemon.upstream.tool_modes import (
+    is_native,
+    native_chain,
+    native_request,
+    reply_step,
+    session_messages,
+)
 from openclaw_daemon.upstream.turn_output import (
     cache_report,
     compaction_summary,
@@ -233,7 +239,9 @@ class UpstreamTurns:
         """``openclaw sessions compact`` of a session on an upstream: summarise there,
         then prefill the compacted layout ahead, so the next turn is a hit upstream."""
         entries = store.load_entries(ref)
-        system = self.heads.get(ref.key) or self.transcript.head(SYSTEM_PROMPT)
+        native = is_native(self.targets.config(), target)
+        head = native_transcript.head if native else self.transcript.head
+        system = self.heads.get(ref.key) or head(SYSTEM_PROMPT)
         entries, report = self.compactor.compact(
             target, ref, store, entries, system, ctx, instructions=instructions
         )
@@ -241,7 +249,7 @@ class UpstreamTurns:
         ahead = self.compactor.prefill_ahead(target, ref, entries, system, ctx)
         # The next turn is compared with the layout the upstream now holds.
         self.requests.forget(ref.key)
-        messages = self.transcript.messages(entries, system)
+        messages = self._messages(entries, system, native)
         self.requests.record(ref.key, self.targets.request_ids(target, messages))
         return {**report, **ahead}
 
@@ -306,9 +314,7 @@ class UpstreamTurns:
     def _messages(
         self, entries: list[dict[str, Any]], system: str, native: bool
     ) -> list[dict[str, Any]]:
-        if native:
-            return native_transcript.messages(entries, system)
-        return list(self.transcript.messages(entries, system))
+        return session_messages(self.transcript, native, entries, system)
 
     def _step_messages(self, step: Step, native: bool) -> list[dict[str, Any]]:
         """A step's reply and results as the next call repeats them."""

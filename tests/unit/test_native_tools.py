@@ -359,3 +359,37 @@ def test_a_400_names_the_provider_and_edge_native_tools(
         _run(turns)
     assert "provider 'f'" in raised.value.message
     assert "edge.nativeTools" in raised.value.hint
+
+
+def test_compacting_a_native_session_sends_it_natively_with_its_tools(
+    turns: UpstreamTurns, server: FaultServer
+) -> None:
+    """The summary is a continuation of the messages the turns sent (native ones, the
+    same tools), and the prefill ahead leaves the layout the next turn sends."""
+    server.events = [
+        _delta([_fragment(0, '{"path": "notes.txt"}', id="srv_1", name="read")]),
+        _delta([], "tool_calls"),
+    ]
+    _run(turns, max_steps=2, tool_choice="read")
+    server.events = None  # text replies from here on
+    for _ in range(3):
+        _run(turns)
+    turn_bodies = _bodies(server)
+    store = SessionStore(turns.paths.agent_sessions_dir("main"), "main")
+    ref = store.find("s1")
+    trace = Trace()
+    ctx = TurnContext(trace, lambda frame: None, lambda: False, trace.origin, turn_id="c")
+    target = turns.targets.chain("f/m")[0]
+    report = turns.compact_session(target, ref, store, ctx, None)
+    assert report["tokensAfter"] < report["tokensBefore"]
+    summary, ahead = _bodies(server)[len(turn_bodies) :]
+    for body in (summary, ahead):
+        assert body["tools"] == turn_bodies[0]["tools"] and body["tool_choice"] == "none"
+        assert body["messages"][0] == turn_bodies[0]["messages"][0]  # the turns' head
+    # The summarised part of the session goes as the turns sent it: a continuation.
+    older = summary["messages"][:-1]
+    assert older == turn_bodies[-1]["messages"][: len(older)]
+    assert any(m["role"] == "tool" for m in older)
+    _run(turns)
+    nxt = _bodies(server)[-1]
+    assert nxt["messages"][: len(ahead["messages"])] == ahead["messages"]
