@@ -262,7 +262,8 @@ class UpstreamCalls:
         tokenizer = self.targets.tokenizer(target)
         completion = self.targets.completion_prompt(target)
         with trace.span("prompt.tokenize", engine=target.engine) as span:
-            prompt_tokens = self.targets.request_ids(target, messages)
+            sized = native.counted(messages) if native is not None else messages
+            prompt_tokens = self.targets.request_ids(target, sized)
             span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate,
                         endpoint="completion" if completion else "chat")  # fmt: skip
         window_size = target.model.context_window

@@ -34,6 +34,9 @@ from openclaw_daemon.wire.errors import UpstreamContextOverflowError, UpstreamEr
 
 # Built once: every request of every session sends exactly these bytes.
 TOOL_DEFINITIONS = [tool.definition() for tool in TOOLS]
+# How our request count sees them: the server renders them into the prompt, in
+# its template's words; their JSON is near enough, and the same on every request.
+_COUNTED_TOOLS = {"role": "tools", "content": json.dumps(TOOL_DEFINITIONS)}
 # What a server that does not take ``tools`` answers (vLLM without
 # --enable-auto-tool-choice, a gateway's validation): a request error.
 _REFUSALS = (400, 422)
@@ -197,6 +200,12 @@ class NativeRequest:
 
     def calls(self) -> list[NativeCall]:
         return self.accumulator.calls()
+
+    def counted(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The request as our count of it sees it: the tools, then the messages (the
+        window check then holds the tools too, and the append-only check is over the
+        same constant prefix every request)."""
+        return [_COUNTED_TOOLS, *messages]
 
     def stream(
         self,

@@ -393,3 +393,10 @@ def test_compacting_a_native_session_sends_it_natively_with_its_tools(
     _run(turns)
     nxt = _bodies(server)[-1]
     assert nxt["messages"][: len(ahead["messages"])] == ahead["messages"]
+
+
+def test_the_request_count_holds_the_tools_before_the_messages() -> None:
+    messages = [{"role": "user", "content": "x"}]
+    counted = NativeRequest(None).counted(messages)
+    assert counted[1:] == messages and counted[0]["role"] == "tools"
+    assert json.loads(counted[0]["content"]) == [t.definition() for t in TOOLS]
