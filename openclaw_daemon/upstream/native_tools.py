@@ -13,8 +13,8 @@ model listed in ``edge.nativeTools`` gets them the server's way instead:
 - the history goes back natively: the assistant message with ``tool_calls``, each
   result a ``tool`` message (``native_transcript``).
 
-Only the standard library, the tool specs and the chat stream: ``request_tokens``
-counts native messages with ``counted_content`` from here.
+No turn logic, and nothing above the chat stream (``request_tokens`` imports
+``counted_content`` from here): the turn's side is ``tool_modes``.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 ``edge.nativeTools`` names (``native_tools``, ``native_transcript``).
 
 The mode is the turn's first engine's: a fallback of the other mode is left out of
-the chain, since the turn's messages are rendered for one mode. What differs per
-step lives here: how a reply becomes a ``Step`` (its calls parsed from the text, or
-taken from the server's ``tool_calls``) and how a step goes into the next request.
+the chain, since the turn's messages are rendered for one mode. What differs lives
+here: how a session is rendered, each call's native fields, and how a reply becomes a
+``Step`` (its calls parsed from the text, or taken from the server's ``tool_calls``).
 """
 
 from __future__ import annotations
