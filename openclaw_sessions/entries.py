@@ -11,7 +11,9 @@ off by --max-tokens removed), so a transcript re-renders to the very tokens
 the KV cache held; a user entry's ``requestId`` marks the request that
 committed the turn, so a retry of it is answered from the transcript. An
 interrupted reply is kept with ``stopReason`` ``aborted`` (or ``error``) and an
-``errorMessage``, as OpenClaw marks one.
+``errorMessage``, as OpenClaw marks one. A toolCall block of a call made through an
+upstream's native tool calling also keeps ``argumentsText``, its arguments' JSON as the
+server sent them, which the next request repeats byte for byte.
 """
 
 from __future__ import annotations

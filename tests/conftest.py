@@ -141,6 +141,17 @@ def upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def native_tools_upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same server with ``--chat_format chatml-function-calling``: OpenAI tools in
+    the request, ``tool_calls`` in the reply (its own tool template, not the GGUF's)."""
+    from tests.upstream_server import llama_cpp_server
+
+    log_dir = tmp_path_factory.mktemp("native-upstream")
+    with llama_cpp_server(log_dir, chat_format="chatml-function-calling") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def warm_cli() -> Iterator[Cli]:
     """A CLI whose daemon is already running, shared by a module's tests."""

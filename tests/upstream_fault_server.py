@@ -27,6 +27,7 @@ MODES = (
     "429",  # Too Many Requests with Retry-After
     "503",  # Service Unavailable with Retry-After (an HTTP-date when retry_after_date)
     "500",  # a plain server error
+    "400",  # a plain request error (a server that refuses a field)
     "401",
     "404",
     "cut",  # headers and ``cut_after`` events, then the connection drops mid-body
@@ -86,8 +87,10 @@ class FaultServer:
         self.retry_after = "1"
         self.retry_after_date = False
         self.requests: list[tuple[str, str]] = []  # (method, path) as received
+        self.bodies: list[bytes] = []  # each request's body, as received
         self.client_ports: list[int] = []  # one per request: equal ports mean keep-alive
         self.words: tuple[str, ...] = ("Hello", ",", " world")  # what a reply streams
+        self.events: list[dict[str, Any]] | None = None  # streamed instead, when set
         self._mode = "ok"
         self._count: int | None = 0
         self._after = 0
@@ -173,6 +176,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
     def _serve(self, body: bytes) -> None:
         fault = self.fault
         fault.requests.append((self.command, self.path))
+        fault.bodies.append(body)
         fault.client_ports.append(self.client_address[1])
         mode = fault.take_mode()
         try:
@@ -190,7 +194,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
             if fault.retry_after_date:
                 after = formatdate(time.time() + float(after), usegmt=True)
             self._json(int(mode), {"error": {"message": "busy"}}, {"Retry-After": after})
-        elif mode in ("500", "401", "404"):
+        elif mode in ("500", "400", "401", "404"):
             self._json(int(mode), {"error": {"message": f"injected {mode}"}})
         elif mode == "overflow":
             self._json(400, LLAMA_OVERFLOW)
@@ -207,7 +211,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
                 },
             )
         else:
-            self._stream(mode, (_sse(e) for e in chunk_events(fault.words)))
+            events = fault.events if fault.events is not None else chunk_events(fault.words)
+            self._stream(mode, (_sse(e) for e in events))
 
     def _json(
         self, status: int, value: dict[str, Any], headers: dict[str, str] | None = None

@@ -28,11 +28,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def llama_cpp_server(log_dir: Path, n_ctx: int = 4096) -> Iterator[str]:
+def llama_cpp_server(
+    log_dir: Path, n_ctx: int = 4096, chat_format: str | None = None
+) -> Iterator[str]:
     """Start the server, wait until it lists its model, yield its ``/v1`` base URL,
-    and stop it afterwards (also when the start fails)."""
+    and stop it afterwards (also when the start fails). ``chat_format``: the server's
+    ``--chat_format`` (``chatml-function-calling`` takes OpenAI tools), else the
+    template the GGUF carries."""
     port = free_port()
     log = (log_dir / "llama_cpp_server.log").open("w")
+    formats = ["--chat_format", chat_format] if chat_format else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -50,6 +55,7 @@ def llama_cpp_server(log_dir: Path, n_ctx: int = 4096) -> Iterator[str]:
             str(n_ctx),
             "--verbose",
             "False",
+            *formats,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

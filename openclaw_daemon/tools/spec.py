@@ -162,6 +162,9 @@ class ToolCall:
     name: str
     arguments: dict[str, Any]
     error: str | None = None  # set when the call could not be parsed or is unknown
+    # A native call's arguments as the server sent them (upstream.native_tools):
+    # the next request repeats these bytes, not a re-serialisation of ``arguments``.
+    arguments_text: str | None = None
 
 
 @dataclass

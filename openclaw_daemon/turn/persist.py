@@ -84,7 +84,12 @@ def turn_entries(
 
 
 def _reply_entry(parent: str, step: Step, model: str, provider: str, api: str) -> dict[str, Any]:
-    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in step.parsed.calls]
+    calls: list[dict[str, Any]] = [
+        {"id": c.id, "name": c.name, "arguments": c.arguments} for c in step.parsed.calls
+    ]
+    for block, call in zip(calls, step.parsed.calls, strict=True):
+        if call.arguments_text is not None:  # a native call: its arguments as sent
+            block["argumentsText"] = call.arguments_text
     return assistant_entry(
         parent,
         # What the user was shown: without its calls (a cut-off one too).

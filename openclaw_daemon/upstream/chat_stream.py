@@ -66,9 +66,12 @@ def stream_chat(
     client: UpstreamClient,
     body: dict[str, Any],
     opened: Callable[[httpx.Response], None] | None = None,
+    *,
+    on_tool_calls: Callable[[list[Any]], None] | None = None,
 ) -> Generator[str | ChatEnd, None, None]:
     """The reply's text deltas as they arrive, then one ``ChatEnd``. UpstreamError
-    (from the client) on every failure; a stream cut mid-way never ends with ChatEnd."""
+    (from the client) on every failure; a stream cut mid-way never ends with ChatEnd.
+    ``on_tool_calls`` gets each event's native ``tool_calls`` (``native_tools``)."""
     finish = ""
     final: dict[str, Any] = {}
     for event in client.stream_json(CHAT_PATH, body, opened=opened):
@@ -81,6 +84,9 @@ def stream_chat(
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str) and content:
                 yield content
+            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+            if on_tool_calls is not None and isinstance(calls, list):
+                on_tool_calls(calls)
             if isinstance(choice.get("finish_reason"), str):
                 finish = choice["finish_reason"]
         if isinstance(event.get("usage"), dict) or isinstance(event.get("timings"), dict):

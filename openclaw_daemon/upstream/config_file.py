@@ -11,6 +11,8 @@ config loads unchanged)::
         models: [{ id: "Qwen/Qwen3-8B", contextWindow: 32768, maxTokens: 4096 }],
       } } },
       agents: { defaults: { model: { primary: "vllm/Qwen/Qwen3-8B", fallbacks: [] } } },
+      // ours: tools via the server's OpenAI tool calling for these models
+      edge: { nativeTools: ["vllm/Qwen/Qwen3-8B"] },
     }
 
 The file is found at ``$OPENCLAW_CONFIG_PATH``, else ``$OPENCLAW_STATE_DIR/openclaw.json``.
@@ -110,6 +112,8 @@ class OpenClawConfig(NamedTuple):
     routing_raw: Any = None  # edge.routing, our own key, as written (``routing`` reads it)
     # edge.rawCompletion: our own prompt ids to llama-server's /completion (the default)
     raw_completion: bool = True
+    # edge.nativeTools: the "provider/model-id"s whose tools go as OpenAI ``tools``
+    native_tools: frozenset[str] = frozenset()
 
     def find(self, ref: str) -> tuple[Provider, UpstreamModel] | None:
         """The configured provider and model a ``provider/model-id`` names, or None when
@@ -219,8 +223,33 @@ def _parse(path: Path, raw: dict[str, Any]) -> OpenClawConfig:
     raw_completion = edge.get("rawCompletion", True)
     if not isinstance(raw_completion, bool):
         raise ConfigError(f"{path}: edge.rawCompletion must be true or false")
+    native_tools = _native_tools(edge.get("nativeTools"), providers, path)
     return OpenClawConfig(path, True, providers, primary or None, tuple(fallbacks),
-                          edge.get("routing"), raw_completion)  # fmt: skip
+                          edge.get("routing"), raw_completion, native_tools)  # fmt: skip
+
+
+def _native_tools(value: Any, providers: dict[str, Provider], path: Path) -> frozenset[str]:
+    """edge.nativeTools: configured models (``provider/model-id``) whose server does
+    OpenAI tool calling; a name that is no configured model is an error, not a model
+    silently left on our own tool format."""
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(ref, str) for ref in value):
+        raise ConfigError(
+            f'{path}: edge.nativeTools must be a list of "provider/model-id" strings',
+            hint='For example "edge": {"nativeTools": ["vllm/Qwen/Qwen3-8B"]}.',
+        )
+    for index, ref in enumerate(value):
+        provider_id, _, model_id = ref.partition("/")
+        provider = providers.get(provider_id)
+        if provider is None or not any(m.id == model_id for m in provider.models):
+            known = ", ".join(m.ref for p in providers.values() for m in p.models) or "none"
+            raise ConfigError(
+                f"{path}: edge.nativeTools[{index}] is {ref!r}, which is no model of a "
+                "provider in models.providers",
+                hint=f"Name a configured model as provider/model-id; configured: {known}.",
+            )
+    return frozenset(value)
 
 
 def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:

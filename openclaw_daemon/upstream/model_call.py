@@ -40,6 +40,7 @@ from openclaw_daemon.upstream import retry
 from openclaw_daemon.upstream.chat_stream import ChatEnd, chat_body, stream_chat
 from openclaw_daemon.upstream.completion_prompt import CompletionPrompt
 from openclaw_daemon.upstream.completion_stream import completion_body, stream_completion
+from openclaw_daemon.upstream.native_tools import NativeRequest
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
 from openclaw_daemon.upstream.usage import ServerUsage, tier_name
 from openclaw_daemon.wire.errors import (
@@ -129,6 +130,7 @@ class _Request(NamedTuple):
     prompt_tokens: list[int]  # as counted: exactly the ids sent on the raw path
     completion: CompletionPrompt | None  # the raw path's prompt; None: chat completions
     tokenizer_source: str
+    native: NativeRequest | None  # native tool calling (never on the raw path)
 
 
 @dataclass
@@ -164,9 +166,11 @@ class UpstreamCalls:
         hide_calls: bool,
         cache_key: str,
         grammar: str | None = None,
+        native: NativeRequest | None = None,
     ) -> CallResult:
         """The reply from the first engine of ``chain`` that gives one. ``grammar``
-        (GBNF) constrains it on the servers that take one (llama.cpp's)."""
+        (GBNF) constrains it on the servers that take one (llama.cpp's); ``native``:
+        the tools go as OpenAI ``tools`` and its reply's calls are collected there."""
         failed: list[str] = []
         self.partial, self.failed, self.overflowed_on = None, failed, None
         for index, target in enumerate(chain):
@@ -176,7 +180,7 @@ class UpstreamCalls:
                 return until_cancelled(
                     functools.partial(
                         self._call_on, target, messages, options, max_tokens, call, hide_calls,
-                        cache_key, failed, grammar,
+                        cache_key, failed, grammar, native,
                     ),
                     call.cancelled,
                 )  # fmt: skip
@@ -215,6 +219,7 @@ class UpstreamCalls:
         room: int,
         cache_key: str,
         grammar: str | None,
+        native: NativeRequest | None = None,
     ) -> Callable[[Callable[[httpx.Response], None]], Generator[str | ChatEnd, None, None]]:
         """The call's request: our own prompt ids to llama-server's raw ``/completion``
         where it shares its template, else the messages to chat completions."""
@@ -243,6 +248,10 @@ class UpstreamCalls:
         )
         if grammar and llama:
             body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
+        native = request.native
+        if native is not None:  # never on /completion: see targets.completion_prompt
+            native.add_to(body, request.messages)
+            return functools.partial(native.stream, target.ref, target.client, body)
         return functools.partial(stream_chat, target.client, body)
 
     def _call_on(
@@ -256,11 +265,13 @@ class UpstreamCalls:
         cache_key: str,
         failed: list[str],
         grammar: str | None,
+        native: NativeRequest | None = None,
     ) -> CallResult:
         trace, clock = call.trace, call.trace.clock
         tokenizer = self.targets.tokenizer(target)
         with trace.span("prompt.tokenize", engine=target.engine) as span:
-            prompt_tokens, completion = self.targets.prompt_ids(target, messages)
+            sized = native.counted(messages) if native is not None else messages
+            prompt_tokens, completion = self.targets.prompt_ids(target, sized)
             span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate,
                         endpoint="completion" if completion else "chat")  # fmt: skip
         window_size = target.model.context_window
@@ -277,7 +288,7 @@ class UpstreamCalls:
                     "one with --session-id NEW.",
                 )
             room = max(1, min(room, window_size - len(prompt_tokens)))
-        request = _Request(messages, prompt_tokens, completion, tokenizer.source)
+        request = _Request(messages, prompt_tokens, completion, tokenizer.source, native)
         events = self._events(target, request, options, room, cache_key, grammar)
         start = clock()
         state: dict[str, Any] = {}

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from openclaw_daemon.upstream.native_tools import counted_content
 from openclaw_daemon.upstream.tokens import UpstreamTokenizer
 from openclaw_daemon.wire.errors import UpstreamError
 
@@ -33,7 +34,9 @@ MAX_MESSAGES = 4096
 
 
 def message_text(message: dict[str, Any]) -> str:
-    return _COUNTING_TEMPLATE.format(role=message["role"], content=message["content"])
+    # A native message's calls count too (``content`` is then often null).
+    content = counted_content(message) if "tool_calls" in message else message["content"]
+    return _COUNTING_TEMPLATE.format(role=message["role"], content=content)
 
 
 def request_text(messages: Sequence[dict[str, Any]]) -> str:

@@ -155,10 +155,12 @@ class UpstreamTargets:
     def completion_prompt(self, target: Target) -> CompletionPrompt | None:
         """Our own prompt ids for llama-server's raw ``/completion``, on a llama-server
         that shares a usable chat template; None: chat completions (another server,
-        ``edge.rawCompletion: false``, or ``/props`` unanswered right now). ``/props``
+        ``edge.rawCompletion: false``, a model in ``edge.nativeTools``, whose tools the
+        server's chat template renders, or ``/props`` unanswered right now). ``/props``
         is asked again every PROPS_RECHECK_S: a server restarted on another model
         (or template) gets a new prompt and tokenizer, never the old vocabulary's ids."""
-        if not self.config().raw_completion:
+        cfg = self.config()
+        if not cfg.raw_completion or target.ref in cfg.native_tools:
             return None
         if self.tokenizer(target).source != "llama-server":
             return None

@@ -48,11 +48,18 @@ from openclaw_daemon.turn.options import TurnSettings, turn_settings
 from openclaw_daemon.turn.session_load import load_session
 from openclaw_daemon.turn.session_tapes import SessionTapes
 from openclaw_daemon.turn.transcript import Transcript
-from openclaw_daemon.upstream import routing
+from openclaw_daemon.upstream import native_transcript, routing
 from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
 from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.tool_modes import (
+    is_native,
+    native_chain,
+    native_request,
+    reply_step,
+    session_messages,
+)
 from openclaw_daemon.upstream.turn_output import (
     cache_report,
     compaction_summary,
@@ -69,7 +76,7 @@ from openclaw_daemon.wire.errors import (
 from openclaw_daemon.wire.messages import TurnResult
 from openclaw_daemon.wire.requests import TurnOptions
 from openclaw_sessions.prompt import SYSTEM_PROMPT
-from openclaw_sessions.store import SessionRef, SessionStore, new_entry_id
+from openclaw_sessions.store import SessionRef, SessionStore
 
 log = logging.getLogger("openclawd.upstream")
 
@@ -157,8 +164,8 @@ class UpstreamTurns:
         trace = ctx.trace
         trace.add("lane.wait", ctx.received_at, trace.clock())
         settings = turn_settings(options)
-        chain = self.targets.chain(route.model)
-        system = self.transcript.head(settings.system)
+        native, chain = native_chain(self.targets.config(), self.targets.chain(route.model))
+        system = (native_transcript.head if native else self.transcript.head)(settings.system)
         with trace.span("session.load", engine=chain[0].engine) as span:
             loaded = load_session(self.paths, options, settings, ctx, span)
         store, ref, entries = loaded.store, loaded.ref, loaded.entries
@@ -170,11 +177,11 @@ class UpstreamTurns:
             return replayed
         user = {"role": "user", "content": options.message}
         with trace.span("prompt.render"):
-            messages = [*self.transcript.messages(entries, system), user]
+            messages = [*self._messages(entries, system, native), user]
         self.heads[ref.key] = system
         compaction = None
         try:
-            answer = self._answer(chain, messages, ref, ctx, settings)
+            answer = self._answer(chain, messages, ref, ctx, settings, native=native)
         except _Overflow as overflow:
             # Nothing was shown or run yet: compact on the engine that overflowed,
             # then retry once on it (a second overflow is the user's error).
@@ -186,8 +193,9 @@ class UpstreamTurns:
             compaction = compaction_summary(report)
             self.tapes.forget(ref)
             self.requests.forget(ref.key)
-            messages = [*self.transcript.messages(entries, system), user]
-            answer = self._answer([target], messages, ref, ctx, settings, retried=True)
+            messages = [*self._messages(entries, system, native), user]
+            answer = self._answer([target], messages, ref, ctx, settings, retried=True,
+                                  native=native)  # fmt: skip
         steps, answered, last, failed = answer
         with trace.span("session.persist"):
             persist(store, ref, entries, settings, steps, request_id, answered, self.tapes)
@@ -231,7 +239,9 @@ class UpstreamTurns:
         """``openclaw sessions compact`` of a session on an upstream: summarise there,
         then prefill the compacted layout ahead, so the next turn is a hit upstream."""
         entries = store.load_entries(ref)
-        system = self.heads.get(ref.key) or self.transcript.head(SYSTEM_PROMPT)
+        native = is_native(self.targets.config(), target)
+        head = native_transcript.head if native else self.transcript.head
+        system = self.heads.get(ref.key) or head(SYSTEM_PROMPT)
         entries, report = self.compactor.compact(
             target, ref, store, entries, system, ctx, instructions=instructions
         )
@@ -239,7 +249,7 @@ class UpstreamTurns:
         ahead = self.compactor.prefill_ahead(target, ref, entries, system, ctx)
         # The next turn is compared with the layout the upstream now holds.
         self.requests.forget(ref.key)
-        messages = self.transcript.messages(entries, system)
+        messages = self._messages(entries, system, native)
         # The layout the upstream now holds, without a generation prompt: the next
         # request continues it with the user's message.
         ids = self.targets.request_ids(target, messages, generation_prompt=False)
@@ -255,6 +265,7 @@ class UpstreamTurns:
         settings: TurnSettings,
         *,
         retried: bool = False,
+        native: bool = False,
     ) -> _Answer:
         """The agent loop on the upstream; a stop keeps what the user saw, then
         raises the error that stopped it (``_Overflow`` when nothing was shown or run
@@ -266,6 +277,7 @@ class UpstreamTurns:
         answered = chain[0]
         while True:
             call = CallContext(ctx.trace, ctx.emit, ctx.cancelled, len(steps))
+            request = native_request(settings, len(steps)) if native else None
             try:
                 made = calls.call(
                     chain,
@@ -273,9 +285,10 @@ class UpstreamTurns:
                     settings.call,
                     settings.max_tokens,
                     call,
-                    hide_calls=settings.choice != "none",
+                    hide_calls=settings.choice != "none" and not native,
                     cache_key=ref.session_id,
-                    grammar=self._grammar(settings, len(steps), ctx),
+                    grammar=None if native else self._grammar(settings, len(steps), ctx),
+                    native=request,
                 )
             except OpenClawError as exc:
                 failed += calls.failed
@@ -293,16 +306,27 @@ class UpstreamTurns:
             last = _LastCall(made, self._check_requests(ref, made, ctx))
             # After one engine answered, the rest of the turn stays on it.
             chain = [answered]
-            step = self._step(made, messages, settings)
+            step = reply_step(made, messages, settings, self.transcript.format, request)
             steps.append(step)
             if not step.parsed.calls or stops_at_max_steps(step, len(steps), settings, ctx):
                 return _Answer(steps, answered, last, failed)
             step.outcomes = run_tools(self._tool_runner(answered), step.parsed.calls, settings, ctx)
             with ctx.trace.span("prompt.results"):
-                results = self.transcript.results(
-                    [o.content for o in step.outcomes], [o.call.id for o in step.outcomes]
-                )
-                messages = [*messages, {"role": "assistant", "content": step.raw}, *results]
+                messages = [*messages, *self._step_messages(step, native)]
+
+    def _messages(
+        self, entries: list[dict[str, Any]], system: str, native: bool
+    ) -> list[dict[str, Any]]:
+        return session_messages(self.transcript, native, entries, system)
+
+    def _step_messages(self, step: Step, native: bool) -> list[dict[str, Any]]:
+        """A step's reply and results as the next call repeats them."""
+        if native:
+            return native_transcript.step_messages(step)
+        results = self.transcript.results(
+            [o.content for o in step.outcomes], [o.call.id for o in step.outcomes]
+        )
+        return [{"role": "assistant", "content": step.raw}, *results]
 
     def _grammar(self, settings: TurnSettings, index: int, ctx: TurnContext) -> str | None:
         """The forced tool call's grammar, as the embedded loop builds it."""
@@ -318,24 +342,6 @@ class UpstreamTurns:
                 urls_in(settings.message),
                 tool_format=TOOL_FORMAT,
             )
-
-    def _step(
-        self, made: CallResult, messages: list[dict[str, Any]], settings: TurnSettings
-    ) -> Step:
-        generation = made.generation
-        parsed = (
-            ParsedReply(generation.text)  # --tool-choice none: a call is only text
-            if settings.choice == "none"
-            else self.transcript.format.parse(generation.text, f"call_{new_entry_id()[:8]}")
-        )
-        raw = generation.text
-        if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
-            parsed.calls.pop()  # a call cut off by max_tokens is not a call
-            raw = raw[: raw.rfind(self.transcript.format.tags.call_open)]
-        has_call = self.transcript.format.tags.call_open in generation.text
-        shown = parsed.text if has_call else generation.text
-        plan = PromptPlan(made.prompt_tokens, "", list(messages), made.usage["input"], False)
-        return Step(plan, generation, made.usage, parsed, TokenTape(), raw=raw, shown=shown)
 
     def _keep_interrupted(
         self,

@@ -9,6 +9,9 @@ or when the upstream says a turn's prompt overflows its context.
 3. **Prefill ahead.** The compacted layout is sent once with a one-token reply, so
    the upstream caches it and the next user turn is a hit there. On overflow the
    retried turn itself is that request.
+
+A model in ``edge.nativeTools`` gets its session in native messages, with the turns'
+``tools`` (``tool_choice: "none"``), as its turns send them (``tool_modes``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.model_calls import CallContext
 from openclaw_daemon.turn.transcript import Transcript
 from openclaw_daemon.upstream.model_call import UpstreamCalls
+from openclaw_daemon.upstream.native_tools import NativeRequest
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.tool_modes import is_native, session_messages
 from openclaw_daemon.wire.errors import (
     BadRequestError,
     ContextOverflowError,
@@ -100,13 +105,14 @@ class UpstreamCompactor:
         if overflow is not None:
             ctx.emit({"type": "notice", "text": f"{target.ref}: the prompt overflows; compacting"})
         instruction = INSTRUCTION + (f" {instructions.strip()}" if instructions else "")
-        session = self.transcript.messages(entries, system)
+        native = is_native(self.targets.config(), target)
+        session = session_messages(self.transcript, native, entries, system)
         # Only what the summary replaces goes into its request: still a prefix of what
         # the upstream cached (a continuation), and it fits where the whole session
         # plus the instruction would overflow again.
         ids = [e.get("id") for e in entries]
         cut = ids.index(plan.first_kept_id) if plan.first_kept_id in ids else len(entries)
-        older = self.transcript.messages(entries[:cut], system)
+        older = session_messages(self.transcript, native, entries[:cut], system)
         messages = [*older, {"role": "user", "content": instruction}]
 
         def quiet(frame: dict[str, Any]) -> None:
@@ -123,6 +129,8 @@ class UpstreamCompactor:
                 CallContext(ctx.trace, quiet, ctx.cancelled, 0),
                 hide_calls=False,
                 cache_key=ref.session_id,
+                # The turns' tools too (none called), so the server renders their head.
+                native=NativeRequest("none") if native else None,
             )
         except UpstreamContextOverflowError as exc:
             raise ContextOverflowError(
@@ -141,7 +149,8 @@ class UpstreamCompactor:
             "tokensBefore": before,
         }
         compacted = [*entries, compaction]
-        after = len(self.targets.request_ids(target, self.transcript.messages(compacted, system)))
+        compacted_messages = session_messages(self.transcript, native, compacted, system)
+        after = len(self.targets.request_ids(target, compacted_messages))
         compaction["tokensAfter"] = after
         if after >= before:
             raise refuse(f"would not shrink by compacting ({before} -> {after} tokens)")
@@ -188,7 +197,8 @@ class UpstreamCompactor:
     ) -> dict[str, Any]:
         """Send the compacted layout with a one-token reply, so the upstream holds
         it when the next user turn comes; what that cost, by the server's report."""
-        messages = self.transcript.messages(entries, system)
+        native = is_native(self.targets.config(), target)
+        messages = session_messages(self.transcript, native, entries, system)
         started = time.perf_counter()
         try:
             made = UpstreamCalls(self.targets, self.tags).call(
@@ -199,6 +209,8 @@ class UpstreamCompactor:
                 CallContext(ctx.trace, lambda frame: None, ctx.cancelled, 0),
                 hide_calls=False,
                 cache_key=ref.session_id,
+                # The turns' tools too (none called), so the server renders their head.
+                native=NativeRequest("none") if native else None,
             )
         except OpenClawError as exc:
             # The compaction is written already: say the prefill failed, do not fail
