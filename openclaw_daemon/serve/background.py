@@ -143,6 +143,12 @@ def _upstream_compaction(
 
     if _updated_at(store, ref) != updated or give_way():
         return  # not quiet: a later turn decides again
+    # openclaw.json may have changed since the turn (another URL, the model removed):
+    # compact only on the engine the session's last turn ran on, as configured now.
+    current = upstream.session_target(store, ref)
+    if current is None or current.ref != target.ref:
+        return
+    target = current
     with scheduler.try_lane(lane) as held:
         if not held:
             return

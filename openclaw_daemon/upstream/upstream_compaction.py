@@ -138,13 +138,17 @@ class UpstreamCompactor:
                 hint="Start a new session with --session-id NEW.",
             ) from exc
         summary_ms = round((time.perf_counter() - started) * 1000.0, 1)
+        if not made.generation.text.strip():
+            # An empty summary would replace the history with nothing (unattended, in
+            # the background): refused, the session stays as it is.
+            raise refuse(f"got an empty summary from {target.ref}")
         before = len(self.targets.request_ids(target, session))
         compaction: dict[str, Any] = {
             "type": "compaction",
             "id": new_entry_id(),
             "parentId": last_entry_id(entries),
             "timestamp": now_iso(),
-            "summary": made.generation.text.strip() or "(no summary)",
+            "summary": made.generation.text.strip(),
             "firstKeptEntryId": plan.first_kept_id,
             "tokensBefore": before,
         }
