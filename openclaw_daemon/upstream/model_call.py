@@ -222,7 +222,9 @@ class UpstreamCalls:
         tokenizer = self.targets.tokenizer(target)
         with trace.span("prompt.tokenize", engine=target.engine) as span:
             prompt_tokens = tokenizer.tokenize(request_text(messages))
-            span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate)
+            span.update(
+                tokens=len(prompt_tokens), estimate=tokenizer.estimate, tokenizer=tokenizer.source
+            )
         window_size = target.model.context_window
         room = max_tokens
         if target.model.max_tokens:
