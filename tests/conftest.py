@@ -152,6 +152,28 @@ def native_tools_upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield url
 
 
+@pytest.fixture(scope="session")
+def llama_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ``/v1`` URL of llama.cpp's own llama-server on 127.0.0.1 serving the
+    embedded model (``-c 8192``, two slots, alias ``smollm2``), started once and
+    stopped at the end. Not installed fails the test (never a skip): scripts/test
+    builds it, or ``LLAMA_SERVER`` names one."""
+    from tests.upstream_server import LlamaServerMissing, llama_server
+
+    running = contextlib.ExitStack()
+    try:
+        url, took = running.enter_context(llama_server(tmp_path_factory.mktemp("llama-server")))
+    except LlamaServerMissing as exc:
+        missing = str(exc)
+    else:
+        missing = ""
+    if missing:  # failed outside the except: the message alone, not a chained traceback
+        pytest.fail(missing, pytrace=False)
+    with running:
+        print(f"llama-server on {url}, healthy after {took:.1f} s")
+        yield url
+
+
 @pytest.fixture(scope="module")
 def warm_cli() -> Iterator[Cli]:
     """A CLI whose daemon is already running, shared by a module's tests."""

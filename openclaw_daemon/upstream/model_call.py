@@ -273,6 +273,7 @@ class UpstreamCalls:
             sized = native.counted(messages) if native is not None else messages
             prompt_tokens, completion = self.targets.prompt_ids(target, sized)
             span.update(tokens=len(prompt_tokens), estimate=tokenizer.estimate,
+                        tokenizer=tokenizer.source,
                         endpoint="completion" if completion else "chat")  # fmt: skip
         window_size = target.model.context_window
         room = max_tokens

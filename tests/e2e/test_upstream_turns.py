@@ -71,6 +71,7 @@ def test_turns_on_an_upstream_are_append_only_and_name_it(cli: Cli, upstream_url
     # own, from its /extras/tokenize (not an estimate), and cached tokens are unknown.
     tokenize = _span(first, "prompt.tokenize")
     assert tokenize["tokens"] > 20 and tokenize["estimate"] is False
+    assert tokenize["tokenizer"] == "llama-cpp-python"
 
     second = _turn(cli, "And again.", "--model", REF, "--session-id", "up1")
     request = second["meta"]["trace"]["cache"]["request"]
