@@ -50,6 +50,7 @@ class AgentOptions(NamedTuple):
     max_steps: int = DEFAULT_MAX_STEPS
     allow: tuple[str, ...] = ()
     exec_timeout: float | None = None
+    prompt_lookup: bool = True
     # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
     # the turn asks the daemon for it instead of starting it on a GGUF.
     upstream: str | None = None
@@ -138,6 +139,14 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="STR",
         help="stop at this string (repeatable)",
+    )
+    parser.add_argument(
+        "--prompt-lookup",
+        choices=("on", "off"),
+        default="on",
+        help="draft tokens from the conversation and verify them in one batch "
+        "(greedy sampling only; the reply is identical, and faster where it quotes "
+        "what it read) (default: on)",
     )
     parser.add_argument(
         "--model",
@@ -253,6 +262,7 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         max_steps=args.max_steps,
         allow=tuple(name for group in args.allow for name in group),
         exec_timeout=args.exec_timeout,
+        prompt_lookup=args.prompt_lookup == "on",
     )
 
 
@@ -278,6 +288,7 @@ def turn_request(options: AgentOptions) -> TurnRequest:
         "maxSteps": options.max_steps,
         "allow": list(options.allow),
         "execTimeout": options.exec_timeout,
+        "promptLookup": options.prompt_lookup,
         # exec runs with the caller's environment, not the daemon's.
         "env": dict(os.environ),
     }

@@ -55,6 +55,19 @@ class SamplingParams:
     top_p: float = 0.95
     min_p: float = 0.05
     repeat_penalty: float = 1.0
+    # Prompt-lookup drafts (model/prompt_lookup.py), where an engine has them and
+    # they cannot change the output: greedy sampling with nothing stateful.
+    prompt_lookup: bool = True
+
+
+@dataclass
+class DecodeStats:
+    """What a ``generate`` did besides yielding ids, filled in as it runs."""
+
+    lookup: bool = False  # drafts were tried (the params and the engine allowed them)
+    drafted: int = 0  # draft tokens verified
+    accepted: int = 0  # of them, the ones the model agreed with
+    batches: int = 0  # verification batches (each one model evaluation)
 
 
 @dataclass(frozen=True)
@@ -150,10 +163,12 @@ class ModelEngine(Protocol):
         max_tokens: int,
         cancelled: Callable[[], bool] = lambda: False,
         grammar: str | None = None,
+        stats: DecodeStats | None = None,
     ) -> Iterator[int]:
         """Sample up to ``max_tokens`` ids after a ``prefill``; the last may be
-        an end-of-generation id. When the iterator ends, the live sequence holds
-        every yielded id but the last."""
+        an end-of-generation id. When the iterator is exhausted or closed, the
+        live sequence holds every yielded id but the last. ``stats``, if given,
+        is filled in as it runs."""
         ...
 
 

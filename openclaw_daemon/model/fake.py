@@ -34,6 +34,7 @@ from openclaw_daemon.model.base import (
     FULL_MEMORY,
     SLIDING_WINDOW,
     Checkpoint,
+    DecodeStats,
     EngineFactory,
     EngineSpec,
     KVEngine,
@@ -272,6 +273,7 @@ class FakeEngine:
         max_tokens: int,
         cancelled: Callable[[], bool] = lambda: False,
         grammar: str | None = None,
+        stats: DecodeStats | None = None,  # no drafts: nothing to fill in
     ) -> Iterator[int]:
         self.calls.append(Call(tuple(self._live), params, max_tokens, grammar))
         with self._lock:

@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -32,6 +33,7 @@ from openclaw_daemon.model.base import (
     RECURRENT,
     SLIDING_WINDOW,
     Checkpoint,
+    DecodeStats,
     KVEngine,
     ModelInfo,
     ProgressCallback,
@@ -41,6 +43,7 @@ from openclaw_daemon.model.base import (
 )
 from openclaw_daemon.model.builtin_templates import choose_template, load_template
 from openclaw_daemon.model.catalog import model_id
+from openclaw_daemon.model.prompt_lookup import drafted_decode
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
@@ -58,12 +61,19 @@ class Engine:
         n_threads: int = 0,
         chat_template: str | None = None,
         n_gpu_layers: int | None = None,
+        flash_attn: bool = True,
     ) -> None:
         check_gguf(model_path)
         threads = n_threads or os.cpu_count() or 1
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         if n_gpu_layers is None or not gpu:
             n_gpu_layers = -1 if gpu else 0  # a CPU build offloads nothing, whatever asked
+        # The V cache in q8_0 on the CPU: llama.cpp's CPU flash attention then runs
+        # one kernel for one token and for a batch (with an f16 V cache a single
+        # token takes a split-KV kernel at 512+ positions whose f16 sums differ),
+        # so drafts verified in a batch give exactly plain decoding's ids; and V
+        # takes half the memory. GPU kernels want K and V of one type: f16 there.
+        v_type = "q8_0" if flash_attn and n_gpu_layers == 0 else "f16"
         try:
             self.llama = llama_cpp.Llama(
                 model_path=str(model_path),
@@ -76,6 +86,8 @@ class Engine:
                 # the window could not be trimmed back past it at all.
                 swa_full=True,
                 n_gpu_layers=n_gpu_layers,
+                flash_attn=flash_attn,
+                type_v=_V_TYPES[v_type],
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -108,6 +120,11 @@ class Engine:
             n_gpu_layers=n_layers + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layers + 1),
             gpu_backend=_gpu_backend() if gpu else "cpu",
         )
+        # Flash attention: llama-server's default on CPU and faster at long
+        # contexts; with the q8_0 V cache above, a token's logits are the same
+        # whether it is evaluated alone or in a batch (tests/e2e/test_prompt_lookup.py).
+        self.flash_attn = flash_attn
+        self.v_type = v_type
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())
         self.lock = threading.Lock()
@@ -266,7 +283,8 @@ class Engine:
             "modelBytes": stat.st_size,
             "modelMtimeNs": stat.st_mtime_ns,
             "nCtx": self.info.n_ctx,
-            "kvType": "f16",
+            "kvType": "f16" if self.v_type == "f16" else f"f16/{self.v_type}",  # K/V
+            "flashAttn": self.flash_attn,  # it lays the V cache out differently
             "llamaCpp": llama_cpp.__version__,
             **({"stateLayout": "context"} if self._whole_context_state else {}),
         }
@@ -360,12 +378,14 @@ class Engine:
         max_tokens: int,
         cancelled: Callable[[], bool] = lambda: False,
         grammar: str | None = None,
+        stats: DecodeStats | None = None,
     ) -> Iterator[int]:
         """Sample up to ``max_tokens`` ids after a ``prefill``.
 
         Each yielded id is evaluated just before the next is sampled, so when
         the generator ends (end of generation, ``max_tokens``, or the consumer
         stopping on a stop string) the cache holds every yielded id but the last.
+        Greedy sampling verifies prompt-lookup drafts in batches (prompt_lookup.py).
         """
         if params.seed is not None:
             self.llama.set_seed(params.seed)
@@ -377,9 +397,22 @@ class Engine:
             repeat_penalty=params.repeat_penalty,
             grammar=self._grammar(grammar) if grammar else None,
         )
-        room = self.llama.n_ctx() - self.llama.n_tokens
+        budget = min(max_tokens, self.llama.n_ctx() - self.llama.n_tokens)
+        stats = stats if stats is not None else DecodeStats()
+        stats.lookup = self._drafts_allowed(params, grammar)
+        if stats.lookup:
+            seq = _LiveSequence(self, sampler)
+            yield from drafted_decode(
+                seq,
+                self.live_tokens,
+                budget=budget,
+                is_end=self.is_end_of_generation,
+                cancelled=cancelled,
+                stats=stats,
+            )
+            return
         pending: int | None = None
-        for _ in range(min(max_tokens, room)):
+        for _ in range(budget):
             # Evaluate the previous id only when another is wanted: the last id
             # of a reply never needs its logits.
             if pending is not None:
@@ -391,6 +424,58 @@ class Engine:
             if self.is_end_of_generation(token):
                 return
             pending = token
+
+    def _drafts_allowed(self, params: SamplingParams, grammar: str | None) -> bool:
+        """Drafts leave the output unchanged only for a stateless greedy sampler
+        on batch-invariant logits, and need a sequence that can be cut back."""
+        return (
+            params.prompt_lookup
+            and self.v_type == "q8_0"  # else a batch's logits differ from one token's
+            and params.temperature == 0
+            and params.repeat_penalty == 1.0
+            and grammar is None
+            and self.info.memory in (FULL_MEMORY, SLIDING_WINDOW)
+        )
+
+    def _eval_rows(self, tokens: list[int]) -> None:
+        """Like ``_eval`` (one batch), keeping the logits of every token."""
+        llama = self.llama
+        llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
+        llama._batch.set_batch(batch=tokens, n_past=llama.n_tokens, logits_all=True)
+        try:
+            llama._ctx.decode(llama._batch)
+        except RuntimeError as exc:
+            llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
+            if str(exc) == "llama_decode returned 1":
+                raise KvSlotError(
+                    f"the context window is full: no KV slot for {len(tokens)} more tokens"
+                ) from exc
+            self.reset()
+            raise ModelError(f"llama.cpp failed to evaluate a draft: {exc}") from exc
+        llama.input_ids[llama.n_tokens : llama.n_tokens + len(tokens)] = tokens
+        llama.n_tokens += len(tokens)
+
+
+class _LiveSequence:
+    """The engine's live sequence as the drafting loop sees it (prompt_lookup.Sequence)."""
+
+    def __init__(self, engine: Engine, sampler: Any) -> None:
+        self.engine, self.sampler = engine, sampler
+
+    def live(self) -> int:
+        return int(self.engine.llama.n_tokens)
+
+    def evaluate(self, tokens: list[int]) -> None:
+        self.engine._eval_rows(tokens)
+
+    def sample(self, row: int) -> int:
+        return int(self.sampler.sample(self.engine.llama._ctx, row))
+
+    def cut(self, keep: int) -> None:
+        self.engine.truncate(keep)
+
+
+_V_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
 
 
 def _memory_kind(model: llama_cpp.llama_model_p) -> str:

@@ -13,7 +13,6 @@ read only through its ``wire.requests`` parser.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -29,6 +28,7 @@ from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import Trace, TurnLog
 from openclaw_daemon.serve import background
+from openclaw_daemon.serve.frame_batching import FRAME_INTERVAL_S, FrameBatcher
 from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import Connection
@@ -373,12 +373,11 @@ class Handlers:
     ) -> bool:
         """Forward events until the job ends; returns True if it timed out."""
         timed_out = False
+        batcher = FrameBatcher(events, _JOB_ENDED, FRAME_INTERVAL_S)
         while not future.done():
-            with contextlib.suppress(queue.Empty):
-                event = events.get(timeout=_POLL_S)
-                if event is not _JOB_ENDED:
-                    # The pipeline emits messages' stream frames (its emit is untyped).
-                    connection.send(cast(StreamFrame, event))
+            for event in batcher.next(timeout=_POLL_S):
+                # The pipeline emits messages' stream frames (its emit is untyped).
+                connection.send(cast(StreamFrame, event))
             if cancel.is_set():
                 continue
             polled = connection.poll_client()

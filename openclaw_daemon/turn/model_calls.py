@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from openclaw_daemon.model.base import SamplingParams
+from openclaw_daemon.model.base import DecodeStats, SamplingParams
 from openclaw_daemon.model.tape import PromptPlan
 from openclaw_daemon.model.text_stream import TextStream, control_tokens
 from openclaw_daemon.tools.formats.base import CallTags
@@ -40,6 +40,7 @@ class CallOptions:
     temperature: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    prompt_lookup: bool = True  # drafts from the tape, where they cannot change the reply
 
 
 @dataclass
@@ -146,7 +147,10 @@ class ModelCalls:
         grammar: str | None,
         hide_calls: bool,
     ) -> Generation:
-        params = SamplingParams(temperature=options.temperature, seed=options.seed)
+        params = SamplingParams(
+            temperature=options.temperature, seed=options.seed, prompt_lookup=options.prompt_lookup
+        )
+        drafts = DecodeStats()
         stream, shown = self._streams(options, hide_calls=hide_calls)
         clock = call.trace.clock
         start = clock()
@@ -156,7 +160,7 @@ class ModelCalls:
         self.partial = None
         spelled, detokenize = self.spelled, self.engine.detokenize
         tokens = self.engine.generate(
-            params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar
+            params, max_tokens=max_tokens, cancelled=call.cancelled, grammar=grammar, stats=drafts
         )
         try:
             # The per-token loop: keep extra calls and allocations out of it.
@@ -183,9 +187,15 @@ class ModelCalls:
                 interrupted=exc.code,
             )
             raise
+        finally:
+            # Closed here, not when collected: the live sequence must hold exactly
+            # the reply before anything else uses the engine (drafts past a stop).
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
         self._show(shown, stream.finish(), call)
         self._emit(shown.finish(), call)
-        _trace_decode(call, start, clock(), len(ids), first_token_at)
+        _trace_decode(call, start, clock(), len(ids), first_token_at, drafts)
         return Generation(stream.text, ids, stop_reason, first_token_at)
 
     def _streams(self, options: CallOptions, *, hide_calls: bool) -> tuple[TextStream, TextStream]:
@@ -226,9 +236,24 @@ def emit_text(text: str, call: CallContext) -> None:
 
 
 def _trace_decode(
-    call: CallContext, start: float, end: float, tokens: int, first_token_at: float | None
+    call: CallContext,
+    start: float,
+    end: float,
+    tokens: int,
+    first_token_at: float | None,
+    drafts: DecodeStats | None = None,
 ) -> None:
-    """The span of a decode that finished (a stop, or the token limit)."""
+    """The span of a decode that finished (a stop, or the token limit); with
+    prompt lookup, how many draft tokens were verified and kept."""
+    lookup = (
+        {
+            "drafted": drafts.drafted,
+            "draftAccepted": drafts.accepted,
+            "draftBatches": drafts.batches,
+        }
+        if drafts is not None and drafts.lookup
+        else {}
+    )
     call.trace.add(
         "model.decode",
         start,
@@ -237,4 +262,5 @@ def _trace_decode(
         tokens=tokens,
         firstTokenMs=round(call.trace.offset_ms(first_token_at), 3) if first_token_at else None,
         tokPerS=round(tokens / (end - start), 1) if tokens and end > start else None,
+        **lookup,
     )

@@ -57,5 +57,7 @@ def turn_settings(options: TurnOptions) -> TurnSettings:
         max_steps=max(1, options.max_steps or DEFAULT_MAX_STEPS),
         choice=choice,
         tools=ToolContext(cwd, dict(options.env), allowed, exec_timeout),
-        call=CallOptions(options.temperature, options.seed, tuple(options.stop)),
+        call=CallOptions(
+            options.temperature, options.seed, tuple(options.stop), options.prompt_lookup
+        ),
     )

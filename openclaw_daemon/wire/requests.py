@@ -115,6 +115,16 @@ def number(
     return as_float
 
 
+def flag(message: Mapping[str, Any], name: str, *, default: bool) -> bool:
+    """A boolean field (null: the default)."""
+    value = message.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _fail(name, f"must be true or false, not {_type_name(value)}")
+    return value
+
+
 def text_list(
     message: Mapping[str, Any], name: str, *, count: int, limit: int, allow_empty: bool = True
 ) -> list[str]:
@@ -195,6 +205,7 @@ class TurnOptions:
     allow: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     exec_timeout: float | None = None
+    prompt_lookup: bool = True  # drafts verified in batches, greedy sampling only
     request_id: str | None = None  # a retry with the same id replays the stored turn
     # "provider/model-id" of an upstream in openclaw.json; None: the configured
     # primary if it is an upstream, else the daemon's own model.
@@ -248,6 +259,7 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
         env=string_map(message, "env"),
         exec_timeout=number(message, "execTimeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
         request_id=text(message, "requestId", limit=MAX_ID_CHARS),
+        prompt_lookup=flag(message, "promptLookup", default=True),
         model=text(message, "model", limit=MAX_PATH_CHARS),
     )
 
