@@ -109,7 +109,9 @@ class Runner:
             cwd=cwd,
         )
 
-    def turn(self, message: str, session: str, max_tokens: int = 16) -> dict[str, Any]:
+    def turn(
+        self, message: str, session: str, max_tokens: int = 16, extra: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         proc = self.cli(
             "agent",
@@ -125,6 +127,7 @@ class Runner:
             "1",
             "--temperature",
             "0",
+            *extra,
         )
         wall_ms = (time.perf_counter() - started) * 1000.0
         return describe(json.loads(proc.stdout), wall_ms)
@@ -189,6 +192,20 @@ def scenario_1_and_2(runner: Runner, document: str) -> dict[str, Any]:
     prime = runner.turn(prime_message(document), "bench-s2")
     follow = [runner.turn(question, "bench-s2") for question in FOLLOW_UPS]
     return {"scenario1": prime, "scenario2": follow}
+
+
+RETRIEVED = " ".join(f"Snippet {i}: shelf {i} holds {i * 3} boxes of part {i % 7}." for i in range(22))
+
+
+def scenario_3(runner: Runner) -> dict[str, Any]:
+    """A tool-less turn on scenario 2's session (the tools stay in the cached head)."""
+    return runner.turn("Answer without tools: what is two plus two?", "bench-s2",
+                       extra=("--tool-choice", "none"))  # fmt: skip
+
+
+def scenario_4(runner: Runner) -> dict[str, Any]:
+    """About 1 KB of retrieved text appended to the user turn: only it is prefilled."""
+    return runner.turn(f"Retrieved:\n{RETRIEVED}\n\nWhich shelf holds 9 boxes?", "bench-s2")
 
 
 def scenario_5(runner: Runner, document: str) -> list[dict[str, Any]]:
@@ -722,6 +739,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> int:
+    if "--peers" in sys.argv[1:]:  # side by side with the peers: scripts/bench_peers.py
+        from bench_peers import main as peers_main
+
+        return peers_main(sys.argv[1:])
     if "--upstream" in sys.argv[1:]:  # its own scenarios and options: scripts/bench_upstream.py
         from bench_upstream import main as upstream_main
 
@@ -729,7 +750,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__,
         epilog="--upstream [URL]: the scenarios through an upstream llama-server instead "
-        "(scripts/bench --upstream --help).",
+        "(scripts/bench --upstream --help). --peers: ours beside llama-server, "
+        "llama-cpp-python's server and the real OpenClaw (scripts/bench --peers --help).",
     )
     parser.add_argument("--quick", action="store_true", help="~1500-token base document (CI)")
     parser.add_argument("--runs", type=int, default=20, help="scenario 11 repetitions")
