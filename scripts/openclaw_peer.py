@@ -67,8 +67,9 @@ def install() -> tuple[Path, Path]:
         # npm 11 runs no dependency install scripts not approved by allowScripts; openclaw
         # runs without them (its postinstall only prunes stale dist files of upgrades).
         _npm(["install", "--prefix", str(PEERS / "openclaw"), f"openclaw@{OPENCLAW_VERSION}"])
-    version = subprocess.run([str(NODE_BIN), str(OPENCLAW_ENTRY), "--version"],
-                             capture_output=True, text=True, env=_isolated_env(Path(tempfile.gettempdir())))
+    with tempfile.TemporaryDirectory() as home:  # even --version gets a throwaway HOME
+        version = subprocess.run([str(NODE_BIN), str(OPENCLAW_ENTRY), "--version"],
+                                 capture_output=True, text=True, env=_isolated_env(Path(home)))
     if OPENCLAW_VERSION not in version.stdout:
         raise RuntimeError(f"openclaw --version said {version.stdout!r} {version.stderr[-500:]!r}")
     return NODE_BIN, OPENCLAW_ENTRY
@@ -119,7 +120,8 @@ def openclaw_config(base_url: str, workspace: Path, max_tokens: int,
         "models": {ref: {"params": {"temperature": 0, "extra_body": {"seed": 1}}}},
     }
     if compaction_bytes:  # scenario 8: compact before the run once the transcript is this big
-        defaults["compaction"] = {"maxActiveTranscriptBytes": compaction_bytes}
+        # mode "default": the "safeguard" default audits a summary and may refuse it.
+        defaults["compaction"] = {"maxActiveTranscriptBytes": compaction_bytes, "mode": "default"}
     return {
         "update": {"checkOnStart": False},
         "telemetry": {"enabled": False},
@@ -199,16 +201,19 @@ def _handler_for(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
             # Always re-chunk: the client sees bytes as llama-server sends them.
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            sse = _SseWatcher(record) if record is not None else None
+            watcher = None
+            if record is not None:
+                watcher = _ReplyWatcher(record, response.getheader("Content-Type") or "")
             while chunk := response.read1(65536):
-                if sse:
-                    sse.feed(chunk)
+                if watcher:
+                    watcher.feed(chunk)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             upstream.close()
             if record is not None:
+                watcher.finish()
                 record["status"] = response.status
                 record["endedAt"] = time.monotonic()
                 record["wallMs"] = round((record["endedAt"] - started) * 1000, 1)
@@ -230,6 +235,7 @@ def _request_record(body: bytes, started: float) -> dict[str, Any]:
         "requestBytes": len(body),
         "messageBytes": [len(json.dumps(m)) for m in messages],
         "tools": len(request.get("tools") or []),
+        "stream": bool(request.get("stream")),
         "maxTokens": request.get("max_completion_tokens", request.get("max_tokens")),
         "firstByteAt": None,
         "firstContentAt": None,
@@ -238,37 +244,37 @@ def _request_record(body: bytes, started: float) -> dict[str, Any]:
     }
 
 
-class _SseWatcher:
-    """Parses the SSE stream as it passes: the first content delta's time, and the
-    ``timings`` llama-server puts in the stream's last chunk (with the usage)."""
+class _ReplyWatcher:
+    """Reads the reply as it passes: the first content delta's time, and the
+    ``timings`` llama-server adds to the last SSE chunk of a stream (next to the
+    usage; tools/server/server-task.cpp) or to a non-streamed reply's one JSON body."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
+    def __init__(self, record: dict[str, Any], content_type: str) -> None:
         self.record = record
+        self.streamed = "text/event-stream" in content_type
         self.buffer = b""
 
     def feed(self, chunk: bytes) -> None:
         now = time.monotonic()
-        if self.record["firstByteAt"] is None:
-            self.record["firstByteAt"] = now
+        self.record["firstByteAt"] = self.record["firstByteAt"] or now
         self.buffer += chunk
+        if not self.streamed:
+            return  # parsed whole in finish()
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            self._line(line.strip(), now)
-        if self.buffer.startswith(b"{"):  # a non-streamed reply is one JSON body
-            try:
-                self._event(json.loads(self.buffer), now)
-            except ValueError:
-                pass
+            line = line.strip()
+            if line.startswith(b"data:") and line != b"data: [DONE]":
+                self._event(line[5:], now)
 
-    def _line(self, line: bytes, now: float) -> None:
-        if not line.startswith(b"data:") or line == b"data: [DONE]":
-            return
+    def finish(self) -> None:
+        if not self.streamed and self.buffer:
+            self._event(self.buffer, self.record["firstByteAt"])
+
+    def _event(self, data: bytes, now: float) -> None:
         try:
-            self._event(json.loads(line[5:]), now)
+            event = json.loads(data)
         except ValueError:
-            pass
-
-    def _event(self, event: dict[str, Any], now: float) -> None:
+            return
         for choice in event.get("choices") or []:
             delta = choice.get("delta") or choice.get("message") or {}
             if (delta.get("content") or delta.get("tool_calls")) and not self.record["firstContentAt"]:
