@@ -161,9 +161,16 @@ class RecordingProxy:
         with self._lock:
             self.records.append(record)
 
-    def since(self, index: int) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.records[index:])
+    def since(self, index: int, settle: float = 5.0) -> list[dict[str, Any]]:
+        """The records from ``index`` on, once each is complete: the client can exit on
+        the stream's last byte, before the proxy thread has finished its record."""
+        deadline = time.monotonic() + settle
+        while True:
+            with self._lock:
+                records = list(self.records[index:])
+            if all("endedAt" in r for r in records) or time.monotonic() > deadline:
+                return records
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -190,10 +197,12 @@ def _handler_for(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
             upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=900)
             headers = {k: v for k, v in self.headers.items()
                        if k.lower() not in ("host", "content-length", "connection")}
-            upstream.request(self.command, self.path, body=body, headers=headers)
-            response = upstream.getresponse()
             recording = self.command == "POST" and self.path.startswith("/v1/chat/completions")
             record = _request_record(body, started) if recording else None
+            if record is not None:
+                proxy.add(record)  # listed now, completed below
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in ("transfer-encoding", "content-length", "connection"):
@@ -215,9 +224,9 @@ def _handler_for(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
             if record is not None:
                 watcher.finish()
                 record["status"] = response.status
-                record["endedAt"] = time.monotonic()
-                record["wallMs"] = round((record["endedAt"] - started) * 1000, 1)
-                proxy.add(record)
+                ended = time.monotonic()
+                record["wallMs"] = round((ended - started) * 1000, 1)
+                record["endedAt"] = ended  # last: since() waits for it
 
     return Handler
 
