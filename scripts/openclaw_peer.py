@@ -300,7 +300,7 @@ class _ReplyWatcher:
 class OpenClawPeer:
     """One isolated OpenClaw home; each turn is a fresh ``openclaw agent --local``."""
 
-    def __init__(self, home: Path | None = None, default_max_tokens: int = 32) -> None:
+    def __init__(self, home: Path | None = None, default_max_tokens: int = 16) -> None:  # bench.py caps at 16 too
         self.node, self.entry = install()
         self.home = home or Path(tempfile.mkdtemp(prefix="openclaw-peer-"))
         self.state = self.home / ".openclaw"
@@ -431,30 +431,43 @@ NA_TOOLS = ("SmolLM2-135M does not emit reliable structured tool calls, and `ope
 
 
 def run_scenarios(peer: OpenClawPeer, server_factory: Callable[[], Any], document: str,
-                  short_doc_tokens: int = 300, residual_runs: int = 5) -> dict[str, Any]:
+                  short_doc_tokens: int = 300, residual_runs: int = 5,
+                  progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every scenario the real OpenClaw can do, in one llama-server's life (but 10).
-    ``server_factory()`` returns a healthy LlamaServer; scenario 10 calls it again."""
+    ``server_factory()`` returns a healthy LlamaServer; scenario 10 calls it again.
+    ``progress(results)`` runs after each scenario: a cold turn here takes minutes."""
     bench = _load("bench")
-    server = server_factory()
-    peer.start(server.url)
+    snippet = bench.workspace_document(250, seed=99)
+    servers = [server_factory()]
+    peer.start(servers[0].url)
+
+    def restart() -> dict[str, Any]:  # scenario 10: a new llama-server, same session
+        servers[-1].stop()
+        servers.append(server_factory())
+        peer.retarget(servers[-1].url)
+        return peer.turn("Still there? Which section is last?", "oc-s2")
+
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("scenario1", lambda: peer.turn(bench.prime_message(document), "oc-s2")),
+        ("scenario2", lambda: [peer.turn(q, "oc-s2") for q in bench.FOLLOW_UPS]),
+        ("scenario4", lambda: peer.turn(
+            f"Retrieved notes:\n{snippet}\n\nWhich section do the notes start with?", "oc-s2")),
+        ("scenario6", lambda: scenario_6(peer, snippet)),
+        ("scenario5", lambda: [peer.turn(f"Give one word from section {n}.", "oc-s2", max_tokens=24)
+                               for n in range(1, 4)]),
+        ("scenario11", lambda: scenario_11(peer, residual_runs)),
+        ("scenario9", lambda: scenario_9(peer, bench, short_doc_tokens)),
+        ("scenario8", lambda: scenario_8(peer, bench, short_doc_tokens)),
+        ("scenario10", restart),
+    ]
     out: dict[str, Any] = {"scenario3": {"na": NA_TOOLLESS}, "scenario7": {"na": NA_TOOLS}}
     try:
-        out["scenario1"] = peer.turn(bench.prime_message(document), "oc-s2")
-        out["scenario2"] = [peer.turn(q, "oc-s2") for q in bench.FOLLOW_UPS]
-        snippet = bench.workspace_document(250, seed=99)
-        out["scenario4"] = peer.turn(f"Retrieved notes:\n{snippet}\n\nWhich section do the notes start with?", "oc-s2")
-        out["scenario6"] = scenario_6(peer, snippet)
-        out["scenario5"] = [peer.turn(bench.prime_message(document), "oc-s5")] + [
-            peer.turn(f"Give one word from section {n}.", "oc-s5", max_tokens=24) for n in range(1, 5)]
-        out["scenario9"] = scenario_9(peer, bench, short_doc_tokens)
-        out["scenario8"] = scenario_8(peer, bench, short_doc_tokens)
-        out["scenario11"] = scenario_11(peer, residual_runs)
-        server.stop()  # scenario 10: a new llama-server, then continue scenario 2's session
-        server = server_factory()
-        peer.retarget(server.url)
-        out["scenario10"] = peer.turn("Still there? Which section is last?", "oc-s2")
+        for name, step in steps:
+            out[name] = step()
+            if progress:
+                progress(out)
     finally:
-        server.stop()
+        servers[-1].stop()
         peer.stop()
     return out
 
@@ -563,7 +576,8 @@ def main(argv: list[str]) -> int:
         if args.command == "demo":
             results: Any = demo(peer, factory, bench, document, args.turns)
         else:
-            results = run_scenarios(peer, factory, document)
+            save = (lambda r: Path(args.out).write_text(json.dumps(r, indent=2) + "\n")) if args.out else None
+            results = run_scenarios(peer, factory, document, progress=save)
     finally:
         if not args.keep_home:
             shutil.rmtree(home, ignore_errors=True)
