@@ -7,6 +7,11 @@ through a loopback proxy that records every model call llama-server answers.
 ``.bench/peers/``; ``python scripts/openclaw_peer.py demo`` starts llama-server
 (LLAMA_SERVER, or the build in .bench/peers/venv) and prints a short session's rows.
 
+What OpenClaw sends (measured 2026-12-04): a ~40 KB system prompt (~11.1k tokens with
+its 12 tools) and, after the new user message, an internal-context user message that the
+next turn drops again; so every warm turn re-prefills the previous reply, the new
+message and that trailer (~135-160 tokens) even though llama-server's cache hits.
+
 Standard library only, and nothing of the product: it is loaded by path, like
 scripts/llama_server_peer.py, which it uses to run llama-server.
 """
