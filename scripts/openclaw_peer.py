@@ -368,7 +368,7 @@ class OpenClawPeer:
             stdout.seek(0)
             stderr.seek(0)
             out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
-        if proc.returncode != 0:
+        if proc.returncode != 0 and "{" not in out:  # no JSON envelope to report from
             raise RuntimeError(f"openclaw exited {proc.returncode}: {err[-2000:]}{out[-2000:]}")
         return out, proc.returncode, rusage, started, ended
 
@@ -379,7 +379,10 @@ def _reply_of(stdout: str) -> tuple[str, dict[str, Any]]:
     text = "".join(p.get("text") or "" for p in envelope.get("payloads") or [])
     meta = envelope.get("meta") or {}
     agent = meta.get("agentMeta") or {}
+    # A failed turn (exit 1) still writes its envelope: e.g. a 1-token cap gives
+    # "Agent couldn't generate a response" (incomplete_turn, reason "format").
     return text, {"durationMs": meta.get("durationMs"), "usage": agent.get("usage"),
+                  "error": meta.get("error") or envelope.get("error"),
                   "assistantTurns": agent.get("assistantTurns"),
                   "systemPromptChars": ((meta.get("systemPromptReport") or {}).get("systemPrompt") or {}).get("chars")}
 
@@ -524,8 +527,9 @@ def scenario_8(peer: OpenClawPeer, bench: Any, doc_tokens: int) -> dict[str, Any
 
 def scenario_11(peer: OpenClawPeer, runs: int) -> dict[str, Any]:
     """Framework residual: one-token turns, whole-process wall minus model time."""
-    peer.turn("hi", "oc-s11", max_tokens=1)  # a first turn creates the session
-    samples = [peer.turn("hi", "oc-s11", max_tokens=1) for _ in range(runs)]
+    # A 1-token cap fails the turn in OpenClaw (an incomplete reply); 4 is the least it takes.
+    peer.turn("hi", "oc-s11", max_tokens=4)  # a first turn creates the session
+    samples = [peer.turn("hi", "oc-s11", max_tokens=4) for _ in range(runs)]
     residual = [s["outsideModelMs"] for s in samples]
     return {"runs": runs, "residualMsP50": round(statistics.median(residual), 1),
             "residualMsMin": min(residual), "residualMsMax": max(residual),
