@@ -269,7 +269,7 @@ class ChatPeer:
             row.update(cacheRead=timings.get("cache_n", details.get("cached_tokens")),
                        prefillTokens=timings.get("prompt_n"), prefillMs=round(timings["prompt_ms"], 1),
                        prefillTokPerS=round(timings["prompt_per_second"], 1),
-                       decodeTokens=timings.get("predicted_n"),
+                       decodeTokens=timings.get("predicted_n"), decodeMs=round(timings["predicted_ms"], 1),
                        decodeTokPerS=round(timings["predicted_per_second"], 1))
             row["usageCachedTokens"] = details.get("cached_tokens")
             if row["input"] is not None and row["prefillTokens"] is not None and row["cacheRead"] is not None:
@@ -469,8 +469,7 @@ def scenario_11(peer: ChatPeer, rows: list[dict[str, Any]]) -> dict[str, Any]:
     minus the server's prefill + decode time (where the server reports them)."""
     s = Session(peer, [])
     calls = [s.turn("hi", f"11 one-token {i + 1}", max_tokens=1) for i in range(6)][1:]
-    known = [c["wallMs"] - c["prefillMs"] - (c["decodeTokens"] or 0) * 1000 / c["decodeTokPerS"]
-             for c in calls if c["prefillMs"] is not None and c["decodeTokPerS"]]
+    known = [c["wallMs"] - c["prefillMs"] - c["decodeMs"] for c in calls if c["prefillMs"] is not None]
     out: dict[str, Any] = {"na": "no CLI: a server has no framework residual",
                            "wallMsP50": sorted(c["wallMs"] for c in calls)[len(calls) // 2]}
     if known:
@@ -547,7 +546,7 @@ def table(out: dict[str, Any]) -> str:
                      f"{_cell(r['clientDecodeTokPerS'])} | {hit} |")
     rss = out.get("peakRssBytes")
     lines.append(f"\npeak RSS {rss / 2**20:.0f} MiB" if rss else "\npeak RSS unknown")
-    lines.append(f"ratios: {json.dumps(out.get('ratios'))}")
+    lines.append(f"ratios: {json.dumps(out.get('ratios'))}; load average {out.get('loadAvg')}")
     for key in ("s3", "s7", "s8", "s9", "s11"):
         for k, v in (out.get(key) or {}).items():
             if k in ("na", "note", "error", "clientOverheadMsP50", "clientOverheadMs") or (
@@ -572,17 +571,30 @@ def main(argv: list[str]) -> int:
     run.add_argument("--peer", choices=sorted(PEERS), required=True)
     run.add_argument("--doc-tokens", type=int, default=6000)
     run.add_argument("--out", type=Path)
+    run.add_argument("--only", choices=("all", "decode"), default="all",
+                     help="decode: only the cold ~5k prefill + 128-token decode, on a fresh server")
     args = p.parse_args(argv)
     if args.cmd == "install":
         print(f"llama-cpp-python server: {install()}")
         return 0
     gguf = default_gguf()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    out = run_scenarios(lambda: PEERS[args.peer](gguf), workspace_document(args.doc_tokens),
-                        quick=args.doc_tokens <= 2000)
-    out["ratios"] = ratios(out)
+    load = os.getloadavg()  # the machine is shared: a reader can judge the contention
+    if args.only == "decode":
+        server = PEERS[args.peer](gguf)
+        try:
+            out = decode_at_context(ChatPeer(server), server, rows := [])
+            out.update(rows=rows, peakRssBytes=server.peak_rss(), server={"argv": server.argv})
+        finally:
+            server.stop()
+    else:
+        out = run_scenarios(lambda: PEERS[args.peer](gguf), workspace_document(args.doc_tokens),
+                            quick=args.doc_tokens <= 2000)
+        out["ratios"] = ratios(out)
+    out["loadAvg"] = {"start": load, "end": os.getloadavg()}
     out.update(startedAt=started, peer=args.peer, docTokens=args.doc_tokens, threads=THREADS)
-    dest = args.out or ROOT / "bench-results" / "peers" / f"{args.peer}-{args.doc_tokens}.json"
+    name = f"{args.peer}-decode" if args.only == "decode" else f"{args.peer}-{args.doc_tokens}"
+    dest = args.out or ROOT / "bench-results" / "peers" / f"{name}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))
     print(table(out))
