@@ -77,6 +77,7 @@ class LlamaServerPeer:
     def __init__(self, cache_ram: int | None, gguf: Path) -> None:
         self.cache_ram, self.gguf = cache_ram, gguf
         self.server: LlamaServer | None = None
+        self.starts = 0  # each start its own log: a restart must not wipe the first one's
         self.start()
 
     def start(self) -> None:
@@ -88,7 +89,9 @@ class LlamaServerPeer:
             extra += ["--cache-ram", str(self.cache_ram)]
         LOGS.mkdir(parents=True, exist_ok=True)
         tag = "nocache" if self.cache_ram == 0 else "default"
-        self.server = LlamaServer(binary, self.gguf, LOGS / f"llama-server-{tag}.log", CTX, extra=extra)
+        self.starts += 1
+        log = LOGS / f"llama-server-{tag}-{self.starts}.log"
+        self.server = LlamaServer(binary, self.gguf, log, CTX, extra=extra)
         self.server.wait_healthy()
         self.url, self.argv = self.server.url, self.server.argv
 
@@ -122,7 +125,7 @@ class LcpServerPeer:
     def __init__(self, gguf: Path, cache: bool = False) -> None:
         self.gguf, self.cache = gguf, cache
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = LOGS / ("lcp-server-cache.log" if cache else "lcp-server.log")
+        self.starts = 0  # each start its own log: a restart must not wipe the first one's
         self.start()
 
     def start(self) -> None:
@@ -138,6 +141,8 @@ class LcpServerPeer:
         if self.cache:
             self.argv += ["--cache", "true"]
         LOGS.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        self.log = LOGS / f"lcp-server{'-cache' if self.cache else ''}-{self.starts}.log"
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(self.argv, stdout=self._log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
