@@ -50,7 +50,7 @@ class AgentOptions(NamedTuple):
     max_steps: int = DEFAULT_MAX_STEPS
     allow: tuple[str, ...] = ()
     exec_timeout: float | None = None
-    prompt_lookup: bool = True
+    prompt_lookup: bool = False
     # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
     # the turn asks the daemon for it instead of starting it on a GGUF.
     upstream: str | None = None
@@ -143,10 +143,10 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prompt-lookup",
         choices=("on", "off"),
-        default="on",
-        help="draft tokens from the conversation and verify them in one batch "
-        "(greedy sampling only; the reply is identical, and faster where it quotes "
-        "what it read) (default: on)",
+        default="off",
+        help="at temperature 0, draft tokens from the conversation and verify them in "
+        "one batch; on a 2-core CPU it is slower, not faster (docs/internals.md) "
+        "(default: off)",
     )
     parser.add_argument(
         "--model",

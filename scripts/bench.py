@@ -194,7 +194,9 @@ def scenario_1_and_2(runner: Runner, document: str) -> dict[str, Any]:
     return {"scenario1": prime, "scenario2": follow}
 
 
-RETRIEVED = " ".join(f"Snippet {i}: shelf {i} holds {i * 3} boxes of part {i % 7}." for i in range(22))
+RETRIEVED = " ".join(
+    f"Snippet {i}: shelf {i} holds {i * 3} boxes of part {i % 7}." for i in range(22)
+)
 
 
 def scenario_3(runner: Runner) -> dict[str, Any]:

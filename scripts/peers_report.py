@@ -24,8 +24,13 @@ LABELS = {
     "llama-cpp-python": "llama-cpp-python server",
     "openclaw": "OpenClaw CLI → llama-server",
 }
-COLOURS = {"ours": "#2b7a3d", "llama-server": "#3b6fb6", "llama-server-nocache": "#7fa6d9",
-           "llama-cpp-python": "#b67a3b", "openclaw": "#a33b3b"}  # fmt: skip
+COLOURS = {
+    "ours": "#2b7a3d",
+    "llama-server": "#3b6fb6",
+    "llama-server-nocache": "#7fa6d9",
+    "llama-cpp-python": "#b67a3b",
+    "openclaw": "#a33b3b",
+}
 SCENARIOS = {
     1: ("cold prime", "first"),
     2: ("plain chat append (follow-ups)", "median"),
@@ -135,10 +140,17 @@ def markdown_section(results: dict[str, Any]) -> str:
     failed = [f"{LABELS[s]}: {systems[s]['failed']}" for s in names if "failed" in systems[s]]
     lines += [f"- **failed**: {f}" for f in failed] + ([""] if failed else [])
     if isinstance(results.get("speed"), dict) and "summary" in results["speed"]:
-        lines += ["### Speed beside llama-server", "", *bench_speed.speed_markdown(results["speed"]), ""]
+        lines += [
+            "### Speed beside llama-server",
+            "",
+            *bench_speed.speed_markdown(results["speed"]),
+            "",
+        ]
     lines += ["### Time to first token per scenario", ""]
-    lines += ["| scenario | " + " | ".join(LABELS[s] for s in names) + " |",
-              "|---|" + "---|" * len(names)]  # fmt: skip
+    lines += [
+        "| scenario | " + " | ".join(LABELS[s] for s in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for n, (title, _) in SCENARIOS.items():
         cells = [_cell(headline(systems[s], n)) for s in names]
         lines.append(f"| {n} {title} | " + " | ".join(cells) + " |")
@@ -148,8 +160,10 @@ def markdown_section(results: dict[str, Any]) -> str:
         + " |"
     )
     lines += ["", "### Targets (SCENARIOS.md), per system", ""]
-    lines += ["| target | bound | " + " | ".join(LABELS[s] for s in names) + " |",
-              "|---|---|" + "---|" * len(names)]  # fmt: skip
+    lines += [
+        "| target | bound | " + " | ".join(LABELS[s] for s in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
     rows = {s: targets(systems[s]) for s in names}
     for i, (name, _, unit, bound) in enumerate(targets({})):
         cells = []
@@ -159,8 +173,11 @@ def markdown_section(results: dict[str, Any]) -> str:
             cells.append(_fmt(value, unit) + mark)
         lines.append(f"| {name} | ≤ {_fmt(bound, unit)} | " + " | ".join(cells) + " |")
     mine, theirs = residual(systems.get("ours", {})), residual(systems.get("openclaw", {}))
-    lines += ["", f"Framework residual p50: ours {_ms(mine)}, the real OpenClaw {_ms(theirs)}"
-              + (f" ({theirs / mine:.0f}x ours)." if mine and theirs else ".")]  # fmt: skip
+    lines += [
+        "",
+        f"Framework residual p50: ours {_ms(mine)}, the real OpenClaw {_ms(theirs)}"
+        + (f" ({theirs / mine:.0f}x ours)." if mine and theirs else "."),
+    ]
     lines += ["", *[f"![scenario {n}](peers-s{n}.svg)" for n in SCENARIOS], ""]
     return "\n".join(lines)
 
@@ -193,27 +210,36 @@ def svg_chart(results: dict[str, Any], n: int) -> str:
         return left + (width - left - 90) * math.log10(ms / lo) / math.log10(hi / lo)
 
     title = f"Scenario {n}: {SCENARIOS[n][0]} — time to first token (log scale)"
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           'font-family="sans-serif" font-size="12">',
-           f'<text x="10" y="20" font-size="14" font-weight="bold">{_esc(title)}</text>']  # fmt: skip
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">{_esc(title)}</text>',
+    ]
     decade = lo
     while decade <= hi:
-        out.append(f'<line x1="{x(decade):.1f}" y1="30" x2="{x(decade):.1f}" y2="{height - 20}" '
-                   'stroke="#ddd"/>')  # fmt: skip
-        out.append(f'<text x="{x(decade):.1f}" y="{height - 6}" text-anchor="middle" '
-                   f'fill="#666">{_ms(decade)}</text>')  # fmt: skip
+        out.append(
+            f'<line x1="{x(decade):.1f}" y1="30" x2="{x(decade):.1f}" y2="{height - 20}" '
+            'stroke="#ddd"/>'
+        )
+        out.append(
+            f'<text x="{x(decade):.1f}" y="{height - 6}" text-anchor="middle" '
+            f'fill="#666">{_ms(decade)}</text>'
+        )
         decade *= 10
     for i, (name, h) in enumerate(bars):
         y = 36 + i * row_h
         out.append(f'<text x="10" y="{y + 15}">{_esc(LABELS[name])}</text>')
         if "ttftMs" in h and h["ttftMs"] > 0:
             end = x(max(h["ttftMs"], lo))
-            out.append(f'<rect x="{left}" y="{y + 3}" width="{max(end - left, 1):.1f}" height="18" '
-                       f'fill="{COLOURS[name]}"/>')  # fmt: skip
+            out.append(
+                f'<rect x="{left}" y="{y + 3}" width="{max(end - left, 1):.1f}" height="18" '
+                f'fill="{COLOURS[name]}"/>'
+            )
             out.append(f'<text x="{end + 5:.1f}" y="{y + 16}">{_esc(_cell(h))}</text>')
         else:
-            out.append(f'<text x="{left + 5}" y="{y + 16}" fill="#888">'
-                       f'{_esc(_cell(h)[:90])}</text>')  # fmt: skip
+            out.append(
+                f'<text x="{left + 5}" y="{y + 16}" fill="#888">{_esc(_cell(h)[:90])}</text>'
+            )
     out.append("</svg>")
     return "\n".join(out) + "\n"
 

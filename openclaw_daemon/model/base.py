@@ -55,9 +55,9 @@ class SamplingParams:
     top_p: float = 0.95
     min_p: float = 0.05
     repeat_penalty: float = 1.0
-    # Prompt-lookup drafts (model/prompt_lookup.py), where an engine has them and
-    # they cannot change the output: greedy sampling with nothing stateful.
-    prompt_lookup: bool = True
+    # Prompt-lookup drafts (model/prompt_lookup.py), where an engine has them:
+    # greedy sampling with nothing stateful. Off by default (docs/internals.md).
+    prompt_lookup: bool = False
 
 
 @dataclass

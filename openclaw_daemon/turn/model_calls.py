@@ -40,7 +40,7 @@ class CallOptions:
     temperature: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    prompt_lookup: bool = True  # drafts from the tape, where they cannot change the reply
+    prompt_lookup: bool = False  # drafts from the tape, verified in batches (docs/internals.md)
 
 
 @dataclass

@@ -71,7 +71,7 @@ class TurnRequest(_TurnKeys, total=False):
     allow: list[str]  # tools that change things the user permits: write, edit, exec
     env: dict[str, str]  # the CLI caller's environment, for exec
     execTimeout: float | None  # a cap on every exec command of the turn, seconds
-    promptLookup: bool  # drafts from the tape at temperature 0 (default true)
+    promptLookup: bool  # drafts from the tape at temperature 0 (default false)
     # Idempotency: a committed turn of the session with this id is answered
     # from the transcript (``result.replayed``), not run again.
     requestId: str

@@ -205,7 +205,7 @@ class TurnOptions:
     allow: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     exec_timeout: float | None = None
-    prompt_lookup: bool = True  # drafts verified in batches, greedy sampling only
+    prompt_lookup: bool = False  # drafts verified in batches, greedy sampling only
     request_id: str | None = None  # a retry with the same id replays the stored turn
     # "provider/model-id" of an upstream in openclaw.json; None: the configured
     # primary if it is an upstream, else the daemon's own model.
@@ -259,7 +259,7 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
         env=string_map(message, "env"),
         exec_timeout=number(message, "execTimeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
         request_id=text(message, "requestId", limit=MAX_ID_CHARS),
-        prompt_lookup=flag(message, "promptLookup", default=True),
+        prompt_lookup=flag(message, "promptLookup", default=False),
         model=text(message, "model", limit=MAX_PATH_CHARS),
     )
 

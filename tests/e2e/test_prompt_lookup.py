@@ -1,7 +1,12 @@
-"""Prompt-lookup decoding on the real model: the same greedy ids as plain
-decoding, drafts accepted where the reply quotes the prompt, and the switch
-through the real CLI and daemon (``--prompt-lookup on|off``, the decode span's
-draft counters). The drafting loop's own rules: tests/unit/test_prompt_lookup.py.
+"""Prompt-lookup decoding on the real model, through the engine and through the
+real CLI and daemon (``--prompt-lookup on|off``, the decode span's counters).
+
+Drafts give plain greedy decoding's ids exactly while one token and a batch take
+the same attention kernel: below 256 cached positions with llama.cpp's CPU flash
+attention. Past 512 a single token takes a split-KV kernel whose f16 sums differ
+from a batch's, so the ids may part at a near-tie; that is one reason the switch
+is off by default (docs/internals.md). The drafting loop's own rules, on a
+scripted model: tests/unit/test_prompt_lookup.py.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from openclaw_daemon.model.base import DecodeStats
 from openclaw_daemon.model.llama_engine import Engine, SamplingParams
 from tests.conftest import Cli
 
-FILE = "\n".join(f"def step_{n}(value):\n    return value * {n} + {n + 1}\n" for n in range(1, 9))
+FILE = "\n".join(f"def step_{n}(value):\n    return value * {n} + {n + 1}\n" for n in range(1, 5))
 QUOTE = f"Here is tools.py:\n\n{FILE}\nCopy tools.py exactly, starting with def step_1."
 FREE = "Name three colours and say why the sky is blue."
 
@@ -36,7 +41,7 @@ def decode(engine: Engine, ids: list[int], *, lookup: bool) -> tuple[list[int], 
     engine.prefill(ids, batch_size=256)
     stats = DecodeStats()
     params = SamplingParams(prompt_lookup=lookup)
-    out = list(engine.generate(params, max_tokens=120, stats=stats))
+    out = list(engine.generate(params, max_tokens=96, stats=stats))
     # The generate contract holds with drafts too: every id but the last is held.
     assert engine.live_tokens == ids + out[:-1]
     return out, stats
@@ -45,6 +50,7 @@ def decode(engine: Engine, ids: list[int], *, lookup: bool) -> tuple[list[int], 
 @pytest.mark.parametrize("message", [QUOTE, FREE], ids=["quote", "free"])
 def test_the_same_greedy_ids_with_and_without_drafts(engine: Engine, message: str) -> None:
     ids = prompt_ids(engine, message)
+    assert len(ids) + 96 < 256  # where one token and a batch share a kernel
     plain, plain_stats = decode(engine, ids, lookup=False)
     drafted, stats = decode(engine, ids, lookup=True)
     assert drafted == plain
@@ -72,17 +78,19 @@ def decode_span(envelope: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_cli_switch_and_the_trace(warm_cli: Cli) -> None:
     args = ("--max-tokens", "80")
-    on = warm_cli.turn(QUOTE, "--session-id", "pl-on", *args)
-    off = warm_cli.turn(QUOTE, "--session-id", "pl-off", *args, "--prompt-lookup", "off")
-    assert on["payloads"][0]["text"] == off["payloads"][0]["text"]
-    assert "def step_" in on["payloads"][0]["text"]
-    span_on, span_off = decode_span(on), decode_span(off)
+    on = warm_cli.turn(QUOTE, "--session-id", "pl-on", *args, "--prompt-lookup", "on")
+    plain = warm_cli.turn(QUOTE, "--session-id", "pl-default", *args)
+    span_on, span_plain = decode_span(on), decode_span(plain)
+    assert on["payloads"][0]["text"].strip()
     assert span_on["draftAccepted"] > 0 and span_on["drafted"] >= span_on["draftAccepted"]
     assert span_on["draftBatches"] < span_on["tokens"]
-    assert "drafted" not in span_off
+    assert "drafted" not in span_plain  # off by default
     # The session goes on from the drafted reply: the tape spells the transcript.
     check = warm_cli.run("sessions", "check-tape", "pl-on", "--json")
     assert check.returncode == 0
+    follow = warm_cli.turn("Thanks.", "--session-id", "pl-on", "--max-tokens", "8")
+    usage = follow["meta"]["agentMeta"]["usage"]
+    assert usage["cacheRead"] >= 0.9 * (usage["total"] - usage["output"])  # still a hit
 
 
 def test_a_bad_switch_is_refused(warm_cli: Cli) -> None:
@@ -91,27 +99,32 @@ def test_a_bad_switch_is_refused(warm_cli: Cli) -> None:
     assert "--prompt-lookup" in proc.stderr
 
 
-def test_a_token_has_the_same_logits_alone_and_in_a_batch(engine: Engine) -> None:
-    """What exact drafts rest on, past the 512 positions where llama.cpp's CPU
-    flash attention would take another kernel for one token with an f16 V cache."""
+def test_one_token_and_a_batch_share_a_kernel_only_below_512_positions(engine: Engine) -> None:
+    """Why drafts are exact on short contexts only, and the switch is off by default:
+    past 512 positions llama.cpp evaluates one token with its split-KV kernel. If a
+    llama.cpp update makes the long case equal too, this fails: then drafts are
+    exact everywhere and docs/internals.md should say so."""
     import llama_cpp
     import numpy as np
 
-    ids = prompt_ids(engine, FILE * 6)
-    assert len(ids) > 600
-    follow = ids[100:106]
     rows = engine.info.n_vocab
 
     def logits(row: int) -> np.ndarray:
         pointer = llama_cpp.llama_get_logits_ith(engine.llama._ctx.ctx, row)
         return np.ctypeslib.as_array(pointer, shape=(rows,)).copy()
 
-    engine.reset()
-    engine.prefill(ids, batch_size=256)
-    alone = []
-    for token in follow:
-        engine._eval([token])
-        alone.append(logits(-1))
-    engine.truncate(len(ids))
-    engine._eval_rows(follow)
-    assert all(np.array_equal(alone[i], logits(i)) for i in range(len(follow)))
+    def same_alone_and_batched(ids: list[int], follow: list[int]) -> bool:
+        engine.reset()
+        engine.prefill(ids, batch_size=256)
+        alone = []
+        for token in follow:
+            engine._eval([token])
+            alone.append(logits(-1))
+        engine.truncate(len(ids))
+        engine._eval_rows(follow)
+        return all(np.array_equal(alone[i], logits(i)) for i in range(len(follow)))
+
+    short, long = prompt_ids(engine, FILE), prompt_ids(engine, FILE * 12)
+    assert len(short) < 200 and len(long) > 700
+    assert same_alone_and_batched(short, short[10:16])
+    assert not same_alone_and_batched(long, long[10:16])
