@@ -52,8 +52,8 @@ def quote_message() -> str:
     )
 
 
-def long_message(seed: int) -> str:
-    return prime_message(workspace_document(5000, seed=seed)).replace(
+def long_message(seed: int, tokens: int = 5000) -> str:
+    return prime_message(workspace_document(tokens, seed=seed)).replace(
         "Summarise it in one sentence.", LONG_ASK
     )
 
@@ -105,10 +105,18 @@ def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -
     ours: list[dict[str, Any]] = []
     ours_lookup: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
+    pad = 0
     for n in range(rounds):
         log(f"  speed round {n + 1}/{rounds}: ours, llama-server, ours with prompt lookup")
         ours.append(our_turn(runner, long_message(100 + 3 * n), f"speed-{n}", DECODE_TOKENS))
-        theirs.append(peer_turn(peer, long_message(101 + 3 * n), DECODE_TOKENS, "decode"))
+        # The same context length for both: our prompt also holds the system prompt
+        # and the tool definitions (~630 tokens), so llama-server's document is longer
+        # by what the previous round measured.
+        theirs.append(
+            peer_turn(peer, long_message(101 + 3 * n, 5000 + pad), DECODE_TOKENS, "decode")
+        )
+        if isinstance(ours[-1].get("input"), int) and isinstance(theirs[-1].get("input"), int):
+            pad += int((ours[-1]["input"] - theirs[-1]["input"]) / 1.1)
         ours_lookup.append(
             our_turn(
                 runner,
