@@ -182,12 +182,13 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
     return [
         "| measure | ours | llama-server | ratio (target) |",
         "|---|---|---|---|",
-        f"| decode tok/s at ~{s['context']['ours']} tokens,  "
+        f"| decode tok/s (prompt ~{s['context']['ours'] or 0:.0f} tokens ours, "
+        f"~{s['context']['llamaServer'] or 0:.0f} llama-server) "
         f"| {d['ours']} "
         f"| {d['llamaServer']} | {mark(r['decodeVsLlamaServer'], 1.0)} (≥ 1.00) |",
         f"| decode tok/s, `--prompt-lookup on` | {d['oursLookup']} | {d['llamaServer']} "
         f"| {mark(r['decodeLookupVsLlamaServer'], 1.0)} |",
-        f"| cold prefill tok/s (~5k tokens) | {p['ours']} | {p['llamaServer']} "
+        f"| cold prefill tok/s (the same prompts) | {p['ours']} | {p['llamaServer']} "
         f"| {mark(r['coldPrefillVsLlamaServer'], 1.0)} (≥ 1.00) |",
         f"| quote/edit decode tok/s, prompt lookup | {q['oursTokPerS']} "
         f"| {q['llamaServerTokPerS']} "

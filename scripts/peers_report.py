@@ -66,6 +66,8 @@ def headline(system: dict[str, Any], n: int) -> dict[str, Any]:
     value = _key(system, n)
     if value is None:
         return {"na": "not run"}
+    if isinstance(value, dict) and "failed" in value:
+        return {"na": f"failed ({value['failed'][:80]})"}
     if isinstance(value, dict) and "na" in value and not calls(value):
         return {"na": value["na"]}
     rows = [r for r in calls(value) if isinstance(r.get("ttftMs"), (int, float))]
