@@ -155,6 +155,9 @@ def describe(envelope: dict[str, Any], wall_ms: float) -> dict[str, Any]:
         "decodeTokens": decode["tokens"],
         "decodeMs": decode["durationMs"],
         "decodeTokPerS": decode.get("tokPerS"),
+        "drafted": decode.get("drafted"),  # prompt lookup (--prompt-lookup on)
+        "draftAccepted": decode.get("draftAccepted"),
+        "text": "".join(p["text"] for p in envelope["payloads"]),
         "cliBootMs": spans["cli.boot"]["durationMs"],
         "compaction": meta.get("compaction"),
         "tier": meta["trace"]["cache"]["tier"],

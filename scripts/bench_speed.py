@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
-from bench import Runner, describe, prime_message, workspace_document
+from bench import Runner, prime_message, workspace_document
 from peer_scenarios import SYSTEM, ChatPeer
 
 DECODE_TOKENS = 128
@@ -61,30 +60,8 @@ def long_message(seed: int, tokens: int = 5000) -> str:
 def our_turn(
     runner: Runner, message: str, session: str, max_tokens: int, *extra: str
 ) -> dict[str, Any]:
-    """One turn through the CLI, with the reply's text kept (identity checks)."""
-    started = time.perf_counter()
-    proc = runner.cli(
-        "agent",
-        "--local",
-        "-m",
-        message,
-        "--session-id",
-        session,
-        "--json",
-        "--max-tokens",
-        str(max_tokens),
-        "--seed",
-        "1",
-        "--temperature",
-        "0",
-        *extra,
-    )
-    envelope = json.loads(proc.stdout)
-    row = describe(envelope, (time.perf_counter() - started) * 1000.0)
-    decode = next(s for s in envelope["meta"]["trace"]["spans"] if s["name"] == "model.decode")
-    row["drafted"], row["draftAccepted"] = decode.get("drafted"), decode.get("draftAccepted")
-    row["text"] = "".join(p["text"] for p in envelope["payloads"])
-    return row
+    """One turn through the CLI (bench.describe's row: it keeps the reply's text)."""
+    return runner.turn(message, session, max_tokens, extra=extra)
 
 
 def peer_turn(peer: ChatPeer, message: str, max_tokens: int, name: str) -> dict[str, Any]:
