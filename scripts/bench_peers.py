@@ -78,15 +78,20 @@ def run_ours(document: str, target: int, runs: int) -> dict[str, Any]:
 
 
 def run_speed(rounds: int) -> dict[str, Any]:
-    """The speed suite: our daemon and llama-server (defaults) side by side."""
+    """The speed suite: our daemon beside llama-server with its defaults and with
+    flash attention off (as ours: a warm turn computed as the same turn cold)."""
     state = Path(tempfile.mkdtemp(prefix="oc-speed-", dir="/tmp"))
     runner = bench.Runner(state)
-    server = peer_scenarios.LlamaServerPeer(None, peer_scenarios.default_gguf())
+    gguf = peer_scenarios.default_gguf()
+    server = peer_scenarios.LlamaServerPeer(None, gguf)
+    plain = peer_scenarios.LlamaServerPeer(None, gguf, flash_attn="off")
     try:
         runner.cli("daemon", "start", timeout=600)
-        return bench_speed.speed_suite(runner, peer_scenarios.ChatPeer(server), rounds, log)
+        peers = peer_scenarios.ChatPeer(server), peer_scenarios.ChatPeer(plain)
+        return bench_speed.speed_suite(runner, *peers, rounds, log)
     finally:
         server.stop()
+        plain.stop()
         subprocess.run([str(bench.OPENCLAW), "daemon", "stop"], env=runner.env, capture_output=True)
         shutil.rmtree(state, ignore_errors=True)
 

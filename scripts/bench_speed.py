@@ -78,19 +78,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -> dict[str, Any]:
+def speed_suite(
+    runner: Runner, peer: ChatPeer, peer_plain: ChatPeer, rounds: int, log: Any = print
+) -> dict[str, Any]:
+    """``peer`` is llama-server with its defaults; ``peer_plain`` the same with flash
+    attention off, as our default (docs/internals.md)."""
     ours: list[dict[str, Any]] = []
     ours_lookup: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
+    theirs_plain: list[dict[str, Any]] = []
     pad = 0
     for n in range(rounds):
-        log(f"  speed round {n + 1}/{rounds}: ours, llama-server, ours with prompt lookup")
+        log(
+            f"  speed round {n + 1}/{rounds}: ours, llama-server, llama-server -fa off, "
+            "ours with prompt lookup"
+        )
         ours.append(our_turn(runner, long_message(100 + 3 * n), f"speed-{n}", DECODE_TOKENS))
         # The same context length for both: our prompt also holds the system prompt
         # and the tool definitions (~630 tokens), so llama-server's document is longer
         # by what the previous round measured.
         theirs.append(
             peer_turn(peer, long_message(101 + 3 * n, 5000 + pad), DECODE_TOKENS, "decode")
+        )
+        theirs_plain.append(
+            peer_turn(peer_plain, long_message(103 + 3 * n, 5000 + pad), DECODE_TOKENS, "decode")
         )
         if isinstance(ours[-1].get("input"), int) and isinstance(theirs[-1].get("input"), int):
             pad += int((ours[-1]["input"] - theirs[-1]["input"]) / 1.1)
@@ -113,10 +124,12 @@ def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -
             "ours": _median(ours, "decodeTokPerS"),
             "oursLookup": _median(ours_lookup, "decodeTokPerS"),
             "llamaServer": _median(theirs, "decodeTokPerS"),
+            "llamaServerFaOff": _median(theirs_plain, "decodeTokPerS"),
         },
         "coldPrefillTokPerS": {
             "ours": _median(ours + ours_lookup, "prefillTokPerS"),
             "llamaServer": _median(theirs, "prefillTokPerS"),
+            "llamaServerFaOff": _median(theirs_plain, "prefillTokPerS"),
         },
         "context": {
             "ours": _median(ours + ours_lookup, "input"),
@@ -137,6 +150,8 @@ def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -
         "decodeVsLlamaServer": _ratio(d["ours"], d["llamaServer"]),
         "decodeLookupVsLlamaServer": _ratio(d["oursLookup"], d["llamaServer"]),
         "coldPrefillVsLlamaServer": _ratio(p["ours"], p["llamaServer"]),
+        "decodeVsLlamaServerFaOff": _ratio(d["ours"], d.get("llamaServerFaOff")),
+        "coldPrefillVsLlamaServerFaOff": _ratio(p["ours"], p.get("llamaServerFaOff")),
         "quoteLookupVsLlamaServer": _ratio(q["oursTokPerS"], q["llamaServerTokPerS"]),
         "quoteLookupVsLookupOff": _ratio(q["oursTokPerS"], q["oursLookupOffTokPerS"]),
     }
@@ -144,6 +159,7 @@ def speed_suite(runner: Runner, peer: ChatPeer, rounds: int, log: Any = print) -
         "ours": ours,
         "oursLookup": ours_lookup,
         "llamaServer": theirs,
+        "llamaServerFaOff": theirs_plain,
         "quote": {"ours": quote_on, "oursLookupOff": quote_off, "llamaServer": quote_peer},
     }
     return {"summary": summary, "rows": rows}
@@ -167,6 +183,10 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
         f"| {mark(r['decodeLookupVsLlamaServer'], 1.0)} |",
         f"| cold prefill tok/s (the same prompts) | {p['ours']} | {p['llamaServer']} "
         f"| {mark(r['coldPrefillVsLlamaServer'], 1.0)} (≥ 1.00) |",
+        f"| decode tok/s, llama-server `-fa off` (exact, as ours) | {d['ours']} "
+        f"| {d.get('llamaServerFaOff')} | {mark(r.get('decodeVsLlamaServerFaOff'), 1.0)} |",
+        f"| cold prefill tok/s, llama-server `-fa off` | {p['ours']} "
+        f"| {p.get('llamaServerFaOff')} | {mark(r.get('coldPrefillVsLlamaServerFaOff'), 1.0)} |",
         f"| quote/edit decode tok/s, prompt lookup | {q['oursTokPerS']} "
         f"| {q['llamaServerTokPerS']} "
         f"| {mark(r['quoteLookupVsLlamaServer'], 1.5)} (≥ 1.50) |",

@@ -71,12 +71,13 @@ def peak_rss(pid: int) -> int | None:
 
 
 class LlamaServerPeer:
-    """llama-server on loopback; ``cache_ram`` None keeps its default (on)."""
+    """llama-server on loopback; ``cache_ram`` None keeps its default (on);
+    ``flash_attn`` None keeps its default (auto: on, on the CPU)."""
 
     kind = "llama-server"
 
-    def __init__(self, cache_ram: int | None, gguf: Path) -> None:
-        self.cache_ram, self.gguf = cache_ram, gguf
+    def __init__(self, cache_ram: int | None, gguf: Path, flash_attn: str | None = None) -> None:
+        self.cache_ram, self.gguf, self.flash_attn = cache_ram, gguf, flash_attn
         self.server: LlamaServer | None = None
         self.starts = 0  # each start its own log: a restart must not wipe the first one's
         self.start()
@@ -88,8 +89,11 @@ class LlamaServerPeer:
         extra = ["-t", str(THREADS), "-tb", str(THREADS)]
         if self.cache_ram is not None:
             extra += ["--cache-ram", str(self.cache_ram)]
+        if self.flash_attn is not None:
+            extra += ["-fa", self.flash_attn]
         LOGS.mkdir(parents=True, exist_ok=True)
         tag = "nocache" if self.cache_ram == 0 else "default"
+        tag += f"-fa-{self.flash_attn}" if self.flash_attn else ""
         self.starts += 1
         log = LOGS / f"llama-server-{tag}-{self.starts}.log"
         self.server = LlamaServer(binary, self.gguf, log, CTX, extra=extra)
