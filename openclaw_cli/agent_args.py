@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from openclaw_daemon.wire import ids
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from openclaw_daemon.wire.messages import TurnRequest
 
 DEFAULT_MAX_TOKENS = 512
+MAX_MESSAGE_BYTES = 4 << 20  # --message-file and stdin, as the real OpenClaw CLI
+# OpenClaw's --thinking levels. No engine here has thinking levels yet: a level
+# other than off is accepted and reported as ignored.
+THINKING_LEVELS = ("off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra")
 DEFAULT_MAX_STEPS = 6
 PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
 PRIVATE_FETCH = "web_fetch:private"  # an opt-in: web_fetch may reach private addresses
@@ -51,6 +56,7 @@ class AgentOptions(NamedTuple):
     allow: tuple[str, ...] = ()
     exec_timeout: float | None = None
     prompt_lookup: bool = False
+    thinking: str = "off"
     # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
     # the turn asks the daemon for it instead of starting it on a GGUF.
     upstream: str | None = None
@@ -97,7 +103,19 @@ def _permissions(text: str) -> list[str]:
 
 def _add_turn_arguments(parser: argparse.ArgumentParser) -> None:
     """The message, where the turn runs (session, agent), the output form and the deadline."""
-    parser.add_argument("-m", "--message", required=True, help="the user message for this turn")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "-m",
+        "--message",
+        metavar="TEXT",
+        help="the user message for this turn; - reads it from stdin, as does a piped "
+        "stdin with no -m",
+    )
+    source.add_argument(
+        "--message-file",
+        metavar="PATH",
+        help="read the message from this UTF-8 file (at most 4 MiB)",
+    )
     parser.add_argument(
         "--local",
         action="store_true",
@@ -112,7 +130,10 @@ def _add_turn_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print OpenClaw's JSON envelope instead of text"
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, metavar="SECONDS", help="give up after this long"
+        "--timeout",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="give up after this long; 0 waits as long as the turn takes (default: no deadline)",
     )
 
 
@@ -147,6 +168,15 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="at temperature 0, draft tokens from the conversation and verify them in "
         "one batch; on a 2-core CPU it is slower, not faster (docs/internals.md) "
         "(default: off)",
+    )
+    parser.add_argument(
+        "--thinking",
+        choices=THINKING_LEVELS,
+        default="off",
+        metavar="LEVEL",
+        help=f"thinking level where the model supports one ({', '.join(THINKING_LEVELS)}); "
+        "none of the local engines does yet, so another level than off is ignored with "
+        "a notice (default: off)",
     )
     parser.add_argument(
         "--model",
@@ -231,10 +261,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _read_limited(handle: BinaryIO, what: str, parser: argparse.ArgumentParser) -> str:
+    data = handle.read(MAX_MESSAGE_BYTES + 1)
+    if len(data) > MAX_MESSAGE_BYTES:
+        parser.error(f"{what} is larger than 4 MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        parser.error(f"{what} is not UTF-8 text (byte {exc.start})")
+
+
+def _message(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The message from -m, --message-file or stdin (``-m -``, or piped with no -m)."""
+    if args.message_file is not None:
+        try:
+            with open(args.message_file, "rb") as handle:
+                return _read_limited(handle, f"--message-file {args.message_file}", parser)
+        except OSError as exc:
+            parser.error(f"--message-file {args.message_file}: {exc.strerror or exc}")
+    if args.message is not None and args.message != "-":
+        return str(args.message)
+    wanted = "give the message: -m TEXT, --message-file PATH, or pipe it on stdin"
+    if args.message is None and sys.stdin.isatty():
+        parser.error(wanted)
+    text = _read_limited(sys.stdin.buffer, "the message on stdin", parser)
+    if args.message is None and not text:
+        parser.error(wanted)  # nothing piped: a script that forgot -m, not an empty turn
+    return text
+
+
 def parse_agent_args(argv: list[str]) -> AgentOptions:
     """Parse ``openclaw agent`` arguments; exits 2 with a usage message on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    message = _message(args, parser)
     allowed = {name for group in args.allow for name in group}
     if args.tool_choice not in TOOL_CHOICES:
         parser.error(f"--tool-choice must be one of: {', '.join(TOOL_CHOICES)}")
@@ -244,12 +304,12 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
             f"add --allow {args.tool_choice}"
         )
     return AgentOptions(
-        message=args.message,
+        message=message,
         # BadRequestError (one line, exit 2) before the daemon is even started.
         session_id=ids.optional_session_id(args.session_id, field="--session-id"),
         agent_id=ids.agent_id(args.agent_id, field="--agent"),
         json=args.json,
-        timeout=args.timeout,
+        timeout=args.timeout or None,  # 0: no deadline
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         seed=args.seed,
@@ -263,6 +323,7 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         allow=tuple(name for group in args.allow for name in group),
         exec_timeout=args.exec_timeout,
         prompt_lookup=args.prompt_lookup == "on",
+        thinking=args.thinking,
     )
 
 

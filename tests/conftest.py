@@ -51,8 +51,15 @@ class Cli:
         return env
 
     def run(
-        self, *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        check: bool = True,
+        cwd: Path | None = None,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """``input``: text on the command's stdin; None leaves stdin empty (not a
+        terminal), as in a script."""
         proc = subprocess.run(
             [str(OPENCLAW), *args],
             env=self.env,
@@ -60,6 +67,7 @@ class Cli:
             text=True,
             timeout=timeout,
             cwd=cwd,
+            input=input if input is not None else "",
         )
         if check and proc.returncode != 0:
             raise AssertionError(
