@@ -40,6 +40,7 @@ TOOL_CHOICES = ("auto", "none", "required", *TOOL_NAMES)
 class AgentOptions(NamedTuple):
     message: str
     session_id: str | None = None
+    session_key: str | None = None
     agent_id: str = "main"
     json: bool = False
     timeout: float | None = None
@@ -121,11 +122,18 @@ def _add_turn_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run on the local daemon (the only mode; accepted for OpenClaw compatibility)",
     )
-    parser.add_argument(
+    session = parser.add_mutually_exclusive_group()
+    session.add_argument(
         "--session-id",
         help="continue or create this session (default: the agent's main session)",
     )
-    parser.add_argument("--agent", dest="agent_id", default="main", help="agent id (default: main)")
+    session.add_argument(
+        "--session-key",
+        metavar="KEY",
+        help="continue or create the session stored under this key: agent:<id>:<name>, "
+        "or <name> scoped to --agent",
+    )
+    parser.add_argument("--agent", dest="agent_id", default=None, help="agent id (default: main)")
     parser.add_argument(
         "--json", action="store_true", help="print OpenClaw's JSON envelope instead of text"
     )
@@ -290,6 +298,24 @@ def _message(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     return text
 
 
+def _agent_and_key(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[str, str | None]:
+    """--agent and --session-key: a key agent:<id>:<name> names its agent, a bare
+    name is scoped to --agent (as OpenClaw's)."""
+    agent = ids.agent_id(args.agent_id or "main", field="--agent")
+    if args.session_key is None:
+        return agent, None
+    raw = args.session_key.strip()
+    key = ids.session_ref(
+        raw if raw.lower().startswith("agent:") else f"agent:{agent}:{raw}", field="--session-key"
+    )
+    key_agent = key.split(":")[1]
+    if args.agent_id is not None and key_agent != agent:
+        parser.error(f"--session-key {key} belongs to agent {key_agent}, not --agent {agent}")
+    return key_agent, key
+
+
 def parse_agent_args(argv: list[str]) -> AgentOptions:
     """Parse ``openclaw agent`` arguments; exits 2 with a usage message on bad input."""
     parser = build_parser()
@@ -303,11 +329,13 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
             f"--tool-choice {args.tool_choice} forces a call the turn may not make: "
             f"add --allow {args.tool_choice}"
         )
+    agent, key = _agent_and_key(args, parser)
     return AgentOptions(
         message=message,
         # BadRequestError (one line, exit 2) before the daemon is even started.
         session_id=ids.optional_session_id(args.session_id, field="--session-id"),
-        agent_id=ids.agent_id(args.agent_id, field="--agent"),
+        session_key=key,
+        agent_id=agent,
         json=args.json,
         timeout=args.timeout or None,  # 0: no deadline
         max_tokens=args.max_tokens,
@@ -353,6 +381,8 @@ def turn_request(options: AgentOptions) -> TurnRequest:
         # exec runs with the caller's environment, not the daemon's.
         "env": dict(os.environ),
     }
+    if options.session_key:
+        request["sessionKey"] = options.session_key
     if options.upstream:
         request["model"] = options.upstream
     return request

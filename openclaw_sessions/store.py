@@ -102,17 +102,31 @@ class SessionStore:
             sid = entry["sessionId"] if entry else str(uuid.uuid4())
         else:
             session_id = ids.session_id(session_id)
-            key = next(
-                (k for k, e in index.items() if e.get("sessionId") == session_id),
-                explicit_session_key(self.agent_id, session_id),
-            )
-            sid = session_id
+            found = next((k for k, e in index.items() if e.get("sessionId") == session_id), None)
+            key = found or explicit_session_key(self.agent_id, session_id)
+            # After ``sessions reset``, the id's key names a new session.
+            entry = None if found else index.get(key)
+            sid = entry["sessionId"] if entry else session_id
         ref = self._ref(key, sid)
         if create and key not in index:
             self.touch(ref, created=True)
         elif not create and key not in index:
             raise SessionError(f"no session {session_id or key!r} for agent {self.agent_id!r}")
         return ref
+
+    def resolve_key(self, key: str) -> SessionRef:
+        """The session stored under this exact key, created (with a new id) if none is."""
+        entry = self.load_index().get(key)
+        ref = self._ref(key, entry["sessionId"] if entry else str(uuid.uuid4()))
+        if entry is None:
+            self.touch(ref, created=True)
+        return ref
+
+    def forget(self, ref: SessionRef) -> None:
+        """Drop the session's index entry (the transcript file is the caller's)."""
+        index = self.load_index()
+        if index.pop(ref.key, None) is not None:
+            self._write_index(index)
 
     def touch(self, ref: SessionRef, *, created: bool = False, **fields: Any) -> None:
         index = self.load_index()
@@ -145,9 +159,15 @@ class SessionStore:
 
     def find(self, session_id: str) -> SessionRef:
         """Look a session up by id or key, without creating it."""
-        for key, entry in self.load_index().items():
+        # An id, a key, or an id whose explicit key now names another session
+        # (after ``sessions reset``).
+        explicit = explicit_session_key(self.agent_id, session_id)
+        index = self.load_index()
+        for key, entry in index.items():
             if session_id in (entry.get("sessionId"), key):
                 return self._ref(key, entry["sessionId"])
+        if explicit in index:
+            return self._ref(explicit, index[explicit]["sessionId"])
         raise SessionError(
             f"no session {session_id!r} for agent {self.agent_id!r}",
             hint="List sessions with: openclaw sessions list",

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import typer
 
+from openclaw_cli.commands.sessions_cli import sessions_app
+
 app = typer.Typer(
     name="openclaw",
     help="OpenClaw edge: a local agent CLI on a long-lived llama.cpp daemon.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
 daemon_app = typer.Typer(help="Start, stop and inspect the inference daemon.", no_args_is_help=True)
-sessions_app = typer.Typer(help="List, show and compact stored sessions.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the KV prefix cache.", no_args_is_help=True)
 trace_app = typer.Typer(
     help="Show recorded turns phase by phase, as a Gantt chart, JSON or SVG.",
@@ -128,29 +130,6 @@ def daemon_status(json_out: bool = typer.Option(False, "--json", help="Print JSO
     raise typer.Exit(daemon_cmd.status(json_out=json_out))
 
 
-@sessions_app.command("list")
-def sessions_list(
-    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """List the agent's sessions, newest first."""
-    from openclaw_cli.commands import sessions as sessions_cmd
-
-    sessions_cmd.list_sessions(agent_id, json_out=json_out)
-
-
-@sessions_app.command("show")
-def sessions_show(
-    session_id: str = typer.Argument(..., help="Session id or key."),
-    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Show one session's transcript."""
-    from openclaw_cli.commands import sessions as sessions_cmd
-
-    sessions_cmd.show_session(session_id, agent_id, json_out=json_out)
-
-
 @cache_app.command("stats")
 def cache_stats(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Entries, bytes and budgets per tier; hits by tier; discarded files."""
@@ -177,33 +156,6 @@ def doctor(
     from openclaw_cli.commands import doctor as doctor_cmd
 
     raise typer.Exit(doctor_cmd.run(session_id=session_id, last=last, json_out=json_out))
-
-
-@sessions_app.command("compact")
-def sessions_compact(
-    session_id: str = typer.Argument(..., help="Session id or key."),
-    instructions: str | None = typer.Option(
-        None, "--instructions", help="Extra guidance for the summary."
-    ),
-    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Summarise a session's older turns now; the next turn stays a cache hit."""
-    from openclaw_cli.commands import sessions as sessions_cmd
-
-    sessions_cmd.compact_session(session_id, agent_id, instructions, json_out=json_out)
-
-
-@sessions_app.command("check-tape")
-def sessions_check_tape(
-    session_id: str | None = typer.Argument(None, help="Session id or key (default: all)."),
-    agent_id: str = typer.Option("main", "--agent", help="Agent id."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Check that a session's token tape spells exactly its transcript (exit 1 if not)."""
-    from openclaw_cli.commands import sessions as sessions_cmd
-
-    raise typer.Exit(sessions_cmd.check_tape(session_id, agent_id, json_out=json_out))
 
 
 _SVG_HELP = "Write the chart as an SVG file as well; - writes only the SVG, to stdout."

@@ -1,11 +1,13 @@
-"""``openclaw sessions list|show`` read the session store directly (no daemon);
-``compact`` and ``check-tape`` ask the daemon."""
+"""``openclaw sessions list|show|delete|reset|export`` work on the session store
+directly (no daemon); ``compact`` and ``check-tape`` ask the daemon."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openclaw_cli.views import render
@@ -22,24 +24,119 @@ def _store(agent_id: str) -> SessionStore:
     return SessionStore(config.resolve_paths().agent_sessions_dir(agent_id), agent_id)
 
 
-def list_sessions(agent_id: str, *, json_out: bool) -> None:
-    agent_id = ids.agent_id(agent_id, field="--agent")
-    index = _store(agent_id).load_index()
-    rows = sorted(
-        ({"key": key, **entry} for key, entry in index.items()),
-        key=lambda row: row.get("updatedAt", 0),
-        reverse=True,
-    )
+def _agent_ids(agent_id: str, all_agents: bool) -> list[str]:
+    if not all_agents:
+        return [ids.agent_id(agent_id, field="--agent")]
+    agents = config.resolve_paths().state_dir / "agents"
+    found = sorted(p.name for p in agents.glob("*") if ids.is_canonical_agent_id(p.name))
+    return found or ["main"]
+
+
+def list_sessions(
+    agent_id: str,
+    *,
+    json_out: bool,
+    limit: int | None = 100,
+    active_minutes: int | None = None,
+    all_agents: bool = False,
+) -> None:
+    """The sessions, newest first; ``--json`` has the fields of OpenClaw's listing
+    (``path``, ``count``, ``totalCount``, ``hasMore``, per row ``agentId``, ``ageMs``)."""
+    now = time.time() * 1000
+    since = now - active_minutes * 60_000 if active_minutes is not None else None
+    stores = [_store(agent) for agent in _agent_ids(agent_id, all_agents)]
+    rows = [
+        {"key": key, "agentId": store.agent_id, **entry}
+        for store in stores
+        for key, entry in store.load_index().items()
+        if since is None or entry.get("updatedAt", 0) >= since
+    ]
+    rows.sort(key=lambda row: row.get("updatedAt", 0), reverse=True)
+    total = len(rows)
+    rows = rows[:limit] if limit is not None else rows
+    for row in rows:
+        row["ageMs"] = max(0, int(now - row.get("updatedAt", now)))
     if json_out:
-        render.print_json({"agentId": agent_id, "count": len(rows), "sessions": rows})
+        render.print_json(
+            {
+                "path": None if all_agents else str(stores[0].index_file),
+                "stores": [{"agentId": s.agent_id, "path": str(s.index_file)} for s in stores]
+                if all_agents
+                else None,
+                "allAgents": True if all_agents else None,
+                "agentId": None if all_agents else stores[0].agent_id,
+                "count": len(rows),
+                "totalCount": total,
+                "limitApplied": limit,
+                "hasMore": len(rows) < total,
+                "activeMinutes": active_minutes,
+                "sessions": rows,
+            }
+        )
         return
     if not rows:
-        render.notice(f"no sessions for agent {agent_id!r}")
+        render.notice(f"no sessions for agent {agent_id!r}" if not all_agents else "no sessions")
         return
     for row in rows:
         updated = datetime.fromtimestamp(row.get("updatedAt", 0) / 1000).strftime("%Y-%m-%d %H:%M")
         tokens = row.get("totalTokens", "-")
         sys.stdout.write(f"{row['sessionId']:<38} {updated}  {tokens!s:>7} tok  {row['key']}\n")
+    if len(rows) < total:
+        render.notice(f"{len(rows)} of {total} sessions shown (--limit all shows every one)")
+
+
+def delete_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
+    from openclaw_sessions import lifecycle
+
+    store = _store(ids.agent_id(agent_id, field="--agent"))
+    ref = store.find(ids.session_ref(session_id, field="session"))
+    aside = lifecycle.delete(store, ref)
+    if json_out:
+        render.print_json(
+            {"ok": True, "sessionId": ref.session_id, "key": ref.key, "movedTo": str(aside or "")}
+        )
+        return
+    sys.stdout.write(f"deleted session {ref.session_id} ({ref.key})\n")
+    if aside:
+        render.notice(f"its transcript was kept as {aside}")
+
+
+def reset_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
+    from openclaw_sessions import lifecycle
+
+    store = _store(ids.agent_id(agent_id, field="--agent"))
+    ref = store.find(ids.session_ref(session_id, field="session"))
+    fresh = lifecycle.reset(store, ref)
+    if json_out:
+        render.print_json(
+            {
+                "ok": True,
+                "key": fresh.key,
+                "sessionId": fresh.session_id,
+                "previousSessionId": ref.session_id,
+                "previousFile": str(ref.file),
+            }
+        )
+        return
+    sys.stdout.write(f"session {fresh.key} is now {fresh.session_id} (new and empty)\n")
+    render.notice(f"the previous transcript stays at {ref.file}")
+
+
+def export_session(session_id: str, agent_id: str, fmt: str, output: str | None) -> None:
+    from openclaw_sessions import lifecycle
+
+    store = _store(ids.agent_id(agent_id, field="--agent"))
+    ref = store.find(ids.session_ref(session_id, field="session"))
+    if fmt == "jsonl":
+        data = ref.file.read_bytes() if ref.file.exists() else b""
+    else:
+        data = lifecycle.export_markdown(ref, store.load_entries(ref)).encode("utf-8")
+    if output is None or output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    Path(output).write_bytes(data)
+    render.notice(f"wrote {len(data)} bytes to {output}")
 
 
 def show_session(session_id: str, agent_id: str, *, json_out: bool) -> None:

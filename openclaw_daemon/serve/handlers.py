@@ -181,7 +181,7 @@ class Handlers:
         deadline = time.monotonic() + timeout if timeout else None
         agent = options.agent_id
         store = SessionStore(self.state.paths.agent_sessions_dir(agent), agent)
-        session_key = session_lane(store, options.session_id)
+        session_key = options.session_key or session_lane(store, options.session_id)
         scheduler = self.state.scheduler
         upstream = self.state.upstream
         waiting_since = trace.clock()

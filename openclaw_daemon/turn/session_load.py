@@ -38,7 +38,10 @@ def load_session(
         options.agent_id,
         cwd=str(settings.tools.workspace),
     )
-    ref = store.resolve(options.session_id)
+    if options.session_key:
+        ref = store.resolve_key(options.session_key)
+    else:
+        ref = store.resolve(options.session_id)
     ctx.session = ref
     entries = store.load_entries(ref)
     request_id = replay.check_id(options.request_id)

@@ -59,6 +59,7 @@ class TurnRequest(_TurnKeys, total=False):
 
     agentId: str
     sessionId: str | None  # null: the agent's main session
+    sessionKey: str  # agent:<agentId>:<name>, instead of sessionId
     maxTokens: int | None
     temperature: float
     seed: int | None

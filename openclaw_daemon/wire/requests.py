@@ -180,6 +180,22 @@ def _session_id(message: Mapping[str, Any]) -> str | None:
     return ids.optional_session_id(raw, field="sessionId")
 
 
+def _session_key(message: Mapping[str, Any], agent: str) -> str | None:
+    """``sessionKey``: a key ``agent:<agentId>:<name>`` of ``agentId``'s store."""
+    raw = text(message, "sessionKey", limit=MAX_KEY_CHARS)
+    if raw is None:
+        return None
+    key = ids.session_ref(raw, field="sessionKey")
+    if not key.startswith(f"agent:{agent}:"):
+        raise BadRequestError(
+            f"sessionKey {key!r:.80} is not a key of agent {agent!r}",
+            hint="Use a key agent:<agentId>:<name> of the turn's agent.",
+        )
+    if message.get("sessionId") is not None:
+        raise BadRequestError("give sessionId or sessionKey, not both")
+    return key
+
+
 def _session_ref(message: Mapping[str, Any]) -> str:
     raw = text(message, "sessionId", limit=MAX_KEY_CHARS, required=True)
     return ids.session_ref(raw, field="sessionId")
@@ -193,6 +209,7 @@ class TurnOptions:
     message: str
     agent_id: str = "main"
     session_id: str | None = None
+    session_key: str | None = None  # instead of session_id: this exact key
     max_tokens: int | None = None
     temperature: float = 0.0
     seed: int | None = None
@@ -241,10 +258,12 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
     assert text_ is not None
     if not text_.strip():
         raise BadRequestError("the turn has no message text", hint="Pass one with -m TEXT.")
+    agent = _agent_id(message)
     return TurnOptions(
         message=text_,
-        agent_id=_agent_id(message),
+        agent_id=agent,
         session_id=_session_id(message),
+        session_key=_session_key(message, agent),
         max_tokens=integer(message, "maxTokens", low=1, high=MAX_TOKENS_LIMIT),
         temperature=number(message, "temperature", low=0.0, high=MAX_TEMPERATURE, default=0.0)
         or 0.0,
