@@ -42,10 +42,24 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openclaw-edge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _run_app(json_out: bool) -> None:
     """The typer app. With ``--json``, click's own errors (a bad flag or value)
     are caught here instead of in click, to add the JSON document."""
-    from openclaw_cli.commands.registry import app
+    from openclaw_cli.commands.registry import COMPLETE_VAR, app
+
+    if COMPLETE_VAR in os.environ:  # a shell asking for completions
+        from typer._completion_classes import completion_init
+
+        completion_init()
 
     if not json_out:
         app()
@@ -82,6 +96,9 @@ def run() -> None:
             from openclaw_cli.commands.agent import run_agent_argv
 
             exit_now(run_agent_argv(argv[1:]))
+        if argv in (["--version"], ["-V"]):
+            sys.stdout.write(f"openclaw-edge {_version()}\n")
+            exit_now(0)
         _run_app(json_out)
     except OpenClawError as exc:
         sys.exit(report(exc, json_out=json_out))

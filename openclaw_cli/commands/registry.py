@@ -14,6 +14,9 @@ import typer
 
 from openclaw_cli.commands.sessions_cli import sessions_app
 
+# The variable a completion script sets when it asks ``openclaw`` for candidates.
+COMPLETE_VAR = "_OPENCLAW_COMPLETE"
+
 app = typer.Typer(
     name="openclaw",
     help="OpenClaw edge: a local agent CLI on a long-lived llama.cpp daemon.",
@@ -28,21 +31,43 @@ trace_app = typer.Typer(
     help="Show recorded turns phase by phase, as a Gantt chart, JSON or SVG.",
     no_args_is_help=True,
 )
-app.add_typer(daemon_app, name="daemon")
-app.add_typer(sessions_app, name="sessions")
-app.add_typer(cache_app, name="cache")
+app.add_typer(daemon_app, name="daemon", short_help="Start, stop and inspect the inference daemon.")
+app.add_typer(
+    sessions_app, name="sessions", short_help="List, show, compact, reset, delete, export sessions."
+)
+app.add_typer(cache_app, name="cache", short_help="Inspect and clear the KV prefix cache.")
 models_app = typer.Typer(
     help="List, inspect, register and unregister GGUF models.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},  # inherited by each command
 )
-app.add_typer(trace_app, name="trace")
-app.add_typer(models_app, name="models")
+app.add_typer(
+    trace_app, name="trace", short_help="Recorded turns phase by phase: chart, JSON or SVG."
+)
+app.add_typer(
+    models_app, name="models", short_help="List, inspect, register and unregister GGUF models."
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    # ``openclaw --version`` alone is answered in main.run before typer loads; this
+    # lists the option in --help and answers it beside other arguments.
+    if version:
+        from importlib.metadata import version as package_version
+
+        typer.echo(f"openclaw-edge {package_version('openclaw-edge')}")
+        raise typer.Exit()
 
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
+    short_help="Run one agent turn, streaming the reply.",
 )
 def agent(ctx: typer.Context) -> None:
     """Run one agent turn and stream the reply (see: openclaw agent --help)."""
@@ -146,7 +171,7 @@ def cache_clear(json_out: bool = typer.Option(False, "--json", help="Print JSON.
     cache_cmd.clear(json_out=json_out)
 
 
-@app.command("doctor")
+@app.command("doctor", short_help="Explain recent turns' cache outcomes; check health.")
 def doctor(
     session_id: str | None = typer.Option(None, "--session-id", help="Only this session."),
     last: int = typer.Option(5, "--last", min=1, help="How many recent turns to explain."),
@@ -197,7 +222,7 @@ def trace_list(
     trace_cmd.list_turns(session=session, limit=limit, json_out=json_out)
 
 
-@app.command("stats")
+@app.command("stats", short_help="Percentiles of first-token and turn time, cache hits.")
 def stats(
     session: str | None = typer.Option(None, "--session", help="Only this session."),
     since: str | None = typer.Option(
@@ -212,7 +237,34 @@ def stats(
     stats_cmd.run(session=session, since=since, json_out=json_out, agent=agent)
 
 
-@app.command("metrics")
+@app.command("logs", short_help="Show (or --follow) the daemon log.")
+def logs(
+    lines: int = typer.Option(50, "-n", "--lines", min=0, help="How many last lines to show."),
+    follow: bool = typer.Option(
+        False, "-f", "--follow", help="Keep printing new lines (Ctrl-C stops)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON: the file and its last lines."),
+) -> None:
+    """Show the daemon log ($OPENCLAW_STATE_DIR/logs/daemon.log)."""
+    from openclaw_cli.commands import logs as logs_cmd
+
+    raise typer.Exit(logs_cmd.show(lines=lines, follow=follow, json_out=json_out))
+
+
+@app.command("completion", short_help="Print a bash, zsh or fish completion script.")
+def completion(
+    shell: str = typer.Argument(..., metavar="bash|zsh|fish", help="The shell to complete in."),
+) -> None:
+    """Print a shell completion script: eval "$(openclaw completion bash)" in ~/.bashrc."""
+    from typer._completion_shared import get_completion_script
+
+    if shell not in ("bash", "zsh", "fish"):
+        raise typer.BadParameter("must be bash, zsh or fish", param_hint="SHELL")
+    script = get_completion_script(prog_name="openclaw", complete_var=COMPLETE_VAR, shell=shell)
+    typer.echo(script)
+
+
+@app.command("metrics", short_help="Counters and histograms, as Prometheus text.")
 def metrics(
     output: Path | None = typer.Option(
         None,
