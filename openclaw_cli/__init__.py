@@ -30,6 +30,16 @@ def _process_age_s() -> float:
 BOOT = time.perf_counter() - _process_age_s()
 
 
+def __getattr__(name: str) -> object:
+    """``from openclaw_cli import Client`` (the Python API, docs/python-api.md),
+    loaded on first use: the CLI's own start never pays for it."""
+    if name in ("Client", "AsyncClient"):
+        from openclaw_cli import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'openclaw_cli' has no attribute {name!r}")
+
+
 def wants_json(argv: list[str]) -> bool:
     """``--json`` among the options (not after ``--``, where it would be text)."""
     head = argv[: argv.index("--")] if "--" in argv else argv

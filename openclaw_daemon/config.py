@@ -87,8 +87,9 @@ def _short_run_dir(state: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"openclaw-{os.getuid()}-{digest}"
 
 
-def resolve_paths() -> Paths:
-    state = state_dir()
+def resolve_paths(state: Path | None = None) -> Paths:
+    """Every path under the state dir: ``state``, else OPENCLAW_STATE_DIR or ~/.openclaw."""
+    state = _absolute(str(state)) if state is not None else state_dir()
     run_dir = state / "run"
     override = os.environ.get(ENV_SOCKET)
     if override:

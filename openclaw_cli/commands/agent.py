@@ -40,13 +40,19 @@ _TIMEOUT_GRACE_S = 10.0
 _REPORT_TIMEOUT_S = 2.0
 
 
-def _ms(at: float) -> float:
-    return round((at - BOOT) * 1000.0, 3)
+def _ms(at: float, base: float = BOOT) -> float:
+    return round((at - base) * 1000.0, 3)
 
 
-def _span(name: str, start: float, end: float, **attrs: float) -> ClientSpan:
-    span = {"name": name, "startMs": _ms(start), "durationMs": round((end - start) * 1000.0, 3)}
-    return cast("ClientSpan", {**span, **attrs})
+def span(name: str, start: float, end: float, base: float = BOOT, **attrs: float) -> ClientSpan:
+    """A client-side span; times from ``base`` (the process start for the CLI, the
+    call for the Python API)."""
+    timing = {
+        "name": name,
+        "startMs": _ms(start, base),
+        "durationMs": round((end - start) * 1000.0, 3),
+    }
+    return cast("ClientSpan", {**timing, **attrs})
 
 
 def run_agent_argv(argv: list[str]) -> int:
@@ -106,8 +112,8 @@ def _connect(
     progress.stop()
     spans = [
         # Start-up: interpreter, imports, arguments and options, up to connecting.
-        _span("cli.boot", BOOT, connect_at),
-        _span(
+        span("cli.boot", BOOT, connect_at),
+        span(
             "daemon.spawn" if spawned else "cli.connect",
             connect_at,
             connected_at,
@@ -131,19 +137,19 @@ def _reply_and_report(
     report: ReportRequest | None = None
     try:
         _finish_reply(result, options)
-        spans.append(_span("cli.render", render_at, time.perf_counter()))
-        report = _client_report(result, spans, times, first_token_at)
+        spans.append(span("cli.render", render_at, time.perf_counter()))
+        report = client_report(result, spans, times, first_token_at)
         record = turn_record.build(result, report, memory={})
         if options.json:
-            render.print_json(_envelope(result, record))
+            render.print_json(envelope(result, record))
         elif options.verbose:
             _print_trace_summary(result, record)
     finally:
         # After the reply is out, or its reader gone (``| head``): the daemon
         # stores the turn's trace record, with the CLI's spans if they are done.
         if report is None:
-            spans.append(_span("cli.render", render_at, time.perf_counter()))
-            report = _client_report(result, spans, times, first_token_at)
+            spans.append(span("cli.render", render_at, time.perf_counter()))
+            report = client_report(result, spans, times, first_token_at)
         with contextlib.suppress(OpenClawError):
             client.call(report, timeout=_REPORT_TIMEOUT_S)
     return record
@@ -162,11 +168,12 @@ def _finish_reply(result: TurnResult, options: AgentOptions) -> None:
         )
 
 
-def _client_report(
+def client_report(
     result: TurnResult,
     spans: list[ClientSpan],
     marks: tuple[float, float, float],
     first_token_at: float | None,
+    base: float = BOOT,
 ) -> ReportRequest:
     """What the daemon needs to put its spans and ours on one timeline.
 
@@ -183,8 +190,8 @@ def _client_report(
         origin = sent_at
     daemon_end = origin + float(result.get("daemonMs") or 0.0) / 1000.0
     handoffs = [
-        _span("request.send", connected_at, max(connected_at, origin)),
-        _span("reply.receive", min(daemon_end, render_at), render_at),
+        span("request.send", connected_at, max(connected_at, origin), base),
+        span("reply.receive", min(daemon_end, render_at), render_at, base),
     ]
     ordered = sorted([*spans, *handoffs], key=lambda span: span["startMs"])
     end = spans[-1]["startMs"] + spans[-1]["durationMs"]
@@ -193,8 +200,8 @@ def _client_report(
         "turnId": result.get("turnId", ""),
         "spans": ordered,
         "wallMs": round(end, 3),
-        "ttftMs": _ms(first_token_at) if first_token_at else None,
-        "daemonOffsetMs": _ms(origin),
+        "ttftMs": _ms(first_token_at, base) if first_token_at else None,
+        "daemonOffsetMs": _ms(origin, base),
     }
 
 
@@ -331,7 +338,8 @@ def _trace_of(record: Mapping[str, Any]) -> dict[str, Any]:
     return {key: record.get(key) for key in _TRACE_KEYS}
 
 
-def _envelope(result: TurnResult, record: TraceRecord) -> dict[str, Any]:
+def envelope(result: TurnResult, record: TraceRecord) -> dict[str, Any]:
+    """OpenClaw's ``--json`` envelope of a finished turn."""
     return {
         "payloads": [{"text": result["text"], "mediaUrl": None}],
         "meta": {
