@@ -34,6 +34,8 @@ _SCOPE_BY_NAME = {
     "cli.boot": "process",
     "daemon.spawn": "process",
     "cli.connect": "request",
+    "api.connect": "request",  # the Python API's (openclaw_cli.client)
+    "api.result": "process",
     "request.send": "request",
     "reply.receive": "request",
     "lane.wait": "request",

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the CLI's agent path imports this module: annotations cost 
 SCHEMA = 1
 CLIENT_SPANS = frozenset(
     {"cli.boot", "cli.connect", "daemon.spawn", "request.send", "reply.receive", "cli.render"}
+    | {"api.connect", "api.result"}  # the Python API's, in place of cli.*
 )
 _MAX_CLIENT_SPANS = 16
 _MAX_MS = 7 * 86400 * 1000.0  # a week: anything longer is not a turn
