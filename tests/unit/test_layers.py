@@ -207,6 +207,28 @@ def test_the_cli_imports_only_the_contract_and_light_modules() -> None:
     assert beyond == []
 
 
+def _lazy_attribute_imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """What a module-level ``__getattr__`` (PEP 562) imports: loaded on first use
+    of the attribute, never by importing the package (checked below)."""
+    tree = ast.parse(path.read_text(), str(path))
+    lazy = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+    found: set[str] = set()
+    for function in lazy:
+        for node in ast.walk(function):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+    return found
+
+
+def test_the_python_api_is_not_loaded_by_the_cli_package() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, openclaw_cli; print('openclaw_cli.client' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shown.stdout.strip() == "False", shown.stderr
+
+
 def test_package_inits_stay_light() -> None:
     """Importing a submodule runs every init above it: the top-level inits import
     nothing of the project (the CLI's start pays for them), and a subpackage's
@@ -215,7 +237,7 @@ def test_package_inits_stay_light() -> None:
     for name, path in modules.items():
         if path.name != "__init__.py":
             continue
-        targets = imports_of(path, modules)
+        targets = imports_of(path, modules) - _lazy_attribute_imports(path, modules)
         if name in PACKAGES:
             assert targets == set(), name
         else:
