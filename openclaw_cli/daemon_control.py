@@ -92,6 +92,7 @@ def server_command(
     cache_disk: str | None = None,
     chat_template: str | None = None,
     n_gpu_layers: int | None = None,
+    idle_timeout: float | None = None,
 ) -> list[str]:
     """The daemon's command line; options left unset fall back to its environment."""
     command = [sys.executable, "-m", "openclaw_daemon.serve.server"]
@@ -106,6 +107,8 @@ def server_command(
             command += [flag, str(value)]
     if n_gpu_layers is not None:  # 0 is a choice (CPU only), not "unset"
         command += ["--n-gpu-layers", str(n_gpu_layers)]
+    if idle_timeout is not None:  # 0 is a choice (never), not "unset"
+        command += ["--idle-timeout", str(idle_timeout)]
     return command
 
 

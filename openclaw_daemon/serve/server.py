@@ -27,6 +27,7 @@ from openclaw_daemon.model.admission import n_ctx_warning, predict_memory
 from openclaw_daemon.model.base import EngineFactory, EngineSpec, LoadedEngine
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import TurnLog
+from openclaw_daemon.serve import idle
 from openclaw_daemon.serve.handlers import DaemonState, Handlers
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import UnixServer
@@ -53,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--chat-template", default=None, help="builtin template NAME or Jinja FILE, over the GGUF's"
     )
     parser.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload, -1 all")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="stop after this long with no request; 0 never (default: OPENCLAW_IDLE_TIMEOUT or 30)",
+    )
     return parser.parse_args(argv)
 
 
@@ -138,6 +146,7 @@ class Daemon:
         chat_template: str | None = None,
         n_gpu_layers: int | None = None,
         engine_factory: EngineFactory = load_llama_engine,
+        idle_timeout_s: float = 0.0,
     ) -> None:
         from openclaw_daemon.cache.prefix_cache import PrefixCache
         from openclaw_daemon.turn.assemble import turn_services
@@ -175,6 +184,7 @@ class Daemon:
             hello_timeout=config.hello_timeout_setting(),
         )
         self._stopped = threading.Event()
+        self.idle_timeout_s = idle_timeout_s
 
     def _open_store(self, *, cache_ram: int, cache_disk: int) -> KVStore:
         """The KV cache's store for this model, with the disk tier's index read back;
@@ -235,6 +245,7 @@ class Daemon:
                 "layersTotal": info.n_layers + 1,  # llama.cpp counts the output layer
             },
             "uptimeS": round(time.time() - self.started_at, 1),
+            "idleTimeoutS": self.idle_timeout_s,  # 0: never stops when idle
             "rssBytes": memory["rss"],
             "peakRssBytes": memory["peak"],
             "memoryPredicted": self.memory_prediction,
@@ -297,12 +308,23 @@ class Daemon:
         self.remove_status_file()
         self.server.shutdown()
 
+    def idle_for(self) -> float:
+        """Seconds with no connection open, no turn and no background job; else 0."""
+        return 0.0 if self.scheduler.working() else self.server.idle_for()
+
     def serve(self) -> None:
         self.write_status_file()
         log.info("serving on %s (pid %d)", self.paths.socket, os.getpid())
+        idle.watch(
+            self.idle_timeout_s,
+            idle_for=self.idle_for,
+            stop=self.request_shutdown,
+            stopped=self._stopped,
+        )
         try:
             self.server.serve_forever()
         finally:
+            self._stopped.set()
             self.remove_status_file()
             self.server.close()
             # Park the live session and finish disk writes, so a restart resumes warm.
@@ -328,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_disk=config.cache_disk_setting(args.cache_disk),
             chat_template=args.chat_template or config.chat_template_setting(),
             n_gpu_layers=config.n_gpu_layers_setting(args.n_gpu_layers),
+            idle_timeout_s=config.idle_timeout_setting(args.idle_timeout),
         )
     except OSError as exc:
         error = state_dirs.as_state_dir_error(exc)

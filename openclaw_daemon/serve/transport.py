@@ -246,6 +246,7 @@ class UnixServer:
         self._lock = threading.Lock()
         self.active = 0  # connections being served now
         self.refused_busy = 0  # connections answered "busy" since start
+        self._last_activity = time.monotonic()  # a connection opened or ended
 
     def serve_forever(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -270,6 +271,7 @@ class UnixServer:
         accepted_at = time.perf_counter()
         with self._lock:
             busy = self.active >= self.max_connections
+            self._last_activity = time.monotonic()
             if busy:
                 self.refused_busy += 1
             else:
@@ -325,6 +327,12 @@ class UnixServer:
             connection.close()
             with self._lock:
                 self.active -= 1
+                self._last_activity = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since the last connection ended; 0 while one is open."""
+        with self._lock:
+            return 0.0 if self.active else time.monotonic() - self._last_activity
 
     def shutdown(self) -> None:
         self._stopping.set()

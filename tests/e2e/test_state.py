@@ -146,6 +146,7 @@ def test_bad_env_value_fails_before_spawning(tmp_root: Path) -> None:
         {"OPENCLAW_THREADS": "x"},
         {"OPENCLAW_CACHE_RAM": "lots"},
         {"OPENCLAW_FLASH_ATTN": "maybe"},
+        {"OPENCLAW_IDLE_TIMEOUT": "soon"},
     )
     for env in bad:
         cli = Cli(state, env)
