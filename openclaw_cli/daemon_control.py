@@ -93,6 +93,7 @@ def server_command(
     chat_template: str | None = None,
     n_gpu_layers: int | None = None,
     idle_timeout: float | None = None,
+    preload: str | None = None,
 ) -> list[str]:
     """The daemon's command line; options left unset fall back to its environment."""
     command = [sys.executable, "-m", "openclaw_daemon.serve.server"]
@@ -102,6 +103,7 @@ def server_command(
         ("--cache-ram", cache_ram),
         ("--cache-disk", cache_disk),
         ("--chat-template", chat_template),
+        ("--preload", preload),
     ):
         if value:
             command += [flag, str(value)]

@@ -10,6 +10,7 @@ from typing import Any
 from openclaw_cli import daemon_control
 from openclaw_cli.views import render
 from openclaw_daemon import config
+from openclaw_daemon.wire import ids
 from openclaw_daemon.wire.errors import BadRequestError
 
 
@@ -88,6 +89,7 @@ def start(
     chat_template: str | None = None,
     n_gpu_layers: int | None = None,
     idle_timeout: float | None = None,
+    preload: str | None = None,
 ) -> None:
     paths = config.resolve_paths()
     config.check_environment()
@@ -102,6 +104,7 @@ def start(
         chat_template=chat_template_arg(chat_template),
         n_gpu_layers=n_gpu_layers,
         idle_timeout=idle_timeout,
+        preload=ids.session_ref(preload, field="--preload") if preload else None,
     )
     if idle_timeout is not None:
         config.idle_timeout_setting(idle_timeout)  # a bad value before spawning

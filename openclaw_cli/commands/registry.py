@@ -88,6 +88,10 @@ _IDLE_HELP = (
     "Stop after this many minutes with no request, parking sessions to disk; 0 never "
     "(default 30, OPENCLAW_IDLE_TIMEOUT). The next turn starts it again, warm from disk."
 )
+_PRELOAD_HELP = (
+    "Restore this session (id or key of agent main; last: the most recent) into the live "
+    "context once loaded, so the first turn is a live-context hit."
+)
 _MODEL_HELP = "GGUF model: a path or a name from `openclaw models list`."
 _GPU_HELP = (
     "Layers to offload to the GPU, -1 for all (default: all when llama.cpp was built "
@@ -109,12 +113,16 @@ def daemon_start(
     idle_timeout: float | None = typer.Option(
         None, "--idle-timeout", metavar="MINUTES", help=_IDLE_HELP
     ),
+    preload: str | None = typer.Option(
+        None, "--preload", metavar="SESSION|last", help=_PRELOAD_HELP
+    ),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli.commands import daemon as daemon_cmd
 
     daemon_cmd.start(
         idle_timeout=idle_timeout,
+        preload=preload,
         model=model,
         n_ctx=n_ctx,
         foreground=foreground,

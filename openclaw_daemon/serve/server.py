@@ -27,7 +27,7 @@ from openclaw_daemon.model.admission import n_ctx_warning, predict_memory
 from openclaw_daemon.model.base import EngineFactory, EngineSpec, LoadedEngine
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import TurnLog
-from openclaw_daemon.serve import idle
+from openclaw_daemon.serve import idle, preload
 from openclaw_daemon.serve.handlers import DaemonState, Handlers
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import UnixServer
@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--chat-template", default=None, help="builtin template NAME or Jinja FILE, over the GGUF's"
     )
     parser.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload, -1 all")
+    parser.add_argument(
+        "--preload",
+        default=None,
+        metavar="SESSION",
+        help="restore this session (an id or key of agent main, or 'last') into the "
+        "live context once loaded",
+    )
     parser.add_argument(
         "--idle-timeout",
         type=float,
@@ -147,6 +154,7 @@ class Daemon:
         n_gpu_layers: int | None = None,
         engine_factory: EngineFactory = load_llama_engine,
         idle_timeout_s: float = 0.0,
+        preload_session: str | None = None,
     ) -> None:
         from openclaw_daemon.cache.prefix_cache import PrefixCache
         from openclaw_daemon.turn.assemble import turn_services
@@ -185,6 +193,7 @@ class Daemon:
         )
         self._stopped = threading.Event()
         self.idle_timeout_s = idle_timeout_s
+        self.preload_session = preload_session
 
     def _open_store(self, *, cache_ram: int, cache_disk: int) -> KVStore:
         """The KV cache's store for this model, with the disk tier's index read back;
@@ -321,6 +330,15 @@ class Daemon:
             stop=self.request_shutdown,
             stopped=self._stopped,
         )
+        if self.preload_session:
+            preload.schedule(
+                self.preload_session,
+                paths=self.paths,
+                scheduler=self.scheduler,
+                cache=self.cache,
+                tapes=self.tapes,
+                transcript=self.pipeline.transcript,
+            )
         try:
             self.server.serve_forever()
         finally:
@@ -351,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             chat_template=args.chat_template or config.chat_template_setting(),
             n_gpu_layers=config.n_gpu_layers_setting(args.n_gpu_layers),
             idle_timeout_s=config.idle_timeout_setting(args.idle_timeout),
+            preload_session=args.preload,
         )
     except OSError as exc:
         error = state_dirs.as_state_dir_error(exc)

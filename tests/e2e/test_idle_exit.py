@@ -66,3 +66,36 @@ def test_requests_keep_it_alive_and_zero_means_never(idle_cli: Cli) -> None:
     bad = idle_cli.run("daemon", "start", "--idle-timeout", "-1", check=False)
     assert bad.returncode == 2 and "--idle-timeout" in bad.stderr
     assert not _running(idle_cli)
+
+
+def _wait_log(cli: Cli, text: str, within: float = 60) -> str:
+    log_file = cli.state_dir / "logs" / "daemon.log"
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        log = log_file.read_text()
+        if text in log:
+            return log
+        time.sleep(0.25)
+    raise AssertionError(f"{text!r} not in the daemon log:\n{log_file.read_text()[-2000:]}")
+
+
+def test_preload_makes_the_first_turn_after_a_start_a_live_hit(idle_cli: Cli) -> None:
+    cli = Cli(idle_cli.state_dir, {})  # no idle exit here
+    cli.turn(NOTES + " Say OK.", "--session-id", "pre", "--max-tokens", "4")
+    cli.turn("Say hi.", "--session-id", "other", "--max-tokens", "4")
+    cli.run("daemon", "stop")
+    cli.run("daemon", "start", "--preload", "pre", timeout=300)
+    _wait_log(cli, "preloaded pre:")
+    first = cli.turn("Which box holds item 5?", "--session-id", "pre", "--max-tokens", "8")
+    cache = first["meta"]["trace"]["cache"]
+    assert cache["tier"] == "L1" and cache["cachedTokens"] > 300, cache
+    cli.run("daemon", "stop")
+    # last: the most recently used session ("pre", just now).
+    cli.run("daemon", "start", "--preload", "last", timeout=300)
+    _wait_log(cli, "preloaded pre:")
+    cli.run("daemon", "stop")
+    # A session that does not exist: a warning, and the daemon serves anyway.
+    cli.run("daemon", "start", "--preload", "nosuch", timeout=300)
+    _wait_log(cli, "not preloading nosuch")
+    assert cli.turn("Say yes.", "--session-id", "other", "--max-tokens", "4")["payloads"]
+    cli.run("daemon", "stop")
