@@ -303,6 +303,20 @@ class Client:
             raise OpenClawError(f"{len(found)} recorded turns match {turn_id!r}")
         return found[0]
 
+    def compact(self, session: str, instructions: str | None = None) -> dict[str, Any]:
+        """Compact a session now (``openclaw sessions compact``); the daemon's report."""
+        client, _ = daemon_control.connect_or_start(
+            self.paths, command=daemon_control.server_command(model=self.model)
+        )
+        request = {
+            "type": "compact",
+            "agentId": self.agent,
+            "sessionId": ids.session_ref(session, field="session"),
+            "instructions": instructions,
+        }
+        with client:
+            return dict(client.call(cast("Any", request), timeout=900))
+
     def status(self) -> dict[str, Any] | None:
         """The running daemon's status (``openclaw daemon status --json``), or None."""
         client = daemon_control.try_connect(self.paths)

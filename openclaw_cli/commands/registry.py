@@ -253,6 +253,33 @@ def stats(
     stats_cmd.run(session=session, since=since, json_out=json_out, agent=agent)
 
 
+def _chat(session_id: str | None, max_tokens: int) -> None:
+    from openclaw_cli import chat
+
+    raise typer.Exit(chat.run(session_id, max_tokens))
+
+
+_CHAT_SESSION_HELP = "Continue this session (default: a new one)."
+
+
+@app.command("tui", short_help="Chat in the terminal, streaming replies.")
+def tui_command(
+    session_id: str | None = typer.Option(None, "--session-id", help=_CHAT_SESSION_HELP),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens per reply."),
+) -> None:
+    """A terminal chat on the daemon: /help lists its commands; Ctrl-C cancels a reply."""
+    _chat(session_id, max_tokens)
+
+
+@app.command("chat", short_help="The same as tui.")
+def chat_command(
+    session_id: str | None = typer.Option(None, "--session-id", help=_CHAT_SESSION_HELP),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens per reply."),
+) -> None:
+    """The same as openclaw tui."""
+    _chat(session_id, max_tokens)
+
+
 @app.command("logs", short_help="Show (or --follow) the daemon log.")
 def logs(
     lines: int = typer.Option(50, "-n", "--lines", min=0, help="How many last lines to show."),
