@@ -126,11 +126,11 @@ def test_a_chat_in_tmux(chat_cli: Cli) -> None:
     users = _user_messages(chat_cli, "tm")
     assert users[0] == "Say hi in three words."
     assert users[-3:] == ["Say yes.", "Say yes.", "First line \nReply OK."]
-    # Re-entering the session shows its history.
+    # Re-entering the session shows its recent history (the last six messages).
     again = Pane(chat_cli, "chat", "--session-id", "tm")
     try:
-        screen = again.wait(">>> Say hi in three words.")
-        assert "Reply OK." in screen
+        screen = again.wait(">>> First line")
+        assert "Reply OK." in screen and ">>> Say yes." in screen
         again.type("/new")
         again.wait("[new session chat-")
         again.type("/exit")
