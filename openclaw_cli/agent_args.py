@@ -56,6 +56,7 @@ class AgentOptions(NamedTuple):
     max_steps: int = DEFAULT_MAX_STEPS
     allow: tuple[str, ...] = ()
     exec_timeout: float | None = None
+    workspace: str | None = None  # the tools' directory (None: the current one)
     prompt_lookup: bool = False
     thinking: str = "off"
     # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
@@ -150,14 +151,14 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-tokens",
         type=_positive_int,
-        default=DEFAULT_MAX_TOKENS,
+        default=None,
         metavar="N",
         help=f"most tokens to generate (default: {DEFAULT_MAX_TOKENS})",
     )
     parser.add_argument(
         "--temperature",
         type=_non_negative_float,
-        default=0.0,
+        default=None,
         metavar="T",
         help="sampling temperature; 0 is greedy (default: 0)",
     )
@@ -180,7 +181,7 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--thinking",
         choices=THINKING_LEVELS,
-        default="off",
+        default=None,
         metavar="LEVEL",
         help=f"thinking level where the model supports one ({', '.join(THINKING_LEVELS)}); "
         "none of the local engines does yet, so another level than off is ignored with "
@@ -321,7 +322,11 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
     parser = build_parser()
     args = parser.parse_args(argv)
     message = _message(args, parser)
-    allowed = {name for group in args.allow for name in group}
+    from openclaw_cli import config_defaults  # openclaw.json: below a flag, above a default
+
+    cfg = config_defaults.load()
+    allow = tuple(name for group in args.allow for name in group) if args.allow else cfg.allow
+    allowed = set(allow)
     if args.tool_choice not in TOOL_CHOICES:
         parser.error(f"--tool-choice must be one of: {', '.join(TOOL_CHOICES)}")
     if args.tool_choice in PERMISSIONS and args.tool_choice not in allowed:
@@ -330,6 +335,7 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
             f"add --allow {args.tool_choice}"
         )
     agent, key = _agent_and_key(args, parser)
+    timeout = args.timeout if args.timeout is not None else cfg.timeout
     return AgentOptions(
         message=message,
         # BadRequestError (one line, exit 2) before the daemon is even started.
@@ -337,9 +343,9 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         session_key=key,
         agent_id=agent,
         json=args.json,
-        timeout=args.timeout or None,  # 0: no deadline
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
+        timeout=timeout or None,  # 0: no deadline
+        max_tokens=args.max_tokens or cfg.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=_first(args.temperature, cfg.temperature, 0.0),
         seed=args.seed,
         stop=tuple(args.stop),
         model=args.model,
@@ -348,11 +354,16 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         system=args.system,
         tool_choice=args.tool_choice,
         max_steps=args.max_steps,
-        allow=tuple(name for group in args.allow for name in group),
+        allow=allow,
+        workspace=cfg.workspace,
         exec_timeout=args.exec_timeout,
         prompt_lookup=args.prompt_lookup == "on",
-        thinking=args.thinking,
+        thinking=args.thinking or cfg.thinking or "off",
     )
+
+
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
 
 
 def turn_request(options: AgentOptions) -> TurnRequest:
@@ -370,7 +381,7 @@ def turn_request(options: AgentOptions) -> TurnRequest:
         "temperature": options.temperature,
         "seed": options.seed,
         "stop": list(options.stop),
-        "cwd": str(Path.cwd()),
+        "cwd": str(Path(options.workspace).resolve()) if options.workspace else str(Path.cwd()),
         "timeoutS": options.timeout,
         "system": options.system,
         "toolChoice": options.tool_choice,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from openclaw_cli.commands.config_cli import config_app
 from openclaw_cli.commands.sessions_cli import sessions_app
 
 # The variable a completion script sets when it asks ``openclaw`` for candidates.
@@ -47,6 +48,7 @@ app.add_typer(
 app.add_typer(
     models_app, name="models", short_help="List, inspect, register and unregister GGUF models."
 )
+app.add_typer(config_app, name="config", short_help="Read and edit openclaw.json by dotted path.")
 
 
 @app.callback()
