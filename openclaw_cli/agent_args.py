@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from openclaw_cli import agent_input
 from openclaw_daemon.wire import ids
 
 if TYPE_CHECKING:
     from openclaw_daemon.wire.messages import TurnRequest
 
 DEFAULT_MAX_TOKENS = 512
-MAX_MESSAGE_BYTES = 4 << 20  # --message-file and stdin, as the real OpenClaw CLI
 # OpenClaw's --thinking levels. No engine here has thinking levels yet: a level
 # other than off is accepted and reported as ignored.
 THINKING_LEVELS = ("off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra")
@@ -270,35 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_limited(handle: BinaryIO, what: str, parser: argparse.ArgumentParser) -> str:
-    data = handle.read(MAX_MESSAGE_BYTES + 1)
-    if len(data) > MAX_MESSAGE_BYTES:
-        parser.error(f"{what} is larger than 4 MiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        parser.error(f"{what} is not UTF-8 text (byte {exc.start})")
-
-
-def _message(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """The message from -m, --message-file or stdin (``-m -``, or piped with no -m)."""
-    if args.message_file is not None:
-        try:
-            with open(args.message_file, "rb") as handle:
-                return _read_limited(handle, f"--message-file {args.message_file}", parser)
-        except OSError as exc:
-            parser.error(f"--message-file {args.message_file}: {exc.strerror or exc}")
-    if args.message is not None and args.message != "-":
-        return str(args.message)
-    wanted = "give the message: -m TEXT, --message-file PATH, or pipe it on stdin"
-    if args.message is None and sys.stdin.isatty():
-        parser.error(wanted)
-    text = _read_limited(sys.stdin.buffer, "the message on stdin", parser)
-    if args.message is None and not text:
-        parser.error(wanted)  # nothing piped: a script that forgot -m, not an empty turn
-    return text
-
-
 def _agent_and_key(
     args: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> tuple[str, str | None]:
@@ -321,10 +291,8 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
     """Parse ``openclaw agent`` arguments; exits 2 with a usage message on bad input."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    message = _message(args, parser)
-    from openclaw_cli import config_defaults  # openclaw.json: below a flag, above a default
-
-    cfg = config_defaults.load()
+    message = agent_input.message(args, parser)
+    cfg = agent_input.config_defaults()
     allow = tuple(name for group in args.allow for name in group) if args.allow else cfg.allow
     allowed = set(allow)
     if args.tool_choice not in TOOL_CHOICES:

@@ -41,9 +41,9 @@ class AgentDefaults(NamedTuple):
 def config_path() -> Path:
     """OPENCLAW_CONFIG_PATH, else openclaw.json in the state dir (as the upstream
     work reads it)."""
-    from openclaw_daemon.upstream.config_file import config_path as upstream_path
+    from openclaw_daemon import config
 
-    return upstream_path()
+    return config.openclaw_config_path()
 
 
 def read_raw(path: Path) -> dict[str, Any]:

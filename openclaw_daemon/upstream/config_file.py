@@ -31,8 +31,6 @@ from typing import Any, NamedTuple
 
 from openclaw_daemon.wire.errors import ConfigError
 
-ENV_CONFIG_PATH = "OPENCLAW_CONFIG_PATH"
-CONFIG_FILE_NAME = "openclaw.json"
 # The wire APIs we can drive. OpenClaw's others (anthropic-messages, ...) are named
 # in the model's problem instead of failing the whole file.
 SUPPORTED_APIS = ("openai-completions",)
@@ -133,12 +131,9 @@ class OpenClawConfig(NamedTuple):
 
 
 def config_path() -> Path:
-    override = os.environ.get(ENV_CONFIG_PATH)
-    if override:
-        return Path(os.path.abspath(Path(override).expanduser()))
     from openclaw_daemon import config  # stdlib only
 
-    return config.state_dir() / CONFIG_FILE_NAME
+    return config.openclaw_config_path()
 
 
 def expand_env(value: str, *, where: str) -> str:

@@ -51,3 +51,10 @@ def test_nothing_set_and_zero_timeout() -> None:
 def test_a_bad_value_names_its_key(raw: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         defaults(raw, WHERE)
+
+
+def test_the_agents_stand_in_has_the_same_fields() -> None:
+    from openclaw_cli.agent_input import _NoDefaults
+
+    assert _NoDefaults._fields == AgentDefaults._fields
+    assert tuple(_NoDefaults()) == tuple(AgentDefaults())
