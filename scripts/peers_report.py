@@ -147,9 +147,13 @@ def _cell(h: dict[str, Any]) -> str:
 def markdown_section(results: dict[str, Any]) -> str:
     systems = {k: v for k, v in results.get("systems", {}).items() if isinstance(v, dict)}
     names = [s for s in LABELS if s in systems]
+    # ``--only`` re-measures parts of a saved run: say when, so no column passes for
+    # another moment's.
+    again = results.get("runs") or []
+    later = f" Parts re-measured (`--only`) at {', '.join(again)}." if again else ""
     lines = [
         f"Run of {results.get('startedAt')} on {results.get('machine')}, "
-        f"base document ~{results.get('documentTokens')} tokens, temperature 0.",
+        f"base document ~{results.get('documentTokens')} tokens, temperature 0.{later}",
         "",
     ]
     failed = [f"{LABELS[s]}: {systems[s]['failed']}" for s in names if "failed" in systems[s]]
