@@ -6,6 +6,8 @@ Bare ``openclaw sessions`` lists, as OpenClaw's does, with the same options as
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 sessions_app = typer.Typer(
@@ -46,16 +48,24 @@ def _list(agent_id: str, json_out: bool, limit: str, active: int | None, all_age
     )
 
 
+# The listing's options, once: bare `openclaw sessions` and `sessions list` take them.
+AgentOpt = Annotated[str, typer.Option("--agent", help=_AGENT_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+LimitOpt = Annotated[str, typer.Option("--limit", metavar="N|all", help=_LIMIT_HELP)]
+ActiveOpt = Annotated[
+    int | None, typer.Option("--active", min=1, metavar="MINUTES", help=_ACTIVE_HELP)
+]
+AllAgentsOpt = Annotated[bool, typer.Option("--all-agents", help=_ALL_AGENTS_HELP)]
+
+
 @sessions_app.callback()
 def sessions_default(
     ctx: typer.Context,
-    agent_id: str = typer.Option("main", "--agent", help=_AGENT_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-    limit: str = typer.Option("100", "--limit", metavar="N|all", help=_LIMIT_HELP),
-    active: int | None = typer.Option(
-        None, "--active", min=1, metavar="MINUTES", help=_ACTIVE_HELP
-    ),
-    all_agents: bool = typer.Option(False, "--all-agents", help=_ALL_AGENTS_HELP),
+    agent_id: AgentOpt = "main",
+    json_out: JsonOpt = False,
+    limit: LimitOpt = "100",
+    active: ActiveOpt = None,
+    all_agents: AllAgentsOpt = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
         _list(agent_id, json_out, limit, active, all_agents)
@@ -63,13 +73,11 @@ def sessions_default(
 
 @sessions_app.command("list")
 def sessions_list(
-    agent_id: str = typer.Option("main", "--agent", help=_AGENT_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-    limit: str = typer.Option("100", "--limit", metavar="N|all", help=_LIMIT_HELP),
-    active: int | None = typer.Option(
-        None, "--active", min=1, metavar="MINUTES", help=_ACTIVE_HELP
-    ),
-    all_agents: bool = typer.Option(False, "--all-agents", help=_ALL_AGENTS_HELP),
+    agent_id: AgentOpt = "main",
+    json_out: JsonOpt = False,
+    limit: LimitOpt = "100",
+    active: ActiveOpt = None,
+    all_agents: AllAgentsOpt = False,
 ) -> None:
     """List the agent's sessions, newest first."""
     _list(agent_id, json_out, limit, active, all_agents)
