@@ -167,6 +167,8 @@ def restart(
     cache_disk: str | None,
     chat_template: str | None = None,
     n_gpu_layers: int | None = None,
+    idle_timeout: float | None = None,
+    preload: str | None = None,
 ) -> None:
     """Check the new configuration (memory included) first, then stop and start:
     an impossible option must not leave you with no daemon."""
@@ -175,6 +177,10 @@ def restart(
     validate_options(
         model=model, cache_ram=cache_ram, cache_disk=cache_disk, n_gpu_layers=n_gpu_layers
     )
+    if idle_timeout is not None:
+        config.idle_timeout_setting(idle_timeout)  # before stopping the running one
+    if preload:
+        ids.session_ref(preload, field="--preload")
     freed = 0
     running = daemon_control.try_connect(paths)
     if running is not None:
@@ -189,6 +195,8 @@ def restart(
         cache_ram=cache_ram,
         cache_disk=cache_disk,
         checked=True,
+        idle_timeout=idle_timeout,
+        preload=preload,
         chat_template=chat_template,
         n_gpu_layers=n_gpu_layers,
     )

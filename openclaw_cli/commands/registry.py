@@ -151,6 +151,12 @@ def daemon_restart(
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
     chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
     n_gpu_layers: int | None = typer.Option(None, "--n-gpu-layers", min=-1, help=_GPU_HELP),
+    idle_timeout: float | None = typer.Option(
+        None, "--idle-timeout", metavar="MINUTES", help=_IDLE_HELP
+    ),
+    preload: str | None = typer.Option(
+        None, "--preload", metavar="SESSION|last", help=_PRELOAD_HELP
+    ),
 ) -> None:
     """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
     from openclaw_cli.commands import daemon as daemon_cmd
@@ -162,6 +168,8 @@ def daemon_restart(
         cache_disk=cache_disk,
         chat_template=chat_template,
         n_gpu_layers=n_gpu_layers,
+        idle_timeout=idle_timeout,
+        preload=preload,
     )
 
 

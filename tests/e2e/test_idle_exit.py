@@ -89,9 +89,13 @@ def test_preload_makes_the_first_turn_after_a_start_a_live_hit(idle_cli: Cli) ->
     first = cli.turn("Which box holds item 5?", "--session-id", "pre", "--max-tokens", "8")
     cache = first["meta"]["trace"]["cache"]
     assert cache["tier"] == "L1" and cache["cachedTokens"] > 300, cache
-    cli.run("daemon", "stop")
-    # last: the most recently used session ("pre", just now).
-    cli.run("daemon", "start", "--preload", "last", timeout=300)
+    # A bad option to restart is refused before the running daemon is stopped.
+    bad = cli.run("daemon", "restart", "--idle-timeout", "-5", check=False)
+    assert bad.returncode == 2 and "--idle-timeout" in bad.stderr and _running(cli)
+    # last: the most recently used session ("pre", just now), through restart.
+    log_file = cli.state_dir / "logs" / "daemon.log"
+    log_file.write_text("")
+    cli.run("daemon", "restart", "--preload", "last", timeout=300)
     _wait_log(cli, "preloaded pre:")
     cli.run("daemon", "stop")
     # A session that does not exist: a warning, and the daemon serves anyway.
