@@ -46,8 +46,9 @@ def test_the_daemon_exits_when_idle_and_the_next_turn_is_warm(idle_cli: Cli) -> 
     # Not before the 3 s from the environment (the idle clock starts when the turn's
     # connection closes, just before the CLI exits; polled every 0.3 s).
     assert time.monotonic() - ended >= 2.0
-    log = (idle_cli.state_dir / "logs" / "daemon.log").read_text()
-    assert "idle for" in log and log.rstrip().endswith("stopped")
+    # The status file goes first; the process ends after parking, with "stopped".
+    log = _wait_log(idle_cli, "openclawd: stopped")
+    assert "idle for" in log
     again = idle_cli.turn("Which box holds item 5?", "--session-id", "idle", "--max-tokens", "8")
     cache = again["meta"]["trace"]["cache"]
     usage = again["meta"]["agentMeta"]["usage"]
