@@ -281,13 +281,7 @@ def tui_command(
     _chat(session_id, max_tokens)
 
 
-@app.command("chat", short_help="The same as tui.")
-def chat_command(
-    session_id: str | None = typer.Option(None, "--session-id", help=_CHAT_SESSION_HELP),
-    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens per reply."),
-) -> None:
-    """The same as openclaw tui."""
-    _chat(session_id, max_tokens)
+app.command("chat", short_help="The same as tui.")(tui_command)  # one command, two names
 
 
 @app.command("logs", short_help="Show (or --follow) the daemon log.")

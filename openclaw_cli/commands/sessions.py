@@ -14,7 +14,7 @@ from openclaw_cli.views import render
 from openclaw_daemon import config
 from openclaw_daemon.wire import ids
 from openclaw_sessions.prompt import message_text
-from openclaw_sessions.store import SessionStore
+from openclaw_sessions.store import SessionRef, SessionStore
 
 if TYPE_CHECKING:
     from openclaw_daemon.wire.messages import CompactRequest, TapeRequest
@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 def _store(agent_id: str) -> SessionStore:
     return SessionStore(config.resolve_paths().agent_sessions_dir(agent_id), agent_id)
+
+
+def _find(session_id: str, agent_id: str) -> tuple[SessionStore, SessionRef]:
+    """The agent's store and the session named by id or key (SessionError if none)."""
+    store = _store(ids.agent_id(agent_id, field="--agent"))
+    return store, store.find(ids.session_ref(session_id, field="session"))
 
 
 def _agent_ids(agent_id: str, all_agents: bool) -> list[str]:
@@ -88,8 +94,7 @@ def list_sessions(
 def delete_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
     from openclaw_sessions import lifecycle
 
-    store = _store(ids.agent_id(agent_id, field="--agent"))
-    ref = store.find(ids.session_ref(session_id, field="session"))
+    store, ref = _find(session_id, agent_id)
     aside = lifecycle.delete(store, ref)
     if json_out:
         render.print_json(
@@ -104,8 +109,7 @@ def delete_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
 def reset_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
     from openclaw_sessions import lifecycle
 
-    store = _store(ids.agent_id(agent_id, field="--agent"))
-    ref = store.find(ids.session_ref(session_id, field="session"))
+    store, ref = _find(session_id, agent_id)
     fresh = lifecycle.reset(store, ref)
     if json_out:
         render.print_json(
@@ -125,8 +129,7 @@ def reset_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
 def export_session(session_id: str, agent_id: str, fmt: str, output: str | None) -> None:
     from openclaw_sessions import lifecycle
 
-    store = _store(ids.agent_id(agent_id, field="--agent"))
-    ref = store.find(ids.session_ref(session_id, field="session"))
+    store, ref = _find(session_id, agent_id)
     if fmt == "jsonl":
         data = ref.file.read_bytes() if ref.file.exists() else b""
     else:
@@ -140,8 +143,7 @@ def export_session(session_id: str, agent_id: str, fmt: str, output: str | None)
 
 
 def show_session(session_id: str, agent_id: str, *, json_out: bool) -> None:
-    store = _store(ids.agent_id(agent_id, field="--agent"))
-    ref = store.find(ids.session_ref(session_id, field="session"))
+    store, ref = _find(session_id, agent_id)
     entries = store.load_entries(ref)
     if json_out:
         render.print_json(

@@ -119,6 +119,22 @@ def test_a_chat_in_tmux(chat_cli: Cli) -> None:
         pane.wait("model.decode")
         pane.type("/nonsense")
         pane.wait("[unknown command /nonsense")
+        pane.type("/model")
+        pane.wait("[model smollm2")
+        pane.type("/allow write")
+        pane.wait("[allowed: write]")
+        pane.type("/allow bogus")
+        pane.wait("[unknown tool bogus")
+        pane.type("/compact")
+        # The daemon's answer, relayed: a short session may be refused as not
+        # shrinking (nothing written), which is its own clear message.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            screen = pane.screen()
+            if "[compacted:" in screen or "would not shrink it" in screen:
+                break
+            time.sleep(0.5)
+        assert "[compacted:" in screen or "nothing was written]" in screen, screen
         pane.keys("C-d")
         assert pane.ended(), pane.screen()
     finally:
@@ -131,6 +147,8 @@ def test_a_chat_in_tmux(chat_cli: Cli) -> None:
     try:
         screen = again.wait(">>> First line")
         assert "Reply OK." in screen and ">>> Say yes." in screen
+        again.type("/reset")
+        again.wait("[session reset: now")
         again.type("/new")
         again.wait("[new session chat-")
         again.type("/exit")
