@@ -14,7 +14,7 @@ from openclaw_daemon.wire import ids
 from openclaw_daemon.wire.errors import BadRequestError
 
 
-def _model_arg(model: str | None) -> str | None:
+def model_arg(model: str | None) -> str | None:
     """--model NAME|PATH as an absolute path to an existing GGUF file."""
     if model is None:
         return None
@@ -31,7 +31,7 @@ def validate_options(
     n_gpu_layers: int | None = None,
 ) -> None:
     """A typo is a clear error now, not a daemon that fails to start."""
-    _model_arg(model)
+    model_arg(model)
     config.n_gpu_layers_setting(n_gpu_layers)
     for value, name in ((cache_ram, "--cache-ram"), (cache_disk, "--cache-disk")):
         if value is not None:
@@ -68,7 +68,7 @@ def preflight(
     anything is stopped or spawned (the daemon checks again when it starts)."""
     from openclaw_daemon.model import admission  # reads the GGUF header only
 
-    model_path = Path(_model_arg(model) or config.resolve_model_path())
+    model_path = Path(model_arg(model) or config.resolve_model_path())
     effective = n_ctx or config.n_ctx_setting()
     admission.predict_memory(
         model_path, effective, config.cache_ram_setting(cache_ram), freed=freed
@@ -97,7 +97,7 @@ def start(
         model=model, cache_ram=cache_ram, cache_disk=cache_disk, n_gpu_layers=n_gpu_layers
     )
     command = daemon_control.server_command(
-        model=_model_arg(model),
+        model=model_arg(model),
         n_ctx=n_ctx,
         cache_ram=cache_ram,
         cache_disk=cache_disk,
@@ -146,7 +146,7 @@ def _check_same_config(info: dict[str, Any], *, model: str | None, n_ctx: int | 
     # llama.cpp pads the context to a multiple of 256: 9000 runs as 9216.
     if n_ctx is not None and int(info.get("nCtx") or 0) not in (n_ctx, -(-n_ctx // 256) * 256):
         differences.append(f"n_ctx {info.get('nCtx')}, not {n_ctx}")
-    wanted = _model_arg(model)
+    wanted = model_arg(model)
     if wanted is not None and str(info.get("modelPath")) != wanted:
         differences.append(f"model {info.get('modelPath')}, not {wanted}")
     if differences:

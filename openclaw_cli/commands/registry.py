@@ -284,6 +284,25 @@ def tui_command(
 app.command("chat", short_help="The same as tui.")(tui_command)  # one command, two names
 
 
+@app.command("serve", short_help="Serve an OpenAI-compatible API (/v1) on the daemon.")
+def serve_command(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind; off loopback needs --api-key."
+    ),
+    port: int = typer.Option(11435, "--port", min=0, max=65535, help="TCP port (0: any free)."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="OPENCLAW_API_KEY", help="Require this bearer token."
+    ),
+    model: str | None = typer.Option(None, "--model", help=_MODEL_HELP),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
+) -> None:
+    """/v1/chat/completions (streaming, tools, cached-token usage), /v1/completions and
+    /v1/models for OpenAI clients, on the daemon's prefix cache (docs/openai-front.md)."""
+    from openclaw_cli.commands import serve
+
+    raise typer.Exit(serve.run(host=host, port=port, api_key=api_key, model=model, n_ctx=n_ctx))
+
+
 @app.command("logs", short_help="Show (or --follow) the daemon log.")
 def logs(
     lines: int = typer.Option(50, "-n", "--lines", min=0, help="How many last lines to show."),

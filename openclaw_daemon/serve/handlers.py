@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from openclaw_daemon.config import Paths
+from openclaw_daemon.front.chat_turn import ChatTurns
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import Trace, TurnLog
 from openclaw_daemon.serve import background
+from openclaw_daemon.serve.chat_handler import serve_chat
 from openclaw_daemon.serve.frame_batching import FRAME_INTERVAL_S, FrameBatcher
 from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
@@ -87,6 +89,8 @@ class DaemonState:
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="upstream")
     )
     started_at: float = field(default_factory=time.time)
+    # OpenAI-style completions for ``openclaw serve`` (the ``chat`` request).
+    chats: ChatTurns | None = None
 
 
 class Handlers:
@@ -120,6 +124,7 @@ class Handlers:
     def dispatch(self, request: protocol.Message, connection: Connection) -> None:
         handler = {
             "turn": self.turn,
+            "chat": self.chat,
             "status": self.status,
             "stop": self.stop,
             "ping": self.ping,
@@ -238,6 +243,11 @@ class Handlers:
             self.state.compactor, self.state.scheduler, prefill_ahead=self.state.prefill_ahead
         )
         self._store_trace(result, connection)
+
+    def chat(self, raw: protocol.Message, connection: Connection) -> None:
+        serve_chat(
+            self.state, raw, connection, relay=self._relay, drain=self._drain, job_ended=_JOB_ENDED
+        )
 
     def _store_trace(self, result: TurnResult, connection: Connection) -> None:
         """Wait for the CLI's span report, then store and count the turn's record.

@@ -181,6 +181,7 @@ class Daemon:
             self.engine, self.paths, prefill_batch=config.prefill_batch_setting(), cache=self.cache
         )
         self.pipeline, self.compactor, self.tapes = turns.pipeline, turns.compactor, turns.tapes
+        self.chats = turns.chats
         self.upstream = _upstream_turns(self.paths, self.tapes, self.engine.schema_to_gbnf)
         self.started_at = time.time()
         memory_now()  # imports psutil now, not in the first turn's trace report
@@ -230,6 +231,7 @@ class Daemon:
             gauges=self.gauges,
             prefill_ahead=config.prefill_ahead_setting(),
             upstream=self.upstream,
+            chats=self.chats,
         )
 
     def status(self) -> dict[str, Any]:
@@ -260,6 +262,8 @@ class Daemon:
             "memoryPredicted": self.memory_prediction,
             "sessions": len(self.tapes),
             "turnsServed": self.pipeline.turns_served,
+            # Completions through the OpenAI front (openclaw serve), and its reply tapes.
+            "openai": {"served": self.chats.served, "tapes": len(self.chats.tapes)},
             # Turns and compactions on upstream engines (openclaw.json), counted apart.
             "upstream": {
                 "turnsServed": self.upstream.turns_served,

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from openclaw_daemon.cache.prefix_cache import PrefixCache
 from openclaw_daemon.config import Paths
+from openclaw_daemon.front.chat_turn import ChatTurns
+from openclaw_daemon.front.front_tapes import FrontTapes
 from openclaw_daemon.model import markup
 from openclaw_daemon.model.tape import TapeBuilder
 from openclaw_daemon.turn.agent_loop import AgentLoop
@@ -32,6 +34,7 @@ class TurnServices:
     pipeline: TurnPipeline
     compactor: Compactor
     tapes: SessionTapes
+    chats: ChatTurns  # the OpenAI front's completions (openclaw serve)
 
 
 def turn_services(
@@ -70,4 +73,10 @@ def turn_services(
         loop=AgentLoop(engine, calls, builder, transcript, cache),
         compactor=compactor,
     )
-    return TurnServices(pipeline, compactor, tapes)
+    front_tapes = FrontTapes(
+        paths.state_dir / "cache" / "front-tapes",
+        cache.store.dir.name,
+        n_vocab=engine.info.n_vocab,
+    )
+    chats = ChatTurns(engine, cache, calls, transcript.format, front_tapes)
+    return TurnServices(pipeline, compactor, tapes, chats)

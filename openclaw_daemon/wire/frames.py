@@ -46,6 +46,7 @@ REQUEST_TYPES = frozenset(
     {
         "hello",
         "turn",
+        "chat",
         "status",
         "stop",
         "cancel",

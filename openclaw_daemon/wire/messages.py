@@ -82,6 +82,26 @@ class TurnRequest(_TurnKeys, total=False):
     model: str
 
 
+class _ChatKeys(TypedDict):
+    type: Literal["chat"]
+
+
+class ChatRequest(_ChatKeys, total=False):
+    """One OpenAI-style completion for ``openclaw serve`` (docs/openai-front.md):
+    ``messages`` in OpenAI's chat shape (or ``prompt`` for a plain completion);
+    no session, the conversation is found by its message prefix."""
+
+    messages: list[dict[str, Any]]
+    prompt: str  # /v1/completions: raw text, no chat template
+    tools: list[dict[str, Any]]  # OpenAI function definitions
+    toolChoice: str  # auto | none
+    maxTokens: int | None
+    temperature: float
+    seed: int | None
+    stop: list[str]
+    timeoutS: float | None
+
+
 class _SpanKeys(TypedDict):
     name: str
     startMs: float
@@ -162,6 +182,7 @@ class CancelRequest(TypedDict):
 Request = (
     Hello
     | TurnRequest
+    | ChatRequest
     | ReportRequest
     | CacheRequest
     | CompactRequest
