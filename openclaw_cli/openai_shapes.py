@@ -84,7 +84,11 @@ def chat_request(body: Any, *, completion: bool) -> dict[str, Any]:
         request["messages"] = body.get("messages")
         if request["messages"] is None:
             raise _refuse("messages", "is required")
-        for key, name in (("tools", "tools"), ("toolChoice", "tool_choice")):
+        for key, name in (
+            ("tools", "tools"),
+            ("toolChoice", "tool_choice"),
+            ("parallelToolCalls", "parallel_tool_calls"),
+        ):
             value = body.get(name)
             if value is not None:
                 request[key] = _tool_choice(value) if name == "tool_choice" else value

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from openclaw_cli.commands.config_cli import config_app
+from openclaw_cli.commands.models_cli import CHAT_TEMPLATE_HELP, models_app
 from openclaw_cli.commands.sessions_cli import sessions_app
 
 # The variable a completion script sets when it asks ``openclaw`` for candidates.
@@ -37,11 +38,6 @@ app.add_typer(
     sessions_app, name="sessions", short_help="List, show, compact, reset, delete, export sessions."
 )
 app.add_typer(cache_app, name="cache", short_help="Inspect and clear the KV prefix cache.")
-models_app = typer.Typer(
-    help="List, inspect, register and unregister GGUF models.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by each command
-)
 app.add_typer(
     trace_app, name="trace", short_help="Recorded turns phase by phase: chart, JSON or SVG."
 )
@@ -81,10 +77,6 @@ def agent(ctx: typer.Context) -> None:
 
 
 _CACHE_RAM_HELP = "RAM budget for parked KV states, e.g. 1G (default 1G, OPENCLAW_CACHE_RAM)."
-_CHAT_TEMPLATE_HELP = (
-    "Chat template: a builtin (chatml, gemma, llama3, mistral) or a Jinja file, over the "
-    "GGUF's own (OPENCLAW_CHAT_TEMPLATE)."
-)
 _CACHE_DISK_HELP = "Disk budget for saved KV states, e.g. 4G (default 4G, OPENCLAW_CACHE_DISK)."
 _IDLE_HELP = (
     "Stop after this many minutes with no request, parking sessions to disk; 0 never "
@@ -110,7 +102,7 @@ def daemon_start(
     ),
     cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
-    chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
+    chat_template: str | None = typer.Option(None, "--chat-template", help=CHAT_TEMPLATE_HELP),
     n_gpu_layers: int | None = typer.Option(None, "--n-gpu-layers", min=-1, help=_GPU_HELP),
     idle_timeout: float | None = typer.Option(
         None, "--idle-timeout", metavar="MINUTES", help=_IDLE_HELP
@@ -149,7 +141,7 @@ def daemon_restart(
     n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
     cache_ram: str | None = typer.Option(None, "--cache-ram", help=_CACHE_RAM_HELP),
     cache_disk: str | None = typer.Option(None, "--cache-disk", help=_CACHE_DISK_HELP),
-    chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
+    chat_template: str | None = typer.Option(None, "--chat-template", help=CHAT_TEMPLATE_HELP),
     n_gpu_layers: int | None = typer.Option(None, "--n-gpu-layers", min=-1, help=_GPU_HELP),
     idle_timeout: float | None = typer.Option(
         None, "--idle-timeout", metavar="MINUTES", help=_IDLE_HELP
@@ -344,62 +336,3 @@ def metrics(
     from openclaw_cli.commands import metrics as metrics_cmd
 
     metrics_cmd.run(output=output)
-
-
-@models_app.command("list")
-def models_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Embedded, registered and upstream (openclaw.json) models, with reachability."""
-    from openclaw_cli.commands import models as models_cmd
-
-    models_cmd.list_models(json_out=json_out)
-
-
-@models_app.command("show")
-def models_show(
-    model: str = typer.Argument(..., help="A model's name (see `models list`) or a GGUF path."),
-    n_ctx: int | None = typer.Option(
-        None, "--n-ctx", min=256, help="Context to predict memory at (default: OPENCLAW_N_CTX)."
-    ),
-    n_gpu_layers: int = typer.Option(
-        0,
-        "--n-gpu-layers",
-        min=-1,
-        help="Split the predicted memory as if N layers (-1 all) were on a GPU.",
-    ),
-    chat_template: str | None = typer.Option(None, "--chat-template", help=_CHAT_TEMPLATE_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Architecture, context, sliding window, template and tool-call format, KV bytes and
-    memory, from the header."""
-    from openclaw_cli.commands import models as models_cmd
-
-    models_cmd.show(
-        model,
-        n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers,
-        json_out=json_out,
-        chat_template=chat_template,
-    )
-
-
-@models_app.command("add")
-def models_add(
-    path: Path = typer.Argument(..., help="The GGUF file to register."),
-    name: str | None = typer.Option(None, "--name", help="Its name (default: its id)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Register a GGUF file under a name, for --model NAME."""
-    from openclaw_cli.commands import models as models_cmd
-
-    models_cmd.add(path, name=name, json_out=json_out)
-
-
-@models_app.command("remove")
-def models_remove(
-    name: str = typer.Argument(..., help="A registered model's name."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Unregister a model (its file is left alone)."""
-    from openclaw_cli.commands import models as models_cmd
-
-    models_cmd.remove(name, json_out=json_out)

@@ -23,7 +23,7 @@ from openclaw_daemon.front.front_tapes import FrontTapes
 from openclaw_daemon.model import markup
 from openclaw_daemon.model.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.tools.formats.base import ToolFormat
-from openclaw_daemon.tools.grammar import client_grammar
+from openclaw_daemon.tools.grammar import MAX_CALLS_PER_STEP, client_grammar
 from openclaw_daemon.tools.spec import ToolCall
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.head_boundary import HeadBoundary
@@ -115,6 +115,11 @@ class ChatTurns:
 
     # -- the prompt -------------------------------------------------------------------
     def _chat(self, options: ChatOptions, ctx: TurnContext) -> _Prompt:
+        if options.messages[-1].role == "assistant":
+            raise BadRequestError(
+                "the conversation ends with an assistant message; there is nothing to answer",
+                hint="End the messages with a user or tool message.",
+            )
         with ctx.trace.span("prompt.render") as span:
             section = conversation.tools_section(options.tools, self.format)
             builder, head = self._builder(section)
@@ -124,11 +129,6 @@ class ChatTurns:
             new = conversation.template_messages(
                 options.messages[continued:], self.format, section=section, at_start=not found
             )
-            if not new:
-                raise BadRequestError(
-                    "the conversation ends with the assistant's reply; nothing to answer",
-                    hint="End the messages with a user or tool message.",
-                )
             try:
                 messages, full = builder.render_turn(tape, new)
             except ModelError as exc:  # the template refused these messages (role order)
@@ -215,7 +215,8 @@ class ChatTurns:
             return None
         tools = [t for t in options.tools if choice == "required" or choice == f"function:{t.name}"]
         specs = conversation.tool_specs(tools)
-        key = json.dumps([[t.name, t.parameters] for t in tools], sort_keys=True)
+        calls = MAX_CALLS_PER_STEP if options.parallel_tool_calls else 1
+        key = json.dumps([calls, [[t.name, t.parameters] for t in tools]], sort_keys=True)
         if key not in self._grammars:
             with ctx.trace.span("prompt.grammar"):
                 try:

@@ -17,31 +17,26 @@ from typing import TYPE_CHECKING, Any
 
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.tracing import Trace
+from openclaw_daemon.serve import relay
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.wire import chat_requests, messages
 from openclaw_daemon.wire import frames as protocol
 from openclaw_daemon.wire.errors import BadRequestError, CancelledError, TurnTimeoutError
 
 if TYPE_CHECKING:
-    from openclaw_daemon.serve.handlers import DaemonState
+    from openclaw_daemon.front.chat_turn import ChatTurns
+    from openclaw_daemon.serve.scheduler import Scheduler
     from openclaw_daemon.serve.transport import Connection
-
-Relay = Callable[
-    ["Connection", "queue.Queue[Mapping[str, Any]]", Any, threading.Event, "float | None"], bool
-]
-Drain = Callable[["Connection", "queue.Queue[Mapping[str, Any]]"], None]
 
 
 def serve_chat(
-    state: DaemonState,
+    chats: ChatTurns | None,
+    scheduler: Scheduler,
+    park: Callable[[], None],
     raw: protocol.Message,
     connection: Connection,
-    *,
-    relay: Relay,
-    drain: Drain,
-    job_ended: protocol.Message,
 ) -> None:
-    chats = state.chats
+    """``park``: the session tapes' (it parks the live KV state)."""
     if chats is None:
         raise BadRequestError("this daemon does not serve OpenAI-style requests")
     options = chat_requests.parse_chat(raw)
@@ -57,10 +52,10 @@ def serve_chat(
     )
     timeout = options.timeout_s
     deadline = time.monotonic() + timeout if timeout else None
-    future: Future[Any] = state.scheduler.submit(lambda: chats.run(options, context), label="chat")
-    future.add_done_callback(lambda _: events.put(job_ended))
-    timed_out = relay(connection, events, future, cancel, deadline)
-    drain(connection, events)
+    future: Future[Any] = scheduler.submit(lambda: chats.run(options, context), label="chat")
+    future.add_done_callback(lambda _: events.put(relay.JOB_ENDED))
+    timed_out = relay.relay(connection, events, future, cancel, deadline)
+    relay.drain(connection, events)
     try:
         result = future.result()
     except CancelledError as exc:
@@ -72,5 +67,5 @@ def serve_chat(
         raise
     connection.send(messages.done(result))
     # As after a turn: park the live KV state, then save the reply tapes, when idle.
-    state.scheduler.submit_idle("park", state.tapes.park)
-    state.scheduler.submit_idle("front tapes", chats.park)
+    scheduler.submit_idle("park", park)
+    scheduler.submit_idle("front tapes", chats.park)

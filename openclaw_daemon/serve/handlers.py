@@ -1,9 +1,9 @@
 """Request type -> handler, for one connection.
 
 Every request stream ends with exactly one terminal frame. A turn is relayed
-from the model worker to the socket here: its events are forwarded as they
-come, and a client that hangs up or sends ``cancel`` (or a turn that passes
-its timeout) stops the generation at the next token or prefill batch. After
+from the model worker to the socket (``relay``): its events are forwarded as
+they come, and a client that hangs up or sends ``cancel`` (or a turn that
+passes its timeout) stops the generation at the next token or prefill batch. After
 the ``done`` frame, the CLI reports its own spans; the turn's trace record is
 stored and counted then (see ``turn_record``).
 
@@ -28,9 +28,8 @@ from openclaw_daemon.front.chat_turn import ChatTurns
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import Trace, TurnLog
-from openclaw_daemon.serve import background
+from openclaw_daemon.serve import background, relay
 from openclaw_daemon.serve.chat_handler import serve_chat
-from openclaw_daemon.serve.frame_batching import FRAME_INTERVAL_S, FrameBatcher
 from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import Connection
@@ -47,14 +46,10 @@ from openclaw_daemon.wire.errors import (
     OpenClawError,
     TurnTimeoutError,
 )
-from openclaw_daemon.wire.messages import StreamFrame, TurnResult
+from openclaw_daemon.wire.messages import TurnResult
 from openclaw_sessions.store import SessionRef, SessionStore
 
 log = logging.getLogger("openclawd.handlers")
-_POLL_S = 0.02  # how often a running turn checks for a hang-up, cancel or timeout
-# Put on a turn's event queue when its job ends, so the relay wakes at once
-# instead of at its next poll.
-_JOB_ENDED: protocol.Message = {"type": "_job_ended"}
 # How long a finished turn waits for the CLI's trace report. The CLI sends it
 # right after printing the reply; a client that never does (killed, or piped
 # into a slow reader) only delays the stored record, never the next turn.
@@ -212,9 +207,9 @@ class Handlers:
                 future = self.state.upstream_pool.submit(upstream.run, options, context, route)
             else:
                 future = scheduler.submit(run, label=f"turn:{session_key}")
-            future.add_done_callback(lambda _: events.put(_JOB_ENDED))
-            timed_out = self._relay(connection, events, future, cancel, deadline)
-        self._drain(connection, events)
+            future.add_done_callback(lambda _: events.put(relay.JOB_ENDED))
+            timed_out = relay.relay(connection, events, future, cancel, deadline)
+        relay.drain(connection, events)
         try:
             # The pipeline builds a TurnResult (the one place is turn.pipeline).
             result = cast(TurnResult, future.result())
@@ -245,9 +240,8 @@ class Handlers:
         self._store_trace(result, connection)
 
     def chat(self, raw: protocol.Message, connection: Connection) -> None:
-        serve_chat(
-            self.state, raw, connection, relay=self._relay, drain=self._drain, job_ended=_JOB_ENDED
-        )
+        state = self.state
+        serve_chat(state.chats, state.scheduler, state.tapes.park, raw, connection)
 
     def _store_trace(self, result: TurnResult, connection: Connection) -> None:
         """Wait for the CLI's span report, then store and count the turn's record.
@@ -372,38 +366,3 @@ class Handlers:
                 lambda: job(ref, store), label=f"{label}:{ref.key}"
             )
             return ref, future.result()
-
-    def _relay(
-        self,
-        connection: Connection,
-        events: queue.Queue[Mapping[str, Any]],
-        future: Any,
-        cancel: threading.Event,
-        deadline: float | None,
-    ) -> bool:
-        """Forward events until the job ends; returns True if it timed out."""
-        timed_out = False
-        batcher = FrameBatcher(events, _JOB_ENDED, FRAME_INTERVAL_S)
-        while not future.done():
-            for event in batcher.next(timeout=_POLL_S):
-                # The pipeline emits messages' stream frames (its emit is untyped).
-                connection.send(cast(StreamFrame, event))
-            if cancel.is_set():
-                continue
-            polled = connection.poll_client()
-            if polled is True or (isinstance(polled, dict) and polled.get("type") == "cancel"):
-                log.info("client went away or cancelled; stopping the turn")
-                cancel.set()
-            elif deadline is not None and time.monotonic() > deadline:
-                timed_out = True
-                cancel.set()
-        return timed_out
-
-    def _drain(self, connection: Connection, events: queue.Queue[Mapping[str, Any]]) -> None:
-        while True:
-            try:
-                event = events.get_nowait()
-            except queue.Empty:
-                return
-            if event is not _JOB_ENDED:
-                connection.send(cast(StreamFrame, event))

@@ -203,11 +203,15 @@ def grammar_for(
 
 
 def client_grammar(
-    tools: list[ToolSpec], schema_to_gbnf: SchemaToGbnf, *, tool_format: ToolFormat
+    tools: list[ToolSpec],
+    schema_to_gbnf: SchemaToGbnf,
+    *,
+    tool_format: ToolFormat,
+    max_calls: int = MAX_CALLS_PER_STEP,
 ) -> str:
     """GBNF for a call to one of ``tools``, their parameters as the client defined
     them (the OpenAI front's ``tool_choice`` required or a named function)."""
     alternatives = [tool_format.call_schema(tool.name, tool.parameters) for tool in tools]
     order = list(alternatives[0].get("properties", {}))
     schema = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
-    return tool_format.wrap_grammar(schema_to_gbnf(json.dumps(schema), order), MAX_CALLS_PER_STEP)
+    return tool_format.wrap_grammar(schema_to_gbnf(json.dumps(schema), order), max_calls)

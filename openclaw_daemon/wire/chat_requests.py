@@ -26,6 +26,7 @@ from openclaw_daemon.wire.requests import (
     MAX_TEMPERATURE,
     MAX_TIMEOUT_S,
     MAX_TOKENS_LIMIT,
+    flag,
     integer,
     number,
     text,
@@ -74,6 +75,7 @@ class ChatOptions:
     prompt: str | None = None  # a plain completion: no template, no tools
     tools: tuple[ChatTool, ...] = ()
     tool_choice: str = "auto"  # auto | none | required | function:NAME
+    parallel_tool_calls: bool = True  # false: a forced reply holds one call
     max_tokens: int | None = None
     temperature: float = 0.0
     seed: int | None = None
@@ -234,6 +236,7 @@ def parse_chat(message: Mapping[str, Any]) -> ChatOptions:
         prompt=prompt,
         tools=tools,
         tool_choice=choice,
+        parallel_tool_calls=flag(message, "parallelToolCalls", default=True),
         max_tokens=integer(message, "maxTokens", low=1, high=MAX_TOKENS_LIMIT),
         temperature=number(message, "temperature", low=0.0, high=MAX_TEMPERATURE, default=0.0)
         or 0.0,

@@ -94,7 +94,8 @@ class ChatRequest(_ChatKeys, total=False):
     messages: list[dict[str, Any]]
     prompt: str  # /v1/completions: raw text, no chat template
     tools: list[dict[str, Any]]  # OpenAI function definitions
-    toolChoice: str  # auto | none
+    toolChoice: str  # auto | none | required | function:NAME
+    parallelToolCalls: bool  # false: a forced reply holds one call
     maxTokens: int | None
     temperature: float
     seed: int | None

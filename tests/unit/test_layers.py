@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "openclaw_daemon.cache": 4,
     "openclaw_daemon.tools": 4,
     "openclaw_daemon.turn": 5,
+    "openclaw_daemon.front": 5,  # the OpenAI front's completions: a turn's parts, no session
     "openclaw_daemon.serve": 6,
     "openclaw_daemon": 6,  # the package init itself
     "openclaw_cli": 7,
