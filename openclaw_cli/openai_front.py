@@ -266,11 +266,10 @@ class _Handler(BaseHTTPRequestHandler):
         if calls:
             delta = {"tool_calls": calls}
             send(shapes.chunk(ident=ident, model=model, completion=False, delta=delta))
-        send(
-            shapes.chunk(
-                ident=ident, model=model, completion=completion, finish=result["finishReason"]
-            )
+        last = shapes.chunk(
+            ident=ident, model=model, completion=completion, finish=result["finishReason"]
         )
+        send({**last, "timings": shapes.timings(result)})  # as llama-server's last chunk
         if with_usage:
             send(shapes.usage_chunk(result, ident=ident, model=model, completion=completion))
         self.wfile.write(b"data: [DONE]\n\n")
