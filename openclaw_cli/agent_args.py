@@ -61,6 +61,7 @@ class AgentOptions(NamedTuple):
     # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
     # the turn asks the daemon for it instead of starting it on a GGUF.
     upstream: str | None = None
+    ask_permission: bool = False  # the chat asks the user for write/edit/exec mid-turn
 
 
 def _finite_float(text: str) -> float:
@@ -362,6 +363,8 @@ def turn_request(options: AgentOptions) -> TurnRequest:
     }
     if options.session_key:
         request["sessionKey"] = options.session_key
+    if options.ask_permission:
+        request["askPermission"] = True
     if options.upstream:
         request["model"] = options.upstream
     return request

@@ -5,7 +5,9 @@ first-token time is shown after it.
 
 Ctrl-C during a reply cancels the reply (the session stays); at the prompt it
 clears the line, and a second Ctrl-C in a row (or Ctrl-D) leaves. A line ending in
-``\\`` continues on the next. Up and down recall earlier messages (readline).
+``\\`` continues on the next. Up and down recall earlier messages (readline). A
+tool call that changes things (write, edit, exec) asks first: yes, no, or always
+(``/allow`` grants one up front).
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from openclaw_cli.client import Client, Done, Notice, Progress, Token, ToolEnd, ToolStart
+from openclaw_cli.client import (
+    Client,
+    Done,
+    Notice,
+    PermissionRequest,
+    Progress,
+    Token,
+    ToolEnd,
+    ToolStart,
+)
 from openclaw_daemon.wire.errors import OpenClawError
 
 HELP = """\
@@ -28,7 +39,7 @@ HELP = """\
 /status           model, context used, cache tier of the last turn
 /trace            the last turn, phase by phase
 /model            the daemon's model
-/allow TOOLS      let the model use write, edit, exec (comma-separated; /allow none)
+/allow TOOLS      allow write, edit, exec without asking (comma-separated; /allow none)
 /help             this list
 /exit             leave (also Ctrl-D, or Ctrl-C twice)"""
 
@@ -40,12 +51,14 @@ class Chat:
         session: str | None,
         *,
         max_tokens: int,
+        tool_choice: str = "auto",
         out: Any = None,
         read: Callable[[str], str] = input,
     ) -> None:
         self.client = client
         self.session = session or f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
         self.max_tokens = max_tokens
+        self.tool_choice = tool_choice
         self.out = out or sys.stdout
         self.read = read
         self.allow: tuple[str, ...] = ()
@@ -99,8 +112,10 @@ class Chat:
                 message,
                 session=self.session,
                 max_tokens=self.max_tokens,
+                tools=self.tool_choice,
                 allow=self.allow,
                 cancel=cancel,
+                ask=self.ask_permission,
             )
             for event in events:
                 if isinstance(event, Token):
@@ -128,6 +143,25 @@ class Chat:
             return
         self.say()
         self.say(self.footer(first, started))
+
+    def ask_permission(self, request: PermissionRequest) -> str:
+        """A write, edit or exec call the chat has not /allow-ed: ask, on the terminal."""
+        args = request.arguments
+        target = args.get("path") or args.get("command") or ", ".join(map(str, args.values()))
+        self.say(f"\n[{request.name} wants to run: {str(target)[:200]}]")
+        while True:
+            try:
+                answer = self.read(f"allow {request.permission}? [y]es [n]o [a]lways: ")
+            except (EOFError, KeyboardInterrupt):
+                return "no"
+            answer = answer.strip().lower()
+            if answer in ("y", "yes"):
+                return "yes"
+            if answer in ("", "n", "no"):
+                return "no"
+            if answer in ("a", "always"):
+                self.allow = tuple(sorted({*self.allow, request.permission}))
+                return "always"
 
     def footer(self, first: float | None, started: float) -> str:
         if self.last is None:
@@ -229,9 +263,9 @@ def _enable_line_editing() -> None:
         import readline  # noqa: F401  (importing it is what turns it on for input())
 
 
-def run(session: str | None, max_tokens: int) -> int:
+def run(session: str | None, max_tokens: int, tool_choice: str = "auto") -> int:
     if not sys.stdin.isatty():
         raise OpenClawError(
             "openclaw chat needs a terminal", hint="In a script, use: openclaw agent -m TEXT"
         )
-    return Chat(Client(), session, max_tokens=max_tokens).run()
+    return Chat(Client(), session, max_tokens=max_tokens, tool_choice=tool_choice).run()

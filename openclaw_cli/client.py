@@ -15,8 +15,7 @@ import builtins
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,6 +25,18 @@ from openclaw_cli.agent_args import (
     DEFAULT_MAX_TOKENS,
     AgentOptions,
     turn_request,
+)
+from openclaw_cli.client_events import (
+    Done,
+    Event,
+    Notice,
+    PermissionRequest,
+    Phase,
+    Progress,
+    Token,
+    ToolEnd,
+    ToolStart,
+    event_of,
 )
 from openclaw_cli.commands.agent import client_report, envelope, span
 from openclaw_daemon import config
@@ -43,6 +54,7 @@ __all__ = [
     "Event",
     "Notice",
     "OpenClawError",
+    "PermissionRequest",
     "Phase",
     "Progress",
     "Token",
@@ -51,92 +63,6 @@ __all__ = [
 ]
 
 _TIMEOUT_GRACE_S = 10.0
-
-
-@dataclass(frozen=True)
-class Token:
-    """A piece of the reply's text, as it is decoded."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolStart:
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ToolEnd:
-    id: str
-    name: str
-    is_error: bool
-    duration_ms: float
-    preview: str
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Prompt prefill progress (sent for long prompts)."""
-
-    done: int
-    total: int
-    rate: float
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A finished phase of the turn's trace (``model.prefill``, ``model.decode``...)."""
-
-    name: str
-    duration_ms: float
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Notice:
-    text: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """The turn's result: ``envelope`` is ``openclaw agent --json``'s document."""
-
-    envelope: dict[str, Any]
-
-    @property
-    def text(self) -> str:
-        payloads = self.envelope["payloads"]
-        return str(payloads[0]["text"]) if payloads else ""
-
-
-Event = Token | ToolStart | ToolEnd | Progress | Phase | Notice | Done
-
-
-def _event(frame: dict[str, Any]) -> Event | None:
-    kind = frame["type"]
-    if kind == "token":
-        return Token(frame["text"])
-    if kind == "progress":
-        return Progress(int(frame["done"]), int(frame["total"]), float(frame["rate"]))
-    if kind == "notice":
-        return Notice(frame["text"])
-    if kind == "phase":
-        known = ("type", "name", "durationMs")
-        extra = {k: v for k, v in frame.items() if k not in known}
-        return Phase(frame["name"], float(frame["durationMs"]), extra)
-    if kind == "tool" and frame["phase"] == "start":
-        return ToolStart(frame["id"], frame["name"], dict(frame.get("arguments") or {}))
-    if kind == "tool":
-        return ToolEnd(
-            frame["id"],
-            frame["name"],
-            bool(frame.get("isError")),
-            float(frame.get("durationMs") or 0.0),
-            str(frame.get("preview") or ""),
-        )
-    return None
 
 
 class Sessions:
@@ -219,11 +145,14 @@ class Client:
         max_steps: int = DEFAULT_MAX_STEPS,
         timeout: float | None = None,
         cancel: threading.Event | None = None,
+        ask: Callable[[PermissionRequest], str] | None = None,
     ) -> Iterator[Event]:
         """Run one turn, yielding its events; the last is ``Done``. ``session`` is an
         id (None: the agent's main session), ``session_key`` a key instead;
         ``tools``: auto, none, required or a tool name; ``allow``: of write, edit,
         exec. Setting ``cancel`` stops the turn (its partial reply is not kept).
+        ``ask``: a write, edit or exec call that ``allow`` lacks calls it (on this
+        thread, while the turn waits) instead of being refused.
         Errors raise ``OpenClawError`` subclasses, as the CLI reports them."""
         key = None
         if session_key is not None:
@@ -248,6 +177,7 @@ class Client:
             tool_choice=tools,
             max_steps=max_steps,
             allow=tuple(allow),
+            ask_permission=ask is not None,
         )
         base = time.perf_counter()
         command = daemon_control.server_command(model=self.model)
@@ -269,7 +199,23 @@ class Client:
                         continue
                     if frame["type"] == "token" and first is None:
                         first = time.perf_counter()
-                    event = _event(cast("dict[str, Any]", frame))
+                    if frame["type"] == "permission" and ask is not None:
+                        asked = cast("dict[str, Any]", frame)
+                        answer = ask(
+                            PermissionRequest(
+                                asked["id"],
+                                asked["name"],
+                                asked["permission"],
+                                dict(asked.get("arguments") or {}),
+                            )
+                        )
+                        client.permit(
+                            asked["id"],
+                            allow=answer in ("yes", "always"),
+                            always=answer == "always",
+                        )
+                        continue
+                    event = event_of(cast("dict[str, Any]", frame))
                     if event is not None:
                         yield event
             except (GeneratorExit, KeyboardInterrupt, TurnTimeoutError):

@@ -255,10 +255,10 @@ def stats(
     stats_cmd.run(session=session, since=since, json_out=json_out, agent=agent)
 
 
-def _chat(session_id: str | None, max_tokens: int) -> None:
+def _chat(session_id: str | None, max_tokens: int, tool_choice: str) -> None:
     from openclaw_cli import chat
 
-    raise typer.Exit(chat.run(session_id, max_tokens))
+    raise typer.Exit(chat.run(session_id, max_tokens, tool_choice))
 
 
 _CHAT_SESSION_HELP = "Continue this session (default: a new one)."
@@ -268,9 +268,13 @@ _CHAT_SESSION_HELP = "Continue this session (default: a new one)."
 def tui_command(
     session_id: str | None = typer.Option(None, "--session-id", help=_CHAT_SESSION_HELP),
     max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens per reply."),
+    tool_choice: str = typer.Option(
+        "auto", "--tool-choice", help="auto, none, required or a tool's name, for every reply."
+    ),
 ) -> None:
-    """A terminal chat on the daemon: /help lists its commands; Ctrl-C cancels a reply."""
-    _chat(session_id, max_tokens)
+    """A terminal chat on the daemon: /help lists its commands; Ctrl-C cancels a reply;
+    a write, edit or exec call asks first."""
+    _chat(session_id, max_tokens, tool_choice)
 
 
 app.command("chat", short_help="The same as tui.")(tui_command)  # one command, two names

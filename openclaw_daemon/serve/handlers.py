@@ -31,6 +31,7 @@ from openclaw_daemon.observability.tracing import Trace, TurnLog
 from openclaw_daemon.serve import background, relay
 from openclaw_daemon.serve.chat_handler import serve_chat
 from openclaw_daemon.serve.lanes import session_lane
+from openclaw_daemon.serve.permission import PermissionAsker
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import Connection
 from openclaw_daemon.turn.compactor import Compactor
@@ -177,6 +178,8 @@ class Handlers:
             received_at=trace.origin,
             turn_id=turn_record.new_turn_id(),
         )
+        asker = PermissionAsker(events.put, cancel.is_set) if options.ask_permission else None
+        context.ask = asker
         timeout = options.timeout_s
         deadline = time.monotonic() + timeout if timeout else None
         agent = options.agent_id
@@ -208,7 +211,14 @@ class Handlers:
             else:
                 future = scheduler.submit(run, label=f"turn:{session_key}")
             future.add_done_callback(lambda _: events.put(relay.JOB_ENDED))
-            timed_out = relay.relay(connection, events, future, cancel, deadline)
+            timed_out = relay.relay(
+                connection,
+                events,
+                future,
+                cancel,
+                deadline,
+                on_permit=asker.answer if asker is not None else None,
+            )
         relay.drain(connection, events)
         try:
             # The pipeline builds a TurnResult (the one place is turn.pipeline).

@@ -13,13 +13,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from openclaw_daemon.serve.frame_batching import FRAME_INTERVAL_S, FrameBatcher
 from openclaw_daemon.serve.transport import Connection
 from openclaw_daemon.wire import frames as protocol
+from openclaw_daemon.wire.errors import OpenClawError
 from openclaw_daemon.wire.messages import StreamFrame
+from openclaw_daemon.wire.requests import PermitOptions, parse_permit
 
 log = logging.getLogger("openclawd.handlers")
 POLL_S = 0.02  # how often a running job checks for a hang-up, cancel or timeout
@@ -34,8 +36,10 @@ def relay(
     future: Any,
     cancel: threading.Event,
     deadline: float | None,
+    on_permit: Callable[[PermitOptions], None] | None = None,
 ) -> bool:
-    """Forward events until the job ends; returns True if it timed out."""
+    """Forward events until the job ends; returns True if it timed out. A ``permit``
+    from the client (a turn's permission answer) goes to ``on_permit``."""
     timed_out = False
     batcher = FrameBatcher(events, JOB_ENDED, FRAME_INTERVAL_S)
     while not future.done():
@@ -45,6 +49,15 @@ def relay(
         if cancel.is_set():
             continue
         polled = connection.poll_client()
+        if isinstance(polled, dict) and polled.get("type") == "permit":
+            try:
+                permit = parse_permit(polled)
+            except OpenClawError as exc:  # a bad answer is no answer; the turn waits on
+                log.warning("ignoring a bad permit frame: %s", exc.message)
+                continue
+            if on_permit is not None:
+                on_permit(permit)
+            continue
         if polled is True or (isinstance(polled, dict) and polled.get("type") == "cancel"):
             log.info("client went away or cancelled; stopping the job")
             cancel.set()

@@ -35,6 +35,9 @@ class ToolContext:
     env: dict[str, str]
     allowed: frozenset[str]
     exec_timeout: float = exec_tool.DEFAULT_TIMEOUT_S  # a cap on every exec of the turn
+    # Asks the user for a permission ``allowed`` lacks (the terminal chat's turns;
+    # serve.permission); None: such a call is refused, as for a script.
+    ask: Callable[[ToolCall, str], bool] | None = None
 
 
 @dataclass
@@ -92,10 +95,13 @@ class ToolRunner:
                 raise ToolError(call.error)
             spec = TOOLS_BY_NAME[call.name]
             if spec.permission and spec.permission not in context.allowed:
-                raise ToolError(
-                    f"{call.name} is not allowed in this turn; the user must rerun with "
-                    f"--allow {spec.permission}"
-                )
+                if context.ask is None:
+                    raise ToolError(
+                        f"{call.name} is not allowed in this turn; the user must rerun with "
+                        f"--allow {spec.permission}"
+                    )
+                if not context.ask(call, spec.permission):
+                    raise ToolError(f"the user did not allow this {call.name} call")
             problem = check_arguments(spec, call.arguments)
             if problem:
                 raise ToolError(problem)

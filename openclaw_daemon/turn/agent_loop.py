@@ -9,7 +9,7 @@ pipeline to keep what the user already saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from openclaw_daemon.cache.prefix_cache import PrefixCache
@@ -241,7 +241,8 @@ def run_tools(
             }
         )
 
-    outcomes = tools.run_step(calls, settings.tools, on_start=started)
+    context = settings.tools if ctx.ask is None else replace(settings.tools, ask=ctx.ask)
+    outcomes = tools.run_step(calls, context, on_start=started)
     for outcome in outcomes:
         _report_tool(outcome, ctx)
     return outcomes

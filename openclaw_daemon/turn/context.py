@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openclaw_daemon.observability.tracing import Trace
+from openclaw_daemon.tools.spec import ToolCall
 from openclaw_sessions.store import SessionRef
 
 
@@ -29,3 +30,5 @@ class TurnContext:
     # "provider/model-id" when the turn runs on an upstream (a failed turn's record
     # names it); empty on the embedded model.
     upstream: str = ""
+    # Asks the client for a tool permission mid-turn (a turn sent with askPermission).
+    ask: Callable[[ToolCall, str], bool] | None = None

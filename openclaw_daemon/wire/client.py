@@ -143,6 +143,10 @@ class DaemonClient:
         with contextlib.suppress(OpenClawError):
             self._send({"type": "cancel"})
 
+    def permit(self, call_id: str, *, allow: bool, always: bool = False) -> None:
+        """Answer a turn's ``permission`` question."""
+        self._send({"type": "permit", "id": call_id, "allow": allow, "always": always})
+
     def _send(self, message: Request) -> None:
         assert self.sock is not None
         try:

@@ -50,6 +50,7 @@ REQUEST_TYPES = frozenset(
         "status",
         "stop",
         "cancel",
+        "permit",
         "ping",
         "cache",
         "compact",
@@ -59,7 +60,7 @@ REQUEST_TYPES = frozenset(
     }
 )
 # Stream frames, daemon -> client.
-STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice"})
+STREAM_TYPES = frozenset({"hello", "token", "phase", "progress", "tool", "notice", "permission"})
 TERMINAL_TYPES = frozenset({"done", "error"})
 KNOWN_TYPES = REQUEST_TYPES | STREAM_TYPES | TERMINAL_TYPES
 

@@ -73,6 +73,9 @@ class TurnRequest(_TurnKeys, total=False):
     env: dict[str, str]  # the CLI caller's environment, for exec
     execTimeout: float | None  # a cap on every exec command of the turn, seconds
     promptLookup: bool  # drafts from the tape at temperature 0 (default false)
+    # Ask (a ``permission`` frame) before a write/edit/exec that ``allow`` lacks,
+    # instead of refusing it; the client answers with ``permit``.
+    askPermission: bool
     # Idempotency: a committed turn of the session with this id is answered
     # from the transcript (``result.replayed``), not run again.
     requestId: str
@@ -174,6 +177,18 @@ class MetricsRequest(TypedDict):
     type: Literal["metrics"]
 
 
+class _PermitKeys(TypedDict):
+    type: Literal["permit"]
+    id: str  # the call the ``permission`` frame asked about
+    allow: bool
+
+
+class PermitRequest(_PermitKeys, total=False):
+    """During a turn sent with ``askPermission``: the answer to its question."""
+
+    always: bool  # allow this permission for the rest of the turn
+
+
 class CancelRequest(TypedDict):
     """Stop the running turn (closing the socket does the same)."""
 
@@ -193,6 +208,7 @@ Request = (
     | PingRequest
     | MetricsRequest
     | CancelRequest
+    | PermitRequest
 )
 
 
@@ -244,6 +260,17 @@ class ToolFrame(_ToolKeys, total=False):
     preview: str
 
 
+class PermissionFrame(TypedDict):
+    """A turn sent with ``askPermission`` asks before running a tool that changes
+    things; it waits for a ``permit`` (a cancel or no answer is a no)."""
+
+    type: Literal["permission"]
+    id: str  # the tool call's id
+    name: str
+    permission: str  # write | edit | exec
+    arguments: dict[str, Any]
+
+
 class NoticeFrame(TypedDict):
     """A message for the user's stderr."""
 
@@ -251,7 +278,7 @@ class NoticeFrame(TypedDict):
     text: str
 
 
-StreamFrame = TokenFrame | ProgressFrame | PhaseFrame | ToolFrame | NoticeFrame
+StreamFrame = TokenFrame | ProgressFrame | PhaseFrame | ToolFrame | NoticeFrame | PermissionFrame
 
 
 # -- terminal frames ---------------------------------------------------------------

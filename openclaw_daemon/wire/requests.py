@@ -223,6 +223,7 @@ class TurnOptions:
     env: dict[str, str] = field(default_factory=dict)
     exec_timeout: float | None = None
     prompt_lookup: bool = False  # drafts verified in batches, greedy sampling only
+    ask_permission: bool = False  # ask the client before write/edit/exec it did not allow
     request_id: str | None = None  # a retry with the same id replays the stored turn
     # "provider/model-id" of an upstream in openclaw.json; None: the configured
     # primary if it is an upstream, else the daemon's own model.
@@ -279,6 +280,7 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
         exec_timeout=number(message, "execTimeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
         request_id=text(message, "requestId", limit=MAX_ID_CHARS),
         prompt_lookup=flag(message, "promptLookup", default=False),
+        ask_permission=flag(message, "askPermission", default=False),
         model=text(message, "model", limit=MAX_PATH_CHARS),
     )
 
@@ -325,3 +327,22 @@ class SessionOptions:
 def parse_session(message: Mapping[str, Any]) -> SessionOptions:
     _refuse_v5_keys(message)
     return SessionOptions(agent_id=_agent_id(message), session_id=_session_ref(message))
+
+
+@dataclass(frozen=True)
+class PermitOptions:
+    """A ``permit`` frame: the user's answer to a turn's ``permission`` question."""
+
+    call_id: str
+    allow: bool
+    always: bool
+
+
+def parse_permit(message: Mapping[str, Any]) -> PermitOptions:
+    call_id = text(message, "id", limit=MAX_ID_CHARS * 2, required=True)
+    assert call_id is not None
+    return PermitOptions(
+        call_id=call_id,
+        allow=flag(message, "allow", default=False),
+        always=flag(message, "always", default=False),
+    )

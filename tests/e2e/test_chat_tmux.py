@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,11 +25,13 @@ assert shutil.which("tmux"), "tests/e2e/test_chat_tmux.py needs tmux (apt instal
 
 
 class Pane:
-    def __init__(self, cli: Cli, *args: str) -> None:
+    def __init__(self, cli: Cli, *args: str, cwd: Path | None = None) -> None:
         self.name = f"oc-{uuid.uuid4().hex[:8]}"
         wanted = ("OPENCLAW_", "PATH", "HOME", "LANG")
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in cli.env.items() if k.startswith(wanted))
         command = f"env {env} {shlex.quote(str(OPENCLAW))} {' '.join(args)}; sleep 30"
+        if cwd is not None:  # the tools' workspace is the chat's working directory
+            command = f"cd {shlex.quote(str(cwd))} && {command}"
         subprocess.run(
             ["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", command],
             check=True,
@@ -160,3 +163,46 @@ def test_a_chat_in_tmux(chat_cli: Cli) -> None:
 def test_chat_needs_a_terminal(chat_cli: Cli) -> None:
     proc = chat_cli.run("tui", check=False)
     assert proc.returncode == 1 and "needs a terminal" in proc.stderr
+
+
+def test_a_tool_that_changes_things_asks_first(chat_cli: Cli, tmp_path: Path) -> None:
+    """write (forced by --tool-choice, so the small model calls it every reply) asks:
+    no leaves the workspace as it was, yes writes, always stops asking."""
+    pane = Pane(
+        chat_cli,
+        "tui",
+        "--session-id",
+        "perm",
+        "--tool-choice",
+        "write",
+        "--max-tokens",
+        "96",
+        cwd=tmp_path,
+    )
+    question = "allow write? [y]es [n]o [a]lways"
+    try:
+        pane.wait("openclaw chat: session perm")
+        pane.type("Save the word hello to hello.txt.")
+        pane.wait(question)
+        assert "[write wants to run:" in pane.screen()
+        pane.type("n")
+        pane.wait("(first token", 1)
+        assert "[tool write failed" in pane.screen()
+        assert list(tmp_path.iterdir()) == []  # nothing was written
+        pane.type("Save the word hello to hello.txt.")
+        pane.wait(question, 2)
+        pane.type("y")
+        pane.wait("(first token", 2)
+        assert "[tool write done" in pane.screen(), pane.screen()
+        assert list(tmp_path.iterdir()), "a yes ran the write"
+        pane.type("Save the word bye to bye.txt.")
+        pane.wait(question, 3)
+        pane.type("a")
+        pane.wait("(first token", 3)
+        pane.type("Save the word again to again.txt.")
+        pane.wait("(first token", 4)
+        assert pane.screen().count(question) == 3  # "always" held for the next turn
+        pane.keys("C-d")
+        assert pane.ended(), pane.screen()
+    finally:
+        pane.close()
