@@ -50,7 +50,11 @@ def test_every_example_of_the_doc_runs(state: Path, tmp_path: Path, number: int)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip(), "the example printed nothing"
-    if "tools=" in EXAMPLES[number]:
+    if "ask=ask" in EXAMPLES[number]:
+        # Asked, answered no: the write was refused and nothing was written.
+        assert "write wants write" in proc.stdout and "refused" in proc.stdout, proc.stdout
+        assert not any(tmp_path.iterdir())
+    elif "tools=" in EXAMPLES[number]:
         assert "calling read" in proc.stdout and "Tuesday" in proc.stdout, proc.stdout
     if "OpenClawError" in EXAMPLES[number]:
         assert "refused: invalid session" in proc.stdout
