@@ -107,7 +107,14 @@ def test_a_chat_in_tmux(chat_cli: Cli) -> None:
         pane.wait("[session tm · model")
         pane.type("Write a very long story about a dragon and a knight.")
         pane.wait(">>> Write a very long story")
-        time.sleep(1.5)  # some of the reply streamed
+        # Cancel as soon as some of the reply has streamed (on an idle machine the
+        # 200 tokens take ~1.5 s).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tail = pane.screen().split(">>> Write a very long story", 1)[1]
+            if len(tail.split("]", 1)[-1].strip()) > 20:
+                break
+            time.sleep(0.05)
         pane.keys("C-c")
         pane.wait("[cancelled]")
         pane.type("Say yes.")
