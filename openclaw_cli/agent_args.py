@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from openclaw_daemon.wire.messages import TurnRequest
 
 DEFAULT_MAX_TOKENS = 512
-# OpenClaw's --thinking levels. No engine here has thinking levels yet: a level
-# other than off is accepted and reported as ignored.
+# OpenClaw's --thinking levels (openclaw_daemon.wire.requests has the same list; a
+# unit test checks): passed to an upstream model marked ``reasoning`` in openclaw.json
+# as ``reasoning_effort``, reported as ignored by engines without thinking levels.
 THINKING_LEVELS = ("off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra")
 DEFAULT_MAX_STEPS = 6
 PERMISSIONS = ("write", "edit", "exec")  # the tools that change things
@@ -183,9 +184,9 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         choices=THINKING_LEVELS,
         default=None,
         metavar="LEVEL",
-        help=f"thinking level where the model supports one ({', '.join(THINKING_LEVELS)}); "
-        "none of the local engines does yet, so another level than off is ignored with "
-        "a notice (default: off)",
+        help=f"thinking level where the model supports one ({', '.join(THINKING_LEVELS)}): "
+        "sent as reasoning_effort to an upstream model marked reasoning in openclaw.json, "
+        "ignored with a notice elsewhere (default: off)",
     )
     parser.add_argument(
         "--model",
@@ -365,6 +366,8 @@ def turn_request(options: AgentOptions) -> TurnRequest:
         request["sessionKey"] = options.session_key
     if options.ask_permission:
         request["askPermission"] = True
+    if options.thinking != "off":
+        request["thinking"] = options.thinking
     if options.upstream:
         request["model"] = options.upstream
     return request

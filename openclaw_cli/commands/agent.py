@@ -66,10 +66,6 @@ def run_agent_argv(argv: list[str]) -> int:
 def run_agent(options: AgentOptions) -> int:
     if not options.message.strip():
         raise BadRequestError("the message is empty", hint="Pass the text with -m TEXT.")
-    if options.thinking != "off":
-        sys.stderr.write(
-            f"--thinking {options.thinking}: ignored, no local engine has thinking levels yet\n"
-        )
     paths = config.resolve_paths()
     model = None
     upstream = upstream_refs.upstream_ref(options.model) if options.model else None

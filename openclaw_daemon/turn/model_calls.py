@@ -41,6 +41,7 @@ class CallOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     prompt_lookup: bool = False  # drafts from the tape, verified in batches (docs/internals.md)
+    thinking: str = "off"  # --thinking: an upstream reasoning model's effort (upstream.model_call)
 
 
 @dataclass

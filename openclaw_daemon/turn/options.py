@@ -58,6 +58,10 @@ def turn_settings(options: TurnOptions) -> TurnSettings:
         choice=choice,
         tools=ToolContext(cwd, dict(options.env), allowed, exec_timeout),
         call=CallOptions(
-            options.temperature, options.seed, tuple(options.stop), options.prompt_lookup
+            options.temperature,
+            options.seed,
+            tuple(options.stop),
+            options.prompt_lookup,
+            options.thinking,
         ),
     )

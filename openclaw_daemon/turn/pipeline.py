@@ -85,6 +85,14 @@ class TurnPipeline:
         behind = {"behind": ctx.waited_behind} if ctx.waited_behind else {}
         trace.add("lane.wait", ctx.received_at, trace.clock(), **behind)
         settings = turn_settings(options)
+        if settings.call.thinking != "off":
+            ctx.emit(
+                {
+                    "type": "notice",
+                    "text": f"--thinking {settings.call.thinking}: ignored, the embedded model "
+                    "has no thinking levels",
+                }
+            )
         system = self.transcript.head(settings.system)
         with trace.span("session.load") as span:
             loaded = load_session(self.paths, options, settings, ctx, span)

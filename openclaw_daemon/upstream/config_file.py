@@ -43,6 +43,7 @@ class UpstreamModel(NamedTuple):
     id: str
     context_window: int | None
     max_tokens: int | None
+    reasoning: bool = False  # OpenClaw's flag: the model takes a thinking level
 
     @property
     def ref(self) -> str:
@@ -320,6 +321,7 @@ def _model(pid: str, spec: Any, where: str, defaults: tuple[Any, Any]) -> Upstre
         id=spec["id"],
         context_window=_positive_int(window, f"{where}.contextWindow"),
         max_tokens=_positive_int(spec.get("maxTokens", defaults[1]), f"{where}.maxTokens"),
+        reasoning=spec.get("reasoning") is True,
     )
 
 

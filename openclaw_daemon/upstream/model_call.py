@@ -248,6 +248,8 @@ class UpstreamCalls:
         )
         if grammar and llama:
             body["grammar"] = grammar  # llama.cpp's extension to the OpenAI request
+        if options.thinking != "off" and target.model.reasoning:
+            body["reasoning_effort"] = reasoning_effort(options.thinking)
         native = request.native
         if native is not None:  # never on /completion: see targets.completion_prompt
             native.add_to(body, request.messages)
@@ -387,3 +389,11 @@ class UpstreamCalls:
             tokenizer.estimate,
             failed,
         )
+
+
+def reasoning_effort(level: str) -> str:
+    """OpenClaw's --thinking level as OpenAI's ``reasoning_effort`` (vLLM and SGLang
+    take the same): the levels above high are high, adaptive is medium."""
+    return {"minimal": "minimal", "low": "low", "medium": "medium", "adaptive": "medium"}.get(
+        level, "high"
+    )

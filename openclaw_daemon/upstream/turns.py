@@ -165,6 +165,15 @@ class UpstreamTurns:
         trace.add("lane.wait", ctx.received_at, trace.clock())
         settings = turn_settings(options)
         native, chain = native_chain(self.targets.config(), self.targets.chain(route.model))
+        thinking = settings.call.thinking
+        if thinking != "off" and not chain[0].model.reasoning:
+            ctx.emit(
+                {
+                    "type": "notice",
+                    "text": f"--thinking {thinking}: ignored, {chain[0].model.ref} is not marked "
+                    '"reasoning": true in openclaw.json',
+                }
+            )
         system = (native_transcript.head if native else self.transcript.head)(settings.system)
         with trace.span("session.load", engine=chain[0].engine) as span:
             loaded = load_session(self.paths, options, settings, ctx, span)

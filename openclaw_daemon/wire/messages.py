@@ -76,6 +76,9 @@ class TurnRequest(_TurnKeys, total=False):
     # Ask (a ``permission`` frame) before a write/edit/exec that ``allow`` lacks,
     # instead of refusing it; the client answers with ``permit``.
     askPermission: bool
+    # OpenClaw's --thinking level (absent: off); an upstream model marked
+    # ``reasoning`` gets it as ``reasoning_effort``, other engines say they ignore it.
+    thinking: str
     # Idempotency: a committed turn of the session with this id is answered
     # from the transcript (``result.replayed``), not run again.
     requestId: str

@@ -45,6 +45,8 @@ MAX_STEPS_LIMIT = 64
 MAX_TEMPERATURE = 100.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_SEED = (1 << 32) - 1  # llama.cpp takes a uint32 seed
+# OpenClaw's --thinking levels (the CLI's agent_args has the same list).
+THINKING_LEVELS = ("off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra")
 
 
 def _fail(name: str, problem: str) -> BadRequestError:
@@ -201,6 +203,13 @@ def _session_ref(message: Mapping[str, Any]) -> str:
     return ids.session_ref(raw, field="sessionId")
 
 
+def _thinking(message: Mapping[str, Any]) -> str:
+    level = text(message, "thinking", limit=MAX_NAME_CHARS, default="off") or "off"
+    if level not in THINKING_LEVELS:
+        raise _fail("thinking", f"must be one of {', '.join(THINKING_LEVELS)}, not {level!r}")
+    return level
+
+
 # -- request types ----------------------------------------------------------------
 @dataclass(frozen=True)
 class TurnOptions:
@@ -224,6 +233,7 @@ class TurnOptions:
     exec_timeout: float | None = None
     prompt_lookup: bool = False  # drafts verified in batches, greedy sampling only
     ask_permission: bool = False  # ask the client before write/edit/exec it did not allow
+    thinking: str = "off"  # one of THINKING_LEVELS
     request_id: str | None = None  # a retry with the same id replays the stored turn
     # "provider/model-id" of an upstream in openclaw.json; None: the configured
     # primary if it is an upstream, else the daemon's own model.
@@ -281,6 +291,7 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
         request_id=text(message, "requestId", limit=MAX_ID_CHARS),
         prompt_lookup=flag(message, "promptLookup", default=False),
         ask_permission=flag(message, "askPermission", default=False),
+        thinking=_thinking(message),
         model=text(message, "model", limit=MAX_PATH_CHARS),
     )
 

@@ -319,3 +319,38 @@ def test_concurrent_upstream_turns_of_two_sessions_both_complete(
         texts = [e["message"] for e in entries if e.get("type") == "message"]
         assert [m["role"] for m in texts] == ["user", "assistant"]
         assert texts[1]["stopReason"] in ("stop", "length")
+
+
+def test_thinking_goes_to_a_reasoning_upstream_model_only(cli: Cli) -> None:
+    """--thinking is sent as reasoning_effort to a model marked "reasoning" in
+    openclaw.json, and to no other, which gets a notice instead."""
+    with FaultServer(lifetime=120) as server:
+        models = [
+            {"id": "thinker", "contextWindow": 4096, "reasoning": True},
+            {"id": "plain", "contextWindow": 4096},
+        ]
+        raw = {
+            "models": {
+                "providers": {
+                    "srv": {"baseUrl": server.url + "/v1", "api": "openai-completions",
+                            "timeoutSeconds": 30, "models": models}
+                }
+            }
+        }  # fmt: skip
+        (cli.state_dir / "openclaw.json").write_text(json.dumps(raw))
+
+        def sent(model: str) -> tuple[dict[str, Any], str]:
+            before = len(server.bodies)
+            proc = cli.run(
+                "agent", "--local", "-m", "hi", "--model", f"srv/{model}", "--thinking", "xhigh",
+                "--session-id", f"think-{model}", "--max-tokens", "8",
+            )  # fmt: skip
+            chats = [json.loads(b) for b in server.bodies[before:] if b"messages" in b]
+            assert chats, server.requests
+            return chats[-1], proc.stderr
+
+        body, stderr = sent("thinker")
+        assert body["reasoning_effort"] == "high" and "ignored" not in stderr
+        body, stderr = sent("plain")
+        assert "reasoning_effort" not in body
+        assert '--thinking xhigh: ignored, srv/plain is not marked "reasoning"' in stderr

@@ -143,3 +143,14 @@ def test_the_clis_tool_names_match_the_daemons() -> None:
 
     assert set(TOOL_NAMES) == set(TOOLS_BY_NAME)
     assert set(CLI_PERMISSIONS) == set(PERMISSIONS)
+
+
+def test_the_cli_knows_the_daemons_thinking_levels() -> None:
+    from openclaw_cli.agent_args import THINKING_LEVELS as CLI_LEVELS
+    from openclaw_daemon.upstream.model_call import reasoning_effort
+    from openclaw_daemon.wire.requests import THINKING_LEVELS
+
+    assert CLI_LEVELS == THINKING_LEVELS
+    efforts = {level: reasoning_effort(level) for level in THINKING_LEVELS if level != "off"}
+    assert set(efforts.values()) == {"minimal", "low", "medium", "high"}
+    assert efforts["xhigh"] == efforts["max"] == efforts["ultra"] == "high"
