@@ -146,9 +146,9 @@ class Chat:
 
     def ask_permission(self, request: PermissionRequest) -> str:
         """A write, edit or exec call the chat has not /allow-ed: ask, on the terminal."""
-        args = request.arguments
-        target = args.get("path") or args.get("command") or ", ".join(map(str, args.values()))
-        self.say(f"\n[{request.name} wants to run: {str(target)[:200]}]")
+        self.say(f"\n[{request.name} wants to run:]")
+        for name, value in request.arguments.items():
+            self.say(f"  {name}: {_printable(str(value))}")
         while True:
             try:
                 answer = self.read(f"allow {request.permission}? [y]es [n]o [a]lways: ")
@@ -255,6 +255,14 @@ class Chat:
 
         record = self.client.trace(self.last["meta"]["trace"]["turnId"])
         trace_view.print_chart(record, console=Console(file=self.out, highlight=False))
+
+
+def _printable(text: str, limit: int = 400) -> str:
+    """A value the model chose, safe to show: control characters escaped (a ``\\r`` or
+    an ANSI sequence must not redraw the line the user approves), long ones cut and
+    saying so."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + (f" ... ({len(text) - limit} more characters)" if len(text) > limit else "")
 
 
 def _enable_line_editing() -> None:

@@ -9,40 +9,33 @@ daemon finds a conversation by its messages (docs/openai-front.md).
 Standard library HTTP (``http.server``, a thread per request; the daemon's
 model worker serialises the model anyway). Loopback by default; bound
 elsewhere it needs ``--api-key``, checked as a bearer token on every request.
-A client that hangs up mid-stream stops the generation (the daemon sees its
-socket close).
+Without a key, a request from a web page (an ``Origin`` elsewhere) or through a
+rebound DNS name (a ``Host`` elsewhere) is refused. A client that hangs up, while
+its reply streams or before, stops the generation (the daemon connection is
+closed, and the daemon sees it).
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import json
+import contextlib
+import select
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
 from openclaw_cli import daemon_control
-from openclaw_cli import openai_shapes as shapes
+from openclaw_cli.openai_handler import FrontHandler, is_loopback
 from openclaw_daemon.config import Paths
-from openclaw_daemon.wire.errors import BadRequestError, NotFoundError, OpenClawError
+from openclaw_daemon.wire.errors import BadRequestError, OpenClawError
 
-MAX_BODY_BYTES = 16 * 1024 * 1024  # the daemon's frame limit
-_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
-_COMPLETION_PATHS = ("/v1/completions", "/completions")
-_MODELS_PATHS = ("/v1/models", "/models")
-_HEALTH_PATHS = ("/health", "/v1/health")
+__all__ = ["FrontServer", "is_loopback", "serve"]
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+MAX_CONNECTIONS = 64  # at once; more are answered 503
+_HANG_UP_POLL_S = 0.1
 
 
 class FrontServer(ThreadingHTTPServer):
@@ -61,19 +54,54 @@ class FrontServer(ThreadingHTTPServer):
             import socket
 
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        super().__init__(address, FrontHandler)
         self.paths = paths
         self.daemon_command = daemon_command
         self.api_key = api_key
         self.log = log
         self.model_id = ""  # the daemon's model, once known
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
-    def daemon_request(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """The daemon's frames for one request; the daemon starts if it is not running."""
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, up to ``MAX_CONNECTIONS``; past that a 503."""
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def daemon_request(
+        self, request: dict[str, Any], http_client: socket.socket | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The daemon's frames for one request; the daemon starts if it is not running.
+        If ``http_client`` hangs up meanwhile, the daemon connection is closed, which
+        stops the generation (during the prefill too, when nothing is written)."""
         client, _ = daemon_control.connect_or_start(self.paths, command=self.daemon_command)
-        with client:
-            for frame in client.request(cast(Any, request), timeout=None):
-                yield cast("dict[str, Any]", frame)
+        done, gone = threading.Event(), threading.Event()
+        if http_client is not None:
+            threading.Thread(
+                target=_watch_hang_up, args=(http_client, client, done, gone), daemon=True
+            ).start()
+        try:
+            with client:
+                for frame in client.request(cast(Any, request), timeout=None):
+                    yield cast("dict[str, Any]", frame)
+        except OpenClawError:
+            if gone.is_set():  # we closed it: the client went away
+                raise ClientGone("the client hung up") from None
+            raise
+        finally:
+            done.set()
 
     def model(self) -> str:
         if not self.model_id:
@@ -83,218 +111,24 @@ class FrontServer(ThreadingHTTPServer):
         return self.model_id
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: FrontServer
-    protocol_version = "HTTP/1.1"
-    server_version = "openclaw-serve"
+class ClientGone(ConnectionResetError):
+    """The HTTP client hung up while the daemon worked for it."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        pass  # one line per request, in _log, instead of http.server's
 
-    def _log(self, status: int, started: float, extra: str = "") -> None:
-        ms = (time.perf_counter() - started) * 1000.0
-        self.server.log(f"{self.command} {self.path} {status} {ms:.0f} ms{extra}")
-
-    # -- the plumbing -----------------------------------------------------------------
-    def _send_json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _fail(self, exc: OpenClawError, started: float) -> None:
-        status, body = shapes.error_body(exc)
-        self._send_json(status, body)
-        self._log(status, started, f" {exc.code}: {exc.message[:120]}")
-
-    def _authorised(self) -> bool:
-        key = self.server.api_key
-        if not key:
-            return True
-        header = self.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        return hmac.compare_digest(given.encode(), key.encode())
-
-    def _body(self) -> Any:
+def _watch_hang_up(
+    http_client: socket.socket, daemon: Any, done: threading.Event, gone: threading.Event
+) -> None:
+    """Close the daemon connection when the HTTP client's end reads as closed."""
+    while not done.wait(_HANG_UP_POLL_S):
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BadRequestError("Content-Length is not a number") from None
-        if length > MAX_BODY_BYTES:
-            raise BadRequestError(f"the body is over {MAX_BODY_BYTES} bytes")
-        raw = self.rfile.read(length) if length else b""
-        try:
-            return json.loads(raw or b"null")
-        except ValueError as exc:
-            raise BadRequestError(f"the body is not JSON: {exc}") from None
-
-    def _route(self, handle: Callable[[float], None]) -> None:
-        started = time.perf_counter()
-        if not self._authorised():
-            self._send_json(
-                401,
-                {
-                    "error": {
-                        "message": "missing or wrong API key (send Authorization: Bearer KEY)",
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": "invalid_api_key",
-                    }
-                },
-            )
-            self._log(401, started)
+            readable, _, _ = select.select([http_client], [], [], 0)
+            hung_up = bool(readable) and http_client.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):  # the socket is gone already
+            hung_up = True
+        if hung_up:
+            gone.set()
+            daemon.close()
             return
-        try:
-            handle(started)
-        except OpenClawError as exc:
-            self._fail(exc, started)
-        except (BrokenPipeError, ConnectionResetError):
-            self._log(499, started, " client went away")
-            self.close_connection = True
-
-    # -- routes ---------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        path = self.path.split("?", 1)[0].rstrip("/")
-        self._route(lambda started: self._get(path, started))
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        path = self.path.split("?", 1)[0].rstrip("/")
-        self._route(lambda started: self._post(path, started))
-
-    def _get(self, path: str, started: float) -> None:
-        if path in _HEALTH_PATHS:
-            self._send_json(200, {"status": "ok"})
-        elif path in _MODELS_PATHS:
-            self._send_json(200, {"object": "list", "data": [self._model_card()]})
-        elif path.startswith(tuple(p + "/" for p in _MODELS_PATHS)):
-            name = path.rsplit("/", 1)[1]
-            if name != self.server.model():
-                raise NotFoundError(f"no model {name!r}; this server has {self.server.model()!r}")
-            self._send_json(200, self._model_card())
-        else:
-            raise NotFoundError(f"no route GET {path}")
-        self._log(200, started)
-
-    def _model_card(self) -> dict[str, Any]:
-        return {"id": self.server.model(), "object": "model", "created": 0, "owned_by": "openclaw"}
-
-    def _post(self, path: str, started: float) -> None:
-        if path in _CHAT_PATHS:
-            completion = False
-        elif path in _COMPLETION_PATHS:
-            completion = True
-        else:
-            raise NotFoundError(f"no route POST {path}")
-        body = self._body()
-        request = shapes.chat_request(body, completion=completion)
-        model = str(body.get("model") or self.server.model())
-        ident = shapes.new_id("cmpl" if completion else "chatcmpl")
-        if body.get("stream"):
-            options = body.get("stream_options")
-            with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            result = self._stream(request, ident, model, completion, with_usage)
-        else:
-            result = self._result(request)
-            shape = shapes.text_completion if completion else shapes.chat_completion
-            self._send_json(200, shape(result, ident=ident, model=model))
-        usage = result["usage"]
-        self._log(
-            200,
-            started,
-            f" prompt {usage['promptTokens']} (cached {usage['cachedTokens']},"
-            f" {result.get('cacheTier')}) completion {usage['completionTokens']}"
-            f" ttft {result.get('ttftMs') or 0:.0f} ms",
-        )
-
-    def _result(self, request: dict[str, Any]) -> dict[str, Any]:
-        for frame in self.server.daemon_request(request):
-            if frame["type"] == "done":
-                return dict(frame["result"])
-        raise OpenClawError("the daemon ended the request without a result")
-
-    def _stream(
-        self,
-        request: dict[str, Any],
-        ident: str,
-        model: str,
-        completion: bool,
-        with_usage: bool,
-    ) -> dict[str, Any]:
-        """Server-sent events: a chunk per token frame, then the calls, the finish
-        reason, the usage if asked for, and ``[DONE]``. An error after the stream
-        began is an ``error`` event (the status line is gone by then)."""
-        frames = self.server.daemon_request(request)
-        first = next(frames)  # a bad request fails here, as a plain JSON error
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-
-        def send(body: dict[str, Any]) -> None:
-            self.wfile.write(b"data: " + json.dumps(body).encode() + b"\n\n")
-            self.wfile.flush()
-
-        def piece(text: str) -> None:
-            if completion:
-                send(shapes.chunk(ident=ident, model=model, completion=True, text=text))
-            else:
-                delta = {"content": text}
-                send(shapes.chunk(ident=ident, model=model, completion=False, delta=delta))
-
-        if not completion:
-            role = {"role": "assistant", "content": ""}
-            send(shapes.chunk(ident=ident, model=model, completion=False, delta=role))
-        result: dict[str, Any] | None = None
-        try:
-            for frame in _chain(first, frames):
-                if frame["type"] == "token":
-                    piece(frame["text"])
-                elif frame["type"] == "done":
-                    result = dict(frame["result"])
-        except OpenClawError as exc:
-            send(shapes.error_body(exc)[1])
-            self.wfile.write(b"data: [DONE]\n\n")
-            raise _AlreadySent(exc) from exc
-        assert result is not None
-        if result.get("hiddenText"):
-            piece(result["hiddenText"])
-        calls = shapes.stream_tool_calls(result)
-        if calls:
-            delta = {"tool_calls": calls}
-            send(shapes.chunk(ident=ident, model=model, completion=False, delta=delta))
-        last = shapes.chunk(
-            ident=ident, model=model, completion=completion, finish=result["finishReason"]
-        )
-        send({**last, "timings": shapes.timings(result)})  # as llama-server's last chunk
-        if with_usage:
-            send(shapes.usage_chunk(result, ident=ident, model=model, completion=completion))
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-        return result
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except _AlreadySent as sent:  # the stream carried the error; log it only
-            self.server.log(f"{self.command} {self.path} stream failed: {sent.error.message}")
-            self.close_connection = True
-
-
-class _AlreadySent(Exception):
-    """An error the stream has already reported to the client."""
-
-    def __init__(self, error: OpenClawError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield first
-    yield from rest
 
 
 def serve(

@@ -238,24 +238,34 @@ class ChatTurns:
         self, options: ChatOptions, prompt: _Prompt, generation: Generation, hide_calls: bool
     ) -> dict[str, Any]:
         """The reply in OpenAI's terms, its tape registered under the conversation
-        as the client will send it back."""
-        text, calls, hidden = generation.text, [], ""
+        as the client will send it back.
+
+        With tools, the text is what was streamed: up to the first call (text after
+        the calls stays in the tape but is not content, or a streaming client and a
+        plain one would send different histories back). A call cut off by
+        ``max_tokens`` is dropped, from the tape too; the calls before it stand."""
+        raw, ids = generation.text, generation.ids
+        text, calls, hidden = raw, [], ""
         if hide_calls:
-            parsed = self.format.parse(generation.text, f"call_{new_entry_id()[:8]}")
+            call_open = self.format.tags.call_open
             names = {tool.name for tool in options.tools}
-            if generation.stop_reason == "length" and parsed.calls and parsed.calls[-1].error:
-                parsed.calls.pop()  # cut off by max_tokens: the calls before it stand
+            parsed = self.format.parse(raw, f"call_{new_entry_id()[:8]}")
+            cut = generation.stop_reason == "length" and parsed.calls
+            if cut and not _client_call(parsed.calls[-1], names) and call_open in raw:
+                raw = raw[: raw.rfind(call_open)]
+                parsed = self.format.parse(raw, f"call_{new_entry_id()[:8]}")
+            shown = raw.split(call_open, 1)[0]
             calls = [c for c in parsed.calls if _client_call(c, names)]
             if calls and len(calls) == len(parsed.calls):
-                text = parsed.text.strip()
+                text = shown.strip()
             else:  # a malformed call is the model's text, not a call
-                calls = []
-                shown = generation.text.split(self.format.tags.call_open, 1)[0]
-                hidden = generation.text[len(shown) :]
+                calls, text, hidden = [], raw, raw[len(shown) :]
         finish = "tool_calls" if calls else generation.stop_reason
         out_calls = [ChatCall(c.id, c.name, c.arguments) for c in calls]
         if prompt.builder is not None:
-            tape = prompt.builder.commit_reply(prompt.plan, generation.ids, generation.text)
+            # ``commit_reply`` keeps the generated ids that spell ``raw`` (all of them
+            # unless a cut call was dropped) and tokenizes the rest.
+            tape = prompt.builder.commit_reply(prompt.plan, ids, raw)
             reply = conversation.reply_message(text, out_calls)
             keys = conversation.prefix_keys(
                 options.tools, [*options.messages, reply], salt=self._salt

@@ -11,8 +11,9 @@ it are rendered and tokenized.
 
 The key is a chain hash over the tools and each message, normalised the way
 clients rewrite what they send back: content null or "" or text parts alike,
-surrounding whitespace dropped, call arguments re-serialised, call ids left
-out (some clients rename them).
+surrounding whitespace dropped, a reply with calls named by its calls alone
+(many clients send its text back as null), call arguments compared as JSON
+values, call ids left out (some clients rename them).
 """
 
 from __future__ import annotations
@@ -72,8 +73,11 @@ def template_messages(
 
 def _canonical(message: ChatTurnMessage) -> bytes:
     calls = [[c.name, c.arguments] for c in message.calls]
+    # Many clients send a reply with calls back as content null, whatever text came
+    # before the calls: the calls alone name it.
+    content = "" if calls else message.content.strip()
     return json.dumps(
-        [message.role, message.content.strip(), calls], sort_keys=True, separators=(",", ":")
+        [message.role, content, calls], sort_keys=True, separators=(",", ":")
     ).encode()
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 from openclaw_daemon.model.tape import TokenTape
 
-MEMORY_TAPES = 256  # conversations kept in memory
-SAVED_TAPES = 1024  # and on disk; the oldest files go first
+# Each reply's tape holds its whole conversation, so both bounds count tokens or
+# bytes, not replies: the oldest go first.
+MEMORY_TOKENS = 2_000_000  # ~250 conversations of 8k tokens
+SAVED_BYTES = 64 << 20
 
 
 class FrontTapes:
@@ -28,26 +30,31 @@ class FrontTapes:
         self.fingerprint_id = fingerprint_id
         self.n_vocab = n_vocab
         self._tapes: OrderedDict[str, TokenTape] = OrderedDict()
+        self._tokens = 0  # in the tapes held in memory
         self._unsaved: dict[str, TokenTape] = {}
 
     def __len__(self) -> int:
         return len(self._tapes)
 
     def put(self, key: str, tape: TokenTape) -> None:
-        self._tapes[key] = tape
-        self._tapes.move_to_end(key)
+        self._hold(key, tape)
         self._unsaved[key] = tape
-        while len(self._tapes) > MEMORY_TAPES:
-            old, _ = self._tapes.popitem(last=False)
-            self._unsaved.pop(old, None)
+
+    def _hold(self, key: str, tape: TokenTape) -> None:
+        old = self._tapes.pop(key, None)
+        self._tokens += len(tape.tokens) - (len(old.tokens) if old else 0)
+        self._tapes[key] = tape
+        while self._tokens > MEMORY_TOKENS and len(self._tapes) > 1:
+            dropped_key, dropped = self._tapes.popitem(last=False)
+            self._tokens -= len(dropped.tokens)
+            self._unsaved.pop(dropped_key, None)
 
     def longest(self, keys: Sequence[str]) -> tuple[int, TokenTape | None]:
         """The longest prefix with a tape: ``(k, tape)`` for ``keys[k]``, or ``(0, None)``."""
         for k in range(len(keys) - 1, 0, -1):
             tape = self._tapes.get(keys[k]) or self._load(keys[k])
             if tape is not None:
-                self._tapes[keys[k]] = tape
-                self._tapes.move_to_end(keys[k])
+                self._hold(keys[k], tape)  # the most recent now
                 return k, tape
         return 0, None
 
@@ -102,10 +109,15 @@ class FrontTapes:
         return TokenTape(tokens=tokens, text=text, messages=messages)
 
     def _prune(self) -> None:
+        """The oldest files go until the rest fit ``SAVED_BYTES``."""
         try:
-            files = sorted(self.root.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            files = [(p.stat(), p) for p in self.root.glob("*.json")]
         except OSError:
             return
-        for path in files[: max(0, len(files) - SAVED_TAPES)]:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        files.sort(key=lambda item: item[0].st_mtime, reverse=True)
+        total = 0
+        for stat, path in files:
+            total += stat.st_size
+            if total > SAVED_BYTES:
+                with contextlib.suppress(OSError):
+                    path.unlink()

@@ -6,6 +6,7 @@ A turn sent with ``askPermission`` (the terminal chat) does not refuse a
 ``permit`` answer (the relay loop hands it over). "Always" allows that
 permission for the rest of the turn (the chat remembers it for its next turns).
 A cancel, the turn's timeout or no answer within ``ANSWER_TIMEOUT_S`` is a no.
+While it waits, the model worker waits too: other sessions' turns queue behind it.
 The one-shot path keeps ``--allow``: a script is never asked.
 """
 
@@ -20,7 +21,9 @@ from typing import Any
 from openclaw_daemon.tools.spec import ToolCall
 from openclaw_daemon.wire.requests import PermitOptions
 
-ANSWER_TIMEOUT_S = 600.0
+# The question is asked on the model worker, so other sessions' turns wait behind it
+# (docs/protocol.md, ``permit``): an unanswered one is a no after this long.
+ANSWER_TIMEOUT_S = 300.0
 _POLL_S = 0.05
 
 

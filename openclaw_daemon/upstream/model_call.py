@@ -42,6 +42,7 @@ from openclaw_daemon.upstream.completion_prompt import CompletionPrompt
 from openclaw_daemon.upstream.completion_stream import completion_body, stream_completion
 from openclaw_daemon.upstream.native_tools import NativeRequest
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.thinking import reasoning_effort
 from openclaw_daemon.upstream.usage import ServerUsage, tier_name
 from openclaw_daemon.wire.errors import (
     CancelledError,
@@ -389,11 +390,3 @@ class UpstreamCalls:
             tokenizer.estimate,
             failed,
         )
-
-
-def reasoning_effort(level: str) -> str:
-    """OpenClaw's --thinking level as OpenAI's ``reasoning_effort`` (vLLM and SGLang
-    take the same): the levels above high are high, adaptive is medium."""
-    return {"minimal": "minimal", "low": "low", "medium": "medium", "adaptive": "medium"}.get(
-        level, "high"
-    )

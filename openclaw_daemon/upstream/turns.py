@@ -53,6 +53,7 @@ from openclaw_daemon.upstream.model_call import CallResult, UpstreamCalls
 from openclaw_daemon.upstream.request_tapes import RequestCheck, RequestTapes
 from openclaw_daemon.upstream.routing import Route
 from openclaw_daemon.upstream.targets import Target, UpstreamTargets
+from openclaw_daemon.upstream.thinking import thinking_notice
 from openclaw_daemon.upstream.tool_modes import (
     is_native,
     native_chain,
@@ -165,15 +166,9 @@ class UpstreamTurns:
         trace.add("lane.wait", ctx.received_at, trace.clock())
         settings = turn_settings(options)
         native, chain = native_chain(self.targets.config(), self.targets.chain(route.model))
-        thinking = settings.call.thinking
-        if thinking != "off" and not chain[0].model.reasoning:
-            ctx.emit(
-                {
-                    "type": "notice",
-                    "text": f"--thinking {thinking}: ignored, {chain[0].model.ref} is not marked "
-                    '"reasoning": true in openclaw.json',
-                }
-            )
+        notice = thinking_notice(settings.call.thinking, chain[0].model)
+        if notice:
+            ctx.emit({"type": "notice", "text": notice})
         system = (native_transcript.head if native else self.transcript.head)(settings.system)
         with trace.span("session.load", engine=chain[0].engine) as span:
             loaded = load_session(self.paths, options, settings, ctx, span)

@@ -162,14 +162,15 @@ class DaemonClient:
             chunks: list[bytes] = []
             remaining = size
             while remaining:
+                left = None
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TurnTimeoutError("timed out waiting for the daemon")
-                    sock.settimeout(left)
-                else:
-                    sock.settimeout(None)
                 try:
+                    # In the try: another thread may have closed the socket (the
+                    # OpenAI front does when its HTTP client hangs up).
+                    sock.settimeout(left)
                     chunk = sock.recv(min(remaining, 1 << 20))
                 except TimeoutError as exc:
                     raise TurnTimeoutError("timed out waiting for the daemon") from exc

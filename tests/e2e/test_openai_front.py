@@ -5,6 +5,7 @@ the bearer token, and a client that hangs up mid-stream."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shutil
@@ -20,7 +21,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import OPENCLAW, Cli, make_state_dir
+from tests.conftest import OPENCLAW, Cli, make_state_dir, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -168,7 +169,8 @@ def test_tools_calls_come_back_and_the_result_continues_warm(front: Front) -> No
         messages=messages,
         tools=[WEATHER],
         tool_choice="required",
-        max_tokens=64,
+        parallel_tool_calls=False,  # one call, then the end of the reply: all of it in the tape
+        max_tokens=128,
         temperature=0,
     )
     choice = first.choices[0]
@@ -191,7 +193,10 @@ def test_tools_calls_come_back_and_the_result_continues_warm(front: Front) -> No
     usage = second.usage
     assert usage is not None and usage.prompt_tokens_details is not None
     assert first.usage is not None
-    assert (usage.prompt_tokens_details.cached_tokens or 0) >= first.usage.prompt_tokens
+    # The reply's own tape was continued: its tokens came from the cache too (the
+    # prefix cache alone would stop at the first prompt, whose reply it re-renders).
+    cached = usage.prompt_tokens_details.cached_tokens or 0
+    assert cached >= first.usage.prompt_tokens + first.usage.completion_tokens - 1
 
 
 def test_a_streamed_tool_call_arrives_as_a_tool_calls_delta(front: Front) -> None:
@@ -265,6 +270,49 @@ def test_a_client_hanging_up_mid_stream_stops_the_generation(front: Front) -> No
     assert after.choices[0].message.content is not None
     # Not queued behind 2000 tokens of an abandoned story (~40 s on 2 cores).
     assert time.monotonic() - started < 20
+    assert "client went away" in "".join(front.lines), front.lines[-5:]
+
+
+def test_a_client_that_gives_up_waiting_stops_a_plain_request(front: Front) -> None:
+    impatient = openai.OpenAI(base_url=front.url, api_key="x", max_retries=0, timeout=1.5)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(
+            model="local",
+            messages=[{"role": "user", "content": "Write a very long story about a dragon."}],
+            max_tokens=2000,
+        )
+    started = time.monotonic()
+    after = front.client().chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
+    assert after.choices[0].message.content is not None
+    assert time.monotonic() - started < 20  # the abandoned request was stopped
+
+
+def test_web_pages_and_rebound_names_are_refused_without_a_key(front: Front) -> None:
+    for headers in ({"Origin": "https://evil.example"}, {"Host": "evil.example:11435"}):
+        request = urllib.request.Request(front.url + "/models", headers=headers, method="GET")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403
+    local = urllib.request.Request(
+        front.url + "/models", headers={"Origin": "http://localhost:3000"}
+    )
+    with urllib.request.urlopen(local, timeout=30) as ok:
+        assert ok.status == 200
+
+
+def test_an_error_never_desyncs_a_kept_alive_connection(front: Front) -> None:
+    host, port = front.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    body = json.dumps({"model": "x", "input": "hi"})
+    connection.request("POST", "/v1/responses", body=body)  # not a route here: 404
+    response = connection.getresponse()
+    assert response.status == 404 and response.getheader("Connection") == "close"
+    response.read()
+    connection.close()
+    connection.request("GET", "/health")  # a new connection: answered, not garbled
+    assert connection.getresponse().status == 200
 
 
 def test_the_api_key_is_required_when_set(cli: Cli) -> None:
@@ -286,11 +334,14 @@ def test_serving_off_loopback_needs_an_api_key(cli: Cli) -> None:
 
 def test_a_conversation_stays_warm_across_a_daemon_restart(front: Front, cli: Cli) -> None:
     client = front.client()
+    saved = cli.state_dir / "cache" / "front-tapes"
+    before = len(list(saved.glob("*.json")))
     messages: Any = [SYSTEM, {"role": "user", "content": "Name a fruit."}]
     first = client.chat.completions.create(
         model="local", messages=messages, max_tokens=12, temperature=0
     )
-    time.sleep(1.5)  # the reply's tape and the KV state are saved when the daemon is idle
+    # The reply's tape and the KV state are saved once the daemon is idle.
+    assert wait_for(lambda: len(list(saved.glob("*.json"))) > before, timeout=30), "not saved"
     cli.run("daemon", "stop", timeout=60)
     follow_up: Any = [
         *messages,

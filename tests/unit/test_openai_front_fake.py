@@ -105,7 +105,6 @@ def test_a_tool_call_comes_back_as_a_call_and_its_result_continues_the_tape() ->
             },
             {"role": "tool", "tool_call_id": "renamed-by-client", "content": "sunny, 24C"},
         ]
-        follow_up[1]["content"] = "Let me look."
         second = chat(daemon, follow_up, tools=[WEATHER])
         assert second["continuedMessages"] == 2
         assert second["text"] == "It is sunny." and second["toolCalls"] == []
@@ -204,3 +203,45 @@ def test_saved_tapes_are_found_after_a_restart_and_only_for_their_model(tmp_path
     assert other.longest(["k0" * 32, "k" * 64]) == (0, None)
     (tmp_path / f"{'k' * 40}.json").write_text(json.dumps({"model": "model-a", "tokens": [99]}))
     assert FrontTapes(tmp_path, "model-a", n_vocab=10).longest(["x", "k" * 64]) == (0, None)
+
+
+def test_a_call_cut_off_by_max_tokens_is_dropped_and_the_calls_before_it_stand() -> None:
+    cut = f'{CALL}\n<tool_call>\n{{"name": "get_wea'
+    engine = FakeEngine([cut, "Fine."])
+    with daemon_on(engine) as daemon:
+        ask = [{"role": "user", "content": "Weather in Paris?"}]
+        budget = len(engine.tokenize(cut, add_bos=False))
+        first = chat(daemon, ask, tools=[WEATHER], max_tokens=budget)
+        assert first["finishReason"] == "tool_calls"
+        [call] = first["toolCalls"]
+        assert call["arguments"] == {"city": "Paris"}
+        follow_up = [
+            *ask,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call["id"], "content": "sunny"},
+        ]
+        second = chat(daemon, follow_up, tools=[WEATHER])
+        assert second["continuedMessages"] == 2
+        prompt = engine.detokenize(list(engine.calls[-1].prompt)).decode()
+        # The cut call is in neither the reply nor the tape the next prompt extends.
+        assert '"get_wea' not in prompt.replace('"get_weather', "")
+
+
+def test_text_after_a_call_is_not_content_so_stream_and_plain_agree() -> None:
+    engine = FakeEngine([f"Checking.\n{CALL}\nI will report back."])
+    with daemon_on(engine) as daemon:
+        frames = send(daemon, "chat", messages=[{"role": "user", "content": "Go"}], tools=[WEATHER])
+        result = result_of(frames)
+        streamed = "".join(f["text"] for f in frames if f["type"] == "token")
+        assert result["text"] == "Checking." == streamed.strip()
+        assert result["finishReason"] == "tool_calls"

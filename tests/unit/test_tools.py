@@ -147,7 +147,7 @@ def test_the_clis_tool_names_match_the_daemons() -> None:
 
 def test_the_cli_knows_the_daemons_thinking_levels() -> None:
     from openclaw_cli.agent_args import THINKING_LEVELS as CLI_LEVELS
-    from openclaw_daemon.upstream.model_call import reasoning_effort
+    from openclaw_daemon.upstream.thinking import reasoning_effort
     from openclaw_daemon.wire.requests import THINKING_LEVELS
 
     assert CLI_LEVELS == THINKING_LEVELS
