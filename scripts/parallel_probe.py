@@ -9,7 +9,11 @@ each per ``llama_decode``). Prints the per-step times and the aggregate tok/s
 ratio, the number issue 19 asks to be >= 2.5 for 4 sessions.
 
     .venv/bin/python scripts/parallel_probe.py [--gguf PATH] [--head 1500] [--steps 64]
-        [--parallel 4] [--threads N] [--json]
+        [--parallel 4] [--threads N] [--json] [--llama-server]
+
+``--llama-server`` runs the same work on llama-server ``-np N`` (LLAMA_SERVER, or the
+build in .bench/peers/venv) as well: one request alone, then N at once on warm slots,
+its own ``timings`` for the rates.
 
 Greedy sampling by argmax over each row's logits: the probe measures the engine, not
 a sampler. Standalone: it loads the model itself (nothing else should be running).
@@ -150,6 +154,72 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def llama_server_side(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
+    """The same head and suffixes through llama-server's /completion with -np N."""
+    import threading
+    import urllib.request
+
+    spec = importlib.util.spec_from_file_location(
+        "llama_server_peer", Path(__file__).with_name("llama_server_peer.py")
+    )
+    assert spec and spec.loader
+    peer = importlib.util.module_from_spec(spec)
+    sys.modules["llama_server_peer"] = peer
+    spec.loader.exec_module(peer)
+    binary = peer.find_binary()
+    if binary is None:
+        raise SystemExit("no llama-server: run scripts/llama_server_peer.py install")
+    n = args.parallel
+    log = Path("/tmp") / f"parallel-probe-llama-server-{os.getpid()}.log"
+    server = peer.LlamaServer(binary, gguf, log, args.n_ctx * n, extra=["-np", str(n)])
+    server.wait_healthy()
+    words = "the quick brown fox jumps over the lazy dog while a careful agent reads".split(" ")
+    head = " ".join(words[i % len(words)] for i in range(args.head))
+
+    def call(i: int, out: dict[int, Any]) -> None:
+        body = {
+            "prompt": f"{head} Session {i} asks question number {i * 7 + 3}:",
+            "n_predict": args.steps,
+            "temperature": 0,
+            "cache_prompt": True,
+            "ignore_eos": True,
+        }
+        request = urllib.request.Request(
+            server.url + "/completion",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=900) as reply:
+            out[i] = json.loads(reply.read())["timings"]
+
+    def together() -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        threads = [threading.Thread(target=call, args=(i, out)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return out
+
+    try:
+        together()  # every slot holds its prompt: the next round only decodes
+        alone: dict[int, Any] = {}
+        call(0, alone)
+        many = together()
+    finally:
+        server.stop()
+    one = alone[0]["predicted_per_second"]
+    aggregate = sum(t["predicted_n"] for t in many.values()) / (
+        max(t["predicted_ms"] for t in many.values()) / 1000
+    )
+    return {
+        "tokPerSAlone": round(one, 1),
+        "tokPerSEach": [round(t["predicted_per_second"], 1) for t in many.values()],
+        "tokPerSTogether": round(aggregate, 1),
+        "aggregateRatio": round(aggregate / one, 2),
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="parallel_probe.py")
     parser.add_argument("--gguf")
@@ -159,8 +229,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--llama-server", action="store_true", help="the same on llama-server")
     args = parser.parse_args(argv)
-    result = measure(args)
+    result: dict[str, Any] = measure(args)
+    if args.llama_server:
+        result["llamaServer"] = llama_server_side(args, Path(args.gguf or _default_gguf()))
     if args.json:
         print(json.dumps(result))
     else:
