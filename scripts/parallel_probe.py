@@ -173,7 +173,22 @@ def llama_server_side(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
     log = Path("/tmp") / f"parallel-probe-llama-server-{os.getpid()}.log"
     server = peer.LlamaServer(binary, gguf, log, args.n_ctx * n, extra=["-np", str(n)])
     server.wait_healthy()
-    words = "the quick brown fox jumps over the lazy dog while a careful agent reads".split(" ")
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "the",
+        "lazy",
+        "dog",
+        "while",
+        "a",
+        "careful",
+        "agent",
+        "reads",
+    ]
     head = " ".join(words[i % len(words)] for i in range(args.head))
 
     def call(i: int, out: dict[int, Any]) -> None:
