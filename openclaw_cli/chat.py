@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from openclaw_cli.client import (
@@ -107,6 +108,7 @@ class Chat:
         cancel = threading.Event()
         started = time.perf_counter()
         first: float | None = None
+        progress_shown = False
         try:
             events = self.client.stream(
                 message,
@@ -119,17 +121,19 @@ class Chat:
             )
             for event in events:
                 if isinstance(event, Token):
+                    if first is None and progress_shown:
+                        self.out.write("\n")  # the reply on its own line, not after [prefill]
                     first = first or time.perf_counter()
                     self.out.write(event.text)
                     self.out.flush()
                 elif isinstance(event, ToolStart):
-                    self.say(f"\n[tool {event.name} {event.arguments}]")
+                    self.say(f"\n[model calls {event.name} {_printable(str(event.arguments))}]")
                 elif isinstance(event, ToolEnd):
-                    status = "failed" if event.is_error else "done"
-                    self.say(f"[tool {event.name} {status} in {event.duration_ms:.0f} ms]")
+                    self.say(f"[tool {event.name} {_outcome(event)} ({event.duration_ms:.0f} ms)]")
                 elif isinstance(event, Notice):
                     self.say(f"\n[{event.text}]")
                 elif isinstance(event, Progress):
+                    progress_shown = True
                     self.out.write(f"\r[prefill {event.done}/{event.total}]")
                     self.out.flush()
                 elif isinstance(event, Done):
@@ -146,9 +150,17 @@ class Chat:
 
     def ask_permission(self, request: PermissionRequest) -> str:
         """A write, edit or exec call the chat has not /allow-ed: ask, on the terminal."""
-        self.say(f"\n[{request.name} wants to run:]")
+        self.say(f"\n[the model wants to run {request.name}, which needs your permission:]")
         for name, value in request.arguments.items():
             self.say(f"  {name}: {_printable(str(value))}")
+        path = request.arguments.get("path")
+        if request.name in ("write", "edit") and isinstance(path, str):
+            with contextlib.suppress(OSError, ValueError):
+                target = Path(path)  # the tools' workspace is this chat's directory
+                if target.is_file():
+                    size = target.stat().st_size
+                    verb = "replaces" if request.name == "write" else "changes"
+                    self.say(f"  (this {verb} the existing file {path}, {size} bytes)")
         while True:
             try:
                 answer = self.read(f"allow {request.permission}? [y]es [n]o [a]lways: ")
@@ -255,6 +267,14 @@ class Chat:
 
         record = self.client.trace(self.last["meta"]["trace"]["turnId"])
         trace_view.print_chart(record, console=Console(file=self.out, highlight=False))
+
+
+def _outcome(event: ToolEnd) -> str:
+    """``done``, or ``failed: why`` (the first line of the error the model is given)."""
+    if not event.is_error:
+        return "done"
+    first = (event.preview.splitlines() or [""])[0].removeprefix("error: ")
+    return f"failed: {_printable(first, 120)}"
 
 
 def _printable(text: str, limit: int = 400) -> str:

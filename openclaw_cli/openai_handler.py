@@ -174,6 +174,8 @@ class FrontHandler(BaseHTTPRequestHandler):
             if name != self.server.model():
                 raise NotFoundError(f"no model {name!r}; this server has {self.server.model()!r}")
             self._send_json(200, self._model_card())
+        elif path in _CHAT_PATHS or path in _COMPLETION_PATHS:
+            raise MethodNotAllowed(f"{path} takes POST, not GET")
         else:
             raise NotFoundError(f"no route GET {path}")
         self._log(200, started)
@@ -283,6 +285,10 @@ class FrontHandler(BaseHTTPRequestHandler):
         except _AlreadySent as sent:  # the stream carried the error; log it only
             self.server.log(f"{self.command} {self.path} stream failed: {sent.error.message}")
             self.close_connection = True
+
+
+class MethodNotAllowed(BadRequestError):
+    code = "method_not_allowed"  # answered 405 (openai_shapes)
 
 
 class _AlreadySent(Exception):

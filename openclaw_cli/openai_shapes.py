@@ -9,6 +9,7 @@ an HTTP status. Pure functions over dicts: the HTTP server is ``openai_front``.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from typing import Any
@@ -21,6 +22,7 @@ _STATUS = {
     "context_overflow": 400,
     "kv_slot": 400,
     "not_found": 404,
+    "method_not_allowed": 405,
     "permission": 403,
     "busy": 429,
     "daemon_unavailable": 503,
@@ -35,15 +37,31 @@ _OPENAI_CODES = {
 }
 
 
+# The daemon's chat request spells these fields its own way: errors name the
+# client's spelling.
+_CLIENT_NAMES = {
+    "maxTokens": "max_tokens",
+    "toolChoice": "tool_choice",
+    "parallelToolCalls": "parallel_tool_calls",
+    "timeoutS": "timeout",
+}
+_FIELD = re.compile(r"bad request field '([^']+)'")
+
+
 def error_body(exc: OpenClawError) -> tuple[int, dict[str, Any]]:
     status = _STATUS.get(exc.code, 500)
     message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    field = _FIELD.search(message)
+    param = None
+    if field:
+        param = _CLIENT_NAMES.get(field.group(1), field.group(1))
+        message = message.replace(f"'{field.group(1)}'", f"'{param}'", 1)
     kind = "invalid_request_error" if status < 500 else "server_error"
     return status, {
         "error": {
             "message": message,
             "type": kind,
-            "param": None,
+            "param": param,
             "code": _OPENAI_CODES.get(exc.code, exc.code),
         }
     }

@@ -292,8 +292,11 @@ def serve_command(
     model: str | None = typer.Option(None, "--model", help=_MODEL_HELP),
     n_ctx: int | None = typer.Option(None, "--n-ctx", min=256, help="Context window in tokens."),
 ) -> None:
-    """/v1/chat/completions (streaming, tools, cached-token usage), /v1/completions and
-    /v1/models for OpenAI clients, on the daemon's prefix cache (docs/openai-front.md)."""
+    """/v1/chat/completions (streaming, tools, cached-token usage), /v1/completions,
+    /v1/models and /health for OpenAI clients, on the daemon's prefix cache
+    (docs/openai-front.md). Starts the daemon if needed (--model and --n-ctx as for
+    `daemon start`; default the embedded model and OPENCLAW_N_CTX); Ctrl-C stops
+    serving and leaves the daemon running."""
     from openclaw_cli.commands import serve
 
     raise typer.Exit(serve.run(host=host, port=port, api_key=api_key, model=model, n_ctx=n_ctx))

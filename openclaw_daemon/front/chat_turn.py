@@ -80,7 +80,8 @@ class ChatTurns:
             raise ContextOverflowError(
                 f"the prompt is {len(plan.tokens)} tokens but the model's context window "
                 f"holds {n_ctx}",
-                hint="Send fewer or shorter messages, or start the daemon with a larger --ctx.",
+                hint="Send fewer or shorter messages, or give the daemon a larger window: "
+                "openclaw daemon restart --n-ctx N (or openclaw serve --n-ctx N).",
             )
         max_tokens = min(options.max_tokens or room, room)
         tier = self._use_cache(plan.tokens, ctx)

@@ -191,10 +191,10 @@ def test_a_tool_that_changes_things_asks_first(chat_cli: Cli, tmp_path: Path) ->
         pane.wait("openclaw chat: session perm")
         pane.type("Save the word hello to hello.txt.")
         pane.wait(question)
-        assert "[write wants to run:" in pane.screen()
+        assert "[the model wants to run write, which needs your permission:]" in pane.screen()
         pane.type("n")
         pane.wait("(first token", 1)
-        assert "[tool write failed" in pane.screen()
+        assert "[tool write failed: the user did not allow this write call" in pane.screen()
         assert list(tmp_path.iterdir()) == []  # nothing was written
         pane.type("Save the word hello to hello.txt.")
         pane.wait(question, 2)

@@ -245,6 +245,15 @@ def test_bad_input_gets_a_400_naming_the_field_and_nothing_is_lost(front: Front)
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(front.url + "/nowhere", timeout=30)
     assert missing.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as wrong_method:
+        urllib.request.urlopen(front.url + "/chat/completions", timeout=30)
+    assert wrong_method.value.code == 405
+    assert "takes POST" in json.loads(wrong_method.value.read())["error"]["message"]
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.chat.completions.create(
+            model="local", messages=[{"role": "user", "content": "hi"}], max_tokens=0
+        )
+    assert too_many.value.param == "max_tokens"
     # The server still answers.
     ok = client.chat.completions.create(
         model="local", messages=[{"role": "user", "content": "Hi"}], max_tokens=4

@@ -90,3 +90,14 @@ def test_a_result_becomes_a_chat_completion_with_cached_tokens() -> None:
     assert body["usage"]["prompt_tokens_details"] == {"cached_tokens": 7}
     assert body["usage"]["total_tokens"] == 13
     assert body["timings"]["prompt_n"] == 3 and body["timings"]["cache_n"] == 7
+
+
+def test_an_error_names_the_field_as_the_client_spelled_it() -> None:
+    status, body = shapes.error_body(
+        BadRequestError("bad request field 'maxTokens': must be between 1 and 1048576, not 0")
+    )
+    assert status == 400
+    assert body["error"]["param"] == "max_tokens"
+    assert body["error"]["message"].startswith("bad request field 'max_tokens'")
+    _, other = shapes.error_body(BadRequestError("bad request field 'messages[0].role': x"))
+    assert other["error"]["param"] == "messages[0].role"
