@@ -25,6 +25,7 @@ from openclaw_daemon.model.tape import PromptPlan, TapeBuilder, TokenTape
 from openclaw_daemon.tools.formats.base import ToolFormat
 from openclaw_daemon.tools.grammar import MAX_CALLS_PER_STEP, client_grammar
 from openclaw_daemon.tools.spec import ToolCall
+from openclaw_daemon.turn.agent_loop import first_prefill
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.turn.head_boundary import HeadBoundary
 from openclaw_daemon.turn.model_calls import CallContext, CallOptions, Generation, ModelCalls
@@ -87,7 +88,8 @@ class ChatTurns:
         tier = self._use_cache(plan.tokens, ctx)
         self.cache.live_label = LIVE_LABEL
         call = CallContext(trace, ctx.emit, ctx.cancelled, 0)
-        reused = self._prefill(prompt, call, ctx)
+        head = prompt.head.of(plan) if prompt.head is not None else 0
+        reused = first_prefill(self.calls, self.cache, plan, call, head)
         hide_calls = bool(options.tools) and options.tool_choice != "none"
         grammar = self._grammar(options, ctx)
         generation = self.calls.decode(
@@ -191,23 +193,6 @@ class ChatTurns:
         for notice in decision.notices:
             ctx.emit({"type": "notice", "text": notice})
         return str(decision.tier)
-
-    def _prefill(self, prompt: _Prompt, call: CallContext, ctx: TurnContext) -> int:
-        """As the agent loop's first prefill: park the head on the way on a model
-        that cannot cut its state back; a restored state that fails is dropped."""
-        plan = prompt.plan
-        boundary = prompt.head.of(plan) if prompt.head is not None else 0
-        checkpoint = self.cache.boundary_checkpoint(plan.tokens, boundary)
-        try:
-            reused = self.calls.prefill(plan, call, checkpoint)
-        except ModelError as exc:
-            notice = self.cache.discard_restored(exc.message)
-            if notice is None:
-                raise
-            ctx.emit({"type": "notice", "text": notice})
-            reused = self.calls.prefill(plan, call)
-        self.cache.decoded()
-        return reused
 
     def _grammar(self, options: ChatOptions, ctx: TurnContext) -> str | None:
         """A call is forced by ``tool_choice`` required (any of the tools) or a name."""

@@ -107,7 +107,7 @@ class AgentLoop:
         try:
             self.calls.partial = None
             reused = (
-                self._first_prefill(plan, call, ctx)
+                first_prefill(self.calls, self.cache, plan, call, self.head.of(plan))
                 if index == 0
                 else self.calls.prefill(plan, call)
             )
@@ -164,23 +164,6 @@ class AgentLoop:
             plan, generation, usage, ParsedReply(shown), tape, raw=shown, error=error, shown=shown
         )
 
-    def _first_prefill(self, plan: PromptPlan, call: CallContext, ctx: TurnContext) -> int:
-        """The turn's first prefill; if it fails on a state just restored from a
-        cache tier, that entry is discarded and the prompt prefilled cold. On a
-        model whose state cannot be cut back freely, it parks the head on the
-        way (``PrefixCache.boundary_checkpoint``)."""
-        checkpoint = self.cache.boundary_checkpoint(plan.tokens, self.head.of(plan))
-        try:
-            reused = self.calls.prefill(plan, call, checkpoint)
-        except ModelError as exc:
-            notice = self.cache.discard_restored(exc.message)
-            if notice is None:
-                raise
-            ctx.emit({"type": "notice", "text": notice})
-            reused = self.calls.prefill(plan, call)
-        self.cache.decoded()
-        return reused
-
     def _grammar(self, settings: TurnSettings) -> str | None:
         files = list_files(settings.tools.workspace, MAX_LISTED_FILES)
         urls = urls_in(settings.message)
@@ -207,6 +190,26 @@ class AgentLoop:
         self, calls: list[ToolCall], settings: TurnSettings, ctx: TurnContext
     ) -> list[ToolOutcome]:
         return run_tools(self.tools, calls, settings, ctx)
+
+
+def first_prefill(
+    calls: ModelCalls, cache: PrefixCache, plan: PromptPlan, call: CallContext, head: int
+) -> int:
+    """A request's first prefill (an agent turn's, an OpenAI-front completion's): the
+    state is parked at the ``head`` boundary on the way where the model's memory
+    cannot be cut back freely; a state just restored from a tier that fails is
+    discarded, with a notice, and the prompt prefilled cold. Returns the tokens reused."""
+    checkpoint = cache.boundary_checkpoint(plan.tokens, head)
+    try:
+        reused = calls.prefill(plan, call, checkpoint)
+    except ModelError as exc:
+        notice = cache.discard_restored(exc.message)
+        if notice is None:
+            raise
+        call.emit({"type": "notice", "text": notice})
+        reused = calls.prefill(plan, call)
+    cache.decoded()
+    return reused
 
 
 def stops_at_max_steps(step: Step, done: int, settings: TurnSettings, ctx: TurnContext) -> bool:
