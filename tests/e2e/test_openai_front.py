@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -375,3 +376,47 @@ def test_the_front_lists_in_help(cli: Cli) -> None:
     serve_help = cli.run("serve", "--help").stdout
     for option in ("--host", "--port", "--api-key", "--model"):
         assert option in serve_help
+
+
+def test_gemma_through_the_front_stays_warm_and_calls_tools(gemma_gguf: Path) -> None:
+    """The second model family (Gemma 3, sliding window 512, its own template and
+    tool-call format) behind the front: a follow-up past the window still reads its
+    prefix from the cache, and a forced call comes back as tool_calls."""
+    runner = Cli(make_state_dir(), {})
+    served = start_front(runner, "--model", str(gemma_gguf))
+    try:
+        client = served.client()
+        long_question = "Here is a list: " + ", ".join(f"item {n}" for n in range(300))
+        messages: Any = [{"role": "user", "content": long_question + ". How many items?"}]
+        first = client.chat.completions.create(
+            model="gemma", messages=messages, max_tokens=12, temperature=0
+        )
+        assert first.usage is not None and first.usage.prompt_tokens > 600  # past the window
+        follow_up: Any = [
+            *messages,
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": "And the last one?"},
+        ]
+        second = client.chat.completions.create(
+            model="gemma", messages=follow_up, max_tokens=12, temperature=0
+        )
+        usage = second.usage
+        assert usage is not None and usage.prompt_tokens_details is not None
+        assert (usage.prompt_tokens_details.cached_tokens or 0) >= first.usage.prompt_tokens
+        called = client.chat.completions.create(
+            model="gemma",
+            messages=[{"role": "user", "content": "What is the weather in Oslo?"}],
+            tools=[WEATHER],
+            tool_choice="required",
+            parallel_tool_calls=False,
+            max_tokens=96,
+            temperature=0,
+        )
+        calls = called.choices[0].message.tool_calls
+        assert called.choices[0].finish_reason == "tool_calls" and calls
+        assert calls[0].function.name == "get_weather"
+        assert isinstance(json.loads(calls[0].function.arguments).get("city"), str)
+    finally:
+        served.stop()
+        runner.stop()
+        shutil.rmtree(runner.state_dir, ignore_errors=True)
