@@ -59,7 +59,8 @@ def run(*, session_id: str | None, last: int, json_out: bool) -> int:
     for turn in turns:
         stamp = time.strftime("%H:%M:%S", time.localtime(turn.get("at", 0)))
         cache = turn.get("cache") or {}
-        out.write(f"{stamp} session {turn.get('sessionId')}: {cache.get('summary', '?')}\n")
+        who = turn.get("sessionId") or turn.get("sessionKey")  # the OpenAI front has no id
+        out.write(f"{stamp} session {who}: {cache.get('summary', '?')}\n")
         divergence = cache.get("divergence")
         if divergence:
             out.write(

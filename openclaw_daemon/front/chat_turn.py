@@ -85,13 +85,15 @@ class ChatTurns:
                 "openclaw daemon restart --n-ctx N (or openclaw serve --n-ctx N).",
             )
         max_tokens = min(options.max_tokens or room, room)
+        grammar = self._grammar(
+            options, ctx
+        )  # a schema it cannot take is refused before any prefill
         tier = self._use_cache(plan.tokens, ctx)
         self.cache.live_label = LIVE_LABEL
         call = CallContext(trace, ctx.emit, ctx.cancelled, 0)
         head = prompt.head.of(plan) if prompt.head is not None else 0
         reused = first_prefill(self.calls, self.cache, plan, call, head)
         hide_calls = bool(options.tools) and options.tool_choice != "none"
-        grammar = self._grammar(options, ctx)
         generation = self.calls.decode(
             CallOptions(options.temperature, options.seed, tuple(options.stop)),
             max_tokens,

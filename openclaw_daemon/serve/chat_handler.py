@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.tracing import Trace
@@ -22,6 +22,9 @@ from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.wire import chat_requests, messages
 from openclaw_daemon.wire import frames as protocol
 from openclaw_daemon.wire.errors import BadRequestError, CancelledError, TurnTimeoutError
+from openclaw_daemon.wire.messages import TurnResult
+
+SESSION_KEY = "openai-front"  # what the turn log calls the front's completions
 
 if TYPE_CHECKING:
     from openclaw_daemon.front.chat_turn import ChatTurns
@@ -35,8 +38,12 @@ def serve_chat(
     park: Callable[[], None],
     raw: protocol.Message,
     connection: Connection,
+    *,
+    keep: Callable[[turn_record.TraceRecord], None],
+    memory: Callable[[], Mapping[str, int]],
 ) -> None:
-    """``park``: the session tapes' (it parks the live KV state)."""
+    """``park``: the session tapes' (it parks the live KV state); ``keep`` stores and
+    counts the completion's trace record."""
     if chats is None:
         raise BadRequestError("this daemon does not serve OpenAI-style requests")
     options = chat_requests.parse_chat(raw)
@@ -69,3 +76,35 @@ def serve_chat(
     # As after a turn: park the live KV state, then save the reply tapes, when idle.
     scheduler.submit_idle("park", park)
     scheduler.submit_idle("front tapes", chats.park)
+    keep(trace_record(result, context, memory()))
+
+
+def trace_record(
+    result: dict[str, Any], context: TurnContext, memory: Mapping[str, int]
+) -> turn_record.TraceRecord:
+    """The completion's record in the turn log, as a turn's (``openclaw trace``,
+    ``stats``, ``metrics``), under the session key ``openai-front``."""
+    counts = result["usage"]
+    prompt, cached = counts["promptTokens"], counts["cachedTokens"]
+    shaped = {
+        "turnId": context.turn_id,
+        "at": time.time(),
+        "sessionId": "",
+        "sessionKey": SESSION_KEY,
+        "agentId": "openai",
+        "model": result["model"],
+        "daemonMs": round(context.trace.offset_ms(), 3),
+        "ttftMs": result["ttftMs"],
+        "stopReason": result["finishReason"],
+        "usage": turn_record.usage_buckets(prompt - cached, cached, counts["completionTokens"]),
+        "spans": result["spans"],
+        "cache": {
+            "tier": result["cacheTier"],
+            "cachedTokens": cached,
+            "promptTokens": prompt,
+            "summary": f"{cached} of {prompt} prompt tokens from the cache "
+            f"({result['cacheTier']}); conversation found at message "
+            f"{result['continuedMessages']}",
+        },
+    }
+    return turn_record.build(cast(TurnResult, shaped), None, memory=memory)

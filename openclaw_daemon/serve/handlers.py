@@ -251,7 +251,15 @@ class Handlers:
 
     def chat(self, raw: protocol.Message, connection: Connection) -> None:
         state = self.state
-        serve_chat(state.chats, state.scheduler, state.tapes.park, raw, connection)
+        serve_chat(
+            state.chats,
+            state.scheduler,
+            state.tapes.park,
+            raw,
+            connection,
+            keep=self._keep,
+            memory=state.memory,
+        )
 
     def _store_trace(self, result: TurnResult, connection: Connection) -> None:
         """Wait for the CLI's span report, then store and count the turn's record.

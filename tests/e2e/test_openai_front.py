@@ -420,3 +420,21 @@ def test_gemma_through_the_front_stays_warm_and_calls_tools(gemma_gguf: Path) ->
         served.stop()
         runner.stop()
         shutil.rmtree(runner.state_dir, ignore_errors=True)
+
+
+def test_completions_are_traced_like_turns(front: Front, cli: Cli) -> None:
+    front.client().chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "Trace me."}], max_tokens=4
+    )
+    record: dict[str, Any] = {}
+
+    def stored() -> bool:
+        record.update(json.loads(cli.run("trace", "last", "--json").stdout))
+        return record.get("sessionKey") == "openai-front"
+
+    assert wait_for(stored, timeout=30), record
+    assert {"model.prefill", "model.decode"} <= {s["name"] for s in record["spans"]}
+    chart = cli.run("trace", "last").stdout
+    assert "model.decode" in chart
+    assert cli.run("stats").returncode == 0
+    assert cli.run("doctor").returncode == 0

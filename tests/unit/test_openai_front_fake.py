@@ -20,6 +20,7 @@ from openclaw_daemon.model.fake import FakeEngine
 from openclaw_daemon.model.tape import TokenTape
 from openclaw_daemon.serve.server import Daemon
 from openclaw_daemon.wire.errors import BadRequestError, ContextOverflowError
+from tests.conftest import wait_for
 from tests.unit.fake_daemon import daemon_on, result_of, send
 
 WEATHER = {
@@ -245,3 +246,19 @@ def test_text_after_a_call_is_not_content_so_stream_and_plain_agree() -> None:
         streamed = "".join(f["text"] for f in frames if f["type"] == "token")
         assert result["text"] == "Checking." == streamed.strip()
         assert result["finishReason"] == "tool_calls"
+
+
+def test_each_completion_is_in_the_turn_log() -> None:
+    engine = FakeEngine(["One.", "Two."])
+    with daemon_on(engine) as daemon:
+        ask = [{"role": "user", "content": "Count"}]
+        first = chat(daemon, ask)
+        chat(daemon, [*ask, {"role": "assistant", "content": first["text"]},
+                      {"role": "user", "content": "Again"}])  # fmt: skip
+        # Stored just after the reply went out.
+        assert wait_for(lambda: len(daemon.state.turn_log.read(limit=None)) == 2)
+        records = daemon.state.turn_log.read(limit=None)
+    assert [r["sessionKey"] for r in records] == ["openai-front", "openai-front"]
+    last = records[-1]
+    assert last["usage"]["cacheRead"] > 0 and last["stopReason"] == "stop"
+    assert {"model.prefill", "model.decode", "cache.lookup"} <= {s["name"] for s in last["spans"]}
