@@ -9,8 +9,10 @@ import graph runs one way, main -> registry.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from openclaw_cli.commands.config_cli import config_app
 from openclaw_cli.commands.models_cli import CHAT_TEMPLATE_HELP, models_app
@@ -62,7 +64,23 @@ def _root(
         raise typer.Exit()
 
 
+class _AgentCommand(TyperCommand):
+    """``agent``'s options are argparse's (``agent_args``), not typer's: shell
+    completion offers those."""
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        from typer._click.shell_completion import CompletionItem
+
+        from openclaw_cli.agent_args import build_parser
+
+        if not incomplete.startswith("-"):
+            return super().shell_complete(ctx, incomplete)
+        options = {o for action in build_parser()._actions for o in action.option_strings}
+        return [CompletionItem(o) for o in sorted(options) if o.startswith(incomplete)]
+
+
 @app.command(
+    cls=_AgentCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
     short_help="Run one agent turn, streaming the reply.",

@@ -53,6 +53,9 @@ def test_completion_completes_commands_and_options_in_bash(cli: Cli) -> None:
     assert complete("openclaw", "ses") == ["sessions"]
     assert set(complete("openclaw", "sessions", "re")) == {"reset"}
     assert "--format" in complete("openclaw", "sessions", "export", "--f")
+    # agent's options are argparse's, completed all the same.
+    assert set(complete("openclaw", "agent", "--max")) == {"--max-tokens", "--max-steps"}
+    assert "--session-key" in complete("openclaw", "agent", "-m", "hi", "--session")
     for shell, marker in (("zsh", "#compdef openclaw"), ("fish", "complete --command openclaw")):
         assert marker in cli.run("completion", shell).stdout
     bad = cli.run("completion", "tcsh", check=False)
