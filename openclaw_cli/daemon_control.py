@@ -94,6 +94,7 @@ def server_command(
     n_gpu_layers: int | None = None,
     idle_timeout: float | None = None,
     preload: str | None = None,
+    parallel: int | None = None,
 ) -> list[str]:
     """The daemon's command line; options left unset fall back to its environment."""
     command = [sys.executable, "-m", "openclaw_daemon.serve.server"]
@@ -104,6 +105,7 @@ def server_command(
         ("--cache-disk", cache_disk),
         ("--chat-template", chat_template),
         ("--preload", preload),
+        ("--parallel", parallel),
     ):
         if value:
             command += [flag, str(value)]

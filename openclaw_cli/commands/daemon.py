@@ -90,12 +90,14 @@ def start(
     n_gpu_layers: int | None = None,
     idle_timeout: float | None = None,
     preload: str | None = None,
+    parallel: int | None = None,
 ) -> None:
     paths = config.resolve_paths()
     config.check_environment()
     validate_options(
         model=model, cache_ram=cache_ram, cache_disk=cache_disk, n_gpu_layers=n_gpu_layers
     )
+    config.parallel_setting(parallel)  # a bad value before spawning
     command = daemon_control.server_command(
         model=model_arg(model),
         n_ctx=n_ctx,
@@ -105,6 +107,7 @@ def start(
         n_gpu_layers=n_gpu_layers,
         idle_timeout=idle_timeout,
         preload=ids.session_ref(preload, field="--preload") if preload else None,
+        parallel=parallel,
     )
     if idle_timeout is not None:
         config.idle_timeout_setting(idle_timeout)  # a bad value before spawning
@@ -112,7 +115,7 @@ def start(
     if running is not None:
         with running:
             info = running.call({"type": "status"})
-        _check_same_config(info, model=model, n_ctx=_requested_n_ctx(n_ctx))
+        _check_same_config(info, model=model, n_ctx=_requested_n_ctx(n_ctx), parallel=parallel)
         render.notice(
             f"daemon already running: pid {info['pid']}, model {info['model']}, "
             f"socket {info['socket']}"
@@ -133,16 +136,21 @@ def start(
     with client:
         info = client.call({"type": "status"})
     if not spawned:  # another CLI started one meanwhile
-        _check_same_config(info, model=model, n_ctx=_requested_n_ctx(n_ctx))
+        _check_same_config(info, model=model, n_ctx=_requested_n_ctx(n_ctx), parallel=parallel)
     verb = "started" if spawned else "already running"
     render.notice(
         f"daemon {verb}: pid {info['pid']}, model {info['model']}, socket {info['socket']}"
     )
 
 
-def _check_same_config(info: dict[str, Any], *, model: str | None, n_ctx: int | None) -> None:
+def _check_same_config(
+    info: dict[str, Any], *, model: str | None, n_ctx: int | None, parallel: int | None = None
+) -> None:
     """A running daemon with other settings is an error, not a silent no-op."""
     differences = []
+    running = int((info.get("parallel") or {}).get("parallel") or 1)
+    if parallel is not None and running != parallel:
+        differences.append(f"--parallel {running}, not {parallel}")
     # llama.cpp pads the context to a multiple of 256: 9000 runs as 9216.
     if n_ctx is not None and int(info.get("nCtx") or 0) not in (n_ctx, -(-n_ctx // 256) * 256):
         differences.append(f"n_ctx {info.get('nCtx')}, not {n_ctx}")
@@ -169,6 +177,7 @@ def restart(
     n_gpu_layers: int | None = None,
     idle_timeout: float | None = None,
     preload: str | None = None,
+    parallel: int | None = None,
 ) -> None:
     """Check the new configuration (memory included) first, then stop and start:
     an impossible option must not leave you with no daemon."""
@@ -179,6 +188,7 @@ def restart(
     )
     if idle_timeout is not None:
         config.idle_timeout_setting(idle_timeout)  # before stopping the running one
+    config.parallel_setting(parallel)
     if preload:
         ids.session_ref(preload, field="--preload")
     freed = 0
@@ -199,6 +209,7 @@ def restart(
         preload=preload,
         chat_template=chat_template,
         n_gpu_layers=n_gpu_layers,
+        parallel=parallel,
     )
 
 
@@ -246,6 +257,7 @@ def status(*, json_out: bool) -> int:
         ("chat template", f"{info.get('templateFamily')} ({info.get('templateSource')})"),
         ("kv memory", _kv_memory_line(info.get("kvMemory") or {})),
         ("offload", _offload_line(info)),
+        ("parallel", _parallel_line(info.get("parallel") or {})),
         ("sessions", info["sessions"]),
         ("turns served", info["turnsServed"]),
         ("socket", info["socket"]),
@@ -254,6 +266,14 @@ def status(*, json_out: bool) -> int:
     for name, value in rows:
         sys.stdout.write(f"{name:<13} {value}\n")
     return 0
+
+
+def _parallel_line(parallel: dict[str, Any]) -> str:
+    count = int(parallel.get("parallel") or 1)
+    if count == 1:
+        return "1 turn at a time (--parallel 1)"
+    shared = f", {parallel.get('sharedSteps', 0)} of {parallel.get('steps', 0)} steps shared"
+    return f"{count} turns at once, {parallel.get('running', 0)} running{shared}"
 
 
 def _offload_line(info: dict[str, Any]) -> str:

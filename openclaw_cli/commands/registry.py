@@ -100,6 +100,10 @@ _IDLE_HELP = (
     "Stop after this many minutes with no request, parking sessions to disk; 0 never "
     "(default 30, OPENCLAW_IDLE_TIMEOUT). The next turn starts it again, warm from disk."
 )
+_PARALLEL_HELP = (
+    "Turns of different sessions that run at once, sharing model steps (default: "
+    "OPENCLAW_PARALLEL, else 4 with a GPU, 1 on a CPU, where a batch of four costs ~3x one)."
+)
 _PRELOAD_HELP = (
     "Restore this session (id or key of agent main; last: the most recent) into the live "
     "context once loaded, so the first turn is a live-context hit."
@@ -128,6 +132,7 @@ def daemon_start(
     preload: str | None = typer.Option(
         None, "--preload", metavar="SESSION|last", help=_PRELOAD_HELP
     ),
+    parallel: int | None = typer.Option(None, "--parallel", min=1, help=_PARALLEL_HELP),
 ) -> None:
     """Start the daemon (no-op if it is already running)."""
     from openclaw_cli.commands import daemon as daemon_cmd
@@ -142,6 +147,7 @@ def daemon_start(
         cache_disk=cache_disk,
         chat_template=chat_template,
         n_gpu_layers=n_gpu_layers,
+        parallel=parallel,
     )
 
 
@@ -167,6 +173,7 @@ def daemon_restart(
     preload: str | None = typer.Option(
         None, "--preload", metavar="SESSION|last", help=_PRELOAD_HELP
     ),
+    parallel: int | None = typer.Option(None, "--parallel", min=1, help=_PARALLEL_HELP),
 ) -> None:
     """Stop the daemon if it runs, then start it (the KV cache on disk survives)."""
     from openclaw_cli.commands import daemon as daemon_cmd
@@ -180,6 +187,7 @@ def daemon_restart(
         n_gpu_layers=n_gpu_layers,
         idle_timeout=idle_timeout,
         preload=preload,
+        parallel=parallel,
     )
 
 

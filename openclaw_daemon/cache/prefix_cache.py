@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("openclawd.cache")
 
+# With several live sequences, a prefix another one holds is shared rather than
+# restored from L2/L3 unless the blob goes this many tokens further: a restored
+# copy duplicates the shared cells, and in a unified KV cache every row of every
+# step attends over all cells in use (4-row steps at a 1.3k-token head: 25 ms
+# shared, 54 ms duplicated; docs/internals.md).
+SHARE_OVER_RESTORE = 64
+
 
 @dataclass(frozen=True)
 class Divergence:
@@ -88,11 +95,29 @@ class PrefixCache:
         self.engine = engine
         self.store = store
         self.costs = CostModel()
-        self.live_label = ""  # the session whose turn filled the live context
-        # The entry this turn's ``apply`` restored, until its first decode
-        # succeeds: a state that loads but cannot be decoded on is discarded.
-        self.restored: CacheEntry | None = None
+        # Per live sequence (``engine.sequence_id``: one per parallel turn):
+        # the session whose turn filled it, and the entry this turn's ``apply``
+        # restored into it, until its first decode succeeds (a state that
+        # loads but cannot be decoded on is discarded).
+        self._labels: dict[int, str] = {}
+        self._restored: dict[int, CacheEntry | None] = {}
         self.counters = {"hitL1": 0, "hitL2": 0, "hitL3": 0, "miss": 0, "parkedOnPath": 0}
+
+    @property
+    def live_label(self) -> str:
+        return self._labels.get(self.engine.sequence_id, "")
+
+    @live_label.setter
+    def live_label(self, label: str) -> None:
+        self._labels[self.engine.sequence_id] = label
+
+    @property
+    def restored(self) -> CacheEntry | None:
+        return self._restored.get(self.engine.sequence_id)
+
+    @restored.setter
+    def restored(self, entry: CacheEntry | None) -> None:
+        self._restored[self.engine.sequence_id] = entry
 
     # -- planning ----------------------------------------------------------------
     def plan(self, tokens: list[int]) -> CachePlan:
@@ -102,10 +127,11 @@ class PrefixCache:
         if 0 < live < len(self.engine.live_tokens) and live < self.engine.trim_floor:
             live = 0  # the live state cannot be cut back that far (a sliding window)
         from_entry, entry, match = self.store.reusable(tokens, limit)
+        borrowable = self.engine.borrowable_prefix(tokens)
         tier: Tier
         if (
             entry is not None
-            and from_entry > live
+            and from_entry > live + (SHARE_OVER_RESTORE if borrowable >= live > 0 else 0)
             and self.costs.restore_pays(from_entry - live, entry.blob_bytes, entry.tier)
         ):
             cached, tier = from_entry, entry.tier
@@ -226,6 +252,13 @@ class PrefixCache:
         self.store.add(tokens, blob, self.live_label, trim_floor=floor)
         return True
 
+    def checkpoint_all(self) -> bool:
+        """Park every live sequence no turn owns (idle time); True if any was."""
+        parked = False
+        for _ in self.engine.each_sequence():
+            parked = self.checkpoint() or parked
+        return parked
+
     def boundary_checkpoint(self, tokens: list[int], boundary: int) -> Checkpoint | None:
         """Where a prefill of ``tokens`` should stop to park its state, for memory
         that cannot be cut back freely (a sliding window, recurrent layers):
@@ -244,8 +277,8 @@ class PrefixCache:
 
     def clear(self) -> dict[str, Any]:
         """Drop every tier, the live context included: the next turn starts cold."""
-        self.engine.reset()
-        self.live_label = ""
+        self.engine.reset_all()
+        self._labels.clear()
         return self.store.clear()
 
     def observe_prefill(self, tokens: int, seconds: float) -> None:

@@ -208,6 +208,25 @@ class KVControl(Protocol):
         """Empty the live sequence."""
         ...
 
+    def reset_all(self) -> None:
+        """Empty every live sequence (one, unless the engine runs several)."""
+        ...
+
+    @property
+    def sequence_id(self) -> int:
+        """Which live sequence the calling thread's calls act on (0 with one)."""
+        ...
+
+    def borrowable_prefix(self, tokens: list[int]) -> int:
+        """The prefix of ``tokens`` another live sequence holds, if it reaches
+        past this one's own (a prefill shares those cells); else 0."""
+        ...
+
+    def each_sequence(self) -> Iterator[int]:
+        """Act on each live sequence no turn owns, in turn: while the iterator is
+        at one (its id), the calling thread's calls go to it."""
+        ...
+
     def fingerprint(self) -> dict[str, object]:
         """What a saved snapshot depends on (model file, context, KV type)."""
         ...
@@ -238,6 +257,7 @@ class EngineSpec:
     ram_cache_budget: int  # bytes: a memory check counts the RAM cache tier too
     chat_template: str | None = None  # --chat-template NAME|FILE, over the GGUF's own
     n_gpu_layers: int | None = None  # None: all when the build can offload, else 0
+    parallel: int | None = None  # sequences (turns at once); None: the engine's default
 
 
 @dataclass(frozen=True)

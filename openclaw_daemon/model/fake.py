@@ -224,6 +224,17 @@ class FakeEngine:
         del self._live[keep:]
         return keep
 
+    sequence_id = 0  # one live sequence
+
+    def each_sequence(self) -> Iterator[int]:
+        yield 0
+
+    def borrowable_prefix(self, tokens: list[int]) -> int:
+        return 0
+
+    def reset_all(self) -> None:
+        self.reset()
+
     def reset(self) -> None:
         self.kv.resets += 1
         self._live.clear()

@@ -1,14 +1,16 @@
 """The model engine: the ONLY module that imports llama_cpp.
 
 One ``Engine`` holds one loaded model and one llama context (L1, the live KV
-cache) and the ids it holds, so a prompt prefills only what follows the longest
-common prefix. Prefill runs in batches (progress per batch); a cancel stops the
-batch in flight too (the abort callback, ~6 ms; llama.cpp then drops that
-batch's positions). Decode yields one token at a time. Sliding-window and
-recurrent memory cannot be cut back freely: ``trim_floor`` (docs/internals.md).
+cache) with one or more sequences and the ids each holds, so a prompt prefills
+only what follows the longest common prefix. Prefill runs in batches (progress
+per batch); a cancel stops the batch in flight too (the abort callback, ~6 ms;
+llama.cpp then drops that batch's positions). Decode yields one token at a
+time. Turns running at once on several sequences share each step's
+``llama_decode`` (``step_batcher``). Sliding-window and recurrent memory cannot
+be cut back freely: ``trim_floor`` (docs/internals.md).
 
-Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._init_sampler`` and
-``Llama.input_ids`` are internal there (moved in 0.3.10, 0.3.17 and 0.3.23).
+Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._batch``,
+``Llama._init_sampler`` and ``_internals.LlamaContext`` are internal there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+from llama_cpp import _internals as llama_internals
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.config import check_gguf
@@ -44,14 +47,17 @@ from openclaw_daemon.model.base import (
 from openclaw_daemon.model.builtin_templates import choose_template, load_template
 from openclaw_daemon.model.catalog import model_id
 from openclaw_daemon.model.prompt_lookup import drafted_decode
+from openclaw_daemon.model.sequences import LiveSequence, SequencePool
+from openclaw_daemon.model.step_batcher import StepBatcher, StepRequest
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
 
 
 class Engine:
-    """A loaded model with one live sequence (a ``base.KVEngine``). Not thread-safe:
-    one worker drives it."""
+    """A loaded model with its live sequences (a ``base.KVEngine``): one, or with
+    ``parallel`` N, one per running turn (``sequences``); each thread's calls act
+    on the sequence it bound, and concurrent evaluations share steps."""
 
     def __init__(
         self,
@@ -62,6 +68,7 @@ class Engine:
         chat_template: str | None = None,
         n_gpu_layers: int | None = None,
         flash_attn: bool = False,
+        parallel: int | None = None,
     ) -> None:
         check_gguf(model_path)
         threads = n_threads or os.cpu_count() or 1
@@ -128,6 +135,40 @@ class Engine:
         self._aborted = False
         self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
         self._no_abort_callback = llama_cpp.ggml_abort_callback(0)  # NULL: never called
+        if parallel is None:
+            # Not asked: 4 where the model runs on a GPU, which reads the weights
+            # once for a step of four sequences; 1 on a CPU, where a step of four
+            # costs 3.1-3.5 times one (docs/internals.md, "Concurrent sessions").
+            parallel = 4 if gpu and self.info.n_gpu_layers > 0 else 1
+        if parallel > 1 and self.info.memory != FULL_MEMORY:
+            # Their snapshots are of the whole context (``_whole_context_state``).
+            log.warning("%s memory runs one sequence: --parallel %d ignored", self.info.memory,
+                        parallel)  # fmt: skip
+            parallel = 1
+        if parallel > 1:
+            self._open_sequences(parallel)
+        self.sequences = SequencePool(parallel)
+        # Every call into the context holds this: the step's decode, a sample, a cut.
+        self._ctx_lock = threading.RLock()
+        self._batcher = StepBatcher(self._run_step, max_rows=self.llama.n_batch)
+        self._step_no = 0
+        self.borrowed_tokens = 0  # prompt tokens a sequence took from another's cells
+        self.evicted = 0  # idle sequences dropped to make room
+        self.shared_steps = 0  # evaluations that shared their step with another sequence
+
+    def _open_sequences(self, parallel: int) -> None:
+        """Replace the context with one holding ``parallel`` sequences in one unified
+        KV cache (the same n_ctx cells, shared), as llama-server's ``-np N --kv-unified``.
+        ``Llama`` has no parameter for it, so its context is made again."""
+        params = self.llama.context_params
+        params.n_seq_max = parallel
+        params.kv_unified = True
+        self.llama._ctx.close()  # first: two contexts at once would need twice the KV memory
+        self.llama._ctx = self.llama._stack.enter_context(
+            contextlib.closing(
+                llama_internals.LlamaContext(model=self.llama._model, params=params, verbose=False)
+            )
+        )
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
         when = self._abort_when
@@ -177,20 +218,59 @@ class Engine:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    # -- the live sequence (L1) -------------------------------------------------
+    # -- the live sequences (L1) ------------------------------------------------
+    @property
+    def _seq(self) -> LiveSequence:
+        """The calling thread's sequence (``sequences.SequencePool``)."""
+        return self.sequences.current
+
+    @property
+    def sequence_id(self) -> int:
+        return self._seq.seq_id
+
     @property
     def live_tokens(self) -> list[int]:
-        return [int(t) for t in self.llama.input_ids[: self.llama.n_tokens]]
+        return list(self._seq.ids)
+
+    def each_sequence(self) -> Iterator[int]:
+        for seq in self.sequences.each_idle():
+            yield seq.seq_id
 
     def cached_prefix(self, tokens: list[int]) -> int:
-        """How many leading ``tokens`` the live KV cache already holds."""
-        live = self.llama.input_ids[: self.llama.n_tokens]
-        count = 0
-        for cached, wanted in zip(live, tokens, strict=False):
-            if cached != wanted:
-                break
-            count += 1
-        return count
+        """How many leading ``tokens`` the live KV cache already holds: in this
+        sequence, or in another one ``prefill`` can copy them from (no compute)."""
+        return max(_common(seq.ids, tokens) for seq in self._donors())
+
+    def borrowable_prefix(self, tokens: list[int]) -> int:
+        """Of ``cached_prefix``, how far another sequence's cells reach past this
+        one's own (0 with one sequence)."""
+        best = self.cached_prefix(tokens)
+        return best if best > _common(self._seq.ids, tokens) else 0
+
+    def _donors(self) -> list[LiveSequence]:
+        """The sequences whose cells a prefill of this one may reuse: itself first."""
+        own = self._seq
+        return [own, *(s for s in self.sequences.sequences if s is not own)]
+
+    def _borrow_prefix(self, tokens: list[int]) -> None:
+        """Share another sequence's cells for a longer common prefix than this
+        sequence holds (``llama_memory_seq_cp``: the shared head every session
+        starts with is computed once)."""
+        own, limit = self._seq, len(tokens) - 1
+        best, donor = min(_common(own.ids, tokens), limit), None
+        for other in self._donors()[1:]:
+            shared = min(_common(other.ids, tokens), limit)
+            if shared > best:
+                best, donor = shared, other
+        if donor is None:
+            return
+        with self._ctx_lock:
+            memory = self._memory()
+            llama_cpp.llama_memory_seq_rm(memory, own.seq_id, -1, -1)
+            llama_cpp.llama_memory_seq_cp(memory, donor.seq_id, own.seq_id, 0, best)
+            own.ids = donor.ids[:best]
+            own.saved, own.step = None, -1
+        self.borrowed_tokens += best
 
     def prefill(
         self,
@@ -204,56 +284,55 @@ class Engine:
         """Make the KV cache hold exactly ``tokens``; returns the tokens reused.
 
         The last prompt token is always evaluated so its logits exist to sample
-        from, even when the whole prompt was cached.
+        from, even when the whole prompt was cached. While other sequences are
+        decoding, the batches are short (``StepBatcher.chunk``).
         """
         check_prefill(tokens, self.info.n_ctx)
-        reused = self.truncate(min(self.cached_prefix(tokens), len(tokens) - 1))
-        todo = tokens[reused:]
-        done = 0
-        self._abort_when = cancelled
-        ctx = self.llama._ctx.ctx
-        llama_cpp.llama_set_abort_callback(ctx, self._abort_callback, None)
-        try:
-            for stop in batches(reused, len(tokens), batch_size, checkpoint):
+        with self._batcher.in_model_call():
+            if self.sequences.parallel > 1:
+                self._borrow_prefix(tokens)
+            reused = self.truncate(min(_common(self._seq.ids, tokens), len(tokens) - 1))
+            done, todo = 0, len(tokens) - reused
+            while reused + done < len(tokens):
                 if cancelled():
                     raise CancelledError("the turn was cancelled during prefill")
-                chunk = tokens[reused + done : stop]
-                self._eval(chunk)
-                done += len(chunk)
+                start = reused + done
+                stop = batches(start, len(tokens), self._batcher.chunk(batch_size), checkpoint)[0]
+                self._eval(tokens[start:stop], cancelled=cancelled)
+                done = stop - reused
                 if checkpoint is not None and stop == checkpoint[0]:
                     checkpoint[1]()
                 if on_progress is not None:
-                    on_progress(done, len(todo))
-        finally:
-            llama_cpp.llama_set_abort_callback(ctx, self._no_abort_callback, None)
-            self._abort_when = None
+                    on_progress(done, todo)
         return reused
 
     @property
     def trim_floor(self) -> int:
-        live = self.llama.n_tokens
+        live = len(self._seq.ids)
         if live == 0 or self.info.memory == FULL_MEMORY:
             return 0
         if self.info.memory != SLIDING_WINDOW:
             return live  # recurrent or hybrid: only the whole state
-        lowest = llama_cpp.llama_memory_seq_pos_min(self._memory(), 0)
+        lowest = llama_cpp.llama_memory_seq_pos_min(self._memory(), self._seq.seq_id)
         # llama-server's test (server-context.cpp): cutting to ``keep`` needs the
         # positions from keep - n_swa on.
         return 0 if lowest <= 0 else min(live, lowest + self.info.n_swa)
 
     def truncate(self, keep: int) -> int:
-        live = self.llama.n_tokens
+        seq = self._seq
+        live = len(seq.ids)
         if keep >= live:
             return live
-        if 0 < keep < self.trim_floor or not llama_cpp.llama_memory_seq_rm(
-            self._memory(), 0, keep, -1
-        ):
-            # Keeping more would leave positions the window no longer holds
-            # (or memory that refuses a partial cut): start the sequence over.
-            log.info("cannot cut the live state back to %d of %d tokens: cleared", keep, live)
-            self.reset()
-            return 0
-        self.llama.n_tokens = keep
+        with self._ctx_lock:
+            if 0 < keep < self.trim_floor or not llama_cpp.llama_memory_seq_rm(
+                self._memory(), seq.seq_id, keep, -1
+            ):
+                # Keeping more would leave positions the window no longer holds
+                # (or memory that refuses a partial cut): start the sequence over.
+                log.info("cannot cut the live state back to %d of %d tokens: cleared", keep, live)
+                self.reset()
+                return 0
+            del seq.ids[keep:]
         return keep
 
     def _memory(self) -> llama_cpp.llama_memory_t:
@@ -262,6 +341,9 @@ class Engine:
     def next_logits(self) -> np.ndarray:
         """The logits the next token is sampled from (a copy), for the reuse
         equivalence test: the sampler reads the same row."""
+        seq = self._seq
+        if seq.saved is not None:
+            return np.array(seq.saved[-1])
         row = llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(self.info.n_vocab,)).copy()
 
@@ -284,49 +366,54 @@ class Engine:
     def _whole_context_state(self) -> bool:
         """Snapshots of the whole context, not of sequence 0: a sequence save
         drops the positions a sliding window masks (llama_kv_cache::state_write),
-        so a restored one could not be cut back at all."""
+        so a restored one could not be cut back at all. (Such models run one
+        sequence: see ``__init__``.)"""
         return self.info.memory == SLIDING_WINDOW
 
     def snapshot(self, allocate: Callable[[int], memoryview]) -> tuple[tuple[int, ...], memoryview]:
         """The live tokens and their KV state, copied into a writable buffer of
         the given size from ``allocate``."""
-        ctx, whole = self.llama._ctx.ctx, self._whole_context_state
-        size = (llama_cpp.llama_state_get_size(ctx) if whole else
-                llama_cpp.llama_state_seq_get_size(ctx, 0))  # fmt: skip
-        blob = allocate(size)
-        out = np.frombuffer(blob, dtype=np.uint8).ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
-        written = (llama_cpp.llama_state_get_data(ctx, out, size) if whole else
-                   llama_cpp.llama_state_seq_get_data(ctx, out, size, 0))  # fmt: skip
+        ctx, whole, seq = self.llama._ctx.ctx, self._whole_context_state, self._seq
+        with self._ctx_lock:
+            size = (llama_cpp.llama_state_get_size(ctx) if whole else
+                    llama_cpp.llama_state_seq_get_size(ctx, seq.seq_id))  # fmt: skip
+            blob = allocate(size)
+            out = np.frombuffer(blob, dtype=np.uint8).ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+            written = (llama_cpp.llama_state_get_data(ctx, out, size) if whole else
+                       llama_cpp.llama_state_seq_get_data(ctx, out, size, seq.seq_id))  # fmt: skip
         if written != size:
             raise ModelError(f"llama.cpp saved {written} of {size} bytes of the KV state")
-        return tuple(self.live_tokens), blob
+        return tuple(seq.ids), blob
 
     def restore(self, tokens: tuple[int, ...], blob: bytes | memoryview, *, keep: int) -> None:
         """Load a snapshot, then trim it to its first ``keep`` tokens."""
         self.reset()
+        seq = self._seq
         # A pointer into the blob's own memory: no copy, even for immutable bytes.
         data, ctx = np.frombuffer(blob, dtype=np.uint8), self.llama._ctx.ctx
         src = data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
-        loaded = (llama_cpp.llama_state_set_data(ctx, src, data.size) if self._whole_context_state
-                  else llama_cpp.llama_state_seq_set_data(ctx, src, data.size, 0))  # fmt: skip
-        if loaded == 0:
-            self.reset()
-            raise ModelError("llama.cpp refused the saved KV state")
-        # A blob can load cleanly yet hold other cells than its header lists
-        # tokens: trusting the header then fails every later decode of the
-        # session (positions past the cells). The cells must end at len-1 and,
-        # for full attention, start at 0 (a window's may start later).
-        memory = self._memory()
-        cells = llama_cpp.llama_memory_seq_pos_max(memory, 0) + 1
-        first = llama_cpp.llama_memory_seq_pos_min(memory, 0)
+        with self._ctx_lock:
+            if self._whole_context_state:
+                loaded = llama_cpp.llama_state_set_data(ctx, src, data.size)
+            else:
+                loaded = llama_cpp.llama_state_seq_set_data(ctx, src, data.size, seq.seq_id)
+            if loaded == 0:
+                self.reset()
+                raise ModelError("llama.cpp refused the saved KV state")
+            # A blob can load cleanly yet hold other cells than its header lists
+            # tokens: trusting the header then fails every later decode of the
+            # session (positions past the cells). The cells must end at len-1 and,
+            # for full attention, start at 0 (a window's may start later).
+            memory = self._memory()
+            cells = llama_cpp.llama_memory_seq_pos_max(memory, seq.seq_id) + 1
+            first = llama_cpp.llama_memory_seq_pos_min(memory, seq.seq_id)
         if cells != len(tokens) or (cells and self.info.memory == FULL_MEMORY and first != 0):
             self.reset()
             raise ModelError(
                 f"the saved KV state holds {max(cells, 0)} cells but its header lists "
                 f"{len(tokens)} tokens"
             )
-        self.llama.input_ids[: len(tokens)] = tokens
-        self.llama.n_tokens = len(tokens)
+        seq.ids = list(tokens)
         floor = self.trim_floor
         if self.truncate(keep) != min(keep, len(tokens)):
             raise ModelError(
@@ -334,33 +421,160 @@ class Engine:
                 f"({self.info.memory} memory: it holds {len(tokens)}, reusable from {floor})"
             )
 
-    def _eval(self, tokens: list[int]) -> None:
+    # -- evaluation: one step, shared by the sequences evaluating at once --------
+    def _eval(
+        self,
+        tokens: list[int],
+        *,
+        cancelled: Callable[[], bool] | None = None,
+        all_logits: bool = False,
+    ) -> None:
+        """Evaluate ``tokens`` after this sequence's ids, in the next step."""
+        request = StepRequest(self._seq, tokens, all_logits=all_logits, cancelled=cancelled)
+        self._batcher.evaluate(request)
+        if request.shared_with:
+            self.shared_steps += 1
+
+    def _run_step(self, step: list[StepRequest]) -> None:
+        """One ``llama_decode`` of every request's rows (``StepBatcher``'s callback)."""
+        with self._ctx_lock:
+            try:
+                self._decode(step)
+            except KvSlotError:
+                if len(step) == 1:
+                    raise
+                # Together they do not fit: each alone may (or fails alone).
+                for request in step:
+                    try:
+                        self._decode([request])
+                    except (KvSlotError, CancelledError, ModelError) as exc:
+                        request.error = exc
+
+    def _decode(self, step: list[StepRequest]) -> None:
+        ctx, memory, batch = self.llama._ctx.ctx, self._memory(), self.llama._batch.batch
+        rows: list[list[int]] = []
+        n = 0
+        for request in step:
+            seq = request.seq
+            llama_cpp.llama_memory_seq_rm(memory, seq.seq_id, len(seq.ids), -1)
+            wanted: list[int] = []
+            last = len(request.tokens) - 1
+            for i, token in enumerate(request.tokens):
+                batch.token[n] = token
+                batch.pos[n] = len(seq.ids) + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq.seq_id
+                keep = request.all_logits or i == last
+                batch.logits[n] = keep
+                if keep:
+                    wanted.append(n)
+                n += 1
+            rows.append(wanted)
+        batch.n_tokens = n
+        alone = step[0].cancelled if len(step) == 1 else None
+        code = self._decode_batch(ctx, batch, alone)
+        if code == 1 and self._evict_idle(step):
+            code = self._decode_batch(ctx, batch, alone)
+        if code != 0:
+            for request in step:  # llama.cpp applied none of it
+                seq = request.seq
+                llama_cpp.llama_memory_seq_rm(memory, seq.seq_id, len(seq.ids), -1)
+            self._decode_failed(code, step)
+        self._step_no += 1
+        keep_copies = self.sequences.parallel > 1
+        for request, wanted in zip(step, rows, strict=True):
+            seq = request.seq
+            seq.ids.extend(request.tokens)
+            seq.step, seq.batch_rows = self._step_no, wanted
+            seq.saved = self._copy_rows(wanted) if keep_copies else None
+
+    def _decode_batch(
+        self, ctx: llama_cpp.llama_context_p, batch: Any, cancelled: Callable[[], bool] | None
+    ) -> int:
+        """``llama_decode``, abortable when one request runs alone (aborting a
+        shared step would cost the other sequences their rows)."""
         self._aborted = False
+        if cancelled is None:
+            return int(llama_cpp.llama_decode(ctx, batch))
+        self._abort_when = cancelled
+        llama_cpp.llama_set_abort_callback(ctx, self._abort_callback, None)
         try:
-            self.llama.eval(tokens)
-        except RuntimeError as exc:
-            if self._aborted:
-                # llama.cpp removed the batch's positions and ``n_tokens`` did not
-                # move: the cache holds what it held before this batch.
-                self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
-                raise CancelledError("the turn was cancelled during prefill") from exc
-            if str(exc) == "llama_decode returned 1":
-                # No KV slot for the batch: the window is full. llama.cpp applied
-                # none of it, so the cache keeps the prefix before it (a fork
-                # of that prefix, as a compaction makes, still reuses it).
-                self.llama._ctx.kv_cache_seq_rm(-1, self.llama.n_tokens, -1)
-                raise KvSlotError(
-                    f"the context window is full: no KV slot for {len(tokens)} more tokens "
-                    f"after {self.llama.n_tokens} of {self.info.n_ctx}"
-                ) from exc
-            # A failed decode leaves the cache in an unknown state; start clean.
-            self.reset()
-            raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc
+            return int(llama_cpp.llama_decode(ctx, batch))
+        finally:
+            llama_cpp.llama_set_abort_callback(ctx, self._no_abort_callback, None)
+            self._abort_when = None
+
+    def _decode_failed(self, code: int, step: list[StepRequest]) -> None:
+        rows = sum(len(r.tokens) for r in step)
+        if code == 2 or self._aborted:
+            raise CancelledError("the turn was cancelled during prefill")
+        if code == 1:
+            # No KV slot for the batch: the window is full. llama.cpp applied
+            # none of it, so the cache keeps the prefix before it (a fork
+            # of that prefix, as a compaction makes, still reuses it).
+            held = len(step[0].seq.ids)
+            raise KvSlotError(
+                f"the context window is full: no KV slot for {rows} more tokens "
+                f"after {held} of {self.info.n_ctx}"
+            )
+        # A failed decode leaves the cache in an unknown state; start clean.
+        self.reset_all()
+        raise ModelError(f"llama.cpp failed to evaluate the prompt: llama_decode returned {code}")
+
+    def _evict_idle(self, step: list[StepRequest]) -> bool:
+        """Free the cells of sequences no turn owns (least recently used first),
+        so a running turn gets room; True if any were freed. Their sessions
+        come back from L2/L3 if parked, else by prefill."""
+        running = {r.seq.seq_id for r in step}
+        freed = False
+        for seq in self.sequences.idle():
+            if seq.seq_id in running or not seq.ids:
+                continue
+            log.info("dropping sequence %d (%d tokens) for room", seq.seq_id, len(seq.ids))
+            llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
+            seq.ids, seq.saved = [], None
+            self.evicted += 1
+            freed = True
+        return freed
+
+    def _copy_rows(self, rows: list[int]) -> np.ndarray:
+        ctx, n_vocab = self.llama._ctx.ctx, self.info.n_vocab
+        return np.stack(
+            [
+                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
+                for row in rows
+            ]
+        )
+
+    def _sample(self, sampler: Any, row: int = -1) -> int:
+        """Sample from row ``row`` of this sequence's last evaluation (-1: its last)."""
+        seq = self._seq
+        with self._ctx_lock:
+            ctx = self.llama._ctx
+            if seq.saved is None or seq.step == self._step_no:
+                index = seq.batch_rows[row] if seq.batch_rows else -1
+                return int(sampler.sample(ctx, index))
+            # Another step ran since: put this sequence's copy back in the row
+            # the sampler reads (every sequence of that step has its own copy).
+            target = llama_cpp.llama_get_logits_ith(ctx.ctx, -1)
+            np.ctypeslib.as_array(target, shape=(self.info.n_vocab,))[:] = seq.saved[row]
+            return int(sampler.sample(ctx, -1))
 
     def reset(self) -> None:
-        with contextlib.suppress(Exception):
+        seq = self._seq
+        with self._ctx_lock, contextlib.suppress(Exception):
+            if self.sequences.parallel == 1:
+                self.llama._ctx.kv_cache_clear()
+            else:
+                llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
+        seq.ids, seq.saved, seq.step = [], None, -1
+
+    def reset_all(self) -> None:
+        """Empty every sequence (``cache clear``)."""
+        with self._ctx_lock, contextlib.suppress(Exception):
             self.llama._ctx.kv_cache_clear()
-        self.llama.n_tokens = 0
+        for seq in self.sequences.sequences:
+            seq.ids, seq.saved, seq.step = [], None, -1
 
     def generate(
         self,
@@ -388,33 +602,33 @@ class Engine:
             repeat_penalty=params.repeat_penalty,
             grammar=self._grammar(grammar) if grammar else None,
         )
-        budget = min(max_tokens, self.llama.n_ctx() - self.llama.n_tokens)
+        budget = min(max_tokens, self.info.n_ctx - len(self._seq.ids))
         stats = stats if stats is not None else DecodeStats()
         stats.lookup = self._drafts_allowed(params, grammar)
-        if stats.lookup:
-            seq = _LiveSequence(self, sampler)
-            yield from drafted_decode(
-                seq,
-                self.live_tokens,
-                budget=budget,
-                is_end=self.is_end_of_generation,
-                cancelled=cancelled,
-                stats=stats,
-            )
-            return
-        pending: int | None = None
-        for _ in range(budget):
-            # Evaluate the previous id only when another is wanted: the last id
-            # of a reply never needs its logits.
-            if pending is not None:
-                self._eval([pending])
-            if cancelled():
-                raise CancelledError("the turn was cancelled during decode")
-            token = int(sampler.sample(self.llama._ctx, -1))
-            yield token
-            if self.is_end_of_generation(token):
+        with self._batcher.in_model_call():
+            if stats.lookup:
+                yield from drafted_decode(
+                    _LiveSequence(self, sampler),
+                    self.live_tokens,
+                    budget=budget,
+                    is_end=self.is_end_of_generation,
+                    cancelled=cancelled,
+                    stats=stats,
+                )
                 return
-            pending = token
+            pending: int | None = None
+            for _ in range(budget):
+                # Evaluate the previous id only when another is wanted: the last id
+                # of a reply never needs its logits.
+                if pending is not None:
+                    self._eval([pending])
+                if cancelled():
+                    raise CancelledError("the turn was cancelled during decode")
+                token = self._sample(sampler)
+                yield token
+                if self.is_end_of_generation(token):
+                    return
+                pending = token
 
     def _drafts_allowed(self, params: SamplingParams, grammar: str | None) -> bool:
         """Drafts need a stateless greedy sampler (nothing a rejected draft could
@@ -427,23 +641,22 @@ class Engine:
             and self.info.memory in (FULL_MEMORY, SLIDING_WINDOW)
         )
 
-    def _eval_rows(self, tokens: list[int]) -> None:
-        """Like ``_eval`` (one batch), keeping the logits of every token."""
-        llama = self.llama
-        llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
-        llama._batch.set_batch(batch=tokens, n_past=llama.n_tokens, logits_all=True)
-        try:
-            llama._ctx.decode(llama._batch)
-        except RuntimeError as exc:
-            llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
-            if str(exc) == "llama_decode returned 1":
-                raise KvSlotError(
-                    f"the context window is full: no KV slot for {len(tokens)} more tokens"
-                ) from exc
-            self.reset()
-            raise ModelError(f"llama.cpp failed to evaluate a draft: {exc}") from exc
-        llama.input_ids[llama.n_tokens : llama.n_tokens + len(tokens)] = tokens
-        llama.n_tokens += len(tokens)
+    def step_stats(self) -> dict[str, Any]:
+        """For ``daemon status``: the sequences and how their steps were shared."""
+        counters = self._batcher.counters
+        return {
+            "parallel": self.sequences.parallel,
+            "sequences": self.sequences.describe(),
+            "steps": counters.steps,
+            "sharedSteps": counters.shared_steps,
+            "stepsBySize": {str(k): v for k, v in sorted(counters.by_size.items())},
+            "stepMsBySize": {
+                str(k): round(counters.seconds_by_size.get(k, 0.0) * 1000 / v, 2)
+                for k, v in sorted(counters.by_size.items())
+            },
+            "borrowedTokens": self.borrowed_tokens,
+            "evicted": self.evicted,
+        }
 
 
 class _LiveSequence:
@@ -453,16 +666,26 @@ class _LiveSequence:
         self.engine, self.sampler = engine, sampler
 
     def live(self) -> int:
-        return int(self.engine.llama.n_tokens)
+        return len(self.engine.live_tokens)
 
     def evaluate(self, tokens: list[int]) -> None:
-        self.engine._eval_rows(tokens)
+        self.engine._eval(tokens, all_logits=True)
 
     def sample(self, row: int) -> int:
-        return int(self.sampler.sample(self.engine.llama._ctx, row))
+        return self.engine._sample(self.sampler, row)
 
     def cut(self, keep: int) -> None:
         self.engine.truncate(keep)
+
+
+def _common(held: list[int], tokens: list[int]) -> int:
+    """The length of the common prefix of two id lists."""
+    count = 0
+    for cached, wanted in zip(held, tokens, strict=False):
+        if cached != wanted:
+            break
+        count += 1
+    return count
 
 
 def _memory_kind(model: llama_cpp.llama_model_p) -> str:

@@ -12,6 +12,12 @@ context away from the session that is still being used.
 
 The worker remembers what it ran and when, so a turn can say what it waited
 behind (``waited_behind``): another session's turn, or a named background job.
+
+With ``parallel`` N > 1 the worker is a dispatcher: it hands each turn to one
+of N slot threads as soon as one is free, and the turn runs inside ``bind``
+(the engine's sequence for that thread: model/sequences.py), so up to N turns
+of different sessions run at once and share model steps. Idle jobs still run
+only when no turn runs or waits.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from openclaw_daemon.wire.errors import DaemonBusyError
@@ -33,9 +39,29 @@ _STOP = object()
 _WAKE = object()
 
 
+class _Ran:
+    """One job the worker (or a slot) ran: its start, end (inf while running), label."""
+
+    __slots__ = ("start", "end", "label")
+
+    def __init__(self, start: float, label: str) -> None:
+        self.start, self.end, self.label = start, float("inf"), label
+
+
 class Scheduler:
-    def __init__(self, *, max_queue: int = 32, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_queue: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+        parallel: int = 1,
+        bind: Callable[[str], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self.clock = clock
+        self.parallel = max(1, parallel)
+        self._bind = bind
+        self._slots = threading.Semaphore(self.parallel)
+        self._slot_threads: list[threading.Thread] = []
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lanes: dict[str, threading.Lock] = {}
         self._lane_waiters: dict[str, int] = {}  # turns waiting for each lane
@@ -45,16 +71,22 @@ class Scheduler:
         self._idle: dict[str, tuple[Callable[[], Any], float, float]] = {}
         self._idle_lock = threading.Lock()
         self.idle_runs = 0
-        self._running = False
+        self._running = 0  # turns running now (at most ``parallel``)
+        self._running_lock = threading.Lock()
         self._wake_pending = False
         self._last_end = clock()
-        # (start, end, label) of the worker's recent jobs; the current one ends at inf.
-        self._ran: deque[tuple[float, float, str]] = deque(maxlen=64)
-        # Set on the worker thread just before a submitted job starts: the labels
-        # of the jobs that ran (or were running) since it was submitted.
-        self.waited_behind: list[str] = []
+        # The worker's and slots' recent jobs; the running ones end at inf.
+        self._ran: deque[_Ran] = deque(maxlen=64)
+        self._local = threading.local()
         self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
         self._worker.start()
+
+    @property
+    def waited_behind(self) -> list[str]:
+        """Read by a job as it starts: the labels of the jobs that ran (or were
+        running) since it was submitted."""
+        behind: list[str] = getattr(self._local, "waited_behind", [])
+        return behind
 
     @contextmanager
     def lane(self, key: str) -> Iterator[None]:
@@ -125,13 +157,18 @@ class Scheduler:
                 with self._idle_lock:
                     self._wake_pending = False
 
+    @property
+    def running(self) -> int:
+        """Turns running now (at most ``parallel``)."""
+        return self._running
+
     def busy(self) -> bool:
         """True while a turn runs or waits: background work should hold off."""
-        return self._running or self.queued > 0
+        return self._running > 0 or self.queued > 0
 
     def working(self) -> bool:
         """True while the worker runs anything (a turn, or an idle job) or a turn waits."""
-        return self.busy() or bool(self._ran and self._ran[-1][1] == float("inf"))
+        return self.busy() or any(ran.end == float("inf") for ran in list(self._ran))
 
     def quiet_for(self) -> float:
         """Seconds since the last turn ended; 0 while one runs or waits."""
@@ -167,6 +204,10 @@ class Scheduler:
         At stop only the jobs that need no quiet period (parking) run: a
         compaction can wait for the next daemon.
         """
+        if self._running > 0 and not at_stop:
+            if wait is not None:
+                wait[:] = [float("inf")]  # a turn's end wakes the worker
+            return False
         name, job, until = self._next_idle(at_stop=at_stop)
         if wait is not None:
             wait[:] = [until]
@@ -185,16 +226,16 @@ class Scheduler:
 
     @contextmanager
     def _running_as(self, label: str) -> Iterator[None]:
-        started = self.clock()
-        self._ran.append((started, float("inf"), label))
+        ran = _Ran(self.clock(), label)
+        self._ran.append(ran)
         try:
             yield
         finally:
-            self._ran[-1] = (started, self.clock(), label)
+            ran.end = self.clock()
 
     def _behind(self, submitted_at: float) -> list[str]:
         """Labels of the jobs that ended after ``submitted_at``, oldest first."""
-        return [label for _, end, label in self._ran if end > submitted_at]
+        return [ran.label for ran in list(self._ran) if ran.end > submitted_at]
 
     def _work(self) -> None:
         while True:
@@ -213,23 +254,75 @@ class Scheduler:
                     self._wake_pending = False
                 continue
             if item is _STOP:
+                for slot in list(self._slot_threads):  # the turns running finish first
+                    slot.join()
                 while self._run_idle(at_stop=True):  # finish parking before the daemon exits
                     pass
                 return
-            job, future, label, submitted_at = item
-            if not future.set_running_or_notify_cancel():
+            if self.parallel == 1:
+                self._run_job(*item)
                 continue
-            self._running = True
-            self.waited_behind = self._behind(submitted_at)
-            try:
-                with self._running_as(label):
-                    result = job()
-                future.set_result(result)
-            except BaseException as exc:  # the job's error belongs to its caller
+            self._slots.acquire()  # a free slot: up to ``parallel`` turns at once
+            with self._running_lock:
+                self._running += 1
+            slot = threading.Thread(
+                target=self._run_in_slot, args=item, name="model-slot", daemon=True
+            )
+            self._slot_threads = [t for t in self._slot_threads if t.is_alive()] + [slot]
+            slot.start()
+
+    def _run_in_slot(
+        self, job: Callable[[], Any], future: Future[Any], label: str, submitted_at: float
+    ) -> None:
+        try:
+            assert self._bind is not None
+            with self._bind(label):
+                self._run_job(job, future, label, submitted_at, counted=True)
+        except BaseException as exc:  # the binding failed: the caller hears why
+            if not future.done():
                 future.set_exception(exc)
-            finally:
-                self._running = False
-                self._last_end = self.clock()
+        finally:
+            with self._running_lock:
+                self._running -= 1
+                last = self._running == 0
+            self._slots.release()
+            if last:  # the worker may run idle jobs now: wake it
+                with self._idle_lock:
+                    wake = bool(self._idle) and not self._wake_pending
+                    self._wake_pending = self._wake_pending or wake
+                if wake:
+                    try:
+                        self._jobs.put_nowait(_WAKE)
+                    except queue.Full:
+                        with self._idle_lock:
+                            self._wake_pending = False
+
+    def _run_job(
+        self,
+        job: Callable[[], Any],
+        future: Future[Any],
+        label: str,
+        submitted_at: float,
+        *,
+        counted: bool = False,
+    ) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        if not counted:
+            with self._running_lock:
+                self._running += 1
+        self._local.waited_behind = self._behind(submitted_at)
+        try:
+            with self._running_as(label):
+                result = job()
+            future.set_result(result)
+        except BaseException as exc:  # the job's error belongs to its caller
+            future.set_exception(exc)
+        finally:
+            self._last_end = self.clock()
+            if not counted:
+                with self._running_lock:
+                    self._running -= 1
 
     def shutdown(self, timeout: float = 60.0) -> None:
         self.stopping = True

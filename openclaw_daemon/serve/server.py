@@ -8,7 +8,6 @@ with the socket, when it stops.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -27,7 +26,7 @@ from openclaw_daemon.model.admission import n_ctx_warning, predict_memory
 from openclaw_daemon.model.base import EngineFactory, EngineSpec, LoadedEngine
 from openclaw_daemon.observability.metrics import Metrics
 from openclaw_daemon.observability.tracing import TurnLog
-from openclaw_daemon.serve import idle, preload
+from openclaw_daemon.serve import daemon_args, idle, preload
 from openclaw_daemon.serve.handlers import DaemonState, Handlers
 from openclaw_daemon.serve.scheduler import Scheduler
 from openclaw_daemon.serve.transport import UnixServer
@@ -42,33 +41,6 @@ if TYPE_CHECKING:
     from openclaw_daemon.upstream.turns import UpstreamTurns
 
 log = logging.getLogger("openclawd")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="openclawd", description="OpenClaw edge daemon")
-    parser.add_argument("--model", help="GGUF model path (default: OPENCLAW_MODEL or embedded)")
-    parser.add_argument("--n-ctx", type=int, default=None, help="context window in tokens")
-    parser.add_argument("--cache-ram", default=None, help="RAM cache budget, e.g. 1G")
-    parser.add_argument("--cache-disk", default=None, help="disk cache budget, e.g. 4G")
-    parser.add_argument(
-        "--chat-template", default=None, help="builtin template NAME or Jinja FILE, over the GGUF's"
-    )
-    parser.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload, -1 all")
-    parser.add_argument(
-        "--preload",
-        default=None,
-        metavar="SESSION",
-        help="restore this session (an id or key of agent main, or 'last') into the "
-        "live context once loaded",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=None,
-        metavar="MINUTES",
-        help="stop after this long with no request; 0 never (default: OPENCLAW_IDLE_TIMEOUT or 30)",
-    )
-    return parser.parse_args(argv)
 
 
 def memory_now() -> dict[str, int]:
@@ -105,6 +77,7 @@ def load_llama_engine(spec: EngineSpec) -> LoadedEngine:
         chat_template=spec.chat_template,
         n_gpu_layers=spec.n_gpu_layers,
         flash_attn=config.flash_attn_setting(),
+        parallel=spec.parallel,
     )
     if engine.flash_attn:
         log.info(
@@ -152,6 +125,7 @@ class Daemon:
         cache_disk: int,
         chat_template: str | None = None,
         n_gpu_layers: int | None = None,
+        parallel: int | None = None,
         engine_factory: EngineFactory = load_llama_engine,
         idle_timeout_s: float = 0.0,
         preload_session: str | None = None,
@@ -169,12 +143,18 @@ class Daemon:
                 cache_ram,
                 chat_template=chat_template,
                 n_gpu_layers=n_gpu_layers,
+                parallel=parallel,
             ),
         )
         self.engine = loaded.engine
         self.memory_prediction = loaded.memory_prediction
         state_dirs.ensure_private_dir(self.paths.cache_dir)
-        self.scheduler = Scheduler()
+        sequences = getattr(self.engine, "sequences", None)  # several: llama_engine's
+        self.scheduler = (
+            Scheduler(parallel=sequences.parallel, bind=sequences.bind)
+            if sequences is not None and sequences.parallel > 1
+            else Scheduler()
+        )
         self.store = self._open_store(cache_ram=cache_ram, cache_disk=cache_disk)
         self.cache = PrefixCache(self.engine, self.store)
         turns = turn_services(
@@ -270,6 +250,8 @@ class Daemon:
                 **self.upstream.compactor.counters,
             },
             "queued": self.scheduler.queued,
+            # Turns of different sessions at once (--parallel) and their shared steps.
+            "parallel": self._parallel_status(),
             "cache": self.cache_stats(),
             "compaction": {
                 **self.compactor.counters,
@@ -280,6 +262,12 @@ class Daemon:
             "stateDir": str(self.paths.state_dir),
             "logFile": str(self.paths.log_file),
         }
+
+    def _parallel_status(self) -> dict[str, Any]:
+        step_stats = getattr(self.engine, "step_stats", None)  # the llama engine's
+        if step_stats is None:
+            return {"parallel": 1, "running": 1 if self.scheduler.busy() else 0}
+        return {**step_stats(), "running": self.scheduler.running}
 
     def gauges(self) -> list[tuple[str, float, dict[str, str]]]:
         """Point-in-time values for ``openclaw metrics``."""
@@ -357,7 +345,7 @@ class Daemon:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = daemon_args.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -372,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_disk=config.cache_disk_setting(args.cache_disk),
             chat_template=args.chat_template or config.chat_template_setting(),
             n_gpu_layers=config.n_gpu_layers_setting(args.n_gpu_layers),
+            parallel=config.parallel_setting(args.parallel),
             idle_timeout_s=config.idle_timeout_setting(args.idle_timeout),
             preload_session=args.preload,
         )

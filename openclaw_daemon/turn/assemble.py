@@ -61,7 +61,7 @@ def turn_services(
     saved = TapeStore(
         paths.state_dir / "cache" / "tapes", cache.store.dir.name, n_vocab=engine.info.n_vocab
     )
-    tapes = SessionTapes(engine, builder, transcript, saved, checkpoint=cache.checkpoint)
+    tapes = SessionTapes(engine, builder, transcript, saved, checkpoint=cache.checkpoint_all)
     compactor = Compactor(engine, cache, tapes, builder, calls)
     pipeline = TurnPipeline(
         engine,

@@ -9,6 +9,7 @@ streamed to the user: it is the call, reported as ``tool`` frames instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,17 @@ class ModelCalls:
         self.observe_prefill = observe_prefill
         # What the last interrupted decode had generated (its text was streamed
         # to the user), for the turn to store; None if no decode was cut short.
-        self.partial: Generation | None = None
+        # Per thread: turns on parallel sequences run on their own threads.
+        self._local = threading.local()
+
+    @property
+    def partial(self) -> Generation | None:
+        partial: Generation | None = getattr(self._local, "partial", None)
+        return partial
+
+    @partial.setter
+    def partial(self, value: Generation | None) -> None:
+        self._local.partial = value
 
     def prefill(
         self, plan: PromptPlan, call: CallContext, checkpoint: Checkpoint | None = None

@@ -38,7 +38,7 @@ def test_a_cancel_stops_the_batch_in_flight_and_keeps_the_cache_exact(engine: En
     probe = [rng.randrange(100, 40000) for _ in range(8)]
     engine.reset()
     engine.prefill(head, batch_size=BATCH)
-    assert engine.llama.n_tokens == len(head)
+    assert len(engine.live_tokens) == len(head)
 
     checks = 0
     stop = threading.Event()
@@ -54,7 +54,7 @@ def test_a_cancel_stops_the_batch_in_flight_and_keeps_the_cache_exact(engine: En
         engine.prefill(head + tail, batch_size=BATCH, cancelled=cancelled)
     # Stopped inside llama.cpp's decode of the one batch, not between batches.
     assert engine._aborted and checks >= 2
-    assert engine.llama.n_tokens == len(head)
+    assert len(engine.live_tokens) == len(head)
     assert engine.cached_prefix(head + tail) == len(head)
 
     # What follows is computed exactly as on a cache that never saw the batch.
@@ -70,7 +70,7 @@ def test_no_cancel_no_abort(engine: Engine) -> None:
     tokens = [rng.randrange(100, 40000) for _ in range(200)]
     engine.reset()
     engine.prefill(tokens, batch_size=64, cancelled=lambda: False)
-    assert engine.llama.n_tokens == len(tokens) and not engine._aborted
+    assert len(engine.live_tokens) == len(tokens) and not engine._aborted
     assert engine._abort_when is None  # nothing left polling after the prefill
 
 

@@ -127,7 +127,7 @@ def test_one_token_and_a_batch_give_different_sums(engine: Engine) -> None:
             engine._eval([token])
             alone.append(logits(-1))
         engine.truncate(len(ids))
-        engine._eval_rows(follow)
+        engine._eval(follow, all_logits=True)
         return all(np.array_equal(alone[i], logits(i)) for i in range(len(follow)))
 
     short, long = prompt_ids(engine, FILE), prompt_ids(engine, FILE * 12)

@@ -261,8 +261,7 @@ def test_the_old_sequence_restore_is_caught(rig: Rig) -> None:
     engine.reset()
     assert llama_cpp.llama_state_seq_set_data(ctx, blob, size, 0) > 0
     engine.llama._ctx.kv_cache_seq_rm(0, 249, -1)  # the old unchecked cut
-    engine.llama.input_ids[:249] = rig.text[:249]
-    engine.llama.n_tokens = 249
+    engine.sequences.current.ids = list(rig.text[:249])
     prompt = rig.text[:250] + rig.other[:50]
     engine.prefill(prompt, batch_size=BATCH)
     broken = engine.next_logits()

@@ -192,6 +192,7 @@ def test_a_failed_main_session_turn_is_recorded_with_the_session_uuid(
     cache = SimpleNamespace(
         observe_prefill=lambda tokens, seconds: None,
         checkpoint=lambda: None,
+        checkpoint_all=lambda: None,
         store=SimpleNamespace(dir=Path("kv-stub")),
     )
     turns = turn_services(engine, paths, prefill_batch=64, cache=cache)  # type: ignore[arg-type]
