@@ -89,6 +89,11 @@ def cache_line(record: Mapping[str, Any]) -> str:
                 f"lane.wait: {span.get('durationMs', 0):,.1f} ms behind "
                 + ", ".join(str(label) for label in span["behind"])
             )
+        if span.get("name") == "model.decode" and span.get("sharedSteps"):
+            lines.append(
+                f"model.decode: {span['sharedSteps']:,} of {span.get('steps', 0):,} steps "
+                f"shared with other turns (up to {span.get('mostSequences', 2)} sequences a step)"
+            )
     return "\n".join(lines)
 
 

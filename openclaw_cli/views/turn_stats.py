@@ -213,7 +213,9 @@ def _lane_wait_tip(records: list[dict[str, Any]]) -> _Tip | None:
         "arriving; `openclaw trace list` finds those turns (lane.wait says behind what), "
         "and OPENCLAW_PREFILL_AHEAD=0 turns prefill ahead off"
         if background >= waited / 2
-        else "turns on one daemon run one at a time, so avoid overlapping runs or expect the wait"
+        else "turns of different sessions run one at a time unless the daemon has "
+        "`--parallel N` (they then share model steps; on a CPU each decodes slower), so "
+        "avoid overlapping runs, expect the wait, or start it with `daemon start --parallel 4`"
     )
     return (
         waited,

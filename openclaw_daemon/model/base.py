@@ -68,6 +68,11 @@ class DecodeStats:
     drafted: int = 0  # draft tokens verified
     accepted: int = 0  # of them, the ones the model agreed with
     batches: int = 0  # verification batches (each one model evaluation)
+    # Model steps of this decode, and those shared with other sequences' turns
+    # (--parallel): why a turn decoded slower than alone.
+    steps: int = 0
+    shared_steps: int = 0
+    most_sequences: int = 1  # the most sequences one of its steps carried
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,6 @@ class Engine:
         self._step_no = 0
         self.borrowed_tokens = 0  # prompt tokens a sequence took from another's cells
         self.evicted = 0  # idle sequences dropped to make room
-        self.shared_steps = 0  # evaluations that shared their step with another sequence
 
     def _open_sequences(self, parallel: int) -> None:
         """Replace the context with one holding ``parallel`` sequences in one unified
@@ -430,10 +429,15 @@ class Engine:
         all_logits: bool = False,
     ) -> None:
         """Evaluate ``tokens`` after this sequence's ids, in the next step."""
-        request = StepRequest(self._seq, tokens, all_logits=all_logits, cancelled=cancelled)
+        seq = self._seq
+        request = StepRequest(seq, tokens, all_logits=all_logits, cancelled=cancelled)
         self._batcher.evaluate(request)
-        if request.shared_with:
-            self.shared_steps += 1
+        stats = seq.stats
+        if stats is not None:
+            stats.steps += 1
+            if request.shared_with:
+                stats.shared_steps += 1
+                stats.most_sequences = max(stats.most_sequences, request.shared_with + 1)
 
     def _run_step(self, step: list[StepRequest]) -> None:
         """One ``llama_decode`` of every request's rows (``StepBatcher``'s callback)."""
@@ -605,30 +609,35 @@ class Engine:
         budget = min(max_tokens, self.info.n_ctx - len(self._seq.ids))
         stats = stats if stats is not None else DecodeStats()
         stats.lookup = self._drafts_allowed(params, grammar)
-        with self._batcher.in_model_call():
-            if stats.lookup:
-                yield from drafted_decode(
-                    _LiveSequence(self, sampler),
-                    self.live_tokens,
-                    budget=budget,
-                    is_end=self.is_end_of_generation,
-                    cancelled=cancelled,
-                    stats=stats,
-                )
-                return
-            pending: int | None = None
-            for _ in range(budget):
-                # Evaluate the previous id only when another is wanted: the last id
-                # of a reply never needs its logits.
-                if pending is not None:
-                    self._eval([pending])
-                if cancelled():
-                    raise CancelledError("the turn was cancelled during decode")
-                token = self._sample(sampler)
-                yield token
-                if self.is_end_of_generation(token):
+        seq = self._seq
+        seq.stats = stats
+        try:
+            with self._batcher.in_model_call():
+                if stats.lookup:
+                    yield from drafted_decode(
+                        _LiveSequence(self, sampler),
+                        self.live_tokens,
+                        budget=budget,
+                        is_end=self.is_end_of_generation,
+                        cancelled=cancelled,
+                        stats=stats,
+                    )
                     return
-                pending = token
+                pending: int | None = None
+                for _ in range(budget):
+                    # Evaluate the previous id only when another is wanted: the last id
+                    # of a reply never needs its logits.
+                    if pending is not None:
+                        self._eval([pending])
+                    if cancelled():
+                        raise CancelledError("the turn was cancelled during decode")
+                    token = self._sample(sampler)
+                    yield token
+                    if self.is_end_of_generation(token):
+                        return
+                    pending = token
+        finally:
+            seq.stats = None
 
     def _drafts_allowed(self, params: SamplingParams, grammar: str | None) -> bool:
         """Drafts need a stateless greedy sampler (nothing a rejected draft could

@@ -40,6 +40,7 @@ class LiveSequence:
     step: int = -1
     batch_rows: list[int] = field(default_factory=list)
     saved: Any = None  # numpy array (rows x n_vocab) or None
+    stats: Any = None  # the running decode's base.DecodeStats, counting its steps
 
 
 class SequencePool:

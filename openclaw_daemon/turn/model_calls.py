@@ -266,6 +266,12 @@ def _trace_decode(
         if drafts is not None and drafts.lookup
         else {}
     )
+    if drafts is not None and drafts.shared_steps:  # --parallel: steps with other turns
+        lookup |= {
+            "steps": drafts.steps,
+            "sharedSteps": drafts.shared_steps,
+            "mostSequences": drafts.most_sequences,
+        }
     call.trace.add(
         "model.decode",
         start,

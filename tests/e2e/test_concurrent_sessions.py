@@ -2,7 +2,9 @@
 "8 clients x 5 turns over 4 sessions"): every turn completes, a session's turns run one
 at a time in the order they were taken (each user message is followed by its own
 reply, and each client's turns appear in the order it sent them), and every session's
-token tape still spells its transcript."""
+token tape still spells its transcript. Run twice: turns queued for one sequence
+(``--parallel 1``, the CPU default) and four sequences sharing model steps
+(``--parallel 4``), where the turns' traces and ``daemon status`` show the shared steps."""
 
 from __future__ import annotations
 
@@ -24,16 +26,21 @@ TURNS = 5
 SESSIONS = 4
 
 
+@pytest.fixture(params=[1, 4], ids=["parallel-1", "parallel-4"])
+def parallel(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
 @pytest.fixture
-def cli() -> Iterator[Cli]:
+def cli(parallel: int) -> Iterator[Cli]:
     runner = Cli(make_state_dir(), {})
-    runner.run("daemon", "start", timeout=300)
+    runner.run("daemon", "start", "--parallel", str(parallel), timeout=300)
     yield runner
     runner.stop()
     shutil.rmtree(runner.state_dir, ignore_errors=True)
 
 
-def _client(cli: Cli, number: int, failures: list[str]) -> None:
+def _client(cli: Cli, number: int, failures: list[str], decodes: list[dict[str, Any]]) -> None:
     session = f"cc{number % SESSIONS}"
     for turn in range(TURNS):
         proc = subprocess.run(
@@ -43,6 +50,9 @@ def _client(cli: Cli, number: int, failures: list[str]) -> None:
         )  # fmt: skip
         if proc.returncode != 0:
             failures.append(f"client {number} turn {turn}: {proc.stderr[-500:]}")
+            continue
+        spans = json.loads(proc.stdout)["meta"]["trace"]["spans"]
+        decodes += [span for span in spans if span.get("name") == "model.decode"]
 
 
 def _messages(cli: Cli, session: str) -> list[dict[str, Any]]:
@@ -50,9 +60,12 @@ def _messages(cli: Cli, session: str) -> list[dict[str, Any]]:
     return [e["message"] for e in shown["entries"] if e.get("type") == "message"]
 
 
-def test_eight_clients_five_turns_four_sessions(cli: Cli) -> None:
+def test_eight_clients_five_turns_four_sessions(cli: Cli, parallel: int) -> None:
     failures: list[str] = []
-    threads = [threading.Thread(target=_client, args=(cli, n, failures)) for n in range(CLIENTS)]
+    decodes: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=_client, args=(cli, n, failures, decodes)) for n in range(CLIENTS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -72,3 +85,16 @@ def test_eight_clients_five_turns_four_sessions(cli: Cli) -> None:
             assert mine == [f"client {number} turn {t}: say OK" for t in range(TURNS)]
         check = json.loads(cli.run("sessions", "check-tape", session, "--json").stdout)
         assert check["tapeMatchesTranscript"] is True, check
+    status = json.loads(cli.run("daemon", "status", "--json").stdout)["parallel"]
+    shared = [span for span in decodes if span.get("sharedSteps")]
+    if parallel == 1:
+        assert status["parallel"] == 1 and status["sharedSteps"] == 0 and not shared
+        return
+    # Four sessions' turns at once: they shared steps, and their traces say so.
+    assert status["parallel"] == 4 and status["sharedSteps"] > 0, status
+    assert len(status["sequences"]) == 4 and status["running"] == 0
+    assert shared, decodes
+    assert all(2 <= span["mostSequences"] <= 4 for span in shared)
+    assert all(span["sharedSteps"] <= span["steps"] for span in shared)
+    text = cli.run("daemon", "status").stdout
+    assert "4 turns at once" in text

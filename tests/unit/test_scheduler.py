@@ -209,3 +209,51 @@ def test_lane_wanted_while_a_turn_waits_for_the_lane_and_stopping_at_shutdown() 
     assert not scheduler.stopping
     scheduler.shutdown()
     assert scheduler.stopping
+
+
+def test_parallel_slots_run_turns_at_once_each_bound_and_idle_work_waits_for_all() -> None:
+    from openclaw_daemon.model.sequences import SequencePool
+
+    pool = SequencePool(2)
+    scheduler = Scheduler(parallel=2, bind=pool.bind)
+    inside = threading.Barrier(2, timeout=5)
+    seen: list[int] = []
+    order: list[str] = []
+
+    def turn(name: str) -> str:
+        seen.append(pool.current.seq_id)
+        inside.wait()  # both run at the same time, or this times out
+        time.sleep(0.05)
+        order.append(name)
+        return name
+
+    first = scheduler.submit(lambda: turn("a"), label="turn:a")
+    second = scheduler.submit(lambda: turn("b"), label="turn:b")
+    time.sleep(0.02)
+    scheduler.submit_idle("park", lambda: order.append("park"))
+    third = scheduler.submit(lambda: order.append("c") or scheduler.waited_behind, label="turn:c")
+    assert {first.result(5), second.result(5)} == {"a", "b"}
+    behind = third.result(5)
+    assert sorted(seen) == [0, 1]  # one sequence each
+    assert wait_until(lambda: "park" in order)
+    # Idle work only once no turn runs or waits; the third turn waited for a slot.
+    assert order.index("park") > order.index("c")
+    assert {"turn:a", "turn:b"} <= set(behind)
+    assert scheduler.running == 0 and not scheduler.busy()
+    scheduler.shutdown()
+
+
+def test_a_parallel_job_that_fails_reports_to_its_caller_and_frees_its_slot() -> None:
+    from openclaw_daemon.model.sequences import SequencePool
+
+    pool = SequencePool(2)
+    scheduler = Scheduler(parallel=2, bind=pool.bind)
+
+    def boom() -> None:
+        raise ValueError("bad turn")
+
+    with pytest.raises(ValueError, match="bad turn"):
+        scheduler.submit(boom).result(5)
+    assert [scheduler.submit(lambda n=n: n).result(5) for n in range(3)] == [0, 1, 2]
+    assert not any(seq.busy for seq in pool.sequences)
+    scheduler.shutdown()

@@ -270,9 +270,24 @@ def test_lane_waits_are_explained_by_what_the_turn_waited_behind() -> None:
     assert "behind background work" in tip and "OPENCLAW_PREFILL_AHEAD=0" in tip
     behind_turn = _waited(["turn:main/other"], 800.0)
     [tip] = [t for t in turn_stats.summarize([behind_turn])["suggestions"] if "lane.wait" in t]
-    assert "one at a time" in tip and "background" not in tip
+    assert "one at a time" in tip and "--parallel" in tip and "background" not in tip
     # No wait worth a line: nothing said.
     assert "lane.wait" not in trace_view.cache_line(_records(1)[0])
+
+
+def test_a_decode_that_shared_steps_with_other_turns_says_so() -> None:
+    spans = [span("model.decode", 0.0, 500.0, tokens=40, steps=40, sharedSteps=31, mostSequences=4)]
+    record = turn_record.build(
+        daemon_result(spans=spans), turn_record.check_report(client_report()), memory={}
+    )
+    notes = trace_view.cache_line(record)
+    assert "model.decode: 31 of 40 steps shared with other turns (up to 4 sequences" in notes
+    alone = turn_record.build(
+        daemon_result(spans=[span("model.decode", 0.0, 500.0, tokens=40)]),
+        turn_record.check_report(client_report()),
+        memory={},
+    )
+    assert "shared" not in trace_view.cache_line(alone)
 
 
 def test_session_filter_accepts_id_key_or_short_name() -> None:
