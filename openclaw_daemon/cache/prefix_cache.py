@@ -16,13 +16,14 @@ Runs on the model worker thread only (it drives the engine).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from openclaw_daemon.cache.base import DISK, RAM, CacheEntry
 from openclaw_daemon.cache.kv_store import KVStore
-from openclaw_daemon.cache.prefix_index import Match
+from openclaw_daemon.cache.prefix_index import Match, common_prefix
 from openclaw_daemon.model.base import FULL_MEMORY
 from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
 from openclaw_daemon.wire.messages import ParkedTier, Tier
@@ -101,6 +102,9 @@ class PrefixCache:
         # loads but cannot be decoded on is discarded).
         self._labels: dict[int, str] = {}
         self._restored: dict[int, CacheEntry | None] = {}
+        # Parks and restores of parallel turns one at a time: a restore's fetched
+        # buffer must not be handed to another park before it is loaded.
+        self._tiers = threading.RLock()
         self.counters = {"hitL1": 0, "hitL2": 0, "hitL3": 0, "miss": 0, "parkedOnPath": 0}
 
     @property
@@ -177,10 +181,18 @@ class PrefixCache:
         Returns the plan that was carried out: a corrupt or refused blob is
         discarded and replanned around, with a notice saying so.
         """
+        with self._tiers:
+            return self._apply(plan, tokens)
+
+    def _apply(self, plan: CachePlan, tokens: list[int]) -> CachePlan:
         entry = plan.entry
         self.restored = None
         if entry is None:
-            plan.parked = self._park_live_before_dropping(keep=plan.cached)
+            # A prefix borrowed from another sequence replaces this one's own state
+            # past their common prefix: park that first, if no tier holds it.
+            own = common_prefix(self.engine.live_tokens, tokens)
+            keep = own if self.engine.borrowable_prefix(tokens) else plan.cached
+            plan.parked = self._park_live_before_dropping(keep=keep)
             self._count(plan.tier)
             return plan
         # Pinned: parking the live state first must not evict what we restore.
@@ -242,6 +254,10 @@ class PrefixCache:
 
     def checkpoint(self) -> bool:
         """Park the live sequence in L2 (and, via the writer, L3); True if it did."""
+        with self._tiers:
+            return self._checkpoint()
+
+    def _checkpoint(self) -> bool:
         live = tuple(self.engine.live_tokens)
         if not live or self.store.covers(live):
             return False
@@ -277,9 +293,10 @@ class PrefixCache:
 
     def clear(self) -> dict[str, Any]:
         """Drop every tier, the live context included: the next turn starts cold."""
-        self.engine.reset_all()
-        self._labels.clear()
-        return self.store.clear()
+        with self._tiers:
+            self.engine.reset_all()
+            self._labels.clear()
+            return self.store.clear()
 
     def observe_prefill(self, tokens: int, seconds: float) -> None:
         # Short prefills are mostly fixed per-call overhead, not the rate.

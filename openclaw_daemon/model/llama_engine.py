@@ -49,7 +49,7 @@ from openclaw_daemon.model.catalog import model_id
 from openclaw_daemon.model.prompt_lookup import drafted_decode
 from openclaw_daemon.model.sequences import LiveSequence, SequencePool
 from openclaw_daemon.model.step_batcher import StepBatcher, StepRequest
-from openclaw_daemon.wire.errors import CancelledError, KvSlotError, ModelError
+from openclaw_daemon.wire.errors import CancelledError, DaemonBusyError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
 
@@ -256,14 +256,14 @@ class Engine:
         sequence holds (``llama_memory_seq_cp``: the shared head every session
         starts with is computed once)."""
         own, limit = self._seq, len(tokens) - 1
-        best, donor = min(_common(own.ids, tokens), limit), None
-        for other in self._donors()[1:]:
-            shared = min(_common(other.ids, tokens), limit)
-            if shared > best:
-                best, donor = shared, other
-        if donor is None:
-            return
-        with self._ctx_lock:
+        with self._ctx_lock:  # the donor's ids must stay its cells while copied
+            best, donor = min(_common(own.ids, tokens), limit), None
+            for other in self._donors()[1:]:
+                shared = min(_common(other.ids, tokens), limit)
+                if shared > best:
+                    best, donor = shared, other
+            if donor is None:
+                return
             memory = self._memory()
             llama_cpp.llama_memory_seq_rm(memory, own.seq_id, -1, -1)
             llama_cpp.llama_memory_seq_cp(memory, donor.seq_id, own.seq_id, 0, best)
@@ -296,7 +296,9 @@ class Engine:
                 if cancelled():
                     raise CancelledError("the turn was cancelled during prefill")
                 start = reused + done
-                stop = batches(start, len(tokens), self._batcher.chunk(batch_size), checkpoint)[0]
+                # At most n_batch rows: the batch's arrays hold no more.
+                size = min(self._batcher.chunk(batch_size), self.llama.n_batch)
+                stop = batches(start, len(tokens), size, checkpoint)[0]
                 self._eval(tokens[start:stop], cancelled=cancelled)
                 done = stop - reused
                 if checkpoint is not None and stop == checkpoint[0]:
@@ -396,8 +398,16 @@ class Engine:
                 loaded = llama_cpp.llama_state_set_data(ctx, src, data.size)
             else:
                 loaded = llama_cpp.llama_state_seq_set_data(ctx, src, data.size, seq.seq_id)
+            if loaded == 0 and self.sequences.parallel > 1 and self._evict_idle([]):
+                loaded = llama_cpp.llama_state_seq_set_data(ctx, src, data.size, seq.seq_id)
             if loaded == 0:
                 self.reset()
+                if self.sequences.parallel > 1:  # no room beside the running turns
+                    raise DaemonBusyError(
+                        "no room in the KV cache to restore this session beside the turns "
+                        "running now",
+                        hint="Retry when they end, or lower --parallel.",
+                    )
                 raise ModelError("llama.cpp refused the saved KV state")
             # A blob can load cleanly yet hold other cells than its header lists
             # tokens: trusting the header then fails every later decode of the
@@ -451,7 +461,7 @@ class Engine:
                 for request in step:
                     try:
                         self._decode([request])
-                    except (KvSlotError, CancelledError, ModelError) as exc:
+                    except Exception as exc:  # noqa: BLE001 - it belongs to that request
                         request.error = exc
 
     def _decode(self, step: list[StepRequest]) -> None:
@@ -484,7 +494,6 @@ class Engine:
                 seq = request.seq
                 llama_cpp.llama_memory_seq_rm(memory, seq.seq_id, len(seq.ids), -1)
             self._decode_failed(code, step)
-        self._step_no += 1
         keep_copies = self.sequences.parallel > 1
         for request, wanted in zip(step, rows, strict=True):
             seq = request.seq
@@ -498,6 +507,7 @@ class Engine:
         """``llama_decode``, abortable when one request runs alone (aborting a
         shared step would cost the other sequences their rows)."""
         self._aborted = False
+        self._step_no += 1  # the context's logits rows are this attempt's from now on
         if cancelled is None:
             return int(llama_cpp.llama_decode(ctx, batch))
         self._abort_when = cancelled
@@ -517,19 +527,32 @@ class Engine:
             # none of it, so the cache keeps the prefix before it (a fork
             # of that prefix, as a compaction makes, still reuses it).
             held = len(step[0].seq.ids)
+            if held + rows <= self.info.n_ctx and self.sequences.parallel > 1:
+                # It would fit alone: the cells are other running turns'. Not an
+                # overflow of this session (that would compact it for nothing).
+                raise DaemonBusyError(
+                    f"no room in the KV cache for {rows} more tokens: its {self.info.n_ctx} "
+                    "cells are in use by turns running beside this one",
+                    hint="Retry when they end, or start the daemon with a larger --n-ctx "
+                    "or a lower --parallel.",
+                )
             raise KvSlotError(
                 f"the context window is full: no KV slot for {rows} more tokens "
                 f"after {held} of {self.info.n_ctx}"
             )
-        # A failed decode leaves the cache in an unknown state; start clean.
-        self.reset_all()
+        # A failed decode leaves its sequences in an unknown state; start them clean
+        # (the other running turns' sequences were not in this step).
+        with self._ctx_lock:
+            for request in step:
+                llama_cpp.llama_memory_seq_rm(self._memory(), request.seq.seq_id, -1, -1)
+                request.seq.ids, request.seq.saved = [], None
         raise ModelError(f"llama.cpp failed to evaluate the prompt: llama_decode returned {code}")
 
     def _evict_idle(self, step: list[StepRequest]) -> bool:
         """Free the cells of sequences no turn owns (least recently used first),
         so a running turn gets room; True if any were freed. Their sessions
         come back from L2/L3 if parked, else by prefill."""
-        running = {r.seq.seq_id for r in step}
+        running = {r.seq.seq_id for r in step} | {self._seq.seq_id}
         freed = False
         for seq in self.sequences.idle():
             if seq.seq_id in running or not seq.ids:
@@ -555,29 +578,39 @@ class Engine:
         seq = self._seq
         with self._ctx_lock:
             ctx = self.llama._ctx
-            if seq.saved is None or seq.step == self._step_no:
-                index = seq.batch_rows[row] if seq.batch_rows else -1
-                return int(sampler.sample(ctx, index))
-            # Another step ran since: put this sequence's copy back in the row
-            # the sampler reads (every sequence of that step has its own copy).
+            if self.sequences.parallel == 1:
+                if seq.step != self._step_no:
+                    raise ModelError("no logits to sample from: the last evaluation failed")
+                return int(sampler.sample(ctx, seq.batch_rows[row]))
+            if seq.saved is None:
+                raise ModelError("no logits to sample from: the last evaluation failed")
+            # Several sequences: always the sequence's own copy, put in the row the
+            # sampler reads (the context's rows may be another step's, or another
+            # sequence's copy put there before).
             target = llama_cpp.llama_get_logits_ith(ctx.ctx, -1)
             np.ctypeslib.as_array(target, shape=(self.info.n_vocab,))[:] = seq.saved[row]
             return int(sampler.sample(ctx, -1))
 
     def reset(self) -> None:
         seq = self._seq
-        with self._ctx_lock, contextlib.suppress(Exception):
-            if self.sequences.parallel == 1:
-                self.llama._ctx.kv_cache_clear()
-            else:
-                llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
-        seq.ids, seq.saved, seq.step = [], None, -1
+        with self._ctx_lock:
+            with contextlib.suppress(Exception):
+                if self.sequences.parallel == 1:
+                    self.llama._ctx.kv_cache_clear()
+                else:
+                    llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
+            seq.ids, seq.saved, seq.step = [], None, -1
 
     def reset_all(self) -> None:
-        """Empty every sequence (``cache clear``)."""
-        with self._ctx_lock, contextlib.suppress(Exception):
-            self.llama._ctx.kv_cache_clear()
-        for seq in self.sequences.sequences:
+        """Empty every sequence no other turn is running on (``cache clear``): a
+        turn decoding beside it keeps its cells (it is parked after, as usual)."""
+        if self.sequences.parallel == 1:
+            self.reset()
+            return
+        own = self._seq
+        for seq in [own, *(s for s in self.sequences.idle() if s is not own)]:
+            with self._ctx_lock, contextlib.suppress(Exception):
+                llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
             seq.ids, seq.saved, seq.step = [], None, -1
 
     def generate(
@@ -596,16 +629,17 @@ class Engine:
         stopping on a stop string) the cache holds every yielded id but the last.
         Greedy sampling verifies prompt-lookup drafts in batches (prompt_lookup.py).
         """
-        if params.seed is not None:
-            self.llama.set_seed(params.seed)
-        sampler = self.llama._init_sampler(
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
-            grammar=self._grammar(grammar) if grammar else None,
-        )
+        with self._ctx_lock:  # the seed is the Llama's, read by _init_sampler
+            if params.seed is not None:
+                self.llama.set_seed(params.seed)
+            sampler = self.llama._init_sampler(
+                top_k=params.top_k,
+                top_p=params.top_p,
+                min_p=params.min_p,
+                temp=params.temperature,
+                repeat_penalty=params.repeat_penalty,
+                grammar=self._grammar(grammar) if grammar else None,
+            )
         budget = min(max_tokens, self.info.n_ctx - len(self._seq.ids))
         stats = stats if stats is not None else DecodeStats()
         stats.lookup = self._drafts_allowed(params, grammar)

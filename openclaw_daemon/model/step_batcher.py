@@ -91,6 +91,7 @@ class StepBatcher:
         """Evaluate ``request`` in the next step it fits in; raises its error."""
         with self._cond:
             self._pending.append(request)
+            self._cond.notify_all()  # a leader gathering for this request stops waiting
             while not request.done:
                 if self._stepping:
                     self._cond.wait()

@@ -151,7 +151,7 @@ class Handlers:
         else:
             # On the model worker: a clear must not race a turn restoring a blob.
             result = self.state.scheduler.submit(
-                self.state.cache_clear, label="cache clear"
+                self.state.cache_clear, label="cache clear", exclusive=True
             ).result()
         connection.send(messages.done(result))
 

@@ -122,10 +122,14 @@ class Scheduler:
             if held:
                 lock.release()
 
-    def submit(self, job: Callable[[], Any], *, label: str = "a request") -> Future[Any]:
+    def submit(
+        self, job: Callable[[], Any], *, label: str = "a request", exclusive: bool = False
+    ) -> Future[Any]:
+        """Queue ``job`` for the worker. ``exclusive``: it runs with no turn beside
+        it (with ``parallel`` > 1 it waits for the running ones: a cache clear)."""
         future: Future[Any] = Future()
         try:
-            self._jobs.put_nowait((job, future, label, self.clock()))
+            self._jobs.put_nowait((job, future, label, self.clock(), exclusive))
         except queue.Full:
             raise DaemonBusyError(
                 f"the daemon is busy: {self._jobs.maxsize} turns are already queued",
@@ -259,14 +263,27 @@ class Scheduler:
                 while self._run_idle(at_stop=True):  # finish parking before the daemon exits
                     pass
                 return
+            job, future, label, submitted_at, exclusive = item
             if self.parallel == 1:
-                self._run_job(*item)
+                self._run_job(job, future, label, submitted_at)
+                continue
+            if exclusive:  # every slot's permit: the running turns end first
+                for _ in range(self.parallel):
+                    self._slots.acquire()
+                try:
+                    self._run_job(job, future, label, submitted_at)
+                finally:
+                    for _ in range(self.parallel):
+                        self._slots.release()
                 continue
             self._slots.acquire()  # a free slot: up to ``parallel`` turns at once
             with self._running_lock:
                 self._running += 1
             slot = threading.Thread(
-                target=self._run_in_slot, args=item, name="model-slot", daemon=True
+                target=self._run_in_slot,
+                args=(job, future, label, submitted_at),
+                name="model-slot",
+                daemon=True,
             )
             self._slot_threads = [t for t in self._slot_threads if t.is_alive()] + [slot]
             slot.start()

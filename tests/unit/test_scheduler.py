@@ -257,3 +257,29 @@ def test_a_parallel_job_that_fails_reports_to_its_caller_and_frees_its_slot() ->
     assert [scheduler.submit(lambda n=n: n).result(5) for n in range(3)] == [0, 1, 2]
     assert not any(seq.busy for seq in pool.sequences)
     scheduler.shutdown()
+
+
+def test_an_exclusive_job_waits_for_the_running_turns_and_runs_alone() -> None:
+    from openclaw_daemon.model.sequences import SequencePool
+
+    pool = SequencePool(2)
+    scheduler = Scheduler(parallel=2, bind=pool.bind)
+    release = threading.Event()
+    order: list[str] = []
+
+    def turn() -> None:
+        release.wait(5)
+        order.append("turn")
+
+    first = scheduler.submit(turn, label="turn:a")
+    time.sleep(0.05)
+    busy = lambda: sum(seq.busy for seq in pool.sequences)  # noqa: E731
+    clear = scheduler.submit(lambda: order.append(f"clear with {busy()} busy"),
+                             label="cache clear", exclusive=True)  # fmt: skip
+    later = scheduler.submit(lambda: order.append("later"), label="turn:b")
+    time.sleep(0.1)
+    assert order == []  # the clear waits for turn a; turn b waits behind the clear
+    release.set()
+    first.result(5), clear.result(5), later.result(5)
+    assert order == ["turn", "clear with 0 busy", "later"]
+    scheduler.shutdown()

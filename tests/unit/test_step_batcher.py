@@ -178,3 +178,24 @@ def test_each_idle_visits_the_sequences_no_turn_owns() -> None:
     visited = [seq.seq_id == pool.current.seq_id and seq.seq_id for seq in pool.each_idle()]
     assert visited == [0, 1, 2]
     assert pool.current.seq_id == 0
+
+
+def test_the_leader_stops_gathering_as_soon_as_every_active_sequence_asked() -> None:
+    recorder = Recorder(delay=0)
+    batcher = StepBatcher(recorder, max_rows=512, gather_s=2.0)
+    both = threading.Barrier(2, timeout=5)
+
+    def decode(seq: int) -> None:
+        with batcher.in_model_call():
+            both.wait()
+            batcher.evaluate(StepRequest(seq, [seq]))
+            both.wait()  # neither leaves (and stops counting as active) early
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=decode, args=(s,)) for s in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert time.perf_counter() - started < 1.0  # not the 2 s gather
+    assert [sorted(s for s, _ in step) for step in recorder.steps] == [[0, 1]]
