@@ -150,10 +150,15 @@ class Scheduler:
         ``at_most_s`` seconds have passed (so background work cannot starve)."""
         with self._idle_lock:
             self._idle[name] = (job, after_quiet_s, self.clock() + at_most_s)
-            wake, self._wake_pending = not self._wake_pending, True
-        # Wake a worker blocked on an empty queue (one wake at a time, so wakes
-        # never fill the queue); if the queue is full, it is busy anyway and
-        # looks at idle jobs when it drains, so the next submit must wake it.
+        self._wake_for_idle()
+
+    def _wake_for_idle(self) -> None:
+        """Wake a worker blocked on an empty queue to look at the idle jobs (one
+        wake at a time, so wakes never fill the queue); if the queue is full, it
+        is busy anyway and looks at idle jobs when it drains."""
+        with self._idle_lock:
+            wake = bool(self._idle) and not self._wake_pending
+            self._wake_pending = self._wake_pending or wake
         if wake:
             try:
                 self._jobs.put_nowait(_WAKE)
@@ -303,16 +308,8 @@ class Scheduler:
                 self._running -= 1
                 last = self._running == 0
             self._slots.release()
-            if last:  # the worker may run idle jobs now: wake it
-                with self._idle_lock:
-                    wake = bool(self._idle) and not self._wake_pending
-                    self._wake_pending = self._wake_pending or wake
-                if wake:
-                    try:
-                        self._jobs.put_nowait(_WAKE)
-                    except queue.Full:
-                        with self._idle_lock:
-                            self._wake_pending = False
+            if last:  # the worker may run idle jobs now
+                self._wake_for_idle()
 
     def _run_job(
         self,
