@@ -5,20 +5,26 @@ model on the same cores, alternating call by call, so the machine's noise
 falls on both; figures are medians of the rounds.
 
 - **decode and cold prefill at ~5k context**: each round a new ~5000-token
-  document (nothing cached anywhere), asked to be rewritten at length, 128
-  tokens: our turn through the real CLI (the daemon's prefill and decode spans,
-  with the CLI process rendering on the same cores), llama-server's call with
-  its own ``timings``. Our decode runs plainly (the default) and with
-  ``--prompt-lookup on``.
+  document, asked to be rewritten at length, 128 tokens: our turn through the
+  real CLI (the daemon's prefill and decode spans, with the CLI process
+  rendering on the same cores) after ``openclaw cache clear`` (so nothing is
+  cached, not even our system prompt and tool definitions), llama-server's
+  call with its own ``timings``. Our decode runs plainly (the default) and
+  with ``--prompt-lookup on``. llama-server's document is sized, by its own
+  tokenizer, so its prompt is as long as ours (attention makes every token
+  dearer the longer the context).
 - **quote/edit**: a file the user read, asked back with a rename: the reply
   copies most of the file. Ours with prompt lookup, ours without (the replies
-  must be identical), llama-server's plain decode.
+  must be identical), llama-server's plain decode with its system message
+  padded to our prompt's length. Medians of the rounds.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +70,61 @@ def our_turn(
     return runner.turn(message, session, max_tokens, extra=extra)
 
 
-def peer_turn(peer: ChatPeer, message: str, max_tokens: int, name: str) -> dict[str, Any]:
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": message}]
+def peer_turn(
+    peer: ChatPeer, messages: list[dict[str, str]], max_tokens: int, name: str
+) -> dict[str, Any]:
     return peer.call(messages, max_tokens, name=name)
+
+
+def chat(message: str, system: str = SYSTEM) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": message}]
+
+
+def _post(peer: ChatPeer, path: str, body: dict[str, Any]) -> Any:
+    conn = http.client.HTTPConnection(peer.server.url.removeprefix("http://"), timeout=60)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"llama-server {path}: HTTP {resp.status}")
+        return json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def prompt_tokens(peer: ChatPeer, messages: list[dict[str, str]]) -> int:
+    """The prompt llama-server would evaluate for ``messages``, counted by llama-server
+    itself (its /apply-template render, then its /tokenize)."""
+    prompt = _post(peer, "/apply-template", {"messages": messages})["prompt"]
+    tokens = _post(
+        peer, "/tokenize", {"content": prompt, "add_special": True, "parse_special": True}
+    )
+    return len(tokens["tokens"])
+
+
+def matched(
+    peer: ChatPeer, make: Callable[[int], list[dict[str, str]]], target: int, size: int
+) -> list[dict[str, str]]:
+    """``make(size)`` with ``size`` (a filler's target tokens) adjusted until the
+    peer's prompt is ``target`` tokens, within 1% (a few tokenize calls, no model)."""
+    messages = make(size)
+    for _ in range(6):
+        got = prompt_tokens(peer, messages)
+        if abs(got - target) <= max(8, target // 100):
+            break
+        size = max(0, size + target - got)
+        messages = make(size)
+    return messages
+
+
+def document_chat(seed: int) -> Callable[[int], list[dict[str, str]]]:
+    """A chat asking to rewrite a document of the size it is given (``matched``)."""
+    return lambda size: chat(long_message(seed, size))
+
+
+def filler_system(tokens: int) -> str:
+    """The plain system prompt padded with a document of about ``tokens`` tokens."""
+    return SYSTEM + ("\n\n" + workspace_document(tokens, seed=99) if tokens > 0 else "")
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -87,39 +145,47 @@ def speed_suite(
     ours_lookup: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
     theirs_plain: list[dict[str, Any]] = []
-    pad = 0
+
+    def cold_turn(message: str, session: str, *extra: str) -> dict[str, Any]:
+        runner.cli("cache", "clear", "--json")  # cold: not even our head is cached
+        return our_turn(runner, message, session, DECODE_TOKENS, *extra)
+
     for n in range(rounds):
         log(
             f"  speed round {n + 1}/{rounds}: ours, llama-server, llama-server -fa off, "
             "ours with prompt lookup"
         )
-        ours.append(our_turn(runner, long_message(100 + 3 * n), f"speed-{n}", DECODE_TOKENS))
-        # The same context length for both: our prompt also holds the system prompt
-        # and the tool definitions (~630 tokens), so llama-server's document is longer
-        # by what the previous round measured.
-        theirs.append(
-            peer_turn(peer, long_message(101 + 3 * n, 5000 + pad), DECODE_TOKENS, "decode")
-        )
-        theirs_plain.append(
-            peer_turn(peer_plain, long_message(103 + 3 * n, 5000 + pad), DECODE_TOKENS, "decode")
-        )
-        if isinstance(ours[-1].get("input"), int) and isinstance(theirs[-1].get("input"), int):
-            pad += int((ours[-1]["input"] - theirs[-1]["input"]) / 1.1)
+        ours.append(cold_turn(long_message(100 + 3 * n), f"speed-{n}"))
+        # The same context for both: our prompt also holds the system prompt and
+        # the tool definitions (~660 tokens), so llama-server's document is longer.
+        target = int(ours[-1]["input"])
+        for server, into, seed in ((peer, theirs, 101), (peer_plain, theirs_plain, 103)):
+            messages = matched(server, document_chat(seed + 3 * n), target, 5600)
+            into.append(peer_turn(server, messages, DECODE_TOKENS, "decode"))
         ours_lookup.append(
+            cold_turn(long_message(102 + 3 * n), f"speed-lookup-{n}", "--prompt-lookup", "on")
+        )
+    log(f"  quote/edit, {rounds} rounds: ours (lookup on), llama-server, ours (lookup off)")
+    quote_on: list[dict[str, Any]] = []
+    quote_off: list[dict[str, Any]] = []
+    quote_peer: list[dict[str, Any]] = []
+    for n in range(rounds):
+        quote_on.append(
             our_turn(
-                runner,
-                long_message(102 + 3 * n),
-                f"speed-lookup-{n}",
-                DECODE_TOKENS,
-                "--prompt-lookup",
-                "on",
+                runner, quote_message(), f"quote-on-{n}", QUOTE_TOKENS, "--prompt-lookup", "on"
             )
         )
-    log("  quote/edit: ours (lookup on), llama-server, ours (lookup off)")
-    quote_on = our_turn(runner, quote_message(), "quote-on", QUOTE_TOKENS, "--prompt-lookup", "on")
-    quote_peer = peer_turn(peer, quote_message(), QUOTE_TOKENS, "quote")
-    quote_off = our_turn(runner, quote_message(), "quote-off", QUOTE_TOKENS)
-    summary = {
+        if n == 0:  # the same question each round: one padding fits all
+            quote_chat = matched(
+                peer,
+                lambda size: chat(quote_message(), filler_system(size)),
+                int(quote_on[-1]["input"]),
+                600,
+            )
+        quote_peer.append(peer_turn(peer, quote_chat, QUOTE_TOKENS, "quote"))
+        quote_off.append(our_turn(runner, quote_message(), f"quote-off-{n}", QUOTE_TOKENS))
+    identical = all(a["text"] == b["text"] for a, b in zip(quote_on, quote_off, strict=True))
+    summary: dict[str, Any] = {
         "decodeTokPerS": {
             "ours": _median(ours, "decodeTokPerS"),
             "oursLookup": _median(ours_lookup, "decodeTokPerS"),
@@ -136,13 +202,17 @@ def speed_suite(
             "llamaServer": _median(theirs, "input"),
         },
         "quote": {
-            "oursTokPerS": quote_on["decodeTokPerS"],
-            "oursLookupOffTokPerS": quote_off["decodeTokPerS"],
-            "llamaServerTokPerS": quote_peer["decodeTokPerS"],
-            "identical": quote_on["text"] == quote_off["text"],
-            "tokens": quote_on["decodeTokens"],
-            "drafted": quote_on["drafted"],
-            "draftAccepted": quote_on["draftAccepted"],
+            "oursTokPerS": _median(quote_on, "decodeTokPerS"),
+            "oursLookupOffTokPerS": _median(quote_off, "decodeTokPerS"),
+            "llamaServerTokPerS": _median(quote_peer, "decodeTokPerS"),
+            "context": {
+                "ours": _median(quote_on, "input"),
+                "llamaServer": _median(quote_peer, "input"),
+            },
+            "identical": identical,
+            "tokens": _median(quote_on, "decodeTokens"),
+            "drafted": _median(quote_on, "drafted"),
+            "draftAccepted": _median(quote_on, "draftAccepted"),
         },
     }
     d, p, q = summary["decodeTokPerS"], summary["coldPrefillTokPerS"], summary["quote"]
@@ -155,7 +225,7 @@ def speed_suite(
         "quoteLookupVsLlamaServer": _ratio(q["oursTokPerS"], q["llamaServerTokPerS"]),
         "quoteLookupVsLookupOff": _ratio(q["oursTokPerS"], q["oursLookupOffTokPerS"]),
     }
-    rows = {
+    rows: dict[str, Any] = {
         "ours": ours,
         "oursLookup": ours_lookup,
         "llamaServer": theirs,
@@ -168,6 +238,7 @@ def speed_suite(
 def speed_markdown(speed: dict[str, Any]) -> list[str]:
     s = speed["summary"]
     d, p, q, r = s["decodeTokPerS"], s["coldPrefillTokPerS"], s["quote"], s["ratios"]
+    qc = q.get("context") or {}  # runs before 2026-12-07 did not record it
 
     def mark(value: float | None, bound: float) -> str:
         return "n/a" if value is None else f"{value:.2f} ({'met' if value >= bound else 'short'})"
@@ -187,11 +258,14 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
         f"| {d.get('llamaServerFaOff')} | {mark(r.get('decodeVsLlamaServerFaOff'), 1.0)} |",
         f"| cold prefill tok/s, llama-server `-fa off` | {p['ours']} "
         f"| {p.get('llamaServerFaOff')} | {mark(r.get('coldPrefillVsLlamaServerFaOff'), 1.0)} |",
-        f"| quote/edit decode tok/s, prompt lookup | {q['oursTokPerS']} "
+        f"| quote/edit decode tok/s, prompt lookup (prompt ~{qc.get('ours') or 0:.0f} "
+        f"tokens ours, ~{qc.get('llamaServer') or 0:.0f} llama-server) "
+        f"| {q['oursTokPerS']} "
         f"| {q['llamaServerTokPerS']} "
         f"| {mark(r['quoteLookupVsLlamaServer'], 1.5)} (≥ 1.50) |",
-        f"| quote/edit: reply identical with lookup off | {'yes' if q['identical'] else 'NO'} | | "
-        f"{q['draftAccepted']} of {q['tokens']} tokens drafted and kept; off: "
+        f"| quote/edit: replies identical with lookup off (every round) "
+        f"| {'yes' if q['identical'] else 'NO'} | | "
+        f"{q['draftAccepted']:.0f} of {q['tokens']:.0f} tokens drafted and kept (median); off: "
         f"{q['oursLookupOffTokPerS']} tok/s |",
     ]
 
