@@ -148,8 +148,11 @@ def _check_same_config(
 ) -> None:
     """A running daemon with other settings is an error, not a silent no-op."""
     differences = []
-    running = int((info.get("parallel") or {}).get("parallel") or 1)
-    if parallel is not None and running != parallel:
+    status = info.get("parallel") or {}
+    running = int(status.get("parallel") or 1)
+    # A sliding-window model runs one sequence whatever was asked: the same flag
+    # again names the same daemon.
+    if parallel is not None and parallel not in (running, status.get("asked")):
         differences.append(f"--parallel {running}, not {parallel}")
     # llama.cpp pads the context to a multiple of 256: 9000 runs as 9216.
     if n_ctx is not None and int(info.get("nCtx") or 0) not in (n_ctx, -(-n_ctx // 256) * 256):
@@ -163,7 +166,8 @@ def _check_same_config(
             + " and ".join(differences),
             hint="To change it, run: openclaw daemon restart"
             + (f" --n-ctx {n_ctx}" if n_ctx is not None else "")
-            + (f" --model {wanted}" if wanted else ""),
+            + (f" --model {wanted}" if wanted else "")
+            + (f" --parallel {parallel}" if parallel is not None else ""),
         )
 
 

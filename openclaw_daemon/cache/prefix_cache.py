@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from openclaw_daemon.cache.base import DISK, RAM, CacheEntry
 from openclaw_daemon.cache.kv_store import KVStore
-from openclaw_daemon.cache.prefix_index import Match, common_prefix
-from openclaw_daemon.model.base import FULL_MEMORY
+from openclaw_daemon.cache.prefix_index import Match
+from openclaw_daemon.model.base import FULL_MEMORY, common_prefix
 from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
 from openclaw_daemon.wire.messages import ParkedTier, Tier
 

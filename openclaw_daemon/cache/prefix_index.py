@@ -41,11 +41,6 @@ def _common(a: Sequence[int], a_start: int, b: Sequence[int]) -> int:
     return count
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens ``a`` and ``b`` share."""
-    return _common(a, 0, b)
-
-
 class PrefixIndex:
     def __init__(self) -> None:
         self._root = _Node()

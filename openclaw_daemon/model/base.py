@@ -23,7 +23,7 @@ Standard library only (plus the chat template type and the id rule): no llama_cp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -36,6 +36,15 @@ from openclaw_daemon.wire.errors import KvSlotError, ModelError
 ProgressCallback = Callable[[int, int], None]
 # (at, park): park the live state when a prefill has evaluated ``at`` tokens.
 Checkpoint = tuple[int, Callable[[], None]]
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share (a live sequence and a prompt,
+    two tapes, two cache entries)."""
+    count, limit = 0, min(len(a), len(b))
+    while count < limit and a[count] == b[count]:
+        count += 1
+    return count
 
 
 def batches(start: int, end: int, size: int, checkpoint: Checkpoint | None) -> list[int]:

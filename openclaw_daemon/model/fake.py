@@ -44,6 +44,7 @@ from openclaw_daemon.model.base import (
     SamplingParams,
     batches,
     check_prefill,
+    common_prefix,
 )
 from openclaw_daemon.model.chat_template import ChatTemplate
 from openclaw_daemon.wire.errors import CancelledError, ModelError
@@ -197,12 +198,7 @@ class FakeEngine:
         return list(self._live)
 
     def cached_prefix(self, tokens: list[int]) -> int:
-        count = 0
-        for cached, wanted in zip(self._live, tokens, strict=False):
-            if cached != wanted:
-                break
-            count += 1
-        return count
+        return common_prefix(self._live, tokens)
 
     @property
     def trim_floor(self) -> int:

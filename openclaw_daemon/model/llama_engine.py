@@ -43,6 +43,7 @@ from openclaw_daemon.model.base import (
     SamplingParams,
     batches,
     check_prefill,
+    common_prefix,
 )
 from openclaw_daemon.model.builtin_templates import choose_template, load_template
 from openclaw_daemon.model.catalog import model_id
@@ -238,13 +239,13 @@ class Engine:
     def cached_prefix(self, tokens: list[int]) -> int:
         """How many leading ``tokens`` the live KV cache already holds: in this
         sequence, or in another one ``prefill`` can copy them from (no compute)."""
-        return max(_common(seq.ids, tokens) for seq in self._donors())
+        return max(common_prefix(seq.ids, tokens) for seq in self._donors())
 
     def borrowable_prefix(self, tokens: list[int]) -> int:
         """Of ``cached_prefix``, how far another sequence's cells reach past this
         one's own (0 with one sequence)."""
         best = self.cached_prefix(tokens)
-        return best if best > _common(self._seq.ids, tokens) else 0
+        return best if best > common_prefix(self._seq.ids, tokens) else 0
 
     def _donors(self) -> list[LiveSequence]:
         """The sequences whose cells a prefill of this one may reuse: itself first."""
@@ -257,9 +258,9 @@ class Engine:
         starts with is computed once)."""
         own, limit = self._seq, len(tokens) - 1
         with self._ctx_lock:  # the donor's ids must stay its cells while copied
-            best, donor = min(_common(own.ids, tokens), limit), None
+            best, donor = min(common_prefix(own.ids, tokens), limit), None
             for other in self._donors()[1:]:
-                shared = min(_common(other.ids, tokens), limit)
+                shared = min(common_prefix(other.ids, tokens), limit)
                 if shared > best:
                     best, donor = shared, other
             if donor is None:
@@ -290,7 +291,7 @@ class Engine:
         with self._batcher.in_model_call():
             if self.sequences.parallel > 1:
                 self._borrow_prefix(tokens)
-            reused = self.truncate(min(_common(self._seq.ids, tokens), len(tokens) - 1))
+            reused = self.truncate(min(common_prefix(self._seq.ids, tokens), len(tokens) - 1))
             done, todo = 0, len(tokens) - reused
             while reused + done < len(tokens):
                 if cancelled():
@@ -719,16 +720,6 @@ class _LiveSequence:
 
     def cut(self, keep: int) -> None:
         self.engine.truncate(keep)
-
-
-def _common(held: list[int], tokens: list[int]) -> int:
-    """The length of the common prefix of two id lists."""
-    count = 0
-    for cached, wanted in zip(held, tokens, strict=False):
-        if cached != wanted:
-            break
-        count += 1
-    return count
 
 
 def _memory_kind(model: llama_cpp.llama_model_p) -> str:

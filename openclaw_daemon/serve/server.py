@@ -148,6 +148,9 @@ class Daemon:
         )
         self.engine = loaded.engine
         self.memory_prediction = loaded.memory_prediction
+        # What --parallel asked for: a sliding-window model runs one sequence
+        # whatever it asked, and a second start with the same flag is the same daemon.
+        self.parallel_asked = parallel
         state_dirs.ensure_private_dir(self.paths.cache_dir)
         sequences = getattr(self.engine, "sequences", None)  # several: llama_engine's
         self.scheduler = (
@@ -265,9 +268,10 @@ class Daemon:
 
     def _parallel_status(self) -> dict[str, Any]:
         step_stats = getattr(self.engine, "step_stats", None)  # the llama engine's
+        asked = {"asked": self.parallel_asked}
         if step_stats is None:
-            return {"parallel": 1, "running": 1 if self.scheduler.busy() else 0}
-        return {**step_stats(), "running": self.scheduler.running}
+            return {"parallel": 1, **asked, "running": 1 if self.scheduler.busy() else 0}
+        return {**step_stats(), **asked, "running": self.scheduler.running}
 
     def gauges(self) -> list[tuple[str, float, dict[str, str]]]:
         """Point-in-time values for ``openclaw metrics``."""

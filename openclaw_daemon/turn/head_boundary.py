@@ -12,8 +12,7 @@ words. Its common prefix with the prompt is the boundary.
 
 from __future__ import annotations
 
-from openclaw_daemon.cache.prefix_index import common_prefix
-from openclaw_daemon.model.base import FULL_MEMORY, ModelEngine
+from openclaw_daemon.model.base import FULL_MEMORY, ModelEngine, common_prefix
 from openclaw_daemon.model.tape import PromptPlan, TapeBuilder
 
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from openclaw_daemon.cache.prefix_index import common_prefix
+from openclaw_daemon.model.base import common_prefix
 
 MAX_SESSIONS = 256  # a bounded memory of what was sent; the oldest session goes first
 

@@ -42,6 +42,7 @@ def test_parallel_is_shown_and_a_different_setting_is_not_silently_reused(cli: C
     again = cli.run("daemon", "start", "--parallel", "3", check=False)
     assert again.returncode != 0
     assert "--parallel 2, not 3" in again.stdout + again.stderr
+    assert "openclaw daemon restart --parallel 3" in again.stdout + again.stderr
     cli.run("daemon", "start", "--parallel", "2")  # the same setting: a no-op
     envelope = cli.turn("Say OK.", "--max-tokens", "4")
     assert envelope["payloads"]
@@ -54,5 +55,12 @@ def test_a_sliding_window_model_runs_one_sequence(cli: Cli, gemma_gguf: Path) ->
     log = (cli.state_dir / "logs").glob("*.log")
     text = "".join(path.read_text() for path in log)
     assert "--parallel 4 ignored" in text
+    assert cli.status()["parallel"]["asked"] == 4
+    # The same start again names this daemon (it runs 1 because of its model,
+    # not because it was started otherwise); another setting is still refused.
+    cli.run("daemon", "start", "--model", str(gemma_gguf), "--parallel", "4")
+    other = cli.run("daemon", "start", "--model", str(gemma_gguf), "--parallel", "2", check=False)
+    assert other.returncode != 0
+    assert "--parallel 1, not 2" in other.stdout + other.stderr
     envelope = cli.turn("Say OK.", "--max-tokens", "4")
     assert json.dumps(envelope)
