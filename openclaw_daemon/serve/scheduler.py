@@ -39,6 +39,11 @@ _STOP = object()
 _WAKE = object()
 
 
+# Parking a finished turn's KV state waits for an idle worker, but at most this
+# long: under turns that never stop overlapping it then runs between them.
+PARK_AT_MOST_S = 60.0
+
+
 class _Ran:
     """One job the worker (or a slot) ran: its start, end (inf while running), label."""
 
@@ -149,7 +154,10 @@ class Scheduler:
         for ``after_quiet_s`` seconds, or, with turns that never pause, once
         ``at_most_s`` seconds have passed (so background work cannot starve)."""
         with self._idle_lock:
-            self._idle[name] = (job, after_quiet_s, self.clock() + at_most_s)
+            deadline = self.clock() + at_most_s
+            if name in self._idle:  # asked again (after every turn): the first deadline holds
+                deadline = min(deadline, self._idle[name][2])
+            self._idle[name] = (job, after_quiet_s, deadline)
         self._wake_for_idle()
 
     def _wake_for_idle(self) -> None:
@@ -246,8 +254,33 @@ class Scheduler:
         """Labels of the jobs that ended after ``submitted_at``, oldest first."""
         return [ran.label for ran in list(self._ran) if ran.end > submitted_at]
 
+    def _overdue(self) -> bool:
+        """An idle job is past its ``at_most_s`` deadline."""
+        with self._idle_lock:
+            now = self.clock()
+            return any(now >= deadline for _, _, deadline in self._idle.values())
+
+    def _run_overdue(self) -> bool:
+        """Turns that keep coming (queued back to back, or overlapping in several
+        slots) would hold idle jobs off for ever: an overdue one holds back the
+        next turn until the running ones end, then runs alone, as an exclusive
+        job does. True if one ran."""
+        if not self._overdue():
+            return False
+        if self.parallel == 1:  # between jobs on the worker: nothing runs now
+            return self._run_idle()
+        for _ in range(self.parallel):
+            self._slots.acquire()
+        try:
+            return self._run_idle()
+        finally:
+            for _ in range(self.parallel):
+                self._slots.release()
+
     def _work(self) -> None:
         while True:
+            if self._run_overdue():
+                continue
             try:
                 item = self._jobs.get_nowait()
             except queue.Empty:

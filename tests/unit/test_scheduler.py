@@ -243,6 +243,45 @@ def test_parallel_slots_run_turns_at_once_each_bound_and_idle_work_waits_for_all
     scheduler.shutdown()
 
 
+def test_an_overdue_idle_job_runs_alone_between_turns_that_keep_overlapping() -> None:
+    from openclaw_daemon.model.sequences import SequencePool
+
+    clock = FakeClock()
+    pool = SequencePool(2)
+    scheduler = Scheduler(parallel=2, bind=pool.bind, clock=clock)
+    ran: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def client(name: str) -> None:  # a turn always running, from each of two clients
+        while not stop.is_set():
+            scheduler.submit(lambda: time.sleep(0.02), label=f"turn:{name}").result(5)
+
+    clients = [threading.Thread(target=client, args=(x,)) for x in "ab"]
+    for thread in clients:
+        thread.start()
+    def ask() -> None:  # as each turn's end asks again
+        scheduler.submit_idle(
+            "prefill", lambda: ran.append(("prefill", scheduler.running)), after_quiet_s=5,
+            at_most_s=1,
+        )  # fmt: skip
+
+    ask()
+    time.sleep(0.3)
+    clock.now += 0.6
+    ask()  # asked again: its first deadline holds, not a new one
+    time.sleep(0.3)
+    assert ran == []  # not overdue yet: the turns keep it waiting
+    clock.now += 0.6
+    try:
+        assert wait_until(lambda: bool(ran))
+        assert ran == [("prefill", 0)]  # nothing ran beside it
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(5)
+    scheduler.shutdown()
+
+
 def test_a_parallel_job_that_fails_reports_to_its_caller_and_frees_its_slot() -> None:
     from openclaw_daemon.model.sequences import SequencePool
 
