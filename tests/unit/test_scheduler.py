@@ -259,6 +259,7 @@ def test_an_overdue_idle_job_runs_alone_between_turns_that_keep_overlapping() ->
     clients = [threading.Thread(target=client, args=(x,)) for x in "ab"]
     for thread in clients:
         thread.start()
+
     def ask() -> None:  # as each turn's end asks again
         scheduler.submit_idle(
             "prefill", lambda: ran.append(("prefill", scheduler.running)), after_quiet_s=5,
