@@ -106,15 +106,24 @@ def matched(
     peer: ChatPeer, make: Callable[[int], list[dict[str, str]]], target: int, size: int
 ) -> list[dict[str, str]]:
     """``make(size)`` with ``size`` (a filler's target tokens) adjusted until the
-    peer's prompt is ``target`` tokens, within 1% (a few tokenize calls, no model)."""
-    messages = make(size)
+    peer's prompt is ``target`` tokens, within 1%: a few tokenize calls, no model.
+    The closest attempt if it does not converge; ``make(size)`` unchanged on a
+    server without /apply-template (the row's ``input`` still records its length)."""
+    best: tuple[int, list[dict[str, str]]] | None = None
     for _ in range(6):
-        got = prompt_tokens(peer, messages)
+        messages = make(size)
+        try:
+            got = prompt_tokens(peer, messages)
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            print(f"  (cannot size the prompt on this server: {exc}; sent as is)")
+            return messages
+        if best is None or abs(got - target) < best[0]:
+            best = (abs(got - target), messages)
         if abs(got - target) <= max(8, target // 100):
             break
         size = max(0, size + target - got)
-        messages = make(size)
-    return messages
+    assert best is not None
+    return best[1]
 
 
 def document_chat(seed: int) -> Callable[[int], list[dict[str, str]]]:
@@ -235,6 +244,10 @@ def speed_suite(
     return {"summary": summary, "rows": rows}
 
 
+def _count(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def speed_markdown(speed: dict[str, Any]) -> list[str]:
     s = speed["summary"]
     d, p, q, r = s["decodeTokPerS"], s["coldPrefillTokPerS"], s["quote"], s["ratios"]
@@ -265,7 +278,8 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
         f"| {mark(r['quoteLookupVsLlamaServer'], 1.5)} (≥ 1.50) |",
         f"| quote/edit: replies identical with lookup off (every round) "
         f"| {'yes' if q['identical'] else 'NO'} | | "
-        f"{q['draftAccepted']:.0f} of {q['tokens']:.0f} tokens drafted and kept (median); off: "
+        f"{_count(q['draftAccepted'])} of {_count(q['tokens'])} tokens drafted and kept (median); "
+        "off: "
         f"{q['oursLookupOffTokPerS']} tok/s |",
     ]
 

@@ -72,6 +72,7 @@ class SequencePool:
                 self._changed.wait()
             seq = _pick(free, label)
             seq.busy = True
+        held = list(seq.ids)
         previous = getattr(self._local, "seq", None)
         self._local.seq = seq
         try:
@@ -79,7 +80,11 @@ class SequencePool:
         finally:
             self._local.seq = previous
             with self._changed:
-                seq.busy, seq.label, seq.last_used = False, label, self._clock()
+                # A job that did not change the cells (a tape check, a failed turn)
+                # leaves them to the session that filled them, so it finds them again.
+                if seq.ids != held:
+                    seq.label = label
+                seq.busy, seq.last_used = False, self._clock()
                 self._changed.notify()
 
     def each_idle(self) -> Iterator[LiveSequence]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from openclaw_daemon.observability import turn_record
 from openclaw_daemon.observability.tracing import Trace
 from openclaw_daemon.serve import relay
+from openclaw_daemon.serve.scheduler import PARK_FORCE_AFTER_S
 from openclaw_daemon.turn.context import TurnContext
 from openclaw_daemon.wire import chat_requests, messages
 from openclaw_daemon.wire import frames as protocol
@@ -74,8 +75,8 @@ def serve_chat(
         raise
     connection.send(messages.done(result))
     # As after a turn: park the live KV state, then save the reply tapes, when idle.
-    scheduler.submit_idle("park", park)
-    scheduler.submit_idle("front tapes", chats.park)
+    scheduler.submit_idle("park", park, force_after_s=PARK_FORCE_AFTER_S)
+    scheduler.submit_idle("front tapes", chats.park, force_after_s=PARK_FORCE_AFTER_S)
     keep(trace_record(result, context, memory()))
 
 

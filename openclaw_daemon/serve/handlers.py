@@ -32,7 +32,7 @@ from openclaw_daemon.serve import background, relay
 from openclaw_daemon.serve.chat_handler import serve_chat
 from openclaw_daemon.serve.lanes import session_lane
 from openclaw_daemon.serve.permission import PermissionAsker
-from openclaw_daemon.serve.scheduler import Scheduler
+from openclaw_daemon.serve.scheduler import PARK_FORCE_AFTER_S, Scheduler
 from openclaw_daemon.serve.transport import Connection
 from openclaw_daemon.turn.compactor import Compactor
 from openclaw_daemon.turn.context import TurnContext
@@ -242,8 +242,11 @@ class Handlers:
             background.compact_upstream(upstream, self.state.scheduler, self.state.upstream_pool)
             self._store_trace(result, connection)
             return
-        # Park the session's KV state once the worker is idle (off this turn's path).
-        self.state.scheduler.submit_idle("park", self.state.tapes.park)
+        # Park the session's KV state once the worker is idle (off this turn's path),
+        # or within a minute under turns that never leave it idle.
+        self.state.scheduler.submit_idle(
+            "park", self.state.tapes.park, force_after_s=PARK_FORCE_AFTER_S
+        )
         background.schedule_compactions(
             self.state.compactor, self.state.scheduler, prefill_ahead=self.state.prefill_ahead
         )

@@ -17,7 +17,9 @@ With ``parallel`` N > 1 the worker is a dispatcher: it hands each turn to one
 of N slot threads as soon as one is free, and the turn runs inside ``bind``
 (the engine's sequence for that thread: model/sequences.py), so up to N turns
 of different sessions run at once and share model steps. Idle jobs still run
-only when no turn runs or waits.
+only when no turn runs or waits, but turns that keep overlapping would hold
+them off for ever: one submitted with ``force_after_s`` (parking), once that
+has passed, holds back the next turn until the running ones end and runs alone.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from openclaw_daemon.wire.errors import DaemonBusyError
 log = logging.getLogger("openclawd.scheduler")
 _STOP = object()
 _WAKE = object()
+
+
+# Parking a finished turn's KV state waits for an idle worker, but with several
+# slots at most this long: under turns that never stop overlapping it then runs
+# between them (``force_after_s``).
+PARK_FORCE_AFTER_S = 60.0
 
 
 class _Ran:
@@ -68,7 +76,8 @@ class Scheduler:
         self.stopping = False  # set at shutdown: background work off the worker ends
         self._lanes_lock = threading.Lock()
         # name -> (job, quiet seconds it needs, clock time after which it runs anyway)
-        self._idle: dict[str, tuple[Callable[[], Any], float, float]] = {}
+        # name -> (job, quiet period, at-most deadline, forced deadline)
+        self._idle: dict[str, tuple[Callable[[], Any], float, float, float]] = {}
         self._idle_lock = threading.Lock()
         self.idle_runs = 0
         self._running = 0  # turns running now (at most ``parallel``)
@@ -144,12 +153,22 @@ class Scheduler:
         *,
         after_quiet_s: float = 0.0,
         at_most_s: float = float("inf"),
+        force_after_s: float = float("inf"),
     ) -> None:
         """Run ``job`` on the worker once no turn is waiting and none has ended
         for ``after_quiet_s`` seconds, or, with turns that never pause, once
-        ``at_most_s`` seconds have passed (so background work cannot starve)."""
+        ``at_most_s`` seconds have passed (so background work cannot starve).
+
+        ``force_after_s`` (with several slots): past it, the next turn waits for
+        the running ones to end and the job runs alone, for work that must not
+        wait for a pause that may never come (parking). Such a job must not give
+        way to queued turns. Asking again keeps the first forced deadline."""
         with self._idle_lock:
-            self._idle[name] = (job, after_quiet_s, self.clock() + at_most_s)
+            now = self.clock()
+            forced = now + force_after_s
+            if name in self._idle:  # asked again, after every turn
+                forced = min(forced, self._idle[name][3])
+            self._idle[name] = (job, after_quiet_s, now + at_most_s, forced)
         self._wake_for_idle()
 
     def _wake_for_idle(self) -> None:
@@ -198,7 +217,7 @@ class Scheduler:
             now = self.clock()
             quiet = now - self._last_end
             wait = float("inf")
-            for name, (job, need, deadline) in self._idle.items():
+            for name, (job, need, deadline, _) in self._idle.items():
                 ready = need == 0 if at_stop else quiet >= need or now >= deadline
                 if ready:
                     del self._idle[name]
@@ -214,14 +233,18 @@ class Scheduler:
         compaction can wait for the next daemon.
         """
         if self._running > 0 and not at_stop:
-            if wait is not None:
-                wait[:] = [float("inf")]  # a turn's end wakes the worker
+            if wait is not None:  # a turn's end wakes the worker, or a forced deadline
+                wait[:] = [self._until_forced()]
             return False
         name, job, until = self._next_idle(at_stop=at_stop)
         if wait is not None:
             wait[:] = [until]
         if job is None:
             return False
+        self._run_named(name, job)
+        return True
+
+    def _run_named(self, name: str, job: Callable[[], Any]) -> None:
         started = self.clock()
         try:
             with self._running_as(name):
@@ -231,7 +254,6 @@ class Scheduler:
             log.info("background %s took %.0f ms", name, (self.clock() - started) * 1000.0)
         except Exception:  # background work must never take the worker down
             log.exception("idle job failed")
-        return True
 
     @contextmanager
     def _running_as(self, label: str) -> Iterator[None]:
@@ -246,8 +268,40 @@ class Scheduler:
         """Labels of the jobs that ended after ``submitted_at``, oldest first."""
         return [ran.label for ran in list(self._ran) if ran.end > submitted_at]
 
+    def _until_forced(self) -> float:
+        """Seconds until the first forced deadline (inf: none pending)."""
+        with self._idle_lock:
+            first = min((forced for *_, forced in self._idle.values()), default=float("inf"))
+            return max(first - self.clock(), 0.001) if first != float("inf") else first
+
+    def _run_overdue(self) -> bool:
+        """With several slots, run an idle job past its forced deadline: hold back
+        the next turn until the running ones end, then run it alone, as an
+        exclusive job runs. True if one ran. (One slot needs none of this: the
+        queue empties between turns, and a turn parks what it would overwrite.)"""
+        if self.parallel == 1:
+            return False
+        with self._idle_lock:
+            now = self.clock()
+            name = next((n for n, entry in self._idle.items() if now >= entry[3]), None)
+        if name is None:
+            return False
+        for _ in range(self.parallel):
+            self._slots.acquire()
+        try:
+            with self._idle_lock:
+                entry = self._idle.pop(name, None)
+            if entry is not None:
+                self._run_named(name, entry[0])
+            return entry is not None
+        finally:
+            for _ in range(self.parallel):
+                self._slots.release()
+
     def _work(self) -> None:
         while True:
+            if self._run_overdue():
+                continue
             try:
                 item = self._jobs.get_nowait()
             except queue.Empty:
@@ -281,6 +335,8 @@ class Scheduler:
                     for _ in range(self.parallel):
                         self._slots.release()
                 continue
+            while self._run_overdue():  # it came due while the worker waited
+                pass
             self._slots.acquire()  # a free slot: up to ``parallel`` turns at once
             with self._running_lock:
                 self._running += 1

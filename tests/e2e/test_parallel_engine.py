@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from openclaw_daemon import config
-from openclaw_daemon.model.base import SamplingParams
+from openclaw_daemon.model.base import DecodeStats, SamplingParams
 from openclaw_daemon.model.llama_engine import Engine
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError
 
@@ -154,3 +154,46 @@ def test_a_full_cache_drops_idle_sequences_before_refusing_a_running_turn(engine
         engine.prefill(
             long_prompt + [rng.randrange(100, 40000) for _ in range(900)], batch_size=256
         )
+
+
+def test_prompt_lookup_drafts_run_beside_another_sequence_and_each_keeps_its_reply(
+    engine: Engine,
+) -> None:
+    """Two sequences at once quoting a file back with drafts: each draft batch shares
+    steps with the other sequence, the rejected rows are cut from its own sequence
+    only, and each keeps exactly its prompt and reply."""
+    _clear(engine)
+    code = "".join(
+        f"def load_item_{i}(path):\n    with open(path) as handle:\n"
+        f"        return handle.read().split(',')[{i}]\n\n"
+        for i in range(5)
+    )
+    prompts = [
+        _prompt(engine, f"Here is app{n}.py:\n\n{code}\nRepeat app{n}.py exactly.")
+        for n in range(2)
+    ]
+    replies: dict[int, list[int]] = {}
+    tapes: dict[int, list[int]] = {}
+    drafts: dict[int, DecodeStats] = {}
+    start = threading.Barrier(2, timeout=30)
+
+    def turn(n: int) -> None:
+        with engine.sequences.bind(f"quote-{n}"):
+            engine.prefill(prompts[n], batch_size=256)
+            start.wait()
+            drafts[n] = DecodeStats()
+            params = SamplingParams(prompt_lookup=True)
+            replies[n] = list(engine.generate(params, max_tokens=80, stats=drafts[n]))
+            tapes[n] = engine.live_tokens
+
+    threads = [threading.Thread(target=turn, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert sorted(replies) == [0, 1]
+    for n in range(2):
+        assert tapes[n] == prompts[n] + replies[n][:-1]  # no rejected draft left behind
+        assert drafts[n].lookup and drafts[n].accepted > 10, drafts[n]
+        assert drafts[n].shared_steps > 0, drafts[n]  # it ran beside the other
+        assert "load_item_" in engine.detokenize(replies[n]).decode()

@@ -243,6 +243,72 @@ def test_parallel_slots_run_turns_at_once_each_bound_and_idle_work_waits_for_all
     scheduler.shutdown()
 
 
+def test_a_forced_idle_job_runs_alone_between_turns_that_keep_overlapping() -> None:
+    from openclaw_daemon.model.sequences import SequencePool
+
+    clock = FakeClock()
+    pool = SequencePool(2)
+    scheduler = Scheduler(parallel=2, bind=pool.bind, clock=clock)
+    ran: list[tuple[str, int]] = []
+    parked_at: list[float] = []
+    turns: list[tuple[float, float]] = []  # (submitted, started), real time
+    stop = threading.Event()
+
+    def client(name: str, length: float) -> None:
+        # Turns of different lengths from two clients: one is always running.
+        while not stop.is_set():
+            submitted = time.monotonic()
+            started = scheduler.submit(
+                lambda: time.sleep(length) or time.monotonic() - length, label=f"turn:{name}"
+            ).result(5)
+            turns.append((submitted, started))
+
+    clients = [threading.Thread(target=client, args=x) for x in (("a", 0.02), ("b", 0.033))]
+    for thread in clients:
+        thread.start()
+
+    def ask() -> None:  # as each turn's end asks again
+        scheduler.submit_idle(
+            "park",
+            lambda: ran.append(("park", scheduler.running)) or parked_at.append(time.monotonic()),
+            force_after_s=1,
+        )
+
+    ask()
+    time.sleep(0.3)
+    clock.now += 0.6
+    ask()  # asked again: its first deadline holds, not a new one
+    time.sleep(0.3)
+    assert ran == []  # not due yet: the overlapping turns keep it waiting
+    clock.now += 0.6
+    try:
+        assert wait_until(lambda: bool(ran))
+        assert ran == [("park", 0)]  # nothing ran beside it
+        # A turn asked before it ran and started after: it was held back.
+        assert wait_until(lambda: any(s < parked_at[0] < b for s, b in list(turns)))
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(5)
+    scheduler.shutdown()
+
+
+def test_with_one_slot_a_forced_idle_job_still_waits_for_an_empty_queue() -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    release = threading.Event()
+    ran: list[str] = []
+    first = scheduler.submit(lambda: release.wait(5))
+    second = scheduler.submit(lambda: ran.append("turn"))
+    scheduler.submit_idle("park", lambda: ran.append("park"), force_after_s=1)
+    clock.now += 2
+    release.set()
+    first.result(5)
+    second.result(5)
+    assert wait_until(lambda: ran == ["turn", "park"])  # the queued turn went first
+    scheduler.shutdown()
+
+
 def test_a_parallel_job_that_fails_reports_to_its_caller_and_frees_its_slot() -> None:
     from openclaw_daemon.model.sequences import SequencePool
 

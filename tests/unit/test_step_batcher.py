@@ -173,6 +173,18 @@ def test_a_session_comes_back_to_its_own_sequence_and_a_fourth_turn_waits() -> N
     assert order.index("c+") > min(order.index("a-"), order.index("b-"))
 
 
+def test_a_job_that_leaves_the_cells_alone_does_not_take_the_sequence() -> None:
+    pool = SequencePool(1)
+    with pool.bind("turn:a") as seq:
+        seq.ids = [1, 2, 3]
+    with pool.bind("check-tape:b"):
+        pass  # no model work: the cells are still session a's
+    assert pool.sequences[0].label == "turn:a"
+    with pool.bind("turn:b") as seq:
+        seq.ids = [1, 2, 3, 4]  # this one used them
+    assert pool.sequences[0].label == "turn:b"
+
+
 def test_each_idle_visits_the_sequences_no_turn_owns() -> None:
     pool = SequencePool(3)
     visited = [seq.seq_id == pool.current.seq_id and seq.seq_id for seq in pool.each_idle()]
