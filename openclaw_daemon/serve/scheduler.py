@@ -41,9 +41,7 @@ _STOP = object()
 _WAKE = object()
 
 
-# Parking a finished turn's KV state waits for an idle worker, but with several
-# slots at most this long: under turns that never stop overlapping it then runs
-# between them (``force_after_s``).
+# With several slots, parking runs between turns after this long (``force_after_s``).
 PARK_FORCE_AFTER_S = 60.0
 
 
@@ -158,11 +156,8 @@ class Scheduler:
         """Run ``job`` on the worker once no turn is waiting and none has ended
         for ``after_quiet_s`` seconds, or, with turns that never pause, once
         ``at_most_s`` seconds have passed (so background work cannot starve).
-
-        ``force_after_s`` (with several slots): past it, the next turn waits for
-        the running ones to end and the job runs alone, for work that must not
-        wait for a pause that may never come (parking). Such a job must not give
-        way to queued turns. Asking again keeps the first forced deadline."""
+        Past ``force_after_s`` it is forced (``_run_overdue``); asking again
+        keeps the first forced deadline. A forced job must not yield to turns."""
         with self._idle_lock:
             now = self.clock()
             forced = now + force_after_s
@@ -275,10 +270,9 @@ class Scheduler:
             return max(first - self.clock(), 0.001) if first != float("inf") else first
 
     def _run_overdue(self) -> bool:
-        """With several slots, run an idle job past its forced deadline: hold back
-        the next turn until the running ones end, then run it alone, as an
-        exclusive job runs. True if one ran. (One slot needs none of this: the
-        queue empties between turns, and a turn parks what it would overwrite.)"""
+        """With several slots, an idle job past its forced deadline holds back the
+        next turn until the running ones end, then runs alone; True if one ran.
+        (One slot needs none of this: a turn parks what it would overwrite.)"""
         if self.parallel == 1:
             return False
         with self._idle_lock:
