@@ -79,19 +79,30 @@ def run_ours(document: str, target: int, runs: int) -> dict[str, Any]:
 
 def run_speed(rounds: int) -> dict[str, Any]:
     """The speed suite: our daemon beside llama-server with its defaults and with
-    flash attention off (as ours: a warm turn computed as the same turn cold)."""
+    flash attention off (as ours: a warm turn computed as the same turn cold), and
+    beside llama-server built from our own llama.cpp (built on first use; skipped,
+    with the reason, where it cannot be built)."""
     state = Path(tempfile.mkdtemp(prefix="oc-speed-", dir="/tmp"))
     runner = bench.Runner(state)
     gguf = peer_scenarios.default_gguf()
-    server = peer_scenarios.LlamaServerPeer(None, gguf)
-    plain = peer_scenarios.LlamaServerPeer(None, gguf, flash_attn="off")
+    servers = [
+        peer_scenarios.LlamaServerPeer(None, gguf),
+        peer_scenarios.LlamaServerPeer(None, gguf, flash_attn="off"),
+    ]
     try:
+        try:
+            same = llama_server_peer.install_same_engine()
+            servers.append(peer_scenarios.LlamaServerPeer(None, gguf, binary=same))
+        except (OSError, subprocess.CalledProcessError, llama_server_peer.PeerError) as exc:
+            log(f"  no llama-server of our own llama.cpp (skipped): {exc}")
         runner.cli("daemon", "start", timeout=600)
-        peers = peer_scenarios.ChatPeer(server), peer_scenarios.ChatPeer(plain)
-        return bench_speed.speed_suite(runner, *peers, rounds, log)
+        peers = [peer_scenarios.ChatPeer(server) for server in servers]
+        return bench_speed.speed_suite(
+            runner, peers[0], peers[1], rounds, log, same_engine=peers[2] if peers[2:] else None
+        )
     finally:
-        server.stop()
-        plain.stop()
+        for server in servers:
+            server.stop()
         subprocess.run([str(bench.OPENCLAW), "daemon", "stop"], env=runner.env, capture_output=True)
         shutil.rmtree(state, ignore_errors=True)
 

