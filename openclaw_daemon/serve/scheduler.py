@@ -10,8 +10,8 @@ turn for that many seconds), so long background work (compaction) does not
 start between back-to-back turns only to be preempted and move the live
 context away from the session that is still being used.
 
-The worker remembers what it ran and when, so a turn can say what it waited
-behind (``waited_behind``): another session's turn, or a named background job.
+The worker remembers what it ran and when, so a turn that waited can say behind
+what (``waited_behind``): another session's turn, or a named background job.
 
 With ``parallel`` N > 1 the worker is a dispatcher: it hands each turn to one
 of N slot threads as soon as one is free, and the turn runs inside ``bind``
@@ -40,9 +40,9 @@ log = logging.getLogger("openclawd.scheduler")
 _STOP = object()
 _WAKE = object()
 
-
 # With several slots, parking runs between turns after this long (``force_after_s``).
 PARK_FORCE_AFTER_S = 60.0
+STARTED_AT_ONCE_S = 0.02  # a dispatch to a free slot takes well under this
 
 
 class _Ran:
@@ -73,7 +73,6 @@ class Scheduler:
         self._lane_waiters: dict[str, int] = {}  # turns waiting for each lane
         self.stopping = False  # set at shutdown: background work off the worker ends
         self._lanes_lock = threading.Lock()
-        # name -> (job, quiet seconds it needs, clock time after which it runs anyway)
         # name -> (job, quiet period, at-most deadline, forced deadline)
         self._idle: dict[str, tuple[Callable[[], Any], float, float, float]] = {}
         self._idle_lock = threading.Lock()
@@ -90,8 +89,7 @@ class Scheduler:
 
     @property
     def waited_behind(self) -> list[str]:
-        """Read by a job as it starts: the labels of the jobs that ran (or were
-        running) since it was submitted."""
+        """Read by a job as it starts: the labels of what it waited behind (``_behind``)."""
         behind: list[str] = getattr(self._local, "waited_behind", [])
         return behind
 
@@ -260,8 +258,10 @@ class Scheduler:
             ran.end = self.clock()
 
     def _behind(self, submitted_at: float) -> list[str]:
-        """Labels of the jobs that ended after ``submitted_at``, oldest first."""
-        return [ran.label for ran in list(self._ran) if ran.end > submitted_at]
+        """Labels of the jobs that ended after ``submitted_at``; with slots, none if it
+        started at once (a turn in another slot is no wait)."""
+        waited = self.parallel == 1 or self.clock() - submitted_at >= STARTED_AT_ONCE_S
+        return [ran.label for ran in list(self._ran) if waited and ran.end > submitted_at]
 
     def _until_forced(self) -> float:
         """Seconds until the first forced deadline (inf: none pending)."""

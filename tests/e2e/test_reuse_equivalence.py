@@ -155,6 +155,24 @@ def _sliding(rig: Rig) -> bool:
     return rig.engine.info.memory == "sliding-window"
 
 
+def test_a_snapshot_maps_its_buffer_outside_the_context_lock(rig: Rig) -> None:
+    """A fresh buffer is pre-faulted (tens of ms for a long session): other
+    sequences' steps must not wait on the context lock for it."""
+    _fill(rig, rig.text[:300])
+    held: list[bool] = []
+
+    def allocate(size: int) -> memoryview:
+        held.append(rig.engine._ctx_lock._is_owned())  # type: ignore[attr-defined]
+        return memoryview(bytearray(size))
+
+    tokens, blob = rig.engine.snapshot(allocate)
+    assert held == [False]
+    assert tokens == tuple(rig.text[:300])
+    rig.engine.reset()
+    rig.engine.restore(tokens, blob, keep=len(tokens))
+    assert rig.engine.live_tokens == rig.text[:300]
+
+
 def test_model_memory_is_detected(rig: Rig) -> None:
     info = rig.engine.info
     expected = ("sliding-window", 512) if rig.name == "gemma3" else ("full", 0)

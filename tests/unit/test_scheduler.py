@@ -174,6 +174,7 @@ def test_a_job_learns_what_it_waited_behind() -> None:
     second = scheduler.submit(
         lambda: seen.setdefault("b", list(scheduler.waited_behind)), label="turn:main/b"
     )
+    time.sleep(0.05)  # a real wait, longer than a dispatch
     release.set()
     first.result(timeout=5), second.result(timeout=5)
     # The turn that ended before they were queued is not what they waited for.
@@ -209,6 +210,25 @@ def test_lane_wanted_while_a_turn_waits_for_the_lane_and_stopping_at_shutdown() 
     assert not scheduler.stopping
     scheduler.shutdown()
     assert scheduler.stopping
+
+
+def test_a_turn_given_a_free_slot_waited_behind_nothing() -> None:
+    from openclaw_daemon.model.sequences import SequencePool
+
+    scheduler = Scheduler(parallel=2, bind=SequencePool(2).bind)
+    release, started = threading.Event(), threading.Event()
+    long = scheduler.submit(lambda: started.set() or release.wait(5), label="turn:long")
+    assert started.wait(5)
+    # The second slot is free: the turn running beside it is not a wait.
+    beside = scheduler.submit(lambda: list(scheduler.waited_behind), label="turn:beside")
+    assert beside.result(5) == []
+    blocker = scheduler.submit(lambda: release.wait(5), label="turn:blocker")
+    queued = scheduler.submit(lambda: list(scheduler.waited_behind), label="turn:queued")
+    time.sleep(0.05)  # both slots are taken: this one waits
+    release.set()
+    assert set(queued.result(5)) >= {"turn:long", "turn:blocker"}
+    long.result(5), blocker.result(5)
+    scheduler.shutdown()
 
 
 def test_parallel_slots_run_turns_at_once_each_bound_and_idle_work_waits_for_all() -> None:
