@@ -174,7 +174,6 @@ def test_a_job_learns_what_it_waited_behind() -> None:
     second = scheduler.submit(
         lambda: seen.setdefault("b", list(scheduler.waited_behind)), label="turn:main/b"
     )
-    time.sleep(0.05)  # a real wait, longer than a dispatch
     release.set()
     first.result(timeout=5), second.result(timeout=5)
     # The turn that ended before they were queued is not what they waited for.
