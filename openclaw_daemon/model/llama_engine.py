@@ -385,8 +385,8 @@ class Engine:
             size = state_size()
         # The buffer is found or mapped outside the lock: a fresh one is pre-faulted
         # (138 MB for 6000 tokens), tens of ms other sequences' steps would wait.
-        # Only this thread changes its sequence (a whole-context state runs one),
-        # so the size still holds when the lock is taken again.
+        # The size still holds when the lock is taken again: a turn's sequence is
+        # busy (no eviction, no rebinding), and parking runs with no turn running.
         blob = allocate(size)
         with self._ctx_lock:
             if state_size() != size:

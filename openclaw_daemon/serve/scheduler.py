@@ -42,7 +42,6 @@ _WAKE = object()
 
 # With several slots, parking runs between turns after this long (``force_after_s``).
 PARK_FORCE_AFTER_S = 60.0
-STARTED_AT_ONCE_S = 0.02  # a dispatch to a free slot takes well under this
 
 
 class _Ran:
@@ -202,10 +201,8 @@ class Scheduler:
             return sum(1 for item in self._jobs.queue if item is not _WAKE)
 
     def _next_idle(self, *, at_stop: bool = False) -> tuple[str, Callable[[], Any] | None, float]:
-        """The first idle job that may run now (name, job), or None and how long until one may.
-
-        At stop only the jobs that need no quiet period (parking) may run.
-        """
+        """The first idle job that may run now (name, job), or None and how long until
+        one may. At stop only the jobs that need no quiet period (parking) may run."""
         with self._idle_lock:
             now = self.clock()
             quiet = now - self._last_end
@@ -221,10 +218,7 @@ class Scheduler:
 
     def _run_idle(self, *, wait: list[float] | None = None, at_stop: bool = False) -> bool:
         """Run one idle job; False if none may run (``wait`` gets how long until one may).
-
-        At stop only the jobs that need no quiet period (parking) run: a
-        compaction can wait for the next daemon.
-        """
+        At stop only those that need no quiet period run: compaction can wait."""
         if self._running > 0 and not at_stop:
             if wait is not None:  # a turn's end wakes the worker, or a forced deadline
                 wait[:] = [self._until_forced()]
@@ -257,11 +251,11 @@ class Scheduler:
         finally:
             ran.end = self.clock()
 
-    def _behind(self, submitted_at: float) -> list[str]:
-        """Labels of the jobs that ended after ``submitted_at``; with slots, none if it
-        started at once (a turn in another slot is no wait)."""
-        waited = self.parallel == 1 or self.clock() - submitted_at >= STARTED_AT_ONCE_S
-        return [ran.label for ran in list(self._ran) if waited and ran.end > submitted_at]
+    def _behind(self, submitted_at: float, waited: bool) -> list[str]:
+        """Labels of the jobs that ended after ``submitted_at`` and, if it ``waited``
+        for a slot, of those still running (else they only ran beside it)."""
+        until = float("inf") if waited else self.clock()
+        return [ran.label for ran in list(self._ran) if submitted_at < ran.end <= until]
 
     def _until_forced(self) -> float:
         """Seconds until the first forced deadline (inf: none pending)."""
@@ -329,14 +323,17 @@ class Scheduler:
                     for _ in range(self.parallel):
                         self._slots.release()
                 continue
+            waited = False
             while self._run_overdue():  # it came due while the worker waited
-                pass
-            self._slots.acquire()  # a free slot: up to ``parallel`` turns at once
+                waited = True
+            # A free slot (up to ``parallel`` turns at once); one it waits for is a wait.
+            if not self._slots.acquire(blocking=False):
+                waited = self._slots.acquire()  # True
             with self._running_lock:
                 self._running += 1
             slot = threading.Thread(
                 target=self._run_in_slot,
-                args=(job, future, label, submitted_at),
+                args=(job, future, label, submitted_at, waited),
                 name="model-slot",
                 daemon=True,
             )
@@ -344,12 +341,12 @@ class Scheduler:
             slot.start()
 
     def _run_in_slot(
-        self, job: Callable[[], Any], future: Future[Any], label: str, submitted_at: float
+        self, job: Callable[[], Any], future: Future[Any], label: str, at: float, waited: bool
     ) -> None:
         try:
             assert self._bind is not None
             with self._bind(label):
-                self._run_job(job, future, label, submitted_at, counted=True)
+                self._run_job(job, future, label, at, counted=True, waited=waited)
         except BaseException as exc:  # the binding failed: the caller hears why
             if not future.done():
                 future.set_exception(exc)
@@ -369,13 +366,14 @@ class Scheduler:
         submitted_at: float,
         *,
         counted: bool = False,
+        waited: bool = True,
     ) -> None:
         if not future.set_running_or_notify_cancel():
             return
         if not counted:
             with self._running_lock:
                 self._running += 1
-        self._local.waited_behind = self._behind(submitted_at)
+        self._local.waited_behind = self._behind(submitted_at, waited)
         try:
             with self._running_as(label):
                 result = job()
