@@ -328,7 +328,7 @@ class Scheduler:
                 waited = True
             # A free slot (up to ``parallel`` turns at once); one it waits for is a wait.
             if not self._slots.acquire(blocking=False):
-                waited = self._slots.acquire()  # True
+                waited = self._slots.acquire()  # blocks until one frees; returns True
             with self._running_lock:
                 self._running += 1
             slot = threading.Thread(
