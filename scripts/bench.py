@@ -813,6 +813,12 @@ def main() -> int:
         if args.only == "s9":
             results["scenario9"] = scenario_9(runner, target)
             print(json.dumps(results["scenario9"]["rounds"], indent=1))
+            follow = statistics.median(t["daemonTtftMs"] for t in results["scenario2"])
+            worst = max(t["daemonTtftMs"] for rnd in results["scenario9"]["rounds"] for t in rnd)
+            print(
+                f"scenario 9 worst daemon TTFT {worst:.0f} ms / scenario 2 follow-up "
+                f"{follow:.0f} ms = {worst / follow:.2f}x (target 1.5x or less)"
+            )
             print(f"state dir kept: {state_dir}")
             state_dir = Path("/nonexistent-kept")  # the finally below must not remove it
             return 0

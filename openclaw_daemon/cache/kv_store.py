@@ -35,6 +35,10 @@ from openclaw_daemon.wire.messages import ParkedTier
 
 log = logging.getLogger("openclawd.cache")
 
+# How long a park waits for the disk writer to give back the buffer it reuses:
+# the writer stops within one 8 MiB chunk and a 10 ms poll.
+HANDBACK_WAIT_S = 0.25
+
 
 class KVStore:
     def __init__(
@@ -50,6 +54,7 @@ class KVStore:
         self.index = PrefixIndex()
         self.entries: dict[str, CacheEntry] = {}
         self.stored = 0
+        self._bytes_per_token: float | None = None  # of the last snapshot parked
         self._lock = threading.RLock()
         self.ram = RamTier(ram_budget, self._lock)
         self.disk = DiskTier(
@@ -162,7 +167,10 @@ class KVStore:
         the new snapshot's buffer, so parking after a session switch is a plain
         copy, with no fresh memory to fault in and no old buffer to unmap (each
         ~65 ms and ~10 ms for 160 MB, measured; without this a round-robin over
-        sessions paid them on every turn).
+        sessions paid them on every turn). If the disk writer is reading that
+        copy, the entry is dropped now, so the writer abandons it within a
+        chunk, and its buffer is waited for: a fresh one cost 380-440 ms in
+        scenario 9's rounds on a VM (``BufferPool.prepare``).
 
         A new session has no such entry. If its snapshot would push the RAM
         tier over budget, the least recently used entries are evicted first, so
@@ -171,8 +179,13 @@ class KVStore:
         ~255 ms wait of the turn after scenario 9's last prime).
         """
         pool = self.ram.pool
+        pool.settle()
         with self._lock:
-            self._recycle_superseded(tokens, size, trim_floor)
+            from_writer = self._recycle_superseded(tokens, size, trim_floor)
+        buffer = pool.await_handback(size, HANDBACK_WAIT_S) if from_writer else None
+        if buffer is not None:
+            return buffer
+        with self._lock:
             buffer = pool.reuse(size)
             if buffer is None:
                 # What ``add`` frees of the entries this one supersedes needs no room.
@@ -185,16 +198,46 @@ class KVStore:
         # A fresh buffer is faulted in outside the lock (tens of ms for 160 MB).
         return buffer if buffer is not None else pool.allocate(size)
 
-    def _recycle_superseded(self, tokens: tuple[int, ...], size: int, trim_floor: int) -> None:
+    def _recycle_superseded(self, tokens: tuple[int, ...], size: int, trim_floor: int) -> bool:
         """Forget an entry ``tokens`` supersedes whose buffer fits ``size``: its buffer
-        becomes the pool's spare, for ``pool.reuse`` to hand out."""
+        becomes the pool's spare, for ``pool.reuse`` to hand out; True if the disk
+        writer holds it, so it comes back through ``pool.await_handback``."""
         for key in self._superseded(tokens, trim_floor):
             entry = self.entries[key]
-            capacity = pooled_capacity(entry.blob)
-            if capacity is not None and capacity >= size and not entry.writing and not entry.pins:
-                self._forget(key)  # its buffer goes to the pool's spares
+            if self._recyclable(entry, size) and not entry.pins:
+                from_writer = entry.writing
+                if from_writer and entry.blob is not None:
+                    self.ram.pool.expect(entry.blob)
+                self._forget(key)  # its buffer goes to the pool (now, or from the writer)
                 self.disk.drop(entry)
-                return
+                return from_writer
+        return False
+
+    @staticmethod
+    def _recyclable(entry: CacheEntry, size: int) -> bool:
+        capacity = pooled_capacity(entry.blob)
+        return capacity is not None and capacity >= size
+
+    def prepare_buffer(self, tokens: tuple[int, ...], *, trim_floor: int = 0) -> bool:
+        """Start faulting in the buffer a snapshot of about ``tokens`` will need, if
+        parking it would otherwise map fresh memory (``BufferPool.prepare``): no
+        spare or superseded entry's buffer fits, and the RAM budget has room
+        (past it, eviction frees a buffer to reuse). Sized from the last
+        snapshot's bytes per token; the buffer's headroom covers the reply."""
+        with self._lock:
+            if self._bytes_per_token is None:
+                return False
+            size = int(self._bytes_per_token * len(tokens))
+            pool = self.ram.pool
+            if (
+                any(
+                    self._recyclable(self.entries[key], size)
+                    for key in self._superseded(tokens, trim_floor)
+                )
+                or self.ram.used_bytes() + pool.capacity_for(size) > self.ram.budget
+            ):
+                return False
+            return pool.prepare(size)
 
     def add(
         self, tokens: tuple[int, ...], blob: kv_files.Blob, label: str, *, trim_floor: int = 0
@@ -212,6 +255,8 @@ class KVStore:
             trim_floor=trim_floor,
         )
         with self._lock:
+            if tokens:
+                self._bytes_per_token = memoryview(blob).nbytes / len(tokens)
             superseded = [k for k in self._superseded(tokens, trim_floor) if k != key]
             self._forget(key)
             self.entries[key] = entry
@@ -288,6 +333,7 @@ class KVStore:
             "spareBufferBytes": ram["spareBufferBytes"],
             "buffersReused": ram["buffersReused"],
             "buffersAllocated": ram["buffersAllocated"],
+            "buffersPrepared": ram["buffersPrepared"],
             "stored": stored,
             "evictedRam": ram["evictedRam"],
             "evictedDisk": disk["evictedDisk"],

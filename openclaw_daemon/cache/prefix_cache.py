@@ -40,6 +40,12 @@ log = logging.getLogger("openclawd.cache")
 # shared, 54 ms duplicated; docs/internals.md).
 SHARE_OVER_RESTORE = 64
 
+# A turn that prefills at least this many tokens has its park's buffer faulted
+# in beside the prefill (``KVStore.prepare_buffer``): ~5 s of prefill here, so
+# the fault-in's share of the CPU is a few percent of it, while the next turn
+# would have waited for all of it.
+PREPARE_AHEAD_MIN_TOKENS = 1024
+
 
 @dataclass(frozen=True)
 class Divergence:
@@ -182,7 +188,10 @@ class PrefixCache:
         discarded and replanned around, with a notice saying so.
         """
         with self._tiers:
-            return self._apply(plan, tokens)
+            done = self._apply(plan, tokens)
+        if len(tokens) - done.cached >= PREPARE_AHEAD_MIN_TOKENS:
+            self.store.prepare_buffer(tuple(tokens), trim_floor=self.engine.trim_floor)
+        return done
 
     def _apply(self, plan: CachePlan, tokens: list[int]) -> CachePlan:
         entry = plan.entry

@@ -103,5 +103,6 @@ class RamTier:
             "spareBufferBytes": self.pool.spare_bytes,
             "buffersReused": self.pool.reused,
             "buffersAllocated": self.pool.allocated,
+            "buffersPrepared": self.pool.prepared,
             "evictedRam": self.evictions,
         }

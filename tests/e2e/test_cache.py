@@ -8,6 +8,7 @@ changed system prompt is reported at its token position.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,31 @@ def test_two_sessions_alternating_keep_hitting_and_share_the_head(cli: Cli) -> N
     stats = json.loads(cli.run("cache", "stats", "--json").stdout)
     assert stats["running"] is True and stats["hitL2"] >= 4
     assert stats["ramEntries"] >= 2 and stats["discarded"] == 0
+
+
+def parked_stats(cli: Cli, stored: int) -> dict[str, Any]:
+    """Cache stats once ``stored`` snapshots have been parked (the idle job runs
+    after the reply); fails after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        stats = json.loads(cli.run("cache", "stats", "--json").stdout)
+        if stats["stored"] >= stored:
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.1)
+
+
+def test_a_long_new_session_parks_into_a_buffer_prepared_beside_its_prefill(cli: Cli) -> None:
+    turn(cli, "Say OK.", "short")
+    before = parked_stats(cli, 1)  # its park sized a token's state
+    envelope = turn(cli, notes("Gamma", 170) + " Say OK.", "long")
+    assert usage(envelope)["input"] - usage(envelope)["cacheRead"] >= 1024
+    after = parked_stats(cli, 2)
+    # The park mapped no fresh memory: it took the buffer faulted in beside the prefill.
+    assert after["buffersPrepared"] == before["buffersPrepared"] + 1
+    assert after["buffersAllocated"] == before["buffersAllocated"]
+    assert after["ramEntries"] == 2
+    assert_hit(turn(cli, "Next?", "long"))  # and the state parked in it restores
 
 
 def test_restart_then_continue_hits_from_disk(cli: Cli) -> None:

@@ -404,3 +404,55 @@ def test_header_values_out_of_range_are_corruption_not_crashes(tmp_path: Path, b
     path.write_bytes(data)
     with pytest.raises(CacheCorruptError):
         kv_files.read_header(path, FP)
+
+
+def test_a_park_takes_back_the_buffer_the_writer_is_reading(tmp_path: Path) -> None:
+    turn_running = True
+    store = KVStore(
+        tmp_path,
+        FP,
+        ram_budget=1 << 30,
+        disk_budget=1 << 30,
+        quiet_for=lambda: 0.0 if turn_running else 10.0,
+    )
+    store.load_disk_index()
+    first = park(store, (1, 2), 1, size=2 * kv_files.CHUNK_BYTES)
+    assert not store.flush(timeout=0.2)  # the writer holds it, paused by the turn
+    assert store.best([1, 2])[1].writing  # type: ignore[union-attr]
+    # The session's next park supersedes it: the writer abandons the old state
+    # and gives the buffer back to the park, which maps nothing fresh.
+    started = time.monotonic()
+    second = store.buffer_for((1, 2, 3), 2 * kv_files.CHUNK_BYTES + 10)
+    assert time.monotonic() - started < 1.0
+    assert second.obj is first.obj
+    assert (store.ram.pool.allocated, store.ram.pool.spare_bytes) == (1, 0)
+    second[:] = blob(2 * kv_files.CHUNK_BYTES + 10, 2)
+    store.add((1, 2, 3), second, "s")
+    turn_running = False
+    assert store.flush()
+    files = list(store.dir.glob("*.kvc"))  # only the new state reached the disk
+    assert [p.name for p in files] == [f"{kv_files.chain_key(store.dir.name, (1, 2, 3))}.kvc"]
+    assert kv_files.read_blob(files[0], FP)[1] == blob(2 * kv_files.CHUNK_BYTES + 10, 2)
+    store.close()
+
+
+def test_a_buffer_prepared_beside_a_long_prefill_serves_its_park(tmp_path: Path) -> None:
+    capacity = BufferPool.capacity_for(1000)
+    store = KVStore(tmp_path, FP, ram_budget=3 * capacity, disk_budget=1 << 30)
+    store.load_disk_index()
+    assert not store.prepare_buffer((9,) * 10)  # no snapshot yet to size it from
+    park(store, (1,) * 10, 1)  # 100 bytes a token
+    assert not store.prepare_buffer((1,) * 10 + (2,))  # its own buffer will be reused
+    assert store.prepare_buffer((3,) * 10)  # a new session: nothing to reuse
+    assert not store.prepare_buffer((4,) * 10)  # one on its way is enough
+    store.ram.pool.settle()
+    assert store.stats()["buffersPrepared"] == 1 and store.ram.pool.spare_bytes == capacity
+    spare = store.ram.pool._spares[0]
+    allocated = store.ram.pool.allocated
+    assert store.buffer_for((3,) * 10, 1000).obj is spare  # the park maps nothing fresh
+    assert store.ram.pool.allocated == allocated
+    # Past the RAM budget an eviction frees a buffer instead: none is prepared.
+    park(store, (5,) * 10, 5)
+    park(store, (6,) * 10, 6)
+    assert not store.prepare_buffer((7,) * 10)
+    store.close()
