@@ -89,13 +89,24 @@ class SequencePool:
 
     def each_idle(self) -> Iterator[LiveSequence]:
         """Act on each sequence no turn owns, in turn (idle-time parking): while
-        the iterator is at one, the calling thread's engine calls go to it."""
+        the iterator is at one, the calling thread's engine calls go to it, and
+        it counts as busy, so no turn binds it and no restore evicts it while
+        its state is read (parking runs with no turn running today; this keeps
+        it safe if that is ever loosened)."""
         previous = getattr(self._local, "seq", None)
         try:
             for seq in self.sequences:
-                if not seq.busy:
-                    self._local.seq = seq
+                with self._changed:
+                    if seq.busy:
+                        continue
+                    seq.busy = True
+                self._local.seq = seq
+                try:
                     yield seq
+                finally:
+                    with self._changed:
+                        seq.busy = False
+                        self._changed.notify()
         finally:
             self._local.seq = previous
 
