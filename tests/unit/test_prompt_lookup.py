@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from openclaw_daemon.model.base import DecodeStats
-from openclaw_daemon.model.prompt_lookup import MAX_DRAFT, Drafter, drafted_decode
+from openclaw_daemon.model.prompt_lookup import MAX_DRAFT, Drafter, draft_length, drafted_decode
 from openclaw_daemon.wire.errors import CancelledError
 
 END = 0
@@ -135,10 +135,22 @@ def test_cancel_stops_between_batches() -> None:
     assert seq.held == PROMPT + taken[:-1]
 
 
-def test_drafter_finds_the_latest_earlier_occurrence() -> None:
-    drafter = Drafter([5, 6, 7, 8, 9, 1, 5, 6, 7, 4, 4, 4, 4, 4])
-    drafter.extend([5, 6, 7])
-    assert drafter.draft() == [4, 4, 4, 4, 4, 5, 6, 7]  # after the second 5 6 7
+def test_drafter_copies_the_occurrence_with_the_longest_shared_context() -> None:
+    # 5 6 7 follows 8 9 1 2 3 4 twice; the tape ends with 1 2 3 4 5 6 7.
+    drafter = Drafter([8, 9, 1, 2, 3, 4, 5, 6, 7, 30, 31, 32, 33, 34, 35, 36, 37, 38])
+    drafter.extend([0, 4, 5, 6, 7, 40, 41, 42, 43])  # a later 5 6 7, less context
+    drafter.extend([1, 2, 3, 4, 5, 6, 7])
+    assert drafter.draft() == [30, 31, 32, 33]  # 7 tokens of context: a draft of 4
+    drafter.extend([30, 31, 32, 33])
+    assert drafter.draft() == [34, 35, 36, 37, 38, 0, 4, 5]  # 11 tokens: a full one
     assert len(drafter.draft()) <= MAX_DRAFT
-    assert Drafter([1, 2, 3]).draft() == []
+    assert drafter.draft(limit=3) == [34, 35, 36]
     assert drafter.draft(limit=1) == []  # too short to be worth a batch
+
+
+def test_a_bare_three_token_match_drafts_little_and_ties_go_to_the_latest() -> None:
+    drafter = Drafter([1, 5, 6, 7, 10, 11, 12, 2, 5, 6, 7, 20, 21, 22, 3, 5, 6, 7])
+    assert drafter.draft() == [20, 21]  # three tokens of context each: the latest, 2 long
+    assert Drafter([1, 2, 3]).draft() == []
+    assert Drafter([1, 2, 1, 2]).draft() == []  # a 2-gram is not enough
+    assert draft_length(3) == 2 and draft_length(4) == 4 and draft_length(8) == MAX_DRAFT
