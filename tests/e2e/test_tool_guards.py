@@ -219,13 +219,20 @@ def test_forced_search_does_not_follow_a_symlink_out(warm_cli: Cli, tmp_path: Pa
     (trap.ws / "d").symlink_to(trap.outside)
     envelope = warm_cli.turn(
         "Search for: secret",
-        *MAX_TOKENS,
+        # Room for the forced call: its pattern is free text, and a call cut off
+        # by --max-tokens is dropped (a full-suite run once ended its first step
+        # with no call at 64, as a cut-off call leaves it).
+        "--max-tokens",
+        "128",
+        "--max-steps",
+        "2",
         "--tool-choice",
         "search",
         cwd=trap.ws,
         timeout=TURN_TIMEOUT,
     )
-    assert [c["name"] for c in _calls(envelope)][:1] == ["search"]
+    first = envelope["meta"]["steps"][0]
+    assert [c["name"] for c in _calls(envelope)][:1] == ["search"], first
     assert LEAK not in json.dumps(envelope)
 
 
