@@ -221,22 +221,27 @@ class KVStore:
     def prepare_buffer(self, tokens: tuple[int, ...], *, trim_floor: int = 0) -> bool:
         """Start faulting in the buffer a snapshot of about ``tokens`` will need, if
         parking it would otherwise map fresh memory (``BufferPool.prepare``): no
-        spare or superseded entry's buffer fits, and the RAM budget has room
-        (past it, eviction frees a buffer to reuse). Sized from the last
-        snapshot's bytes per token; the buffer's headroom covers the reply."""
+        spare or superseded entry's buffer fits. Sized from the last snapshot's
+        bytes per token; the buffer's headroom covers the reply.
+
+        Past the RAM budget, the least recently used entries the park would
+        evict for its buffer are evicted now (to disk, where they already are),
+        so the park reuses one of their buffers or this one, not fresh memory
+        beyond the budget (scenario 9 after scenarios 1-8: the last primes and
+        the first round waited 225-338 ms for that)."""
         with self._lock:
             if self._bytes_per_token is None:
                 return False
             size = int(self._bytes_per_token * len(tokens))
             pool = self.ram.pool
-            if (
-                any(
-                    self._recyclable(self.entries[key], size)
-                    for key in self._superseded(tokens, trim_floor)
-                )
-                or self.ram.used_bytes() + pool.capacity_for(size) > self.ram.budget
-            ):
+            superseded = [self.entries[key] for key in self._superseded(tokens, trim_floor)]
+            if any(self._recyclable(entry, size) for entry in superseded):
                 return False
+            # What the park's ``add`` frees of the entries it supersedes needs no room.
+            reserve = max(0, pool.capacity_for(size) - self.ram.freed_by_dropping(superseded))
+            self._evict_ram(reserve=reserve)
+            if self.ram.used_bytes() + reserve > self.ram.budget:
+                return False  # unwritten entries hold the room: the park maps its own
             return pool.prepare(size)
 
     def add(

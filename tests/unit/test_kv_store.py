@@ -451,8 +451,36 @@ def test_a_buffer_prepared_beside_a_long_prefill_serves_its_park(tmp_path: Path)
     allocated = store.ram.pool.allocated
     assert store.buffer_for((3,) * 10, 1000).obj is spare  # the park maps nothing fresh
     assert store.ram.pool.allocated == allocated
-    # Past the RAM budget an eviction frees a buffer instead: none is prepared.
-    park(store, (5,) * 10, 5)
-    park(store, (6,) * 10, 6)
-    assert not store.prepare_buffer((7,) * 10)
+    store.close()
+
+
+def test_past_the_ram_budget_the_lru_entry_is_evicted_ahead_for_the_park(tmp_path: Path) -> None:
+    capacity = BufferPool.capacity_for(1000)
+    store = KVStore(tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30)
+    store.load_disk_index()
+    oldest = park(store, (1,) * 10, 1)
+    park(store, (2,) * 10, 2)
+    assert store.flush()  # both on disk: either may leave RAM
+    # A new session's long prefill starts: the park will need a buffer past the
+    # budget, so the least recently used entry leaves RAM now and its buffer waits.
+    assert not store.prepare_buffer((3,) * 10)  # nothing fresh to fault in
+    _, evicted = store.best([1] * 10)
+    assert evicted is not None and evicted.tier == "L3"
+    assert bytes(store.fetch(evicted)) == blob(1000, 1)
+    allocated = store.ram.pool.allocated
+    assert store.buffer_for((3,) * 10, 1000).obj is oldest.obj
+    assert store.ram.pool.allocated == allocated
+    store.close()
+
+
+def test_unwritten_entries_holding_the_budget_get_no_prepared_buffer(tmp_path: Path) -> None:
+    capacity = BufferPool.capacity_for(1000)
+    store = KVStore(
+        tmp_path, FP, ram_budget=2 * capacity, disk_budget=1 << 30, quiet_for=lambda: 0.0
+    )  # turns never pause: nothing reaches the disk, nothing may leave RAM
+    store.load_disk_index()
+    park(store, (1,) * 10, 1)
+    park(store, (2,) * 10, 2)
+    assert not store.prepare_buffer((3,) * 10)
+    assert store.stats()["evictedRam"] == 0 and store.stats()["buffersPrepared"] == 0
     store.close()
