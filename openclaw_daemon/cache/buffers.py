@@ -51,7 +51,7 @@ class BufferPool:
         asked while the turn before it prefills: its page faults then fall in a
         long prefill instead of on the next turn's path. Fresh pages can cost far
         more than the tens of ms a laptop pays: in a VM whose host backs guest
-        memory on first touch, 160 MB took 450-500 ms (docs/internals.md)."""
+        memory on first touch, 180 MB took 470-500 ms (docs/internals.md)."""
         with self._lock:
             if self._preparing is not None or any(len(m) >= size for m in self._spares):
                 return False

@@ -41,7 +41,7 @@ log = logging.getLogger("openclawd.cache")
 SHARE_OVER_RESTORE = 64
 
 # A turn that prefills at least this many tokens has its park's buffer faulted
-# in beside the prefill (``KVStore.prepare_buffer``): ~5 s of prefill here, so
+# in beside the prefill (``KVStore.prepare_buffer``): 3-4 s of prefill here, so
 # the fault-in's share of the CPU is a few percent of it, while the next turn
 # would have waited for all of it.
 PREPARE_AHEAD_MIN_TOKENS = 1024
