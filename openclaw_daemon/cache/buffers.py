@@ -8,12 +8,15 @@ llama_cpp: the engine copies its state into what ``take`` hands out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
 import threading
 
 from openclaw_daemon.cache import anon_memory
 from openclaw_daemon.cache.kv_files import Blob
+
+log = logging.getLogger("openclawd.cache")
 
 
 class BufferPool:
@@ -72,6 +75,8 @@ class BufferPool:
         mapping: mmap.mmap | None = None
         try:
             mapping = anon_memory.populated_map(capacity)
+        except (OSError, MemoryError, ValueError) as exc:  # no room: the park maps its own
+            log.warning("could not prepare a %d-byte snapshot buffer: %s", capacity, exc)
         finally:
             with self._lock:
                 self._preparing = None

@@ -22,6 +22,21 @@ def blob(size: int, fill: int = 7) -> bytes:
     return bytes([fill]) * size
 
 
+class Turn:
+    """A turn the disk writer holds its writes for while it runs."""
+
+    running = True
+
+    def quiet_for(self) -> float:
+        return 0.0 if self.running else 10.0
+
+
+def store_beside(turn: Turn, tmp_path: Path) -> KVStore:
+    store = KVStore(tmp_path, FP, ram_budget=1 << 30, disk_budget=1 << 30, quiet_for=turn.quiet_for)
+    store.load_disk_index()
+    return store
+
+
 def test_blob_file_round_trip_and_every_kind_of_damage(tmp_path: Path) -> None:
     path = tmp_path / "a.kvc"
     kv_files.write_blob(path, FP, (1, 2, 3), blob(1000))
@@ -280,19 +295,12 @@ def test_an_unwritten_lru_entry_keeps_its_buffer(tmp_path: Path) -> None:
 
 
 def test_disk_writes_hold_while_turns_run(tmp_path: Path) -> None:
-    turn_running = True
-    store = KVStore(
-        tmp_path,
-        FP,
-        ram_budget=1 << 30,
-        disk_budget=1 << 30,
-        quiet_for=lambda: 0.0 if turn_running else 10.0,
-    )
-    store.load_disk_index()
+    turn = Turn()
+    store = store_beside(turn, tmp_path)
     store.add((1, 2, 3), blob(3 * kv_files.CHUNK_BYTES), "s")
     assert not store.flush(timeout=0.3)  # held: the worker is busy
     assert list(store.dir.glob("*.kvc")) == []
-    turn_running = False
+    turn.running = False
     assert store.flush()
     assert kv_files.read_blob(next(store.dir.glob("*.kvc")), FP)[1] == blob(
         3 * kv_files.CHUNK_BYTES
@@ -342,15 +350,8 @@ def test_an_entry_being_restored_is_not_evicted_by_parking(tmp_path: Path) -> No
 
 
 def test_a_buffer_dropped_mid_write_goes_back_to_the_pool_once(tmp_path: Path) -> None:
-    turn_running = True
-    store = KVStore(
-        tmp_path,
-        FP,
-        ram_budget=1 << 30,
-        disk_budget=1 << 30,
-        quiet_for=lambda: 0.0 if turn_running else 10.0,
-    )
-    store.load_disk_index()
+    turn = Turn()
+    store = store_beside(turn, tmp_path)
     given: list[int] = []
     real_give = store.ram.pool.give
     store.ram.pool.give = lambda b: (given.append(id(b.obj)), real_give(b))  # type: ignore[method-assign]
@@ -358,7 +359,7 @@ def test_a_buffer_dropped_mid_write_goes_back_to_the_pool_once(tmp_path: Path) -
     store.add((1, 2), first, "s")
     assert not store.flush(timeout=0.2)  # the writer holds it, paused by the turn
     store.add((1, 2, 3), store.ram.pool.take(10), "s")  # supersedes it mid-write
-    turn_running = False
+    turn.running = False
     assert store.flush()
     assert given.count(id(first.obj)) == 1
     assert [p.name for p in store.dir.glob("*")] == [
@@ -407,15 +408,8 @@ def test_header_values_out_of_range_are_corruption_not_crashes(tmp_path: Path, b
 
 
 def test_a_park_takes_back_the_buffer_the_writer_is_reading(tmp_path: Path) -> None:
-    turn_running = True
-    store = KVStore(
-        tmp_path,
-        FP,
-        ram_budget=1 << 30,
-        disk_budget=1 << 30,
-        quiet_for=lambda: 0.0 if turn_running else 10.0,
-    )
-    store.load_disk_index()
+    turn = Turn()
+    store = store_beside(turn, tmp_path)
     first = park(store, (1, 2), 1, size=2 * kv_files.CHUNK_BYTES)
     assert not store.flush(timeout=0.2)  # the writer holds it, paused by the turn
     assert store.best([1, 2])[1].writing  # type: ignore[union-attr]
@@ -428,7 +422,7 @@ def test_a_park_takes_back_the_buffer_the_writer_is_reading(tmp_path: Path) -> N
     assert (store.ram.pool.allocated, store.ram.pool.spare_bytes) == (1, 0)
     second[:] = blob(2 * kv_files.CHUNK_BYTES + 10, 2)
     store.add((1, 2, 3), second, "s")
-    turn_running = False
+    turn.running = False
     assert store.flush()
     files = list(store.dir.glob("*.kvc"))  # only the new state reached the disk
     assert [p.name for p in files] == [f"{kv_files.chain_key(store.dir.name, (1, 2, 3))}.kvc"]
