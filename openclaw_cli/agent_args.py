@@ -57,7 +57,7 @@ class AgentOptions(NamedTuple):
     allow: tuple[str, ...] = ()
     exec_timeout: float | None = None
     workspace: str | None = None  # the tools' directory (None: the current one)
-    prompt_lookup: bool = False
+    prompt_lookup: bool | None = None  # None: auto, the daemon's choice
     thinking: str = "off"
     # ``model`` when it names an upstream of openclaw.json ("provider/model-id"):
     # the turn asks the daemon for it instead of starting it on a GGUF.
@@ -173,11 +173,13 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prompt-lookup",
-        choices=("on", "off"),
-        default="off",
+        choices=("auto", "on", "off"),
+        default="auto",
         help="at temperature 0, draft tokens from the conversation and verify them in "
-        "one batch; on a 2-core CPU it is slower, not faster (docs/internals.md) "
-        "(default: off)",
+        "one batch: faster where the reply quotes what it read. auto: where the "
+        "daemon's llama.cpp computes a batch's rows as single steps, so the reply is "
+        "the same as without (scripts/setup's build does; `daemon status` shows "
+        "promptLookup.draftsExact) (default: auto)",
     )
     parser.add_argument(
         "--thinking",
@@ -327,7 +329,7 @@ def parse_agent_args(argv: list[str]) -> AgentOptions:
         allow=allow,
         workspace=cfg.workspace,
         exec_timeout=args.exec_timeout,
-        prompt_lookup=args.prompt_lookup == "on",
+        prompt_lookup={"on": True, "off": False}.get(args.prompt_lookup),
         thinking=args.thinking or cfg.thinking or "off",
     )
 

@@ -9,8 +9,9 @@ falls on both; figures are medians of the rounds.
   real CLI (the daemon's prefill and decode spans, with the CLI process
   rendering on the same cores) after ``openclaw cache clear`` (so nothing is
   cached, not even our system prompt and tool definitions), llama-server's
-  call with its own ``timings``. Our decode runs plainly (the default) and
-  with ``--prompt-lookup on``. llama-server's document is sized, by its own
+  call with its own ``timings``. Our decode runs plainly (``--prompt-lookup
+  off``) and with ``--prompt-lookup on`` (what the default, ``auto``, does where
+  drafts are exact). llama-server's document is sized, by its own
   tokenizer, so its prompt is as long as ours (attention makes every token
   dearer the longer the context).
 - **the same engine**: llama-server built from the llama.cpp our llama-cpp-python
@@ -183,7 +184,7 @@ def speed_suite(
             f"  speed round {n + 1}/{rounds}: ours, llama-server, llama-server -fa off, "
             "ours with prompt lookup"
         )
-        ours.append(cold_turn(long_message(100 + 3 * n), f"speed-{n}"))
+        ours.append(cold_turn(long_message(100 + 3 * n), f"speed-{n}", "--prompt-lookup", "off"))
         # The same context for both: our prompt also holds the system prompt and
         # the tool definitions (~660 tokens), so llama-server's document is longer.
         target = int(ours[-1]["input"])
@@ -214,7 +215,11 @@ def speed_suite(
         quote_peer.append(peer_turn(peer, quote_chat, QUOTE_TOKENS, "quote"))
         if same_engine is not None:
             quote_same.append(peer_turn(same_engine, quote_chat, QUOTE_TOKENS, "quote"))
-        quote_off.append(our_turn(runner, quote_message(), f"quote-off-{n}", QUOTE_TOKENS))
+        quote_off.append(
+            our_turn(
+                runner, quote_message(), f"quote-off-{n}", QUOTE_TOKENS, "--prompt-lookup", "off"
+            )
+        )
     identical = all(a["text"] == b["text"] for a, b in zip(quote_on, quote_off, strict=True))
     summary: dict[str, Any] = {
         "decodeTokPerS": {

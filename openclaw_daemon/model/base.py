@@ -65,8 +65,9 @@ class SamplingParams:
     min_p: float = 0.05
     repeat_penalty: float = 1.0
     # Prompt-lookup drafts (model/prompt_lookup.py), where an engine has them:
-    # greedy sampling with nothing stateful. Off by default (docs/internals.md).
-    prompt_lookup: bool = False
+    # greedy sampling with nothing stateful. None (the default): where they are
+    # lossless, i.e. the model's ``drafts_exact`` (docs/internals.md).
+    prompt_lookup: bool | None = None
 
 
 @dataclass
@@ -74,6 +75,7 @@ class DecodeStats:
     """What a ``generate`` did besides yielding ids, filled in as it runs."""
 
     lookup: bool = False  # drafts were tried (the params and the engine allowed them)
+    exact: bool = False  # and the output is plain decoding's (ModelInfo.drafts_exact)
     drafted: int = 0  # draft tokens verified
     accepted: int = 0  # of them, the ones the model agreed with
     batches: int = 0  # verification batches (each one model evaluation)
@@ -112,6 +114,10 @@ class ModelInfo:
     n_layers: int = 0  # llama.cpp offloads up to n_layers + 1 (the output layer)
     n_gpu_layers: int = 0  # layers offloaded to the GPU
     gpu_backend: str = "cpu"  # cpu, metal, cuda, vulkan, ...
+    # A batch's rows come out exactly as the same tokens one at a time, so greedy
+    # prompt-lookup drafts change nothing but the speed (the engine probes it at
+    # load: scripts/llama_build.py patches llama.cpp's CPU kernels for it).
+    drafts_exact: bool = False
 
     def __post_init__(self) -> None:
         if not self.model_id:

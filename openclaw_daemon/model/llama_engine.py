@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import threading
@@ -47,7 +48,7 @@ from openclaw_daemon.model.base import (
 )
 from openclaw_daemon.model.builtin_templates import choose_template, load_template
 from openclaw_daemon.model.catalog import model_id
-from openclaw_daemon.model.prompt_lookup import drafted_decode
+from openclaw_daemon.model.prompt_lookup import MAX_DRAFT, drafted_decode
 from openclaw_daemon.model.sequences import LiveSequence, SequencePool
 from openclaw_daemon.model.step_batcher import StepBatcher, StepRequest
 from openclaw_daemon.wire.errors import CancelledError, DaemonBusyError, KvSlotError, ModelError
@@ -155,6 +156,41 @@ class Engine:
         self._step_no = 0
         self.borrowed_tokens = 0  # prompt tokens a sequence took from another's cells
         self.evicted = 0  # idle sequences dropped to make room
+        self.info = dataclasses.replace(self.info, drafts_exact=self._probe_drafts_exact())
+
+    def _probe_drafts_exact(self) -> bool:
+        """Whether a draft's rows come out exactly as the same tokens evaluated one
+        at a time, on this build, backend and model: the largest draft batch,
+        compared bit for bit with single steps (~0.1 s at load, on the empty cache).
+
+        llama.cpp picks its kernels by batch size: stock CPU builds send a batch of
+        two rows or more to tinyBLAS and one row to ggml's dot product, which add in
+        another order (scripts/llama_build.py patches that); GPU backends and the
+        weight types llama.cpp repacks have one-row and many-row kernels of their
+        own. Flash attention's kernels part past 512 positions, further than this
+        probe reaches, so with it on drafts are never called exact."""
+        if self.flash_attn or self.info.memory not in (FULL_MEMORY, SLIDING_WINDOW):
+            return False
+        ids = self.tokenize(_PROBE_TEXT, add_bos=self.add_bos)
+        head, tail = ids[:-_PROBED_ROWS], ids[-_PROBED_ROWS:]
+        try:
+            self._eval(head)
+            alone = []
+            for token in tail:
+                self._eval([token])
+                alone.append(self._row_logits(-1))
+            self.truncate(len(head))
+            self._eval(tail, all_logits=True)
+            return all(np.array_equal(one, self._row_logits(i)) for i, one in enumerate(alone))
+        finally:
+            self.reset()
+
+    def _row_logits(self, row: int) -> np.ndarray:
+        """A copy of row ``row`` of this sequence's last evaluation (-1: its last)."""
+        seq = self._seq
+        if seq.saved is not None:
+            return np.array(seq.saved[row])
+        return self._copy_rows([seq.batch_rows[row]])[0]
 
     def _open_sequences(self, parallel: int) -> None:
         """Replace the context with one holding ``parallel`` sequences in one unified
@@ -343,11 +379,7 @@ class Engine:
     def next_logits(self) -> np.ndarray:
         """The logits the next token is sampled from (a copy), for the reuse
         equivalence test: the sampler reads the same row."""
-        seq = self._seq
-        if seq.saved is not None:
-            return np.array(seq.saved[-1])
-        row = llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
-        return np.ctypeslib.as_array(row, shape=(self.info.n_vocab,)).copy()
+        return self._row_logits(-1)
 
     # -- parking and restoring the sequence (L2/L3 blobs) ------------------------
     def fingerprint(self) -> dict[str, object]:
@@ -655,6 +687,7 @@ class Engine:
         budget = min(max_tokens, self.info.n_ctx - len(self._seq.ids))
         stats = stats if stats is not None else DecodeStats()
         stats.lookup = self._drafts_allowed(params, grammar)
+        stats.exact = stats.lookup and self.info.drafts_exact
         seq = self._seq
         seq.stats = stats
         try:
@@ -687,9 +720,11 @@ class Engine:
 
     def _drafts_allowed(self, params: SamplingParams, grammar: str | None) -> bool:
         """Drafts need a stateless greedy sampler (nothing a rejected draft could
-        have changed) and a sequence that can be cut back by a few tokens."""
+        have changed) and a sequence that can be cut back by a few tokens. Not
+        asked either way, they run where they are lossless."""
+        wanted = params.prompt_lookup
         return (
-            params.prompt_lookup
+            (self.info.drafts_exact if wanted is None else wanted)
             and params.temperature == 0
             and params.repeat_penalty == 1.0
             and grammar is None
@@ -731,6 +766,11 @@ class _LiveSequence:
 
     def cut(self, keep: int) -> None:
         self.engine.truncate(keep)
+
+
+# The probe's text: any will do, as long as it has more than _PROBED_ROWS tokens.
+_PROBED_ROWS = MAX_DRAFT + 1  # the last accepted id and a whole draft
+_PROBE_TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun."
 
 
 def _memory_kind(model: llama_cpp.llama_model_p) -> str:

@@ -233,6 +233,9 @@ class Daemon:
             "templateSource": info.template_source,
             # What a cached state of this model can be cut back to (docs/internals.md).
             "kvMemory": {"kind": info.memory, "slidingWindow": info.n_swa},
+            # Greedy turns draft from the tape by default where that changes nothing
+            # but the speed (--prompt-lookup auto; docs/internals.md).
+            "promptLookup": {"draftsExact": info.drafts_exact},
             "offload": {
                 "backend": info.gpu_backend,
                 "layersOffloaded": info.n_gpu_layers,

@@ -41,7 +41,8 @@ class CallOptions:
     temperature: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    prompt_lookup: bool = False  # drafts from the tape, verified in batches (docs/internals.md)
+    # Drafts from the tape, verified in batches; None: where lossless (docs/internals.md).
+    prompt_lookup: bool | None = None
     thinking: str = "off"  # --thinking: an upstream reasoning model's effort (upstream.model_call)
 
 
@@ -262,6 +263,7 @@ def _trace_decode(
             "drafted": drafts.drafted,
             "draftAccepted": drafts.accepted,
             "draftBatches": drafts.batches,
+            "draftsExact": drafts.exact,  # the reply is plain decoding's
         }
         if drafts is not None and drafts.lookup
         else {}

@@ -72,7 +72,8 @@ class TurnRequest(_TurnKeys, total=False):
     allow: list[str]  # tools that change things the user permits: write, edit, exec
     env: dict[str, str]  # the CLI caller's environment, for exec
     execTimeout: float | None  # a cap on every exec command of the turn, seconds
-    promptLookup: bool  # drafts from the tape at temperature 0 (default false)
+    # Drafts from the tape at temperature 0; absent or null: where they are lossless.
+    promptLookup: bool | None
     # Ask (a ``permission`` frame) before a write/edit/exec that ``allow`` lacks,
     # instead of refusing it; the client answers with ``permit``.
     askPermission: bool

@@ -127,6 +127,11 @@ def flag(message: Mapping[str, Any], name: str, *, default: bool) -> bool:
     return value
 
 
+def optional_flag(message: Mapping[str, Any], name: str) -> bool | None:
+    """A boolean field that may be left to the daemon (absent or null: None)."""
+    return None if message.get(name) is None else flag(message, name, default=False)
+
+
 def text_list(
     message: Mapping[str, Any], name: str, *, count: int, limit: int, allow_empty: bool = True
 ) -> list[str]:
@@ -231,7 +236,8 @@ class TurnOptions:
     allow: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     exec_timeout: float | None = None
-    prompt_lookup: bool = False  # drafts verified in batches, greedy sampling only
+    # Drafts verified in batches, greedy sampling only; None: where they are lossless.
+    prompt_lookup: bool | None = None
     ask_permission: bool = False  # ask the client before write/edit/exec it did not allow
     thinking: str = "off"  # one of THINKING_LEVELS
     request_id: str | None = None  # a retry with the same id replays the stored turn
@@ -289,7 +295,7 @@ def parse_turn(message: Mapping[str, Any]) -> TurnOptions:
         env=string_map(message, "env"),
         exec_timeout=number(message, "execTimeout", low=0.0, high=MAX_TIMEOUT_S, positive=True),
         request_id=text(message, "requestId", limit=MAX_ID_CHARS),
-        prompt_lookup=flag(message, "promptLookup", default=False),
+        prompt_lookup=optional_flag(message, "promptLookup"),
         ask_permission=flag(message, "askPermission", default=False),
         thinking=_thinking(message),
         model=text(message, "model", limit=MAX_PATH_CHARS),

@@ -1,4 +1,5 @@
-"""The llama.cpp build scripts/setup installs leaves out the Intel AMX kernels.
+"""The llama.cpp build scripts/setup installs: without the Intel AMX kernels, and
+with our one patch (scripts/llama_build.py).
 
 They crash on VMs that advertise AMX without enabling it (a general protection
 fault at ``ldtilecfg`` on the first matrix multiply, seen on this project's
@@ -26,3 +27,16 @@ def test_installed_cpu_backend_has_no_amx_kernels() -> None:
     assert all(llama_has_amx.AMX_KERNEL_SYMBOL not in lib.read_bytes() for lib in libs)
     checked = subprocess.run([sys.executable, str(SCRIPT)], check=False)
     assert checked.returncode == 0  # setup's check agrees: nothing to rebuild
+
+
+
+LLAMA_BUILD = SCRIPT.parent / "llama_build.py"
+
+
+def test_installed_build_carries_our_llama_cpp_patch() -> None:
+    """scripts/setup installs llama-cpp-python patched (scripts/llama_build.py):
+    the marker is in the CPU backend, and the venv records the build's key."""
+    checked = subprocess.run([sys.executable, str(LLAMA_BUILD), "check"], check=False)
+    assert checked.returncode == 0
+    recorded = Path(sys.prefix) / "openclaw-llama-build"
+    assert len(recorded.read_text().strip()) == 16

@@ -84,7 +84,7 @@ def test_a_borrowed_head_is_computed_as_one_prefilled_in_place(engine: Engine) -
     cells elsewhere, so it is not bit-exact (docs/internals.md)."""
     _clear(engine)
     first, second = _prompt(engine, "What is two plus two?"), _prompt(engine, "Spell cat.")
-    with engine.sequences.bind("a"):
+    with engine.sequences.bind("a") as donor:
         engine.prefill(first, batch_size=256)
     borrowed = engine.borrowed_tokens
     with engine.sequences.bind("b") as seq:
@@ -93,7 +93,7 @@ def test_a_borrowed_head_is_computed_as_one_prefilled_in_place(engine: Engine) -
         assert reused > 100 and engine.borrowed_tokens - borrowed == reused
         shared_logits = engine.next_logits()
         shared_reply = list(engine.generate(SamplingParams(), max_tokens=12))
-        assert seq.seq_id != 0
+        assert seq.seq_id != donor.seq_id
     alone = Engine(config.embedded_model_path(), n_ctx=2048, parallel=1)
     alone.prefill(second, batch_size=256)
     cold_logits = alone.next_logits()
