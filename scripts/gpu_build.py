@@ -5,10 +5,9 @@
     gpu_build.py cmake-args   print the CMAKE_ARGS for OPENCLAW_GPU (exit 2 on a bad value)
     gpu_build.py check        exit 0 if the installed llama_cpp is that backend, 3 if not
 
-pip's wheel cache keys a wheel by its version, not by CMAKE_ARGS: after a CPU
-build, ``OPENCLAW_GPU=cuda`` would reinstall the cached CPU wheel. The setup
-asks ``check`` and, on 3, drops the cached wheel and rebuilds (as it does for
-AMX). The installed backend is read from the libraries llama-cpp-python ships
+scripts/llama_build.py keys its wheel cache by CMAKE_ARGS, so another backend
+builds (or reinstalls) its own wheel; the setup then asks ``check`` to confirm
+the build is the backend asked, and stops with advice on 3. The installed backend is read from the libraries llama-cpp-python ships
 (``lib/libggml-cuda.so`` and so on, one per ggml backend), so nothing of
 llama_cpp is imported.
 """

@@ -29,7 +29,6 @@ def test_installed_cpu_backend_has_no_amx_kernels() -> None:
     assert checked.returncode == 0  # setup's check agrees: nothing to rebuild
 
 
-
 LLAMA_BUILD = SCRIPT.parent / "llama_build.py"
 
 
