@@ -7,9 +7,9 @@
 
 scripts/llama_build.py keys its wheel cache by CMAKE_ARGS, so another backend
 builds (or reinstalls) its own wheel; the setup then asks ``check`` to confirm
-the build is the backend asked, and stops with advice on 3. The installed backend is read from the libraries llama-cpp-python ships
-(``lib/libggml-cuda.so`` and so on, one per ggml backend), so nothing of
-llama_cpp is imported.
+the build is the backend asked, and stops with advice on 3. The installed
+backend is read from the libraries llama-cpp-python ships (``lib/libggml-cuda.so``
+and so on, one per ggml backend), so nothing of llama_cpp is imported.
 """
 
 from __future__ import annotations
