@@ -47,10 +47,22 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return count
 
 
+# The fewest rows a prefill batch takes where it can (a prompt shorter than this
+# is one batch). scripts/llama_build.py's build sends products of fewer rows to
+# the one-row kernels, as a draft or a decode step; a prefill row computed by the
+# many-row kernels comes out the same whatever batch carried it, so a short tail
+# of a cached prompt, evaluated with cached rows before it up to this size,
+# comes out as the same rows prefilled cold (docs/internals.md).
+BATCH_MIN_ROWS = 10
+
+
 def batches(start: int, end: int, size: int, checkpoint: Checkpoint | None) -> list[int]:
     """Where a prefill from ``start`` to ``end`` ends its batches of ``size``:
-    one also ends at the checkpoint, if it lies strictly in between."""
+    one also ends at the checkpoint, if it lies strictly in between. The last
+    batch is not left shorter than ``BATCH_MIN_ROWS``: the one before gives it rows."""
     stops = list(range(start + size, end, size)) + [end]
+    if len(stops) > 1 and end - stops[-2] < BATCH_MIN_ROWS and size >= 2 * BATCH_MIN_ROWS:
+        stops[-2] = end - BATCH_MIN_ROWS
     if checkpoint is not None and start < checkpoint[0] < end and checkpoint[0] not in stops:
         stops = sorted([*stops, checkpoint[0]])
     return stops

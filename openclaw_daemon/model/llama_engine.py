@@ -32,6 +32,7 @@ from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from openclaw_daemon.config import check_gguf
 from openclaw_daemon.model.base import (
+    BATCH_MIN_ROWS,
     FULL_MEMORY,
     HYBRID,
     RECURRENT,
@@ -328,16 +329,22 @@ class Engine:
             if self.sequences.parallel > 1:
                 self._borrow_prefix(tokens)
             reused = self.truncate(min(common_prefix(self._seq.ids, tokens), len(tokens) - 1))
-            done, todo = 0, len(tokens) - reused
-            while reused + done < len(tokens):
+            # A tail shorter than a batch's minimum is evaluated with cached rows
+            # before it (recomputed to the same values), so it goes through the
+            # kernels a cold prefill uses (base.BATCH_MIN_ROWS). ``reused`` stays
+            # what the cache supplied.
+            begin = max(len(tokens) - BATCH_MIN_ROWS, self.trim_floor, 0)
+            begin = self.truncate(begin) if begin < reused else reused
+            done, todo = 0, len(tokens) - begin
+            while begin + done < len(tokens):
                 if cancelled():
                     raise CancelledError("the turn was cancelled during prefill")
-                start = reused + done
+                start = begin + done
                 # At most n_batch rows: the batch's arrays hold no more.
                 size = min(self._batcher.chunk(batch_size), self.llama.n_batch)
                 stop = batches(start, len(tokens), size, checkpoint)[0]
                 self._eval(tokens[start:stop], cancelled=cancelled)
-                done = stop - reused
+                done = stop - begin
                 if checkpoint is not None and stop == checkpoint[0]:
                     checkpoint[1]()
                 if on_progress is not None:

@@ -61,3 +61,12 @@ def test_the_cache_is_where_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.delenv("OPENCLAW_WHEEL_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert llama_build.cache_dir() == tmp_path / "xdg" / "openclaw-edge" / "wheels"
+
+
+def test_prefill_batches_keep_to_the_many_row_kernels() -> None:
+    from openclaw_daemon.model.base import BATCH_MIN_ROWS, batches
+
+    assert BATCH_MIN_ROWS == llama_build.MIN_ROWS
+    assert batches(0, 517, 256, None) == [256, 507, 517]  # not 512 then 5 rows
+    assert batches(0, 530, 256, None) == [256, 512, 530]  # 18 rows last: unchanged
+    assert batches(100, 105, 256, None) == [105]  # a short prompt is one batch
