@@ -178,8 +178,8 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="at temperature 0, draft tokens from the conversation and verify them in "
         "one batch: faster where the reply quotes what it read. auto: where the "
         "daemon's llama.cpp computes a batch's rows as single steps, so the reply is "
-        "the same as without (scripts/setup's build does; `daemon status` shows "
-        "promptLookup.draftsExact) (default: auto)",
+        "the same as without (scripts/setup's build does, with --parallel 1; "
+        "`daemon status` says) (default: auto)",
     )
     parser.add_argument(
         "--thinking",

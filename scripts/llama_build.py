@@ -4,6 +4,12 @@
                               wheel cache, else built from the sdist (~6 min on 2 cores)
     llama_build.py check      exit 0 if the installed llama_cpp carries the patch, 3 if not
 
+    OPENCLAW_LLAMA_REBUILD=1  build again even if a wheel is cached or installed
+    OPENCLAW_LLAMA_VERBOSE=1  show pip's and the compiler's output
+
+scripts/setup runs ``install`` with the build flags it exports (no AMX kernels,
+the GPU backend); run alone, it builds with whatever CMAKE_ARGS/CFLAGS you export.
+
 **The patch.** llama.cpp's CPU matrix multiply hands a product with two or more
 columns to llamafile's tinyBLAS, and a single column to ggml's own dot product,
 which adds in another order. So a prompt-lookup draft (a batch of a few rows)
@@ -21,9 +27,10 @@ rather than trusting this file (``Engine.drafts_exact``).
 cannot tell a patched build from a stock one, nor a CUDA build from a CPU one.
 Our wheels live in ``$OPENCLAW_WHEEL_CACHE`` (default
 ``~/.cache/openclaw-edge/wheels``), keyed by the version, the patch, the
-platform and the build flags (CMAKE_ARGS, CFLAGS, CXXFLAGS) that scripts/setup
-exports. The key of the installed build is kept in the venv, so a changed
-flag or backend installs (or builds) the matching wheel. Standard library only:
+platform, the CPU's features (the build is ``-march=native``) and the build
+flags (CMAKE_ARGS, CFLAGS, CXXFLAGS) that scripts/setup exports. The key of the
+installed build is kept in the venv, so a changed flag or backend installs (or
+builds) the matching wheel. Standard library only:
 it runs before anything else is installed.
 """
 
@@ -66,6 +73,18 @@ const char openclaw_edge_llama_patch[] = "{MARKER}";
 #endif
 """
 BUILD_FLAGS = ("CMAKE_ARGS", "CFLAGS", "CXXFLAGS")
+BUILD_FAILED = 1
+
+
+def cpu_features() -> str:
+    """What -march=native compiles for: a wheel built for other features may not run."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return " ".join(sorted(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def build_key() -> str:
@@ -75,6 +94,7 @@ def build_key() -> str:
         "patch": PATCHED + MARKER_DEFINITION,
         "python": f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}",
         "platform": f"{sys.platform}-{platform.machine()}",
+        "cpu": hashlib.sha256(cpu_features().encode()).hexdigest(),
         **{name: " ".join(os.environ.get(name, "").split()) for name in BUILD_FLAGS},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -91,6 +111,12 @@ def cache_dir() -> Path:
 def key_file() -> Path:
     """Where the venv remembers which build it holds (sys.prefix is the venv)."""
     return Path(sys.prefix) / "openclaw-llama-build"
+
+
+def cached_wheels() -> list[Path]:
+    """Every patched wheel in the cache, newest first (any key)."""
+    found = cache_dir().glob(f"*/llama_cpp_python-{VERSION}-*.whl")
+    return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
 
 
 def installed_is_patched() -> bool:
@@ -114,23 +140,18 @@ def patch_source(root: Path) -> None:
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], check=True)
+    quiet = [] if os.environ.get("OPENCLAW_LLAMA_VERBOSE") else ["-q"]
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", args[0], *quiet]
+    subprocess.run([*command, *args[1:]], check=True)
 
 
 def build_wheel(into: Path) -> Path:
     """Download the sdist, patch it and build its wheel into ``into``."""
     with tempfile.TemporaryDirectory(prefix="openclaw-llama-") as tmp:
         work = Path(tmp)
-        pip(
-            "download",
-            "-q",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"llama-cpp-python=={VERSION}",
-            "-d",
-            str(work),
-        )
+        # The source of this package only: its build tools may come as wheels.
+        package = f"llama-cpp-python=={VERSION}"
+        pip("download", "--no-deps", "--no-binary", "llama-cpp-python", package, "-d", tmp)
         (sdist,) = work.glob("llama_cpp_python-*.tar.gz")
         with tarfile.open(sdist) as archive:
             if hasattr(tarfile, "data_filter"):  # 3.12, and 3.10.12 / 3.11.4 on
@@ -141,40 +162,59 @@ def build_wheel(into: Path) -> Path:
         patch_source(source)
         built = work / "wheel"
         # --no-cache-dir: pip would file it under the stock version's name otherwise.
-        pip("wheel", "-q", "--no-deps", "--no-cache-dir", str(source), "-w", str(built))
+        pip("wheel", "--no-deps", "--no-cache-dir", str(source), "-w", str(built))
         (wheel,) = built.glob("llama_cpp_python-*.whl")
         into.mkdir(parents=True, exist_ok=True)
+        # Copied under another name, then renamed: an interrupted copy (from /tmp
+        # to another file system) must not leave a wheel the next run would take.
+        partial = into / (wheel.name + ".part")
+        shutil.copyfile(wheel, partial)
         target = into / wheel.name
-        shutil.move(str(wheel), target)
+        os.replace(partial, target)
         return target
 
 
 def install() -> int:
+    try:
+        return _install(rebuild=bool(os.environ.get("OPENCLAW_LLAMA_REBUILD")))
+    except subprocess.CalledProcessError as exc:
+        print(
+            f"llama_build: `pip {exc.cmd[4]} ...` failed (exit {exc.returncode}). Building\n"
+            "  llama-cpp-python needs a C/C++ compiler, the package index (for the sdist and\n"
+            "  its build tools) and, for OPENCLAW_GPU=cuda|vulkan, the GPU toolkit. The whole\n"
+            "  build log: OPENCLAW_LLAMA_VERBOSE=1 OPENCLAW_LLAMA_REBUILD=1 scripts/setup",
+            file=sys.stderr,
+        )
+        return BUILD_FAILED
+
+
+def _install(*, rebuild: bool) -> int:
     key = build_key()
-    if installed_is_patched() and key_file().exists() and key_file().read_text().strip() == key:
+    recorded = key_file().read_text().strip() if key_file().exists() else None
+    if not rebuild and installed_is_patched() and recorded == key:
         return 0
     folder = cache_dir() / key
     wheels = sorted(folder.glob("llama_cpp_python-*.whl")) if folder.is_dir() else []
-    if wheels:
+    if wheels and not rebuild:
         print(f"==> installing the patched llama-cpp-python {VERSION} from {folder}")
         wheel = wheels[0]
     else:
         print(
             f"==> building llama-cpp-python {VERSION} with OpenClaw edge's llama.cpp patch "
-            "(first time: about 6 minutes on 2 cores; cached in "
-            f"{folder})",
+            f"(about 6 minutes on 2 cores; cached in {folder})",
             flush=True,
         )
         wheel = build_wheel(folder)
     # The dependencies (numpy, jinja2, ...) come from the index as usual.
-    pip("install", "-q", "--force-reinstall", "--no-deps", str(wheel))
-    pip("install", "-q", "llama-cpp-python==" + VERSION)  # its dependencies; the build stays
+    pip("install", "--force-reinstall", "--no-deps", str(wheel))
+    pip("install", f"llama-cpp-python=={VERSION}")  # its dependencies; the build stays
+    importlib.invalidate_caches()
     if not installed_is_patched():
         print(
             f"llama_build: {wheel} does not carry the patch; delete {folder} and re-run",
             file=sys.stderr,
         )
-        return 1
+        return BUILD_FAILED
     key_file().write_text(key + "\n")
     return 0
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import llama_build  # noqa: E402
 from bench import FOLLOW_UPS, ROOT, prime_message, workspace_document  # noqa: E402
 from llama_server_peer import LlamaServer, PeerError, find_binary, free_port  # noqa: E402
 
@@ -643,9 +644,11 @@ def decode_at_context(peer: ChatPeer, server: Any, rows: list[dict[str, Any]]) -
 
 
 def install() -> Path:
-    """llama-cpp-python[server] into .bench/peers/lcp-venv from the wheel pip cached
-    when the project's setup built it: installing the wheel file itself (not the
-    requirement) makes a ~15 min source build impossible. Idempotent."""
+    """llama-cpp-python[server] into .bench/peers/lcp-venv from a wheel already built:
+    a stock one in pip's cache if there is one (what a user would run), else the
+    patched one scripts/setup built (scripts/llama_build.py; it differs only in
+    batches under 10 rows). Installing the wheel file itself (not the requirement)
+    makes a ~15 min source build impossible. Idempotent."""
     python = LCP_VENV / "bin" / "python"
     probe = [str(python), "-c", "import llama_cpp.server.app, sse_starlette, starlette_context"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
@@ -664,6 +667,7 @@ def install() -> Path:
         text=True,
     )
     wheels = [w for w in listed.stdout.split() if w.endswith(".whl")]
+    wheels += [str(w) for w in llama_build.cached_wheels()]
     if not wheels:
         raise SystemExit(
             f"no cached llama_cpp_python-{LCP_VERSION} wheel (run scripts/setup "

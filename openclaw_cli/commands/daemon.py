@@ -262,6 +262,7 @@ def status(*, json_out: bool) -> int:
         ("kv memory", _kv_memory_line(info.get("kvMemory") or {})),
         ("offload", _offload_line(info)),
         ("parallel", _parallel_line(info.get("parallel") or {})),
+        ("prompt lookup", _lookup_line(info.get("promptLookup") or {})),
         ("sessions", info["sessions"]),
         ("turns served", info["turnsServed"]),
         ("socket", info["socket"]),
@@ -278,6 +279,12 @@ def _parallel_line(parallel: dict[str, Any]) -> str:
         return "1 turn at a time (--parallel 1)"
     shared = f", {parallel.get('sharedSteps', 0)} of {parallel.get('steps', 0)} steps shared"
     return f"{count} turns at once, {parallel.get('running', 0)} running{shared}"
+
+
+def _lookup_line(lookup: dict[str, Any]) -> str:
+    exact = "drafts exact" if lookup.get("draftsExact") else "drafts not exact on this build"
+    default = "on" if lookup.get("byDefault") else "off"
+    return f"{default} by default at temperature 0 ({exact}; --prompt-lookup on|off)"
 
 
 def _offload_line(info: dict[str, Any]) -> str:

@@ -58,10 +58,13 @@ BATCH_MIN_ROWS = 10
 
 def batches(start: int, end: int, size: int, checkpoint: Checkpoint | None) -> list[int]:
     """Where a prefill from ``start`` to ``end`` ends its batches of ``size``:
-    one also ends at the checkpoint, if it lies strictly in between. The last
-    batch is not left shorter than ``BATCH_MIN_ROWS``: the one before gives it rows."""
+    one also ends at the checkpoint, if it lies strictly in between. With no
+    checkpoint inside and batches of at least twice ``BATCH_MIN_ROWS``, the last
+    batch is not left shorter than that: the one before gives it rows."""
     stops = list(range(start + size, end, size)) + [end]
-    if len(stops) > 1 and end - stops[-2] < BATCH_MIN_ROWS and size >= 2 * BATCH_MIN_ROWS:
+    inside = checkpoint is not None and start < checkpoint[0] < end
+    short = len(stops) > 1 and end - stops[-2] < BATCH_MIN_ROWS
+    if short and not inside and size >= 2 * BATCH_MIN_ROWS:
         stops[-2] = end - BATCH_MIN_ROWS
     if checkpoint is not None and start < checkpoint[0] < end and checkpoint[0] not in stops:
         stops = sorted([*stops, checkpoint[0]])
@@ -130,6 +133,7 @@ class ModelInfo:
     # prompt-lookup drafts change nothing but the speed (the engine probes it at
     # load: scripts/llama_build.py patches llama.cpp's CPU kernels for it).
     drafts_exact: bool = False
+    drafts_by_default: bool = False  # --prompt-lookup auto: exact, and one sequence
 
     def __post_init__(self) -> None:
         if not self.model_id:

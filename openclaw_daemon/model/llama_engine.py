@@ -51,10 +51,15 @@ from openclaw_daemon.model.builtin_templates import choose_template, load_templa
 from openclaw_daemon.model.catalog import model_id
 from openclaw_daemon.model.prompt_lookup import MAX_DRAFT, drafted_decode
 from openclaw_daemon.model.sequences import LiveSequence, SequencePool
-from openclaw_daemon.model.step_batcher import StepBatcher, StepRequest
+from openclaw_daemon.model.step_batcher import StepBatcher, StepCounters, StepRequest
 from openclaw_daemon.wire.errors import CancelledError, DaemonBusyError, KvSlotError, ModelError
 
 log = logging.getLogger("openclawd.engine")
+
+# The draft probe at load: a whole draft after the last accepted id, after a short
+# text (any will do, as long as it has more than _PROBED_ROWS tokens).
+_PROBED_ROWS = MAX_DRAFT + 1
+_PROBE_TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun."
 
 
 class Engine:
@@ -157,12 +162,18 @@ class Engine:
         self._step_no = 0
         self.borrowed_tokens = 0  # prompt tokens a sequence took from another's cells
         self.evicted = 0  # idle sequences dropped to make room
-        self.info = dataclasses.replace(self.info, drafts_exact=self._probe_drafts_exact())
+        exact = _on_a_thread_of_its_own(self._probe_drafts_exact)
+        # ``auto`` drafts where they are exact, and with one sequence: beside other
+        # sequences a draft can share a step of 10 rows or more, which takes the
+        # many-row kernels (docs/internals.md).
+        by_default = exact and self.sequences.parallel == 1
+        self.info = dataclasses.replace(self.info, drafts_exact=exact, drafts_by_default=by_default)
 
     def _probe_drafts_exact(self) -> bool:
         """Whether a draft's rows come out exactly as the same tokens evaluated one
-        at a time, on this build, backend and model: the largest draft batch,
-        compared bit for bit with single steps (~0.1 s at load, on the empty cache).
+        at a time, on this build, backend and model: every draft batch size, 2 to
+        MAX_DRAFT + 1 rows, compared bit for bit with single steps (~0.2 s at load,
+        on the empty cache; the step counters start after it).
 
         llama.cpp picks its kernels by batch size: stock CPU builds send a batch of
         two rows or more to tinyBLAS and one row to ggml's dot product, which add in
@@ -180,11 +191,19 @@ class Engine:
             for token in tail:
                 self._eval([token])
                 alone.append(self._row_logits(-1))
-            self.truncate(len(head))
-            self._eval(tail, all_logits=True)
-            return all(np.array_equal(one, self._row_logits(i)) for i, one in enumerate(alone))
+            # Every size: some CPUs have two-row kernels (ARM's i8mm) for even counts.
+            for rows in range(2, _PROBED_ROWS + 1):
+                self.truncate(len(head))
+                self._eval(tail[:rows], all_logits=True)
+                if not all(np.array_equal(alone[i], self._row_logits(i)) for i in range(rows)):
+                    return False
+            return True
+        except Exception:  # noqa: BLE001 - a failed probe only leaves drafts off by default
+            log.warning("could not probe whether drafts are exact: left off", exc_info=True)
+            return False
         finally:
             self.reset()
+            self._batcher.counters = StepCounters()
 
     def _row_logits(self, row: int) -> np.ndarray:
         """A copy of row ``row`` of this sequence's last evaluation (-1: its last)."""
@@ -335,6 +354,7 @@ class Engine:
             # what the cache supplied.
             begin = max(len(tokens) - BATCH_MIN_ROWS, self.trim_floor, 0)
             begin = self.truncate(begin) if begin < reused else reused
+            reused = min(reused, begin)  # a cut that had to clear the sequence reused nothing
             done, todo = 0, len(tokens) - begin
             while begin + done < len(tokens):
                 if cancelled():
@@ -731,7 +751,7 @@ class Engine:
         asked either way, they run where they are lossless."""
         wanted = params.prompt_lookup
         return (
-            (self.info.drafts_exact if wanted is None else wanted)
+            (self.info.drafts_by_default if wanted is None else wanted)
             and params.temperature == 0
             and params.repeat_penalty == 1.0
             and grammar is None
@@ -775,9 +795,16 @@ class _LiveSequence:
         self.engine.truncate(keep)
 
 
-# The probe's text: any will do, as long as it has more than _PROBED_ROWS tokens.
-_PROBED_ROWS = MAX_DRAFT + 1  # the last accepted id and a whole draft
-_PROBE_TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun."
+def _on_a_thread_of_its_own(compute: Callable[[], bool]) -> bool:
+    """Run ``compute`` on a thread that then ends. llama.cpp's CPU backend keeps an
+    OpenMP team per thread that ever computed: while the loading thread lives on
+    with its team, the model worker decoded at half speed (51 against 94 tok/s on
+    the quote prompt, 2 cores; docs/internals.md). A team dies with its thread."""
+    result: list[bool] = [False]
+    thread = threading.Thread(target=lambda: result.__setitem__(0, compute()), name="probe")
+    thread.start()
+    thread.join()
+    return result[0]
 
 
 def _memory_kind(model: llama_cpp.llama_model_p) -> str:

@@ -6,7 +6,8 @@ summary of a document. When the last three tokens of the live tape appeared
 before, what followed them then is a good guess for what follows now; the
 engine verifies the guess in one batch and keeps the longest prefix the model
 agrees with, so at temperature 0 the output is plain decoding's where batch
-rows are computed as single steps are (docs/internals.md, "Decoding").
+rows are computed as single steps are: scripts/setup's llama.cpp build, which
+the engine checks at load (docs/internals.md, "Decoding").
 
 Which earlier occurrence, and how far to trust it: the one whose context
 matches the tape's furthest back (the latest of those), and a draft as long as
@@ -35,12 +36,13 @@ MIN_DRAFT = 2  # a shorter draft is not worth a batch
 
 def draft_length(context: int) -> int:
     """Tokens to draft from a copy whose context matched ``context`` tokens. A
-    batch of 2 rows costs two single steps here and each row after that about a
-    third of one (docs/internals.md), so a short guess must be a sure one. On
-    the quote bench's reply (an edited file, 400 tokens) this drafts 364 rows
-    and keeps 299, against 473 and 288 for 8-token drafts from the latest 3-
-    (else 2-) gram: 1.39x plain decoding instead of 1.12x by the measured batch
-    costs, and 1.33x against 1.08x measured in one process."""
+    batch of 2 rows costs nearly two single steps on a 2-core CPU and each row
+    after that about a third to a half of one (docs/internals.md, both builds),
+    so a short guess must be a sure one. On the quote bench's reply (an edited
+    file, 400 tokens) this drafts 364 rows and keeps 299, against 473 and 288 for
+    8-token drafts from the latest 3- (else 2-) gram: 1.39x plain decoding
+    instead of 1.12x by the measured batch costs, and 1.33x against 1.08x
+    measured in one process."""
     if context >= 8:
         return MAX_DRAFT
     return 4 if context >= 4 else MIN_DRAFT

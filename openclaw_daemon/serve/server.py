@@ -235,7 +235,10 @@ class Daemon:
             "kvMemory": {"kind": info.memory, "slidingWindow": info.n_swa},
             # Greedy turns draft from the tape by default where that changes nothing
             # but the speed (--prompt-lookup auto; docs/internals.md).
-            "promptLookup": {"draftsExact": info.drafts_exact},
+            "promptLookup": {
+                "draftsExact": info.drafts_exact,
+                "byDefault": info.drafts_by_default,
+            },
             "offload": {
                 "backend": info.gpu_backend,
                 "layersOffloaded": info.n_gpu_layers,

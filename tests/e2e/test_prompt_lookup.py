@@ -13,6 +13,7 @@ loop's own rules, on a scripted model: tests/unit/test_prompt_lookup.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ def prompt_ids(engine: Engine, message: str) -> list[int]:
     return engine.tokenize(text, add_bos=engine.add_bos, special=True)
 
 
-def decode(engine: Engine, ids: list[int], *, lookup: bool) -> tuple[list[int], DecodeStats]:
+def decode(engine: Engine, ids: list[int], *, lookup: bool | None) -> tuple[list[int], DecodeStats]:
     engine.reset()
     engine.prefill(ids, batch_size=256)
     stats = DecodeStats()
@@ -67,13 +68,13 @@ def test_free_text_comes_out_the_same_with_and_without_drafts(engine: Engine) ->
     ids = prompt_ids(engine, FREE + " Then list them again, in the same words.")
     plain, _ = decode(engine, ids, lookup=False)
     drafted, stats = decode(engine, ids, lookup=True)
-    assert stats.lookup and stats.exact
+    assert stats.lookup and stats.exact and stats.drafted > 0
     assert drafted == plain
     assert stats.accepted <= stats.drafted
 
 
 def test_the_default_drafts_where_the_probe_found_them_exact(engine: Engine) -> None:
-    assert engine.info.drafts_exact  # scripts/setup's build
+    assert engine.info.drafts_exact and engine.info.drafts_by_default  # setup's build
     ids = prompt_ids(engine, QUOTE)
     engine.reset()
     engine.prefill(ids, batch_size=256)
@@ -90,6 +91,24 @@ def test_no_drafts_when_sampling_is_not_greedy(engine: Engine) -> None:
     params = SamplingParams(temperature=0.7, seed=3)
     assert len(list(engine.generate(params, max_tokens=8, stats=stats))) >= 1
     assert not stats.lookup and stats.drafted == 0
+
+
+def test_where_the_probe_fails_the_default_does_not_draft(gemma_gguf: Path) -> None:
+    """Gemma 3's Q4_K weights are repacked for the CPU, with a one-row and a many-row
+    kernel of their own: the probe finds its drafts inexact, so auto leaves them
+    off, and asking for them still works (inexactly)."""
+    gemma = Engine(gemma_gguf, n_ctx=1024)
+    assert not gemma.info.drafts_exact and not gemma.info.drafts_by_default
+    ids = prompt_ids(gemma, QUOTE)
+    _, auto = decode(gemma, ids, lookup=None)
+    _, asked = decode(gemma, ids, lookup=True)
+    assert not auto.lookup and auto.drafted == 0
+    assert asked.lookup and not asked.exact and asked.drafted > 0
+
+
+def test_with_several_sequences_auto_leaves_drafts_off() -> None:
+    parallel = Engine(embedded_model_path(), n_ctx=1024, parallel=2)
+    assert parallel.info.drafts_exact and not parallel.info.drafts_by_default
 
 
 def decode_span(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +131,9 @@ def test_the_cli_switch_and_the_trace(warm_cli: Cli) -> None:
     # Lossless: the same reply, drafted or not.
     assert on["payloads"][0]["text"] == auto["payloads"][0]["text"] == off["payloads"][0]["text"]
     status = json.loads(warm_cli.run("daemon", "status", "--json").stdout)
-    assert status["promptLookup"] == {"draftsExact": True}
+    assert status["promptLookup"] == {"draftsExact": True, "byDefault": True}
+    human = warm_cli.run("daemon", "status").stdout
+    assert "prompt lookup" in human and "on by default" in human
     # The session goes on from the drafted reply: the tape spells the transcript.
     check = warm_cli.run("sessions", "check-tape", "pl-on", "--json")
     assert check.returncode == 0

@@ -5,6 +5,7 @@ equal single steps) are tests/e2e/test_llama_build.py and test_prompt_lookup.py.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,10 +64,53 @@ def test_the_cache_is_where_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert llama_build.cache_dir() == tmp_path / "xdg" / "openclaw-edge" / "wheels"
 
 
-def test_prefill_batches_keep_to_the_many_row_kernels() -> None:
-    from openclaw_daemon.model.base import BATCH_MIN_ROWS, batches
+def test_the_patch_threshold_is_the_engine_s_batch_minimum() -> None:
+    from openclaw_daemon.model.base import BATCH_MIN_ROWS
 
     assert BATCH_MIN_ROWS == llama_build.MIN_ROWS
-    assert batches(0, 517, 256, None) == [256, 507, 517]  # not 512 then 5 rows
-    assert batches(0, 530, 256, None) == [256, 512, 530]  # 18 rows last: unchanged
-    assert batches(100, 105, 256, None) == [105]  # a short prompt is one batch
+
+
+def fake_pip(calls: list[tuple[str, ...]]) -> Callable[..., None]:
+    def pip(*args: str) -> None:
+        calls.append(args)
+
+    return pip
+
+
+def test_install_does_nothing_when_the_venv_holds_this_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(llama_build, "pip", fake_pip(calls))
+    monkeypatch.setattr(llama_build, "installed_is_patched", lambda: True)
+    monkeypatch.setattr(llama_build, "key_file", lambda: tmp_path / "key")
+    (tmp_path / "key").write_text(llama_build.build_key() + "\n")
+    assert llama_build._install(rebuild=False) == 0
+    assert calls == []
+
+
+def test_install_takes_a_cached_wheel_else_builds_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    built: list[Path] = []
+    monkeypatch.setattr(llama_build, "pip", fake_pip(calls))
+    monkeypatch.setattr(llama_build, "installed_is_patched", lambda: bool(calls))
+    monkeypatch.setattr(llama_build, "key_file", lambda: tmp_path / "key")
+    monkeypatch.setenv("OPENCLAW_WHEEL_CACHE", str(tmp_path / "cache"))
+
+    def build_wheel(into: Path) -> Path:
+        into.mkdir(parents=True)
+        wheel = into / "llama_cpp_python-0.3.36-py3-none-any.whl"
+        wheel.write_text("built")
+        built.append(wheel)
+        return wheel
+
+    monkeypatch.setattr(llama_build, "build_wheel", build_wheel)
+    assert llama_build._install(rebuild=False) == 0  # nothing cached: built
+    assert len(built) == 1 and calls[0][-1] == str(built[0])
+    assert (tmp_path / "key").read_text().strip() == llama_build.build_key()
+    (tmp_path / "key").unlink()  # another venv, the same machine and flags
+    calls.clear()
+    assert llama_build._install(rebuild=False) == 0
+    assert len(built) == 1 and calls[0][-1] == str(built[0])  # from the cache

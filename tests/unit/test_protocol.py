@@ -137,6 +137,23 @@ def test_the_cli_s_turn_request_parses_to_the_options_it_was_built_from() -> Non
     assert options.request_id == request["requestId"]
 
 
+@pytest.mark.parametrize(("switch", "sent"), [("auto", None), ("on", True), ("off", False)])
+def test_prompt_lookup_auto_is_left_to_the_daemon(switch: str, sent: bool | None) -> None:
+    from openclaw_cli.agent_args import parse_agent_args, turn_request
+
+    default = turn_request(parse_agent_args(["-m", "hi"]))
+    assert default["promptLookup"] is None  # auto unless asked
+    request = turn_request(parse_agent_args(["-m", "hi", "--prompt-lookup", switch]))
+    assert request["promptLookup"] is sent
+    assert requests.parse_turn(request).prompt_lookup is sent
+    assert requests.parse_turn({"type": "turn", "message": "hi"}).prompt_lookup is None
+
+
+def test_a_prompt_lookup_that_is_not_a_boolean_is_refused() -> None:
+    with pytest.raises(BadRequestError, match="promptLookup"):
+        requests.parse_turn({"type": "turn", "message": "hi", "promptLookup": "yes"})
+
+
 @pytest.mark.parametrize(
     ("old", "new", "value"),
     [

@@ -162,6 +162,15 @@ def test_batches_end_at_the_checkpoint() -> None:
     assert batches(20, 40, 16, (10, lambda: None)) == [36, 40]  # already past it
 
 
+def test_a_prefill_s_last_batch_keeps_to_the_many_row_kernels() -> None:
+    """base.BATCH_MIN_ROWS: the one-row kernels of the patched build take fewer rows."""
+    assert batches(0, 517, 256, None) == [256, 507, 517]  # not 512, then 5 rows
+    assert batches(0, 530, 256, None) == [256, 512, 530]  # 18 rows last: unchanged
+    assert batches(100, 105, 256, None) == [105]  # a short prompt is one batch
+    # A checkpoint inside wins: its stop is kept, whatever the batches around it.
+    assert batches(0, 517, 256, (512, lambda: None)) == [256, 512, 517]
+
+
 def test_the_trim_floor_survives_the_file_and_a_lying_one_is_refused(tmp_path: Path) -> None:
     fingerprint = {"modelPath": "/m.gguf", "nCtx": 64, "kvType": "fake"}
     path = tmp_path / "a.kvc"
