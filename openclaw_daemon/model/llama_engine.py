@@ -353,8 +353,13 @@ class Engine:
             # kernels a cold prefill uses (base.BATCH_MIN_ROWS). ``reused`` stays
             # what the cache supplied.
             begin = max(len(tokens) - BATCH_MIN_ROWS, self.trim_floor, 0)
-            begin = self.truncate(begin) if begin < reused else reused
-            reused = min(reused, begin)  # a cut that had to clear the sequence reused nothing
+            if begin < reused:
+                cut = self.truncate(begin)
+                if cut < begin:  # the cut had to clear the sequence: nothing was reused
+                    reused = cut
+                begin = cut
+            else:
+                begin = reused
             done, todo = 0, len(tokens) - begin
             while begin + done < len(tokens):
                 if cancelled():
