@@ -90,7 +90,7 @@ class DecodeStats:
     """What a ``generate`` did besides yielding ids, filled in as it runs."""
 
     lookup: bool = False  # drafts were tried (the params and the engine allowed them)
-    exact: bool = False  # and the output is plain decoding's (ModelInfo.drafts_exact)
+    exact: bool = False  # and the output is plain decoding's: drafts_exact, no step shared
     drafted: int = 0  # draft tokens verified
     accepted: int = 0  # of them, the ones the model agreed with
     batches: int = 0  # verification batches (each one model evaluation)

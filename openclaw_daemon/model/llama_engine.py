@@ -749,6 +749,9 @@ class Engine:
                     pending = token
         finally:
             seq.stats = None
+            # A step shared with another sequence's rows may have taken the
+            # many-row kernels: no longer plain decoding's, bit for bit.
+            stats.exact = stats.exact and stats.shared_steps == 0
 
     def _drafts_allowed(self, params: SamplingParams, grammar: str | None) -> bool:
         """Drafts need a stateless greedy sampler (nothing a rejected draft could

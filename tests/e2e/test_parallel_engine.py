@@ -196,4 +196,5 @@ def test_prompt_lookup_drafts_run_beside_another_sequence_and_each_keeps_its_rep
         assert tapes[n] == prompts[n] + replies[n][:-1]  # no rejected draft left behind
         assert drafts[n].lookup and drafts[n].accepted > 10, drafts[n]
         assert drafts[n].shared_steps > 0, drafts[n]  # it ran beside the other
+        assert not drafts[n].exact  # so it is not called plain decoding's (draftsExact)
         assert "load_item_" in engine.detokenize(replies[n]).decode()
