@@ -172,7 +172,7 @@ class Engine:
     def _probe_drafts_exact(self) -> bool:
         """Whether a draft's rows come out exactly as the same tokens evaluated one
         at a time, on this build, backend and model: every draft batch size, 2 to
-        MAX_DRAFT + 1 rows, compared bit for bit with single steps (~0.2 s at load,
+        MAX_DRAFT + 1 rows, compared bit for bit with single steps (0.32 s at load,
         on the empty cache; the step counters start after it).
 
         llama.cpp picks its kernels by batch size: stock CPU builds send a batch of
