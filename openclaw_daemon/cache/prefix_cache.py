@@ -37,7 +37,10 @@ log = logging.getLogger("openclawd.cache")
 # restored from L2/L3 unless the blob goes this many tokens further: a restored
 # copy duplicates the shared cells, and in a unified KV cache every row of every
 # step attends over all cells in use (4-row steps at a 1.3k-token head: 25 ms
-# shared, 54 ms duplicated; docs/internals.md).
+# shared, 54 ms duplicated; docs/internals.md). It holds for this sequence's own
+# cells too: they may be the head that turns starting beside this one borrow, and
+# a blob restored over them brings a second copy (measured 40 against 29 ms a
+# 4-row step, 2026-12-07).
 SHARE_OVER_RESTORE = 64
 
 # A turn that prefills at least this many tokens has its park's buffer faulted
@@ -137,11 +140,11 @@ class PrefixCache:
         if 0 < live < len(self.engine.live_tokens) and live < self.engine.trim_floor:
             live = 0  # the live state cannot be cut back that far (a sliding window)
         from_entry, entry, match = self.store.reusable(tokens, limit)
-        borrowable = self.engine.borrowable_prefix(tokens)
+        margin = SHARE_OVER_RESTORE if live > 0 and self.engine.sequence_count > 1 else 0
         tier: Tier
         if (
             entry is not None
-            and from_entry > live + (SHARE_OVER_RESTORE if borrowable >= live > 0 else 0)
+            and from_entry > live + margin
             and self.costs.restore_pays(from_entry - live, entry.blob_bytes, entry.tier)
         ):
             cached, tier = from_entry, entry.tier

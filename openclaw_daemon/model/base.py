@@ -258,6 +258,11 @@ class KVControl(Protocol):
         past this one's own (a prefill shares those cells); else 0."""
         ...
 
+    @property
+    def sequence_count(self) -> int:
+        """How many live sequences the context holds (``--parallel``)."""
+        ...
+
     def each_sequence(self) -> Iterator[int]:
         """Act on each live sequence no turn owns, in turn: while the iterator is
         at one (its id), the calling thread's calls go to it."""

@@ -228,6 +228,8 @@ class FakeEngine:
     def borrowable_prefix(self, tokens: list[int]) -> int:
         return 0
 
+    sequence_count = 1
+
     def reset_all(self) -> None:
         self.reset()
 

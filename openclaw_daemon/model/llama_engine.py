@@ -303,6 +303,10 @@ class Engine:
         best = self.cached_prefix(tokens)
         return best if best > common_prefix(self._seq.ids, tokens) else 0
 
+    @property
+    def sequence_count(self) -> int:
+        return self.sequences.parallel
+
     def _donors(self) -> list[LiveSequence]:
         """The sequences whose cells a prefill of this one may reuse: itself first."""
         own = self._seq

@@ -3,6 +3,7 @@ divergence in the middle of the prompt, which trims the live sequence there."""
 
 from __future__ import annotations
 
+from openclaw_daemon.cache.prefix_cache import SHARE_OVER_RESTORE
 from openclaw_daemon.model.fake import FakeEngine
 from tests.unit.fake_daemon import pipeline_on
 
@@ -37,6 +38,26 @@ def test_switching_sessions_parks_the_live_one_in_l2_and_restores_it() -> None:
     assert engine.kv.restores == [(a_live, len(a_live))]
     assert a2["usage"]["cacheRead"] == len(a_live)
     assert engine.prefills[2].reused == len(a_live)
+
+
+def test_with_several_sequences_a_blob_a_few_tokens_longer_leaves_the_shared_head_alone() -> None:
+    """With ``--parallel`` above 1 the live head may be cells other turns share: a
+    blob reaching under SHARE_OVER_RESTORE tokens further is not restored over it
+    (that would duplicate the head); the few tokens are prefilled instead."""
+    engine = FakeEngine(["Answer A.", "Answer B.", "Answer A2."], n_ctx=N_CTX)
+    engine.sequence_count = 4
+    with pipeline_on(engine) as harness:
+        a1 = harness.turn("question for A")
+        a_live = tuple(engine.live_tokens)
+        b1 = harness.turn("question for B", session_id="session-b")
+        b_live = tuple(engine.live_tokens)
+        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
+    head = _common_prefix(a_live, b_live)
+    assert b1["cache"]["tier"] == "L1"
+    assert 0 < len(a_live) - head < SHARE_OVER_RESTORE  # A's blob would reach a little further
+    assert a2["cache"]["tier"] == "L1"
+    assert a2["cache"]["cachedTokens"] == head
+    assert engine.kv.restores == []
 
 
 def test_a_state_parked_on_disk_is_restored_from_l3_by_the_next_daemon() -> None:
