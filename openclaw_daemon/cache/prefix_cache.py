@@ -173,9 +173,11 @@ class PrefixCache:
         longest = max(live, match.length)
         if longest == 0 or longest >= len(tokens):
             return None
-        live_tokens = self.engine.live_tokens
-        if live == longest and len(live_tokens) > live:
-            return Divergence(live, tuple(live_tokens), "L1", self.live_label)
+        # ``live`` may come from another sequence's cells (a head it holds): name
+        # that one's tokens and session, not this sequence's.
+        holder, held = self.engine.longest_holder(tokens)
+        if live == longest and len(held) > live:
+            return Divergence(live, tuple(held), "L1", self._labels.get(holder, ""))
         if match.length == longest:
             for key in sorted(match.keys):
                 entry = self.store.entry_for(key)

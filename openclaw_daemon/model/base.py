@@ -258,6 +258,11 @@ class KVControl(Protocol):
         past this one's own (a prefill shares those cells); else 0."""
         ...
 
+    def longest_holder(self, tokens: list[int]) -> tuple[int, list[int]]:
+        """The live sequence whose cells share the longest prefix of ``tokens``
+        (this one on a tie), and what it holds: ``cached_prefix``'s source."""
+        ...
+
     @property
     def sequence_count(self) -> int:
         """How many live sequences the context holds (``--parallel``)."""

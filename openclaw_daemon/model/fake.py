@@ -230,6 +230,9 @@ class FakeEngine:
 
     sequence_count = 1
 
+    def longest_holder(self, tokens: list[int]) -> tuple[int, list[int]]:
+        return 0, self.live_tokens
+
     def reset_all(self) -> None:
         self.reset()
 

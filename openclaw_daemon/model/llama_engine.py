@@ -303,6 +303,11 @@ class Engine:
         best = self.cached_prefix(tokens)
         return best if best > common_prefix(self._seq.ids, tokens) else 0
 
+    def longest_holder(self, tokens: list[int]) -> tuple[int, list[int]]:
+        # ``max`` keeps the first of equals: this sequence, listed first.
+        holder = max(self._donors(), key=lambda s: common_prefix(s.ids, tokens))
+        return holder.seq_id, list(holder.ids)
+
     @property
     def sequence_count(self) -> int:
         return self.sequences.parallel

@@ -11,11 +11,14 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from openclaw_daemon import config
+from openclaw_daemon.cache.kv_store import KVStore
+from openclaw_daemon.cache.prefix_cache import PrefixCache
 from openclaw_daemon.model.base import DecodeStats, SamplingParams
 from openclaw_daemon.model.llama_engine import Engine
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError
@@ -198,3 +201,27 @@ def test_prompt_lookup_drafts_run_beside_another_sequence_and_each_keeps_its_rep
         assert drafts[n].shared_steps > 0, drafts[n]  # it ran beside the other
         assert not drafts[n].exact  # so it is not called plain decoding's (draftsExact)
         assert "load_item_" in engine.detokenize(replies[n]).decode()
+
+
+def test_a_divergence_from_another_sequence_names_that_sequence_s_tokens_and_session(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The plan's divergence report describes the sequence the cached prefix came
+    from: a donor's tokens and session, not those of the sequence the turn holds."""
+    _clear(engine)
+    store = KVStore(tmp_path, engine.fingerprint(), ram_budget=64 << 20, disk_budget=64 << 20)
+    cache = PrefixCache(engine, store)
+    donor_prompt = _prompt(engine, "What is two plus two?")
+    asked = _prompt(engine, "What is two plus three?")
+    with engine.sequences.bind("donor"):
+        engine.prefill(donor_prompt, batch_size=256)
+        cache.live_label = "session-donor"
+    with engine.sequences.bind("own"):
+        engine.prefill(_prompt(engine, "Spell cat.")[:40], batch_size=256)  # a shorter head
+        cache.live_label = "session-own"
+        plan = cache.plan(asked)
+    shared = next(i for i, (a, b) in enumerate(zip(donor_prompt, asked, strict=False)) if a != b)
+    assert plan.divergence is not None
+    assert plan.divergence.position == shared > 40
+    assert plan.divergence.cached == tuple(donor_prompt)
+    assert plan.divergence.label == "session-donor" and plan.divergence.source == "L1"
