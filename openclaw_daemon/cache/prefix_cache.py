@@ -29,18 +29,20 @@ from openclaw_daemon.wire.errors import CacheCorruptError, ModelError
 from openclaw_daemon.wire.messages import ParkedTier, Tier
 
 if TYPE_CHECKING:
-    from openclaw_daemon.model.base import Checkpoint, KVEngine
+    from openclaw_daemon.model.base import Checkpoint, KVEngine, LiveMatch
 
 log = logging.getLogger("openclawd.cache")
 
-# With several live sequences, a prefix another one holds is shared rather than
-# restored from L2/L3 unless the blob goes this many tokens further: a restored
-# copy duplicates the shared cells, and in a unified KV cache every row of every
-# step attends over all cells in use (4-row steps at a 1.3k-token head: 25 ms
-# shared, 54 ms duplicated; docs/internals.md). It holds for this sequence's own
-# cells too: they may be the head that turns starting beside this one borrow, and
-# a blob restored over them brings a second copy (measured 40 against 29 ms a
-# 4-row step, 2026-12-07).
+# A prefix another live sequence also holds is shared rather than restored from
+# L2/L3 unless the blob goes this many tokens further: a restored copy duplicates
+# the shared cells, and in a unified KV cache every row of every step attends
+# over all cells in use (4-row steps at a 1.3k-token head: 25 ms shared, 54 ms
+# duplicated; docs/internals.md). It holds for this sequence's own cells too when
+# another sequence shares them (the head turns starting beside this one
+# borrowed): a blob restored over them brings a second copy (measured 40 against
+# 29 ms a 4-row step, 2026-12-07). With no other sequence sharing the prompt's
+# head (or fewer tokens of it than the margin), a blob that reaches further is
+# restored as with one sequence.
 SHARE_OVER_RESTORE = 64
 
 # A turn that prefills at least this many tokens has its park's buffer faulted
@@ -114,7 +116,10 @@ class PrefixCache:
         # Parks and restores of parallel turns one at a time: a restore's fetched
         # buffer must not be handed to another park before it is loaded.
         self._tiers = threading.RLock()
-        self.counters = {"hitL1": 0, "hitL2": 0, "hitL3": 0, "miss": 0, "parkedOnPath": 0}
+        self.counters = {
+            "hitL1": 0, "hitL2": 0, "hitL3": 0, "miss": 0, "parkedOnPath": 0, "parkedOnDrop": 0,
+        }  # fmt: skip
+        engine.keep_dropped = self._keep_dropped
 
     @property
     def live_label(self) -> str:
@@ -134,13 +139,17 @@ class PrefixCache:
 
     # -- planning ----------------------------------------------------------------
     def plan(self, tokens: list[int]) -> CachePlan:
+        self.park_dropped()  # a session dropped for room may be this one
         limit = len(tokens) - 1  # the last prompt token is always evaluated
-        shared_live = self.engine.cached_prefix(tokens)
+        held = self.engine.live_match(tokens)
+        shared_live = held.length
         live = min(shared_live, limit)
         if 0 < live < len(self.engine.live_tokens) and live < self.engine.trim_floor:
             live = 0  # the live state cannot be cut back that far (a sliding window)
         from_entry, entry, match = self.store.reusable(tokens, limit)
-        margin = SHARE_OVER_RESTORE if live > 0 and self.engine.sequence_count > 1 else 0
+        # A restore would duplicate the cells other sequences share with the
+        # prompt; a few of them (a common BOS, a role marker) cost nothing.
+        margin = SHARE_OVER_RESTORE if held.shared_by_others >= SHARE_OVER_RESTORE else 0
         tier: Tier
         if (
             entry is not None
@@ -151,7 +160,7 @@ class PrefixCache:
         else:
             entry, cached = None, live
             tier = "L1" if cached else "none"
-        plan = CachePlan(cached, tier, entry, self._divergence(tokens, shared_live, match))
+        plan = CachePlan(cached, tier, entry, self._divergence(tokens, held, match))
         shared = min(max(shared_live, match.length), limit)
         if cached < shared and (
             live < min(shared_live, limit) or from_entry < min(match.length, limit)
@@ -168,16 +177,16 @@ class PrefixCache:
             f"that far; {nearest}"
         )
 
-    def _divergence(self, tokens: list[int], live: int, match: Match) -> Divergence | None:
+    def _divergence(self, tokens: list[int], held: LiveMatch, match: Match) -> Divergence | None:
         """Where the prompt leaves the longest cached sequence, if one goes on past it."""
+        live = held.length
         longest = max(live, match.length)
         if longest == 0 or longest >= len(tokens):
             return None
         # ``live`` may come from another sequence's cells (a head it holds): name
         # that one's tokens and session, not this sequence's.
-        holder, held = self.engine.longest_holder(tokens)
-        if live == longest and len(held) > live:
-            return Divergence(live, tuple(held), "L1", self._labels.get(holder, ""))
+        if live == longest and len(held.held) > live:
+            return Divergence(live, held.held, "L1", self._labels.get(held.seq_id, ""))
         if match.length == longest:
             for key in sorted(match.keys):
                 entry = self.store.entry_for(key)
@@ -284,9 +293,30 @@ class PrefixCache:
 
     def checkpoint_all(self) -> bool:
         """Park every live sequence no turn owns (idle time); True if any was."""
-        parked = False
+        parked = self.park_dropped() > 0
         for _ in self.engine.each_sequence():
             parked = self.checkpoint() or parked
+        return parked
+
+    def _keep_dropped(self, seq_id: int, tokens: tuple[int, ...]) -> str | None:
+        """``KVControl.keep_dropped``: an idle sequence the engine drops for room is
+        copied out unless a tier holds it. The engine's lock is held: no tiers'
+        lock here, only the store's."""
+        return None if self.store.covers(tokens) else self._labels.get(seq_id, "")
+
+    def park_dropped(self) -> int:
+        """Park in L2 the states the engine copied out as it dropped idle
+        sequences for room (``_keep_dropped``); how many."""
+        dropped = self.engine.take_dropped()
+        if not dropped:
+            return 0
+        parked = 0
+        with self._tiers:
+            for state in dropped:
+                if not self.store.covers(state.tokens):
+                    self.store.add(state.tokens, state.blob, state.label)
+                    parked += 1
+            self.counters["parkedOnDrop"] += parked
         return parked
 
     def boundary_checkpoint(self, tokens: list[int], boundary: int) -> Checkpoint | None:

@@ -47,6 +47,45 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class LiveMatch:
+    """What the live sequences hold of a prompt, read once (``KVControl.live_match``):
+    the prefix cache plans, and reports a divergence, from one view of the cells."""
+
+    length: int  # the longest prefix of the prompt any live sequence holds
+    seq_id: int  # the sequence holding it
+    held: tuple[int, ...]  # that sequence's tokens (where they go on past the prompt)
+    shared_by_others: int = 0  # the longest prefix another sequence holds (0 with one)
+
+
+def best_live_match(own: tuple[int, tuple[int, ...]],
+                    others: Sequence[tuple[int, tuple[int, ...]]],
+                    tokens: Sequence[int]) -> LiveMatch:  # fmt: skip
+    """The sequence sharing the longest prefix of ``tokens``: among equals, one
+    whose tokens go on past that prefix (a divergence report names what the
+    prompt left), and this sequence (``own``) before another."""
+    ranked = [(common_prefix(ids, tokens), seq_id, ids) for seq_id, ids in (own, *others)]
+    length, seq_id, held = max(ranked, key=lambda r: (r[0], len(r[2]) > r[0]))
+    return LiveMatch(length, seq_id, held, max((r[0] for r in ranked[1:]), default=0))
+
+
+@dataclass(frozen=True)
+class DroppedState:
+    """An idle sequence's KV state, copied out as the engine dropped its cells to
+    make room for a running turn (``KVControl.take_dropped``): the prefix cache
+    parks it, so its session comes back from L2, not by a cold prefill."""
+
+    tokens: tuple[int, ...]
+    blob: memoryview
+    label: str  # the session that filled the sequence
+
+
+# Asked by the engine before it drops an idle sequence (its id, its tokens) for
+# room: the label to keep its state under, or None to let it go (a tier holds it).
+# The engine's context lock is held: it may take no lock but the store's own.
+KeepDropped = Callable[[int, tuple[int, ...]], "str | None"]
+
+
 # The fewest rows a prefill batch takes where it can (a prompt shorter than this
 # is one batch). scripts/llama_build.py's build sends products of fewer rows to
 # the one-row kernels, as a draft or a decode step; a prefill row computed by the
@@ -258,14 +297,17 @@ class KVControl(Protocol):
         past this one's own (a prefill shares those cells); else 0."""
         ...
 
-    def longest_holder(self, tokens: list[int]) -> tuple[int, list[int]]:
-        """The live sequence whose cells share the longest prefix of ``tokens``
-        (this one on a tie), and what it holds: ``cached_prefix``'s source."""
+    def live_match(self, tokens: list[int]) -> LiveMatch:
+        """Which live sequence's cells share the longest prefix of ``tokens``
+        (``cached_prefix`` and its source, from one read of every sequence),
+        and how far the others' reach."""
         ...
 
-    @property
-    def sequence_count(self) -> int:
-        """How many live sequences the context holds (``--parallel``)."""
+    # Set by the prefix cache: which dropped sequences' states to copy out.
+    keep_dropped: KeepDropped | None
+
+    def take_dropped(self) -> list[DroppedState]:
+        """The states copied out (``keep_dropped``) since the last call, oldest first."""
         ...
 
     def each_sequence(self) -> Iterator[int]:

@@ -35,14 +35,18 @@ from openclaw_daemon.model.base import (
     SLIDING_WINDOW,
     Checkpoint,
     DecodeStats,
+    DroppedState,
     EngineFactory,
     EngineSpec,
+    KeepDropped,
     KVEngine,
+    LiveMatch,
     LoadedEngine,
     ModelInfo,
     ProgressCallback,
     SamplingParams,
     batches,
+    best_live_match,
     check_prefill,
     common_prefix,
 )
@@ -141,6 +145,11 @@ class FakeEngine:
         self._replies: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()  # a test enqueues while the worker generates
         self._live: list[int] = []
+        # Other live sequences' (id, tokens), as a test sets them: the fake runs
+        # one sequence, but the prefix cache plans around cells others share.
+        self.other_sequences: list[tuple[int, tuple[int, ...]]] = []
+        self.keep_dropped: KeepDropped | None = None
+        self.dropped: list[DroppedState] = []  # as a test drops a sequence
         # Sliding window, as llama.cpp's cache behaves: once a restored
         # sequence grows, each new position takes the cell of the oldest masked
         # one (its search starts at cell 0 again), so the lowest ``_lost``
@@ -228,13 +237,15 @@ class FakeEngine:
     def borrowable_prefix(self, tokens: list[int]) -> int:
         return 0
 
-    sequence_count = 1
-
-    def longest_holder(self, tokens: list[int]) -> tuple[int, list[int]]:
-        return 0, self.live_tokens
+    def live_match(self, tokens: list[int]) -> LiveMatch:
+        return best_live_match((0, tuple(self._live)), self.other_sequences, tokens)
 
     def reset_all(self) -> None:
         self.reset()
+
+    def take_dropped(self) -> list[DroppedState]:
+        taken, self.dropped = self.dropped, []
+        return taken
 
     def reset(self) -> None:
         self.kv.resets += 1

@@ -19,7 +19,7 @@ import pytest
 from openclaw_daemon import config
 from openclaw_daemon.cache.kv_store import KVStore
 from openclaw_daemon.cache.prefix_cache import PrefixCache
-from openclaw_daemon.model.base import DecodeStats, SamplingParams
+from openclaw_daemon.model.base import DecodeStats, SamplingParams, common_prefix
 from openclaw_daemon.model.llama_engine import Engine
 from openclaw_daemon.wire.errors import CancelledError, KvSlotError
 
@@ -159,6 +159,38 @@ def test_a_full_cache_drops_idle_sequences_before_refusing_a_running_turn(engine
         )
 
 
+def test_an_idle_sequence_dropped_for_room_is_parked_and_comes_back_from_l2(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A sequence dropped to make room for a running turn is copied out first
+    unless a tier holds it already, so its session's next turn restores it."""
+    _clear(engine)
+    store = KVStore(tmp_path, engine.fingerprint(), ram_budget=256 << 20, disk_budget=256 << 20)
+    cache = PrefixCache(engine, store)
+    rng = random.Random(11)
+    idle = [[rng.randrange(100, 40000) for _ in range(500)] for _ in range(3)]
+    for n, tokens in enumerate(idle):
+        with engine.sequences.bind(f"idle-{n}"):
+            engine.prefill(tokens, batch_size=256)
+            cache.live_label = f"session-{n}"
+            if n == 2:
+                assert cache.checkpoint()  # parked at idle time already: no second copy
+    evicted = engine.evicted
+    with engine.sequences.bind("big"):
+        engine.prefill([rng.randrange(100, 40000) for _ in range(1200)], batch_size=256)
+    assert engine.evicted - evicted == 3  # 2700 tokens > 2048 cells: all three dropped
+    assert cache.park_dropped() == 2 and cache.counters["parkedOnDrop"] == 2
+    held = {entry.tokens: entry.label for entry in store.entries.values()}
+    assert held == {tuple(t): f"session-{n}" for n, t in enumerate(idle)}
+    asked = idle[0] + [rng.randrange(100, 40000) for _ in range(5)]
+    with engine.sequences.bind("idle-0"):
+        plan = cache.apply(cache.plan(asked), asked)
+        assert (plan.tier, plan.cached) == ("L2", 500)
+        assert engine.live_tokens == idle[0]
+        engine.prefill(asked, batch_size=256)
+        assert engine.live_tokens == asked
+
+
 def test_prompt_lookup_drafts_run_beside_another_sequence_and_each_keeps_its_reply(
     engine: Engine,
 ) -> None:
@@ -203,25 +235,34 @@ def test_prompt_lookup_drafts_run_beside_another_sequence_and_each_keeps_its_rep
         assert "load_item_" in engine.detokenize(replies[n]).decode()
 
 
+@pytest.mark.parametrize("own_holds", ["the shared prefix exactly", "a longer prompt"])
 def test_a_divergence_from_another_sequence_names_that_sequence_s_tokens_and_session(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, own_holds: str
 ) -> None:
     """The plan's divergence report describes the sequence the cached prefix came
-    from: a donor's tokens and session, not those of the sequence the turn holds."""
+    from: a donor's tokens and session, not those of the sequence the turn holds,
+    whether that one ends exactly where the prompt leaves the donor (a tie) or
+    goes on longer after leaving the prompt sooner."""
     _clear(engine)
     store = KVStore(tmp_path, engine.fingerprint(), ram_budget=64 << 20, disk_budget=64 << 20)
     cache = PrefixCache(engine, store)
     donor_prompt = _prompt(engine, "What is two plus two?")
     asked = _prompt(engine, "What is two plus three?")
+    shared = next(i for i, (a, b) in enumerate(zip(donor_prompt, asked, strict=False)) if a != b)
+    if own_holds == "a longer prompt":
+        own_prompt = _prompt(engine, "Spell cat, then dog, then bird, then fish, slowly.")
+        assert common_prefix(own_prompt, asked) < shared < len(own_prompt)
+    else:
+        own_prompt = asked[:shared]
     with engine.sequences.bind("donor"):
         engine.prefill(donor_prompt, batch_size=256)
         cache.live_label = "session-donor"
     with engine.sequences.bind("own"):
-        engine.prefill(_prompt(engine, "Spell cat.")[:40], batch_size=256)  # a shorter head
+        engine.prefill(own_prompt, batch_size=256)
         cache.live_label = "session-own"
+        assert engine.live_tokens == own_prompt
         plan = cache.plan(asked)
-    shared = next(i for i, (a, b) in enumerate(zip(donor_prompt, asked, strict=False)) if a != b)
     assert plan.divergence is not None
-    assert plan.divergence.position == shared > 40
+    assert plan.divergence.position == shared
     assert plan.divergence.cached == tuple(donor_prompt)
     assert plan.divergence.label == "session-donor" and plan.divergence.source == "L1"

@@ -3,6 +3,8 @@ divergence in the middle of the prompt, which trims the live sequence there."""
 
 from __future__ import annotations
 
+import pytest
+
 from openclaw_daemon.cache.prefix_cache import SHARE_OVER_RESTORE
 from openclaw_daemon.model.fake import FakeEngine
 from tests.unit.fake_daemon import pipeline_on
@@ -40,24 +42,54 @@ def test_switching_sessions_parks_the_live_one_in_l2_and_restores_it() -> None:
     assert engine.prefills[2].reused == len(a_live)
 
 
-def test_with_several_sequences_a_blob_a_few_tokens_longer_leaves_the_shared_head_alone() -> None:
+def _switch_back(
+    other_holds: int | None, question_a: str = "question for A"
+) -> tuple[FakeEngine, dict, tuple[int, ...], int]:
+    """A, then B (sharing the head), then A again, with another live sequence
+    holding ``other_holds`` tokens of the head (None: no other sequence)."""
+    engine = FakeEngine(["Answer A.", "Answer B.", "Answer A2."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        a1 = harness.turn(question_a)
+        a_live = tuple(engine.live_tokens)
+        harness.turn("question for B", session_id="session-b")
+        head = _common_prefix(a_live, tuple(engine.live_tokens))
+        if other_holds is not None:
+            engine.other_sequences = [(1, a_live[: min(other_holds, head)])]
+        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
+    return engine, a2, a_live, head
+
+
+def test_a_blob_a_few_tokens_longer_leaves_a_head_another_sequence_shares_alone() -> None:
     """With ``--parallel`` above 1 the live head may be cells other turns share: a
     blob reaching under SHARE_OVER_RESTORE tokens further is not restored over it
     (that would duplicate the head); the few tokens are prefilled instead."""
-    engine = FakeEngine(["Answer A.", "Answer B.", "Answer A2."], n_ctx=N_CTX)
-    engine.sequence_count = 4
-    with pipeline_on(engine) as harness:
-        a1 = harness.turn("question for A")
-        a_live = tuple(engine.live_tokens)
-        b1 = harness.turn("question for B", session_id="session-b")
-        b_live = tuple(engine.live_tokens)
-        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
-    head = _common_prefix(a_live, b_live)
-    assert b1["cache"]["tier"] == "L1"
+    engine, a2, a_live, head = _switch_back(other_holds=10**6)
+    assert head >= SHARE_OVER_RESTORE  # the other sequence shares the whole head
     assert 0 < len(a_live) - head < SHARE_OVER_RESTORE  # A's blob would reach a little further
     assert a2["cache"]["tier"] == "L1"
     assert a2["cache"]["cachedTokens"] == head
     assert engine.kv.restores == []
+
+
+def test_a_blob_reaching_the_margin_further_is_restored_over_a_shared_head() -> None:
+    engine, a2, a_live, head = _switch_back(
+        other_holds=10**6, question_a="question for A: " + "spell out the long words " * 12
+    )
+    assert len(a_live) - head >= SHARE_OVER_RESTORE
+    assert a2["cache"]["tier"] == "L2"
+    assert engine.kv.restores == [(a_live, len(a_live))]
+
+
+@pytest.mark.parametrize("other_holds", [None, 0, SHARE_OVER_RESTORE - 1])
+def test_a_blob_is_restored_when_no_other_sequence_shares_more_than_a_few_tokens(
+    other_holds: int | None,
+) -> None:
+    """The margin is for cells another sequence shares: with none (or a BOS and a
+    role marker), a blob a few tokens longer is restored as with one sequence."""
+    engine, a2, a_live, head = _switch_back(other_holds)
+    assert 0 < len(a_live) - head < SHARE_OVER_RESTORE
+    assert a2["cache"]["tier"] == "L2"
+    assert engine.kv.restores == [(a_live, len(a_live))]
 
 
 def test_a_state_parked_on_disk_is_restored_from_l3_by_the_next_daemon() -> None:
