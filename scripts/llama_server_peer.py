@@ -119,7 +119,7 @@ def install_same_engine() -> Path:
     dist = sorted(ROOT.glob(".venv/lib/python*/site-packages/llama_cpp_python-*.dist-info"))
     if not dist:
         raise PeerError("no llama-cpp-python in .venv: run scripts/setup first")
-    version = dist[0].name.split("-")[1].removesuffix(".dist-info")
+    version = dist[0].name.removesuffix(".dist-info").split("-")[1]  # llama_cpp_python-V.dist-info
     print(
         f"llama-server (same engine): building it from llama-cpp-python {version}'s "
         f"llama.cpp into {SAME_ENGINE_DIR}, a one-time ~9 min build",

@@ -298,15 +298,20 @@ class PrefixCache:
             parked = self.checkpoint() or parked
         return parked
 
-    def _keep_dropped(self, seq_id: int, tokens: tuple[int, ...]) -> str | None:
+    def _keep_dropped(self, seq_id: int, tokens: tuple[int, ...], size: int) -> str | None:
         """``KVControl.keep_dropped``: an idle sequence the engine drops for room is
-        copied out unless a tier holds it. The engine's lock is held: no tiers'
-        lock here, only the store's."""
-        return None if self.store.covers(tokens) else self._labels.get(seq_id, "")
+        copied out unless a tier holds it or RAM could not take the copies (``size``
+        bytes with those not yet parked). The engine's lock is held: no tiers' lock
+        here, only the store's."""
+        if size > self.store.ram.room_for_new() or self.store.covers(tokens):
+            return None
+        return self._labels.get(seq_id, "")
 
     def park_dropped(self) -> int:
         """Park in L2 the states the engine copied out as it dropped idle
-        sequences for room (``_keep_dropped``); how many."""
+        sequences for room (``_keep_dropped``); how many. Only full-attention
+        memory runs several sequences, so a copy can be cut back anywhere
+        (trim floor 0)."""
         dropped = self.engine.take_dropped()
         if not dropped:
             return 0
@@ -339,6 +344,7 @@ class PrefixCache:
         """Drop every tier, the live context included: the next turn starts cold."""
         with self._tiers:
             self.engine.reset_all()
+            self.engine.take_dropped()  # copies of dropped sequences go too
             self._labels.clear()
             return self.store.clear()
 

@@ -89,6 +89,13 @@ class RamTier:
                 evicted.append(entry)
             return evicted
 
+    def room_for_new(self) -> int:
+        """The most a new copy may take: the budget less what eviction cannot free
+        now (pinned and unwritten entries)."""
+        with self._lock:
+            stuck = sum(e.blob_bytes for e in self._held.values() if e.pins or e.unwritten)
+            return self.budget - stuck
+
     def used_bytes(self) -> int:
         with self._lock:
             return sum(e.blob_bytes for e in self._held.values()) + self.pool.spare_bytes

@@ -80,10 +80,12 @@ class DroppedState:
     label: str  # the session that filled the sequence
 
 
-# Asked by the engine before it drops an idle sequence (its id, its tokens) for
-# room: the label to keep its state under, or None to let it go (a tier holds it).
-# The engine's context lock is held: it may take no lock but the store's own.
-KeepDropped = Callable[[int, tuple[int, ...]], "str | None"]
+# Asked by the engine before it drops an idle sequence for room: its id, its
+# tokens, and the bytes its copy would hold with the copies not yet taken; the
+# label to keep the state under, or None to let it go (a tier holds it, or RAM
+# has no room). The engine's context lock is held: it may take no lock but the
+# store's own.
+KeepDropped = Callable[[int, tuple[int, ...], int], "str | None"]
 
 
 # The fewest rows a prefill batch takes where it can (a prompt shorter than this

@@ -15,7 +15,6 @@ Pinned to llama-cpp-python 0.3.36: ``Llama._ctx``, ``Llama._batch``,
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import dataclasses
@@ -168,7 +167,7 @@ class Engine:
         self.borrowed_tokens = 0  # prompt tokens a sequence took from another's cells
         self.evicted = 0  # idle sequences dropped to make room
         self.keep_dropped: KeepDropped | None = None
-        self._dropped: collections.deque[DroppedState] = collections.deque()
+        self._dropped: list[DroppedState] = []  # copied out for the prefix cache; _ctx_lock
         exact = _on_a_thread_of_its_own(self._probe_drafts_exact)
         # ``auto`` drafts where they are exact, and with one sequence: beside other
         # sequences a draft can share a step of 10 rows or more, which takes the
@@ -639,48 +638,66 @@ class Engine:
 
     def _evict_idle(self, step: list[StepRequest]) -> bool:
         """Free the cells of sequences no turn owns (least recently used first),
-        so a running turn gets room; True if any were freed. Their sessions
-        come back from L2/L3 if parked, else by prefill."""
+        so a running turn gets room; True if any were freed. A state no tier
+        holds is copied out first (``_copy_out_before_dropping``)."""
         running = {r.seq.seq_id for r in step} | {self._seq.seq_id}
         freed = False
-        for seq in self.sequences.idle():
+        copied: list[tuple[int, ...]] = []
+        # Longest first: a sequence holding a prefix of one already copied needs
+        # no copy of its own (that entry serves it, cut back).
+        idle = sorted(self.sequences.idle(), key=lambda s: -len(s.ids))
+        for seq in idle:
             if seq.seq_id in running or not seq.ids:
                 continue
-            log.info("dropping sequence %d (%d tokens) for room", seq.seq_id, len(seq.ids))
-            self._copy_out_before_dropping(seq)
-            llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
-            seq.ids, seq.saved = [], None
-            self.evicted += 1
-            freed = True
+            with self.sequences.claimed(seq) as still_idle:
+                if not still_idle:
+                    continue  # a turn bound it since: its cells are that turn's now
+                log.info("dropping sequence %d (%d tokens) for room", seq.seq_id, len(seq.ids))
+                tokens = tuple(seq.ids)
+                covered = any(kept[: len(tokens)] == tokens for kept in copied)
+                if not covered and self._copy_out_before_dropping(seq):
+                    copied.append(tokens)
+                llama_cpp.llama_memory_seq_rm(self._memory(), seq.seq_id, -1, -1)
+                seq.ids, seq.saved = [], None
+                self.evicted += 1
+                freed = True
         return freed
 
-    def _copy_out_before_dropping(self, seq: LiveSequence) -> None:
+    def _copy_out_before_dropping(self, seq: LiveSequence) -> bool:
         """Copy an idle sequence's state out before its cells are dropped, if the
         prefix cache wants it (no tier holds it yet: its turn ended after the last
-        idle-time park). Into plain memory, not the store's buffers: those are
-        found under the prefix cache's lock, which a turn may hold while it waits
-        for this step (``PrefixCache.park_dropped`` files the copy later). About
-        4 ms and 23 KB a token for SmolLM2-135M; a room-making drop is rare."""
+        idle-time park, and RAM has room); True if it did. Into plain memory: the
+        store files an entry under the prefix cache's tiers lock, which a turn may
+        hold while it waits for this step (``PrefixCache.park_dropped`` files the
+        copy later). Best effort: a failure here only costs that session a
+        prefill, never the running turns their room. Under ``_ctx_lock``."""
         tokens = tuple(seq.ids)
-        label = self.keep_dropped(seq.seq_id, tokens) if self.keep_dropped else None
-        if label is None:
-            return
-        ctx = self.llama._ctx.ctx
-        size = int(llama_cpp.llama_state_seq_get_size(ctx, seq.seq_id))
-        buffer = np.empty(size, dtype=np.uint8)
-        out = buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
-        written = llama_cpp.llama_state_seq_get_data(ctx, out, size, seq.seq_id)
-        if written != size:
-            log.warning("could not copy sequence %d's state out (%d of %d bytes): dropped",
-                        seq.seq_id, written, size)  # fmt: skip
-            return
+        try:
+            ctx = self.llama._ctx.ctx
+            size = int(llama_cpp.llama_state_seq_get_size(ctx, seq.seq_id))
+            pending = sum(state.blob.nbytes for state in self._dropped)
+            keep = self.keep_dropped
+            label = keep(seq.seq_id, tokens, size + pending) if keep is not None else None
+            if label is None:
+                return False
+            buffer = np.empty(size, dtype=np.uint8)
+            out = buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+            written = llama_cpp.llama_state_seq_get_data(ctx, out, size, seq.seq_id)
+            if written != size:
+                raise ModelError(f"llama.cpp saved {written} of {size} bytes")
+        except Exception as exc:  # noqa: BLE001 - the drop goes on without the copy
+            log.warning(
+                "could not keep sequence %d's state before dropping it: %s", seq.seq_id, exc
+            )
+            return False
         self._dropped.append(DroppedState(tokens, memoryview(buffer.data), label))
+        return True
 
     def take_dropped(self) -> list[DroppedState]:
-        taken: list[DroppedState] = []
-        with contextlib.suppress(IndexError):  # a deque: safe beside a step's appends
-            while True:
-                taken.append(self._dropped.popleft())
+        if not self._dropped:  # the common case, without waiting for a step
+            return []
+        with self._ctx_lock:
+            taken, self._dropped = self._dropped, []
         return taken
 
     def _copy_rows(self, rows: list[int]) -> np.ndarray:

@@ -110,6 +110,22 @@ class SequencePool:
         finally:
             self._local.seq = previous
 
+    @contextmanager
+    def claimed(self, seq: LiveSequence) -> Iterator[bool]:
+        """Hold a sequence no turn owns as busy for the block, so no turn binds it
+        while its cells are dropped for room; yields False, holding nothing, if a
+        turn bound it since ``idle`` listed it."""
+        with self._changed:
+            held = not seq.busy
+            seq.busy = True
+        try:
+            yield held
+        finally:
+            if held:
+                with self._changed:
+                    seq.busy = False
+                    self._changed.notify()
+
     def idle(self) -> list[LiveSequence]:
         """Sequences no turn owns now, least recently used first (what to evict)."""
         with self._changed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from openclaw_daemon.cache.prefix_cache import SHARE_OVER_RESTORE
+from openclaw_daemon.model.base import DroppedState
 from openclaw_daemon.model.fake import FakeEngine
 from tests.unit.fake_daemon import pipeline_on
 
@@ -152,3 +153,48 @@ def test_a_refused_l2_state_is_discarded_and_the_turn_prefills_instead() -> None
     assert a2["cache"]["tier"] == "L2"
     assert a2["usage"]["cacheRead"] == shared
     assert engine.prefills[-1].reused == shared
+
+
+def _dropped_after_a_turn(harness_engine: FakeEngine, session: str) -> DroppedState:
+    """What the engine copies out as it drops the live sequence for room."""
+    tokens, blob = harness_engine.snapshot(lambda size: memoryview(bytearray(size)))
+    harness_engine.reset()  # the cells are gone: only the copy holds them
+    return DroppedState(tokens, blob, session)
+
+
+def test_a_sequence_dropped_for_room_is_parked_from_its_copy_and_restored_from_l2() -> None:
+    engine = FakeEngine(["Answer A.", "Answer A2."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        a1 = harness.turn("question for A")
+        a_live = tuple(engine.live_tokens)
+        cache = harness.pipeline.cache
+        assert cache._keep_dropped(0, a_live, 4096) == a1["sessionId"]  # no tier holds it
+        engine.dropped = [_dropped_after_a_turn(engine, a1["sessionId"])]
+        a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
+        assert cache.counters["parkedOnDrop"] == 1
+    assert a2["cache"]["tier"] == "L2"
+    assert engine.kv.restores == [(a_live, len(a_live))]
+    assert a2["usage"]["cacheRead"] == len(a_live)
+
+
+def test_a_dropped_sequence_is_not_copied_when_a_tier_holds_it_or_ram_has_no_room() -> None:
+    engine = FakeEngine(["Answer A."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        harness.turn("question for A")
+        a_live = tuple(engine.live_tokens)
+        cache = harness.pipeline.cache
+        assert cache._keep_dropped(0, a_live, harness.store.ram.budget + 1) is None
+        assert cache.checkpoint()  # parked at idle time
+        assert cache._keep_dropped(0, a_live, 4096) is None
+        # A copy made anyway (the park raced it) is not filed twice.
+        engine.dropped = [_dropped_after_a_turn(engine, "session-a")]
+        assert cache.park_dropped() == 0
+
+
+def test_cache_clear_drops_copies_of_dropped_sequences_too() -> None:
+    engine = FakeEngine(["Answer A."], n_ctx=N_CTX)
+    with pipeline_on(engine) as harness:
+        harness.turn("question for A")
+        engine.dropped = [_dropped_after_a_turn(engine, "session-a")]
+        harness.pipeline.cache.clear()
+        assert engine.dropped == [] and harness.store.entries == {}
