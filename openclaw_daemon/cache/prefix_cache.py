@@ -33,16 +33,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("openclawd.cache")
 
-# A prefix another live sequence also holds is shared rather than restored from
-# L2/L3 unless the blob goes this many tokens further: a restored copy duplicates
-# the shared cells, and in a unified KV cache every row of every step attends
-# over all cells in use (4-row steps at a 1.3k-token head: 25 ms shared, 54 ms
-# duplicated; docs/internals.md). It holds for this sequence's own cells too when
-# another sequence shares them (the head turns starting beside this one
-# borrowed): a blob restored over them brings a second copy (measured 40 against
-# 29 ms a 4-row step, 2026-12-07). With no other sequence sharing the prompt's
-# head (or fewer tokens of it than the margin), a blob that reaches further is
-# restored as with one sequence.
+# With several live sequences, a live prefix of at least this many tokens is
+# kept (or shared) rather than restored over from L2/L3 unless the blob goes this
+# many tokens further: a restored copy duplicates cells other sequences share, and
+# in a unified KV cache every row of every step attends over all cells in use
+# (4-row steps at a 1.3k-token head: 25 ms shared, 54 ms duplicated;
+# docs/internals.md). It holds for this sequence's own cells too, even when no
+# other sequence shares them yet: they may be the head that turns starting beside
+# this one are about to borrow. Applying it only when another sequence already
+# shared the prompt let four follow-ups starting together each restore their own
+# blob (one run of two: aggregate 0.65 against 0.99 of one alone, 2026-12-07). A
+# shorter live prefix (a common BOS and role marker) does not hold a restore back.
 SHARE_OVER_RESTORE = 64
 
 # A turn that prefills at least this many tokens has its park's buffer faulted
@@ -147,9 +148,8 @@ class PrefixCache:
         if 0 < live < len(self.engine.live_tokens) and live < self.engine.trim_floor:
             live = 0  # the live state cannot be cut back that far (a sliding window)
         from_entry, entry, match = self.store.reusable(tokens, limit)
-        # A restore would duplicate the cells other sequences share with the
-        # prompt; a few of them (a common BOS, a role marker) cost nothing.
-        margin = SHARE_OVER_RESTORE if held.shared_by_others >= SHARE_OVER_RESTORE else 0
+        shared_head = held.sequences > 1 and live >= SHARE_OVER_RESTORE
+        margin = SHARE_OVER_RESTORE if shared_head else 0
         tier: Tier
         if (
             entry is not None

@@ -55,7 +55,7 @@ class LiveMatch:
     length: int  # the longest prefix of the prompt any live sequence holds
     seq_id: int  # the sequence holding it
     held: tuple[int, ...]  # that sequence's tokens (where they go on past the prompt)
-    shared_by_others: int = 0  # the longest prefix another sequence holds (0 with one)
+    sequences: int = 1  # how many live sequences the read covered (``--parallel``)
 
 
 def best_live_match(own: tuple[int, tuple[int, ...]],
@@ -66,7 +66,7 @@ def best_live_match(own: tuple[int, tuple[int, ...]],
     prompt left), and this sequence (``own``) before another."""
     ranked = [(common_prefix(ids, tokens), seq_id, ids) for seq_id, ids in (own, *others)]
     length, seq_id, held = max(ranked, key=lambda r: (r[0], len(r[2]) > r[0]))
-    return LiveMatch(length, seq_id, held, max((r[0] for r in ranked[1:]), default=0))
+    return LiveMatch(length, seq_id, held, len(ranked))
 
 
 @dataclass(frozen=True)
@@ -301,8 +301,7 @@ class KVControl(Protocol):
 
     def live_match(self, tokens: list[int]) -> LiveMatch:
         """Which live sequence's cells share the longest prefix of ``tokens``
-        (``cached_prefix`` and its source, from one read of every sequence),
-        and how far the others' reach."""
+        (``cached_prefix`` and its source, from one read of every sequence)."""
         ...
 
     # Set by the prefix cache: which dropped sequences' states to copy out.

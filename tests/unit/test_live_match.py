@@ -9,9 +9,9 @@ from openclaw_daemon.model.base import LiveMatch, best_live_match
 PROMPT = (1, 2, 3, 4, 5, 6)
 
 
-def test_the_longest_shared_prefix_wins_and_the_others_reach_is_reported() -> None:
+def test_the_longest_shared_prefix_wins_and_the_sequences_read_are_counted() -> None:
     match = best_live_match((0, (1, 2)), [(1, (1, 2, 3, 4, 9)), (2, (1, 2, 3))], PROMPT)
-    assert match == LiveMatch(4, 1, (1, 2, 3, 4, 9), shared_by_others=4)
+    assert match == LiveMatch(4, 1, (1, 2, 3, 4, 9), sequences=3)
 
 
 def test_on_a_tie_a_donor_that_goes_on_past_is_named_over_one_that_ends_there() -> None:
@@ -24,7 +24,7 @@ def test_on_a_full_tie_the_own_sequence_is_named() -> None:
     assert (match.seq_id, match.held) == (0, (1, 2, 3, 8))
 
 
-def test_with_one_sequence_or_nothing_in_common_nothing_is_shared_by_others() -> None:
-    assert best_live_match((0, (1, 2)), [], PROMPT) == LiveMatch(2, 0, (1, 2), 0)
+def test_with_one_sequence_it_is_the_match_and_nothing_in_common_is_length_0() -> None:
+    assert best_live_match((0, (1, 2)), [], PROMPT) == LiveMatch(2, 0, (1, 2), 1)
     match = best_live_match((0, ()), [(1, (5,))], PROMPT)
-    assert (match.length, match.shared_by_others) == (0, 0)
+    assert (match.length, match.sequences) == (0, 2)

@@ -44,10 +44,11 @@ def test_switching_sessions_parks_the_live_one_in_l2_and_restores_it() -> None:
 
 
 def _switch_back(
-    other_holds: int | None, question_a: str = "question for A"
+    other_holds: int | None, question_a: str = "question for A", own_keeps: int | None = None
 ) -> tuple[FakeEngine, dict, tuple[int, ...], int]:
     """A, then B (sharing the head), then A again, with another live sequence
-    holding ``other_holds`` tokens of the head (None: no other sequence)."""
+    holding ``other_holds`` tokens of the head (None: no other sequence), and the
+    turn's own sequence cut back to ``own_keeps`` tokens of B's (None: all)."""
     engine = FakeEngine(["Answer A.", "Answer B.", "Answer A2."], n_ctx=N_CTX)
     with pipeline_on(engine) as harness:
         a1 = harness.turn(question_a)
@@ -56,16 +57,22 @@ def _switch_back(
         head = _common_prefix(a_live, tuple(engine.live_tokens))
         if other_holds is not None:
             engine.other_sequences = [(1, a_live[: min(other_holds, head)])]
+        if own_keeps is not None:
+            engine.truncate(own_keeps)
         a2 = harness.turn("follow-up for A", session_id=a1["sessionId"])
     return engine, a2, a_live, head
 
 
-def test_a_blob_a_few_tokens_longer_leaves_a_head_another_sequence_shares_alone() -> None:
-    """With ``--parallel`` above 1 the live head may be cells other turns share: a
-    blob reaching under SHARE_OVER_RESTORE tokens further is not restored over it
-    (that would duplicate the head); the few tokens are prefilled instead."""
-    engine, a2, a_live, head = _switch_back(other_holds=10**6)
-    assert head >= SHARE_OVER_RESTORE  # the other sequence shares the whole head
+@pytest.mark.parametrize("other_holds", [10**6, 0], ids=["shared", "not-yet-shared"])
+def test_with_several_sequences_a_blob_a_few_tokens_longer_leaves_the_live_head_alone(
+    other_holds: int,
+) -> None:
+    """With ``--parallel`` above 1 the live head may be cells other turns share, or
+    are about to borrow as they start beside this one: a blob reaching under
+    SHARE_OVER_RESTORE tokens further is not restored over it (that would
+    duplicate the head); the few tokens are prefilled instead."""
+    engine, a2, a_live, head = _switch_back(other_holds)
+    assert head >= SHARE_OVER_RESTORE
     assert 0 < len(a_live) - head < SHARE_OVER_RESTORE  # A's blob would reach a little further
     assert a2["cache"]["tier"] == "L1"
     assert a2["cache"]["cachedTokens"] == head
@@ -81,13 +88,18 @@ def test_a_blob_reaching_the_margin_further_is_restored_over_a_shared_head() -> 
     assert engine.kv.restores == [(a_live, len(a_live))]
 
 
-@pytest.mark.parametrize("other_holds", [None, 0, SHARE_OVER_RESTORE - 1])
-def test_a_blob_is_restored_when_no_other_sequence_shares_more_than_a_few_tokens(
-    other_holds: int | None,
+@pytest.mark.parametrize(
+    ("other_holds", "own_keeps"),
+    [(None, None), (0, SHARE_OVER_RESTORE - 1)],
+    ids=["one-sequence", "live-prefix-under-the-margin"],
+)
+def test_a_blob_is_restored_with_one_sequence_or_under_a_few_live_tokens(
+    other_holds: int | None, own_keeps: int | None
 ) -> None:
-    """The margin is for cells another sequence shares: with none (or a BOS and a
-    role marker), a blob a few tokens longer is restored as with one sequence."""
-    engine, a2, a_live, head = _switch_back(other_holds)
+    """The margin is for a live head: with one sequence, or a live prefix shorter
+    than the margin (a common BOS and role marker), a blob a few tokens longer
+    is restored."""
+    engine, a2, a_live, head = _switch_back(other_holds, own_keeps=own_keeps)
     assert 0 < len(a_live) - head < SHARE_OVER_RESTORE
     assert a2["cache"]["tier"] == "L2"
     assert engine.kv.restores == [(a_live, len(a_live))]
