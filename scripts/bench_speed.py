@@ -194,10 +194,14 @@ def speed_suite(
         ours_lookup.append(
             cold_turn(long_message(102 + 3 * n), f"speed-lookup-{n}", "--prompt-lookup", "on")
         )
-    log(f"  quote/edit, {rounds} rounds: ours (lookup on), llama-server, ours (lookup off)")
+    log(
+        f"  quote/edit, {rounds} rounds: ours (lookup on), llama-server, llama-server -fa off, "
+        "ours (lookup off)"
+    )
     quote_on: list[dict[str, Any]] = []
     quote_off: list[dict[str, Any]] = []
     quote_peer: list[dict[str, Any]] = []
+    quote_plain: list[dict[str, Any]] = []
     quote_same: list[dict[str, Any]] = []
     for n in range(rounds):
         quote_on.append(
@@ -213,6 +217,9 @@ def speed_suite(
                 600,
             )
         quote_peer.append(peer_turn(peer, quote_chat, QUOTE_TOKENS, "quote"))
+        # Flash attention on or off is the faster on one CPU and the slower on
+        # another (docs/internals.md): the quote beside both.
+        quote_plain.append(peer_turn(peer_plain, quote_chat, QUOTE_TOKENS, "quote"))
         if same_engine is not None:
             quote_same.append(peer_turn(same_engine, quote_chat, QUOTE_TOKENS, "quote"))
         quote_off.append(
@@ -243,6 +250,7 @@ def speed_suite(
             "oursTokPerS": _median(quote_on, "decodeTokPerS"),
             "oursLookupOffTokPerS": _median(quote_off, "decodeTokPerS"),
             "llamaServerTokPerS": _median(quote_peer, "decodeTokPerS"),
+            "llamaServerFaOffTokPerS": _median(quote_plain, "decodeTokPerS"),
             "llamaServerSameEngineTokPerS": _median(quote_same, "decodeTokPerS"),
             "context": {
                 "ours": _median(quote_on, "input"),
@@ -262,6 +270,7 @@ def speed_suite(
         "decodeVsLlamaServerFaOff": _ratio(d["ours"], d.get("llamaServerFaOff")),
         "coldPrefillVsLlamaServerFaOff": _ratio(p["ours"], p.get("llamaServerFaOff")),
         "quoteLookupVsLlamaServer": _ratio(q["oursTokPerS"], q["llamaServerTokPerS"]),
+        "quoteLookupVsLlamaServerFaOff": _ratio(q["oursTokPerS"], q["llamaServerFaOffTokPerS"]),
         "quoteLookupVsLookupOff": _ratio(q["oursTokPerS"], q["oursLookupOffTokPerS"]),
         "decodeVsSameEngine": _ratio(d["ours"], d["llamaServerSameEngine"]),
         "coldPrefillVsSameEngine": _ratio(p["ours"], p["llamaServerSameEngine"]),
@@ -277,6 +286,7 @@ def speed_suite(
             "ours": quote_on,
             "oursLookupOff": quote_off,
             "llamaServer": quote_peer,
+            "llamaServerFaOff": quote_plain,
             "llamaServerSameEngine": quote_same,
         },
     }
@@ -315,6 +325,15 @@ def speed_markdown(speed: dict[str, Any]) -> list[str]:
         f"| {q['oursTokPerS']} "
         f"| {q['llamaServerTokPerS']} "
         f"| {mark(r['quoteLookupVsLlamaServer'], 1.5)} (≥ 1.50) |",
+        *(
+            [
+                f"| quote/edit, llama-server `-fa off` | {q['oursTokPerS']} "
+                f"| {q['llamaServerFaOffTokPerS']} "
+                f"| {mark(r.get('quoteLookupVsLlamaServerFaOff'), 1.5)} |"
+            ]
+            if q.get("llamaServerFaOffTokPerS")  # runs before 2026-12-08 had no such row
+            else []
+        ),
         f"| quote/edit: replies identical with lookup off (every round) "
         f"| {'yes' if q['identical'] else 'NO'} | | "
         f"{_count(q['draftAccepted'])} of {_count(q['tokens'])} tokens drafted and kept (median); "

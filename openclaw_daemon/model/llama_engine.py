@@ -437,6 +437,9 @@ class Engine:
             "kvType": "f16",
             "flashAttn": self.flash_attn,  # it lays the V cache out differently
             "llamaCpp": llama_cpp.__version__,
+            # A stock build computes a batch's rows otherwise (scripts/llama_build.py):
+            # its blobs would not restore as our cold prefill computes.
+            "llamaPatch": _build_patch(),
             **({"stateLayout": "context"} if self._whole_context_state else {}),
         }
 
@@ -873,6 +876,20 @@ def _on_a_thread_of_its_own(compute: Callable[[], bool]) -> bool:
     thread.start()
     thread.join()
     return result[0]
+
+
+def _build_patch() -> str:
+    """The llama.cpp patch the loaded CPU backend carries (the string
+    scripts/llama_build.py compiles in as ``openclaw_edge_llama_patch``), or ""
+    for a stock build. The library is loaded already: this only looks it up."""
+    for lib in sorted((Path(llama_cpp.__file__).parent / "lib").glob("libggml-cpu.so*")):
+        try:
+            first = ctypes.c_char.in_dll(ctypes.CDLL(str(lib)), "openclaw_edge_llama_patch")
+        except (OSError, ValueError):
+            continue
+        # A char array, not a pointer: its address is the string.
+        return ctypes.string_at(ctypes.addressof(first)).decode()
+    return ""
 
 
 def _memory_kind(model: llama_cpp.llama_model_p) -> str:

@@ -39,3 +39,19 @@ def test_installed_build_carries_our_llama_cpp_patch() -> None:
     assert checked.returncode == 0
     recorded = Path(sys.prefix) / "openclaw-llama-build"
     assert len(recorded.read_text().strip()) == 16
+
+
+def test_saved_kv_names_the_patch_the_build_carries() -> None:
+    """A blob saved by a stock build holds rows computed by other kernels: the
+    fingerprint (and so the cache directory) names the patch, read from the
+    loaded library itself."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import llama_build
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    from openclaw_daemon.config import embedded_model_path
+    from openclaw_daemon.model.llama_engine import Engine
+
+    engine = Engine(embedded_model_path(), n_ctx=512)
+    assert engine.fingerprint()["llamaPatch"] == llama_build.MARKER
