@@ -640,9 +640,9 @@ class Engine:
         raise ModelError(f"llama.cpp failed to evaluate the prompt: llama_decode returned {code}")
 
     def _evict_idle(self, step: list[StepRequest]) -> bool:
-        """Free the cells of sequences no turn owns (least recently used first),
-        so a running turn gets room; True if any were freed. A state no tier
-        holds is copied out first (``_copy_out_before_dropping``)."""
+        """Free the cells of every sequence no turn owns, so a running turn gets
+        room; True if any were freed. A state no tier holds is copied out first
+        (``_copy_out_before_dropping``)."""
         running = {r.seq.seq_id for r in step} | {self._seq.seq_id}
         freed = False
         copied: list[tuple[int, ...]] = []
