@@ -27,6 +27,13 @@ import pytest
 from openclaw_daemon.wire import frames as protocol
 
 OPENCLAW = Path(sys.executable).with_name("openclaw")
+
+# A suite started as a background job of a non-interactive shell (`nohup scripts/test &`)
+# inherits SIGINT ignored, and so would every CLI it starts: the Ctrl-C tests (a
+# cancelled turn, the end of `logs --follow`) would then test nothing but the shell.
+# A handler is reset to the default across exec, so the children get Ctrl-C back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # The second model family (Gemma 3 270M, sliding window 512): scripts/test
 # assembles it into the venv (scripts/test_models.py); OPENCLAW_TEST_GEMMA
 # points elsewhere. Read at import: the autouse fixture clears OPENCLAW_*.
